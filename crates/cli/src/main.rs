@@ -1,0 +1,73 @@
+//! `palette`: the command-line interface. One module per verb; the work is
+//! done by the library crates.
+
+mod cmd;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Turn distributed traces into a representative, runnable microservice
+/// benchmark system.
+///
+/// Palette reads traces (Alibaba CallGraph CSV, span CSV, Jaeger, Zipkin or
+/// OTLP JSON, plain or gzip), learns the system's topology, call behaviour and
+/// latency, and reports how faithful a model or a generated system is.
+///
+/// Exit codes: 0 ok, 1 runtime failure, 2 usage error, 65 bad input data.
+#[derive(Parser)]
+#[command(
+    name = "palette",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read traces and report what they hold: counts, topology, shapes, defects.
+    Inspect(cmd::inspect::Args),
+    /// Write the built-in example traces (a web shop and Alibaba-style calls) in every format.
+    Example(cmd::example::Args),
+    /// Measure Palette's own speed and memory; prints a table.
+    Bench(cmd::bench::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(args) => cmd::inspect::run(args),
+        Command::Example(args) => cmd::example::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("palette: error: {err:#}");
+            ExitCode::from(exit_code(&err))
+        }
+    }
+}
+
+/// 65 for bad input data, 2 for a usage error, 1 for anything else.
+fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<palette_trace::Error>() {
+            if e.is_bad_data() {
+                return 65;
+            }
+            if e.is_usage() {
+                return 2;
+            }
+        }
+        if cause.downcast_ref::<cmd::UsageError>().is_some() {
+            return 2;
+        }
+    }
+    1
+}

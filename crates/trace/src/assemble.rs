@@ -1,0 +1,723 @@
+//! Streaming assembly: canonical spans in, repaired call trees out.
+//!
+//! Spans are grouped by trace id. With a window (time-ordered input such as
+//! Alibaba's), a trace is closed once no span of it has been seen for
+//! `window_ns` of input time, so memory stays bounded by the traces open in
+//! one window; without one, traces close at the end of the input.
+//!
+//! Closing a trace repairs it (see [`DefectKind`] for each policy), adopts
+//! wrapper siblings (DESIGN.md "Wrapper adoption"), folds client spans into
+//! the call edge and orders executions breadth-first.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+
+use rustc_hash::FxHashMap;
+
+use crate::defect::{DefectKind, DefectReport, Policies, Policy};
+use crate::error::Error;
+use crate::span::{Api, Interner, Origin, Span, SpanId, SpanKind, Sym, TraceId, flags};
+use crate::tree::{CallTree, EdgeKind, Exec, NO_PARENT};
+
+/// How traces are assembled.
+#[derive(Clone, Debug)]
+pub struct AssembleOptions {
+    /// Close a trace after this much input time without a new span. `None`
+    /// keeps every trace open until the end of the input.
+    pub window_ns: Option<i64>,
+    /// Adopt calls recorded as siblings of the handler span that made them.
+    pub adopt: bool,
+    pub policies: Policies,
+}
+
+impl Default for AssembleOptions {
+    fn default() -> Self {
+        AssembleOptions {
+            window_ns: None,
+            adopt: true,
+            policies: Policies::default(),
+        }
+    }
+}
+
+/// Receives each trace as it closes.
+pub trait TraceSink {
+    fn trace(&mut self, tree: &CallTree, names: &Interner) -> Result<(), Error>;
+}
+
+impl<F: FnMut(&CallTree, &Interner) -> Result<(), Error>> TraceSink for F {
+    fn trace(&mut self, tree: &CallTree, names: &Interner) -> Result<(), Error> {
+        self(tree, names)
+    }
+}
+
+/// What assembly did besides repairing defects.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AssemblyCounts {
+    /// Traces handed to the sink.
+    pub traces: u64,
+    /// Spans in those traces.
+    pub spans: u64,
+    /// Client spans folded into call edges.
+    pub folded_client_spans: u64,
+    /// Calls re-parented under the handler span that made them.
+    pub adopted_calls: u64,
+    /// Alibaba calls logged by both sides and merged into one.
+    pub merged_call_pairs: u64,
+    /// Most traces open at once: the memory bound of streaming assembly.
+    pub peak_open_traces: u64,
+}
+
+/// Spans of one trace that is still open.
+struct Pending {
+    spans: Vec<Span>,
+    /// Latest input time seen for the trace.
+    last_ns: i64,
+}
+
+/// Names needed to resolve Alibaba rpc ids and to write error locations.
+pub struct Env<'a> {
+    pub names: &'a Interner,
+    pub files: &'a [PathBuf],
+}
+
+impl Env<'_> {
+    pub fn at(&self, origin: Origin) -> String {
+        match self.files.get(origin.file as usize) {
+            Some(p) => format!("{}:{}", p.display(), origin.line),
+            None => format!("line {}", origin.line),
+        }
+    }
+}
+
+/// Groups spans into traces and assembles each as it closes.
+pub struct Assembler {
+    opts: AssembleOptions,
+    /// Traces still receiving spans.
+    open: FxHashMap<TraceId, Pending>,
+    /// Close-candidates in input-time order: (earliest close time, trace).
+    deadlines: VecDeque<(i64, TraceId)>,
+    /// Latest input time seen: the clock the window runs on.
+    now_ns: i64,
+    /// Spans pushed since the last sweep of expired traces.
+    since_sweep: u32,
+    pub defects: DefectReport,
+    pub counts: AssemblyCounts,
+}
+
+/// Sweep for expired traces every this many spans: often enough to bound
+/// memory, rarely enough to cost nothing.
+const SWEEP_EVERY: u32 = 256;
+
+impl Assembler {
+    pub fn new(opts: AssembleOptions) -> Assembler {
+        Assembler {
+            opts,
+            open: FxHashMap::default(),
+            deadlines: VecDeque::new(),
+            now_ns: i64::MIN,
+            since_sweep: 0,
+            defects: DefectReport::default(),
+            counts: AssemblyCounts::default(),
+        }
+    }
+
+    pub fn policies(&self) -> &Policies {
+        &self.opts.policies
+    }
+
+    /// Counts a defect found outside assembly (by a reader).
+    pub fn record(
+        &mut self,
+        kind: DefectKind,
+        location: impl FnOnce() -> String,
+        detail: impl FnOnce() -> String,
+    ) -> Result<Policy, Error> {
+        self.defects
+            .record(&self.opts.policies, kind, location, detail)
+    }
+
+    /// Adds a span; may close (and emit) traces that fell out of the window.
+    pub fn push(&mut self, span: Span, env: &Env, sink: &mut dyn TraceSink) -> Result<(), Error> {
+        let t = span.start_ns;
+        let trace_id = span.trace_id;
+        match self.open.get_mut(&trace_id) {
+            Some(p) => {
+                p.last_ns = p.last_ns.max(t);
+                p.spans.push(span);
+            }
+            None => {
+                if let Some(w) = self.opts.window_ns {
+                    self.deadlines.push_back((t.saturating_add(w), trace_id));
+                }
+                self.open.insert(
+                    trace_id,
+                    Pending {
+                        spans: vec![span],
+                        last_ns: t,
+                    },
+                );
+                self.counts.peak_open_traces =
+                    self.counts.peak_open_traces.max(self.open.len() as u64);
+            }
+        }
+        if let Some(w) = self.opts.window_ns {
+            self.now_ns = self.now_ns.max(t);
+            self.since_sweep += 1;
+            if self.since_sweep >= SWEEP_EVERY {
+                self.since_sweep = 0;
+                self.sweep(w, env, sink)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn sweep(&mut self, window: i64, env: &Env, sink: &mut dyn TraceSink) -> Result<(), Error> {
+        while let Some(&(deadline, trace_id)) = self.deadlines.front() {
+            if deadline > self.now_ns {
+                break;
+            }
+            self.deadlines.pop_front();
+            let Some(p) = self.open.get(&trace_id) else {
+                continue;
+            };
+            let due = p.last_ns.saturating_add(window);
+            if due > self.now_ns {
+                self.deadlines.push_back((due, trace_id));
+                continue;
+            }
+            let p = self.open.remove(&trace_id).expect("checked above");
+            self.close(trace_id, p.spans, env, sink)?;
+        }
+        Ok(())
+    }
+
+    /// Closes every open trace, in order of first appearance for windowed
+    /// input and by trace id otherwise, so output order is deterministic.
+    pub fn finish(&mut self, env: &Env, sink: &mut dyn TraceSink) -> Result<(), Error> {
+        let mut order: Vec<TraceId> = if self.opts.window_ns.is_some() {
+            let mut seen = rustc_hash::FxHashSet::default();
+            self.deadlines
+                .drain(..)
+                .map(|(_, t)| t)
+                .filter(|t| seen.insert(*t))
+                .collect()
+        } else {
+            let mut ids: Vec<TraceId> = self.open.keys().copied().collect();
+            ids.sort_unstable();
+            ids
+        };
+        order.retain(|t| self.open.contains_key(t));
+        for trace_id in order {
+            let p = self.open.remove(&trace_id).expect("listed above");
+            self.close(trace_id, p.spans, env, sink)?;
+        }
+        Ok(())
+    }
+
+    fn close(
+        &mut self,
+        trace_id: TraceId,
+        spans: Vec<Span>,
+        env: &Env,
+        sink: &mut dyn TraceSink,
+    ) -> Result<(), Error> {
+        let n = spans.len() as u64;
+        match build_tree(
+            trace_id,
+            spans,
+            env,
+            &self.opts,
+            &mut self.defects,
+            &mut self.counts,
+        )? {
+            Some(tree) => {
+                self.counts.traces += 1;
+                self.counts.spans += tree.span_count as u64;
+                sink.trace(&tree, env.names)
+            }
+            None => {
+                self.defects.dropped_traces += 1;
+                self.defects.dropped_spans += n;
+                Ok(())
+            }
+        }
+    }
+}
+
+const NONE: u32 = u32::MAX;
+
+/// Tolerance for "this span contains that one": max(1 ms, 2% of the container).
+fn containment_tolerance(duration_ns: i64) -> i64 {
+    (duration_ns / 50).max(1_000_000)
+}
+
+fn covers(outer: &Span, inner: &Span, tol: i64) -> bool {
+    inner.start_ns >= outer.start_ns - tol && inner.end_ns() <= outer.end_ns() + tol
+}
+
+/// Repairs and assembles one trace. `None` means the trace was dropped.
+fn build_tree(
+    trace_id: TraceId,
+    mut spans: Vec<Span>,
+    env: &Env,
+    opts: &AssembleOptions,
+    defects: &mut DefectReport,
+    counts: &mut AssemblyCounts,
+) -> Result<Option<CallTree>, Error> {
+    let policies = &opts.policies;
+    let trace_at = || format!("trace {trace_id}");
+
+    // Negative durations.
+    for s in spans.iter_mut().filter(|s| s.duration_ns < 0) {
+        let d = s.duration_ns;
+        if defects.record(
+            policies,
+            DefectKind::NegativeDuration,
+            || env.at(s.origin),
+            || format!("duration {d} ns"),
+        )? == Policy::Drop
+        {
+            return Ok(None);
+        }
+        s.duration_ns = d.saturating_abs();
+    }
+
+    // Duplicate ids: merge Alibaba's two-sided logs, drop exact copies.
+    spans.sort_by_key(|s| s.span_id);
+    let mut write = 0usize;
+    for read in 0..spans.len() {
+        if write > 0 && spans[write - 1].span_id == spans[read].span_id {
+            let (kept, dup) = (&spans[write - 1], &spans[read]);
+            if let Some(merged) = merge_two_sided(kept, dup) {
+                spans[write - 1] = merged;
+                counts.merged_call_pairs += 1;
+                continue;
+            }
+            let same = Span {
+                origin: kept.origin,
+                ..dup.clone()
+            } == *kept;
+            let kind = if same {
+                DefectKind::DuplicateRecord
+            } else {
+                DefectKind::DuplicateSpanId
+            };
+            let id = dup.span_id;
+            if defects.record(
+                policies,
+                kind,
+                || env.at(dup.origin),
+                || format!("span {id} in {trace_id}"),
+            )? == Policy::Drop
+            {
+                return Ok(None);
+            }
+            defects.dropped_spans += 1;
+            continue;
+        }
+        spans.swap(write, read);
+        write += 1;
+    }
+    spans.truncate(write);
+    let n = spans.len();
+    let find = |id: SpanId| spans.binary_search_by_key(&id, |s| s.span_id).ok();
+
+    // Parents, repairing orphans.
+    let mut parent = vec![NONE; n];
+    for i in 0..n {
+        let s = &spans[i];
+        if s.parent_id.is_none() {
+            continue;
+        }
+        if let Some(p) = find(s.parent_id) {
+            parent[i] = p as u32;
+            continue;
+        }
+        let pid = s.parent_id;
+        if defects.record(
+            policies,
+            DefectKind::Orphan,
+            || env.at(s.origin),
+            || format!("parent {pid} not in {trace_id}"),
+        )? == Policy::Drop
+        {
+            return Ok(None);
+        }
+        if s.has(flags::RPC_PATH_IDS) {
+            parent[i] = nearest_rpc_ancestor(pid, env.names, &find).map_or(NONE, |p| p as u32);
+        }
+    }
+
+    // Self-parents and cycles.
+    let mut state = vec![0u8; n]; // 0 unvisited, 1 on the current path, 2 done
+    let mut path = Vec::new();
+    for start in 0..n {
+        let mut i = start;
+        while i != NONE as usize && state[i] == 0 {
+            state[i] = 1;
+            path.push(i);
+            i = parent[i] as usize;
+        }
+        if i != NONE as usize && state[i] == 1 {
+            let sid = spans[i].span_id;
+            let policy = defects.record(policies, DefectKind::Cycle, trace_at, || {
+                format!("span {sid} is its own ancestor")
+            })?;
+            if policy == Policy::Drop {
+                return Ok(None);
+            }
+            // Repair: the earliest span of the cycle becomes a root.
+            let mut cycle = vec![i];
+            let mut j = parent[i] as usize;
+            while j != i {
+                cycle.push(j);
+                j = parent[j] as usize;
+            }
+            let first = *cycle
+                .iter()
+                .min_by_key(|&&k| (spans[k].start_ns, k))
+                .expect("non-empty");
+            parent[first] = NONE;
+        }
+        for &k in &path {
+            state[k] = 2;
+        }
+        path.clear();
+    }
+
+    // Children lists, ordered by start.
+    let mut kids: Vec<Vec<u32>> = vec![Vec::new(); n];
+    let mut roots = Vec::new();
+    for i in 0..n {
+        match parent[i] {
+            NONE => roots.push(i as u32),
+            p => kids[p as usize].push(i as u32),
+        }
+    }
+    for k in kids.iter_mut() {
+        k.sort_by_key(|&c| (spans[c as usize].start_ns, c));
+    }
+
+    // One root: keep the largest tree.
+    if roots.len() > 1 {
+        let policy = defects.record(policies, DefectKind::MultipleRoots, trace_at, || {
+            format!("{} roots", roots.len())
+        })?;
+        if policy == Policy::Drop {
+            return Ok(None);
+        }
+        let sizes: Vec<usize> = roots.iter().map(|&r| subtree_size(&kids, r)).collect();
+        let best = (0..roots.len())
+            .max_by_key(|&k| {
+                (
+                    sizes[k],
+                    std::cmp::Reverse((spans[roots[k] as usize].start_ns, roots[k])),
+                )
+            })
+            .expect("several roots");
+        defects.dropped_spans += (n - sizes[best]) as u64;
+        roots = vec![roots[best]];
+    }
+    let Some(&root) = roots.first() else {
+        return Ok(None);
+    };
+
+    if opts.adopt {
+        counts.adopted_calls += adopt_wrapped_calls(&spans, &mut kids, &mut parent, root);
+    }
+
+    // Breadth-first layout, folding client spans into their call. Each
+    // execution's calls are appended together, so they are contiguous.
+    let (root_exec, root_body, folded) = make_exec(&spans, &kids, root as usize, None);
+    let mut folded_spans = folded as u32;
+    let mut execs: Vec<Exec> = Vec::with_capacity(n);
+    execs.push(root_exec);
+    // For each execution, the span whose children are its calls.
+    let mut body_of: Vec<u32> = vec![root_body as u32];
+    let mut next = 0;
+    while next < execs.len() {
+        let body = body_of[next] as usize;
+        let mut calls: Vec<(Exec, u32)> = Vec::with_capacity(kids[body].len());
+        for &c in &kids[body] {
+            let (mut exec, callee, folded) =
+                make_exec(&spans, &kids, c as usize, Some(&execs[next]));
+            folded_spans += folded as u32;
+            exec.parent = next as u32;
+            calls.push((exec, callee as u32));
+        }
+        calls.sort_by_key(|(e, callee)| (e.call_start_ns, *callee));
+        execs[next].first_child = execs.len() as u32;
+        execs[next].child_count = calls.len() as u32;
+        for (exec, callee) in calls {
+            body_of.push(callee);
+            execs.push(exec);
+        }
+        next += 1;
+    }
+    counts.folded_client_spans += folded_spans as u64;
+    let span_count = execs.len() as u32 + folded_spans;
+
+    repair_skew(&mut execs, &spans, &body_of, env, policies, defects)?;
+
+    Ok(Some(CallTree {
+        trace_id,
+        span_count,
+        execs,
+    }))
+}
+
+/// If `a` and `b` are the two halves of an Alibaba call (upstream row with
+/// the caller-observed rt, downstream row with the callee's), merge them.
+fn merge_two_sided(a: &Span, b: &Span) -> Option<Span> {
+    if !a.has(flags::RPC_PATH_IDS) || !b.has(flags::RPC_PATH_IDS) {
+        return None;
+    }
+    let (up, down) = match (a.caller_duration_ns, b.caller_duration_ns) {
+        (Some(_), None) => (a, b),
+        (None, Some(_)) => (b, a),
+        _ => return None,
+    };
+    Some(Span {
+        start_ns: up.start_ns,
+        duration_ns: down.duration_ns,
+        caller_duration_ns: up.caller_duration_ns,
+        flags: up.flags | down.flags,
+        ..up.clone()
+    })
+}
+
+/// Walks `0.1.2` → `0.1` → `0` until a span of the trace has that rpc id.
+fn nearest_rpc_ancestor(
+    missing: SpanId,
+    names: &Interner,
+    find: &dyn Fn(SpanId) -> Option<usize>,
+) -> Option<usize> {
+    let mut path = names.resolve(Sym(missing.0 as u32));
+    while let Some((up, _)) = path.rsplit_once('.') {
+        path = up;
+        if let Some(sym) = names.get(path)
+            && let Some(i) = find(SpanId(sym.0 as u64))
+        {
+            return Some(i);
+        }
+    }
+    None
+}
+
+fn subtree_size(kids: &[Vec<u32>], root: u32) -> usize {
+    let mut stack = vec![root];
+    let mut size = 0;
+    while let Some(i) = stack.pop() {
+        size += 1;
+        stack.extend_from_slice(&kids[i as usize]);
+    }
+    size
+}
+
+/// A span that records a call from its parent's service: a caller-side kind,
+/// another service, or an unlabelled span wrapping one span of another service.
+fn is_call(spans: &[Span], kids: &[Vec<u32>], i: usize, parent_service: Sym) -> bool {
+    let s = &spans[i];
+    s.kind.is_caller_side()
+        || s.service != parent_service
+        || implicit_client_child(spans, kids, i).is_some()
+}
+
+/// For a span of unknown kind whose only child is a span of another service
+/// that it covers, that child: the span is the caller's record of the call.
+fn implicit_client_child(spans: &[Span], kids: &[Vec<u32>], i: usize) -> Option<usize> {
+    let s = &spans[i];
+    if s.kind != SpanKind::Unknown || kids[i].len() != 1 {
+        return None;
+    }
+    let c = kids[i][0] as usize;
+    let child = &spans[c];
+    (child.service != s.service && covers(s, child, containment_tolerance(s.duration_ns)))
+        .then_some(c)
+}
+
+/// The span that does the callee's work for the call recorded by span `i`:
+/// its single child when `i` is a client span, else `i` itself.
+fn callee_of(spans: &[Span], kids: &[Vec<u32>], i: usize) -> Option<usize> {
+    let s = &spans[i];
+    if s.kind.is_caller_side() && kids[i].len() == 1 {
+        let c = kids[i][0] as usize;
+        if !spans[c].kind.is_caller_side() {
+            return Some(c);
+        }
+    }
+    implicit_client_child(spans, kids, i)
+}
+
+/// Builds the execution for span `i` (called from `caller`). Returns the
+/// execution, the span whose children are its calls, and whether a client
+/// span was folded.
+fn make_exec(
+    spans: &[Span],
+    kids: &[Vec<u32>],
+    i: usize,
+    caller: Option<&Exec>,
+) -> (Exec, usize, bool) {
+    let s = &spans[i];
+    let (body, folded) = match callee_of(spans, kids, i) {
+        Some(c) => (c, true),
+        None => (i, false),
+    };
+    let b = &spans[body];
+    let mut api = Api {
+        service: b.service,
+        operation: b.operation,
+    };
+    // A client span to a callee that recorded nothing: the callee is the
+    // remote service it names, when it names one.
+    let uninstrumented_peer =
+        !folded && s.kind.is_caller_side() && kids[i].is_empty() && !s.remote_service.is_empty();
+    if uninstrumented_peer {
+        api.service = s.remote_service;
+    }
+    let edge = match caller {
+        None => EdgeKind::Root,
+        Some(_) if folded || uninstrumented_peer => EdgeKind::Rpc,
+        Some(c) if c.api.service != api.service => EdgeKind::Rpc,
+        Some(_) => EdgeKind::Local,
+    };
+    let call_duration = if folded {
+        s.duration_ns
+    } else {
+        b.caller_duration_ns.unwrap_or(b.duration_ns)
+    };
+    let exec = Exec {
+        api,
+        parent: NO_PARENT,
+        first_child: 0,
+        child_count: 0,
+        edge,
+        protocol: if b.protocol.is_empty() {
+            s.protocol
+        } else {
+            b.protocol
+        },
+        start_ns: b.start_ns,
+        duration_ns: b.duration_ns,
+        call_start_ns: s.start_ns,
+        call_duration_ns: call_duration,
+        error: b.is_error() || s.is_error(),
+        detached: s.has(flags::FOLLOWS_FROM)
+            || b.has(flags::FOLLOWS_FROM)
+            || s.kind == SpanKind::Producer,
+        request_bytes: b.request_bytes.or(s.request_bytes),
+        response_bytes: b.response_bytes.or(s.response_bytes),
+    };
+    (exec, body, folded)
+}
+
+/// DESIGN.md "Wrapper adoption": a childless span of the parent's own service
+/// that contains a sibling call adopts that call. Returns how many were adopted.
+fn adopt_wrapped_calls(
+    spans: &[Span],
+    kids: &mut [Vec<u32>],
+    parent: &mut [u32],
+    root: u32,
+) -> u64 {
+    let mut adopted = 0;
+    let mut stack = vec![root];
+    while let Some(p) = stack.pop() {
+        let p_us = p as usize;
+        let service = spans[p_us].service;
+        let children = kids[p_us].clone();
+        let wrappers: Vec<u32> = children
+            .iter()
+            .copied()
+            .filter(|&w| {
+                let ws = &spans[w as usize];
+                kids[w as usize].is_empty() && ws.service == service && !ws.kind.is_caller_side()
+            })
+            .collect();
+        if !wrappers.is_empty() {
+            let mut moved = Vec::new();
+            for &c in &children {
+                if wrappers.contains(&c) || !is_call(spans, kids, c as usize, service) {
+                    continue;
+                }
+                let cs = &spans[c as usize];
+                let best = wrappers
+                    .iter()
+                    .copied()
+                    .filter(|&w| {
+                        let ws = &spans[w as usize];
+                        covers(ws, cs, containment_tolerance(ws.duration_ns))
+                    })
+                    .min_by_key(|&w| (spans[w as usize].duration_ns, w));
+                if let Some(w) = best {
+                    moved.push((c, w));
+                }
+            }
+            for (c, w) in moved {
+                kids[p_us].retain(|&k| k != c);
+                let wk = &mut kids[w as usize];
+                let pos = wk.partition_point(|&k| {
+                    (spans[k as usize].start_ns, k) < (spans[c as usize].start_ns, c)
+                });
+                wk.insert(pos, c);
+                parent[c as usize] = w;
+                adopted += 1;
+            }
+        }
+        stack.extend_from_slice(&kids[p_us]);
+    }
+    adopted
+}
+
+/// A call that starts before its caller's execution (or an execution that
+/// starts before its own call) is clock skew: shift that subtree later.
+fn repair_skew(
+    execs: &mut [Exec],
+    spans: &[Span],
+    body_of: &[u32],
+    env: &Env,
+    policies: &Policies,
+    defects: &mut DefectReport,
+) -> Result<(), Error> {
+    let mut shift = vec![0i64; execs.len()];
+    for i in 0..execs.len() {
+        let parent = execs[i].parent;
+        // Parents come first in breadth-first order, so they are final.
+        let (inherited, parent_start) = match parent {
+            NO_PARENT => (0, i64::MIN),
+            p => (shift[p as usize], execs[p as usize].start_ns),
+        };
+        let e = &mut execs[i];
+        e.call_start_ns += inherited;
+        e.start_ns += inherited;
+        let call_late = if parent == NO_PARENT {
+            0
+        } else {
+            parent_start.saturating_sub(e.call_start_ns).max(0)
+        };
+        let exec_late = (e.call_start_ns - e.start_ns).max(0);
+        let mut own = 0;
+        if call_late + exec_late > 0 {
+            let origin = spans[body_of[i] as usize].origin;
+            let detail = || format!("starts {} ns before its caller", call_late + exec_late);
+            if defects.record(
+                policies,
+                DefectKind::ChildOutsideParent,
+                || env.at(origin),
+                detail,
+            )? == Policy::Drop
+            {
+                return Err(Error::Defect {
+                    kind: DefectKind::ChildOutsideParent,
+                    location: env.at(origin),
+                    detail: "drop is not a policy for this defect; use repair or fail".into(),
+                });
+            }
+            e.call_start_ns += call_late;
+            e.start_ns += call_late + exec_late;
+            own = call_late + exec_late;
+        }
+        shift[i] = inherited + own;
+    }
+    Ok(())
+}

@@ -1,0 +1,248 @@
+//! Alibaba microservice CallGraph CSV, v2021 and v2022.
+//!
+//! v2021: `,traceid,timestamp,rpcid,um,rpctype,dm,interface,rt`
+//! v2022: `timestamp,traceid,service,rpc_id,rpctype,um,uminstanceid,interface,dm,dminstanceid,rt`
+//!
+//! Columns are found by header name. Each row is a call from microservice
+//! `um` to interface `interface` of `dm`; the API it executes is
+//! `(dm, interface)`. The parent of rpc id `0.1.2` is `0.1`; `um = USER`
+//! marks the root. Times are milliseconds (offsets from the dataset start).
+//! v2021 logs rpc and http calls from both sides: the upstream row has the
+//! caller-observed `rt`, the downstream row a negative `rt`; assembly merges
+//! the two (the span ids are the same interned rpc id).
+
+use std::io::BufRead;
+
+use crate::defect::DefectKind;
+use crate::error::Error;
+use crate::format::{Ingest, truncate};
+use crate::span::{Span, SpanId, SpanKind, Sym, TraceId, flags};
+
+/// Column positions, found from the header.
+struct Columns {
+    traceid: usize,
+    timestamp: usize,
+    rpcid: usize,
+    um: usize,
+    dm: usize,
+    interface: usize,
+    rt: usize,
+    rpctype: Option<usize>,
+    /// Needed to tell a short row from a full one.
+    width: usize,
+}
+
+impl Columns {
+    fn from_header(header: &csv::ByteRecord) -> Result<Columns, String> {
+        let names: Vec<String> = header
+            .iter()
+            .map(|c| {
+                String::from_utf8_lossy(c)
+                    .trim()
+                    .trim_matches('"')
+                    .to_ascii_lowercase()
+            })
+            .collect();
+        let find = |alts: &[&str]| names.iter().position(|n| alts.contains(&n.as_str()));
+        let need = |alts: &[&str]| {
+            find(alts).ok_or_else(|| {
+                format!(
+                    "the header has no `{}` column (it has: {})",
+                    alts[0],
+                    names.join(",")
+                )
+            })
+        };
+        Ok(Columns {
+            traceid: need(&["traceid", "trace_id"])?,
+            timestamp: need(&["timestamp"])?,
+            rpcid: need(&["rpcid", "rpc_id"])?,
+            um: need(&["um"])?,
+            dm: need(&["dm"])?,
+            interface: need(&["interface"])?,
+            rt: need(&["rt"])?,
+            rpctype: find(&["rpctype", "rpc_type"]),
+            width: names.len(),
+        })
+    }
+}
+
+/// Alibaba's spellings of "no name".
+fn is_unknown_name(s: &str) -> bool {
+    matches!(
+        s,
+        "" | "UNKNOWN" | "unknown" | "(?)" | "?" | "NAN" | "NaN" | "nan" | "null" | "NULL"
+    )
+}
+
+/// Interning with a one-entry cache per column: consecutive rows of a trace
+/// often repeat names.
+#[derive(Default)]
+struct Cached {
+    text: Vec<u8>,
+    sym: Sym,
+}
+
+impl Cached {
+    fn get(&mut self, ing: &mut Ingest, bytes: &[u8]) -> Sym {
+        if self.sym != Sym::EMPTY && self.text == bytes {
+            return self.sym;
+        }
+        let s = String::from_utf8_lossy(bytes);
+        self.sym = ing.names.intern(&s);
+        self.text.clear();
+        self.text.extend_from_slice(bytes);
+        self.sym
+    }
+}
+
+fn parse_number(bytes: &[u8]) -> Option<f64> {
+    let s = std::str::from_utf8(bytes).ok()?.trim();
+    if let Ok(i) = s.parse::<i64>() {
+        return Some(i as f64);
+    }
+    s.parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+pub fn read(reader: Box<dyn BufRead + '_>, ing: &mut Ingest) -> Result<(), Error> {
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(reader);
+    let mut record = csv::ByteRecord::new();
+    let csv_error = |ing: &Ingest, e: csv::Error| match e.kind() {
+        csv::ErrorKind::Io(_) => match e.into_kind() {
+            csv::ErrorKind::Io(io) => crate::input::read_error(ing.path(), io),
+            _ => unreachable!("matched above"),
+        },
+        _ => ing.bad_data(e.position().map_or(0, |p| p.line()), e.to_string()),
+    };
+    if !csv
+        .read_byte_record(&mut record)
+        .map_err(|e| csv_error(ing, e))?
+    {
+        return Err(ing.bad_data(1, "the file is empty"));
+    }
+    let cols = Columns::from_header(&record).map_err(|m| ing.bad_data(1, m))?;
+    let unknown = ing.names.intern("unknown");
+    let user = b"USER";
+    let (mut rpc_cache, mut parent_cache, mut dm_cache, mut iface_cache, mut type_cache) = (
+        Cached::default(),
+        Cached::default(),
+        Cached::default(),
+        Cached::default(),
+        Cached::default(),
+    );
+    let mut last_trace: (Vec<u8>, TraceId) = (Vec::new(), TraceId(0));
+    loop {
+        match csv.read_byte_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return Err(csv_error(ing, e)),
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        ing.saw_records(1);
+        if record.len() < cols.width {
+            if record.len() == 1 && record[0].iter().all(|b| b.is_ascii_whitespace()) {
+                continue;
+            }
+            let got = record.len();
+            ing.bad_record(
+                line,
+                format!("{got} fields where the header has {}", cols.width),
+            )?;
+            continue;
+        }
+        let field = |i: usize| record[i].trim_ascii();
+        let trace_text = field(cols.traceid);
+        if trace_text.is_empty() {
+            ing.bad_record(line, "empty traceid".into())?;
+            continue;
+        }
+        if trace_text != last_trace.0.as_slice() {
+            last_trace.0.clear();
+            last_trace.0.extend_from_slice(trace_text);
+            last_trace.1 = TraceId::from_text(&String::from_utf8_lossy(trace_text));
+        }
+        let Some(ts_ms) = parse_number(field(cols.timestamp)) else {
+            let v = truncate(&String::from_utf8_lossy(field(cols.timestamp)), 40);
+            ing.bad_record(
+                line,
+                format!("timestamp `{v}` is not a number of milliseconds"),
+            )?;
+            continue;
+        };
+        let Some(rt_ms) = parse_number(field(cols.rt)) else {
+            let v = truncate(&String::from_utf8_lossy(field(cols.rt)), 40);
+            ing.bad_record(line, format!("rt `{v}` is not a number of milliseconds"))?;
+            continue;
+        };
+        let rpcid = field(cols.rpcid);
+        if rpcid.is_empty() || !rpcid.iter().all(|b| b.is_ascii_digit() || *b == b'.') {
+            let v = truncate(&String::from_utf8_lossy(rpcid), 40);
+            ing.bad_record(
+                line,
+                format!("rpcid `{v}` is not a dotted number like 0.1.2"),
+            )?;
+            continue;
+        }
+        let um = field(cols.um);
+        let (dm, iface) = (field(cols.dm), field(cols.interface));
+        let named = |ing: &mut Ingest, cache: &mut Cached, bytes: &[u8]| -> Result<Sym, Error> {
+            if is_unknown_name(std::str::from_utf8(bytes).unwrap_or("")) {
+                let shown = String::from_utf8_lossy(bytes).into_owned();
+                ing.defect(DefectKind::UnknownName, line, || format!("name `{shown}`"))?;
+                Ok(unknown)
+            } else {
+                Ok(cache.get(ing, bytes))
+            }
+        };
+        let service = named(ing, &mut dm_cache, dm)?;
+        let operation = named(ing, &mut iface_cache, iface)?;
+        if um == dm && !is_unknown_name(std::str::from_utf8(um).unwrap_or("")) {
+            ing.defect(DefectKind::SelfCall, line, || {
+                format!("{} calls itself", String::from_utf8_lossy(um))
+            })?;
+        }
+        let span_id = SpanId(rpc_cache.get(ing, rpcid).0 as u64);
+        let is_root = um == user || !rpcid.contains(&b'.');
+        let parent_id = if is_root {
+            SpanId(0)
+        } else {
+            let cut = rpcid
+                .iter()
+                .rposition(|&b| b == b'.')
+                .expect("checked above");
+            SpanId(parent_cache.get(ing, &rpcid[..cut]).0 as u64)
+        };
+        let protocol = match cols.rpctype {
+            Some(c) if !field(c).is_empty() => type_cache.get(ing, field(c)),
+            _ => Sym::EMPTY,
+        };
+        let mut span_flags = flags::RPC_PATH_IDS;
+        if field(cols.rpctype.unwrap_or(cols.rt)).eq_ignore_ascii_case(b"mq") {
+            span_flags |= flags::FOLLOWS_FROM;
+        }
+        let rt_ns = (rt_ms * 1e6).round() as i64;
+        // A negative rt is the callee's own log of the call (v2021).
+        let caller_duration_ns = (rt_ns >= 0).then_some(rt_ns);
+        ing.push(Span {
+            trace_id: last_trace.1,
+            span_id,
+            parent_id,
+            service,
+            operation,
+            remote_service: Sym::EMPTY,
+            protocol,
+            kind: SpanKind::Server,
+            flags: span_flags,
+            start_ns: (ts_ms * 1e6).round() as i64,
+            duration_ns: rt_ns.saturating_abs(),
+            caller_duration_ns,
+            request_bytes: None,
+            response_bytes: None,
+            origin: ing.origin(line),
+        })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,332 @@
+//! Span CSV: one span per row, as in the Nezha dataset.
+//!
+//! `TraceID,SpanID,ParentID,PodName,OperationName,StartTimeUnixNano,EndTimeUnixNano,Duration`
+//!
+//! Columns are found by header name (case-insensitive, with common aliases).
+//! `ParentID` is `root` (or empty, `0`, `null`) for a root. The service is the
+//! `ServiceName` column when there is one, else the pod name without its
+//! replica-set and pod suffixes. Times: a column named `…nano…`/`…_ns` is in
+//! nanoseconds, `…micro…`/`…_us` and a bare `Duration` in microseconds,
+//! `…milli…`/`…_ms` in milliseconds. Optional `Kind`/`SpanKind`, `Error` or
+//! `StatusCode` columns are used when present.
+
+use std::io::BufRead;
+
+use crate::defect::DefectKind;
+use crate::error::Error;
+use crate::format::{Ingest, truncate};
+use crate::span::{Span, SpanId, SpanKind, Sym, TraceId, flags};
+
+/// Nanoseconds per unit of a time column, from its name.
+fn unit_ns(name: &str, default: i64) -> i64 {
+    if name.contains("nano") || name.ends_with("_ns") {
+        1
+    } else if name.contains("micro") || name.ends_with("_us") {
+        1_000
+    } else if name.contains("milli") || name.ends_with("_ms") {
+        1_000_000
+    } else {
+        default
+    }
+}
+
+struct Columns {
+    trace: usize,
+    span: usize,
+    parent: Option<usize>,
+    service: Option<usize>,
+    pod: Option<usize>,
+    operation: usize,
+    start: (usize, i64),
+    end: Option<(usize, i64)>,
+    duration: Option<(usize, i64)>,
+    kind: Option<usize>,
+    error: Option<usize>,
+    width: usize,
+}
+
+impl Columns {
+    fn from_header(header: &csv::ByteRecord) -> Result<Columns, String> {
+        let names: Vec<String> = header
+            .iter()
+            .map(|c| {
+                String::from_utf8_lossy(c)
+                    .trim()
+                    .trim_matches('"')
+                    .trim_start_matches('\u{feff}')
+                    .to_ascii_lowercase()
+            })
+            .collect();
+        let find = |alts: &[&str]| names.iter().position(|n| alts.contains(&n.as_str()));
+        let need = |alts: &[&str]| {
+            find(alts).ok_or_else(|| {
+                format!(
+                    "the header has no `{}` column (it has: {})",
+                    alts[0],
+                    truncate(&names.join(","), 200)
+                )
+            })
+        };
+        let timed =
+            |alts: &[&str], default: i64| find(alts).map(|i| (i, unit_ns(&names[i], default)));
+        let service = find(&["servicename", "service", "service_name"]);
+        let pod = find(&["podname", "pod", "pod_name"]);
+        if service.is_none() && pod.is_none() {
+            return Err(format!(
+                "the header has no `ServiceName` or `PodName` column (it has: {})",
+                truncate(&names.join(","), 200)
+            ));
+        }
+        let start = timed(
+            &[
+                "starttimeunixnano",
+                "starttime",
+                "start_time",
+                "start_time_unix_nano",
+                "start",
+                "timestamp",
+            ],
+            1_000,
+        )
+        .ok_or_else(|| need(&["StartTimeUnixNano"]).unwrap_err())?;
+        let end = timed(
+            &[
+                "endtimeunixnano",
+                "endtime",
+                "end_time",
+                "end_time_unix_nano",
+                "end",
+            ],
+            1_000,
+        );
+        let duration = timed(
+            &["duration", "duration_us", "duration_ns", "duration_ms"],
+            1_000,
+        );
+        if end.is_none() && duration.is_none() {
+            return Err(
+                "the header has neither an `EndTimeUnixNano` nor a `Duration` column".into(),
+            );
+        }
+        Ok(Columns {
+            trace: need(&["traceid", "trace_id"])?,
+            span: need(&["spanid", "span_id"])?,
+            parent: find(&["parentid", "parent_id", "parentspanid", "parent_span_id"]),
+            service,
+            pod,
+            operation: need(&[
+                "operationname",
+                "operation",
+                "operation_name",
+                "name",
+                "spanname",
+                "span_name",
+            ])?,
+            start,
+            end,
+            duration,
+            kind: find(&["kind", "spankind", "span_kind"]),
+            error: find(&["error", "statuscode", "status_code", "status"]),
+            width: names.len(),
+        })
+    }
+}
+
+/// `ts-gateway-service-6f6cfc45b-h5m2n` → `ts-gateway-service`: strips a
+/// Deployment pod's replica-set hash and pod suffix, and nothing else.
+pub fn service_of_pod(pod: &str) -> &str {
+    let mut parts = pod.rsplitn(3, '-');
+    let (Some(suffix), Some(hash), Some(base)) = (parts.next(), parts.next(), parts.next()) else {
+        return pod;
+    };
+    let alnum = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    let digit = |s: &str| s.bytes().any(|b| b.is_ascii_digit());
+    if suffix.len() == 5
+        && (6..=10).contains(&hash.len())
+        && alnum(suffix)
+        && alnum(hash)
+        && (digit(suffix) || digit(hash))
+        && !base.is_empty()
+    {
+        base
+    } else {
+        pod
+    }
+}
+
+fn parse_i64(s: &str) -> Option<i64> {
+    let s = s.trim();
+    s.parse::<i64>().ok().or_else(|| {
+        s.parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .map(|v| v.round() as i64)
+    })
+}
+
+fn is_no_parent(s: &str) -> bool {
+    matches!(
+        s.trim(),
+        "" | "root" | "0" | "null" | "none" | "None" | "NULL" | "0000000000000000"
+    )
+}
+
+fn is_error_value(s: &str) -> bool {
+    matches!(
+        s.trim().to_ascii_lowercase().as_str(),
+        "true" | "1" | "error" | "2" | "status_code_error"
+    )
+}
+
+pub fn read(reader: Box<dyn BufRead + '_>, ing: &mut Ingest) -> Result<(), Error> {
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(reader);
+    let mut record = csv::StringRecord::new();
+    let csv_error = |ing: &Ingest, e: csv::Error| match e.into_kind() {
+        csv::ErrorKind::Io(io) => crate::input::read_error(ing.path(), io),
+        csv::ErrorKind::Utf8 { pos, err } => ing.bad_data(
+            pos.map_or(0, |p| p.line()),
+            format!("not valid UTF-8 text ({err})"),
+        ),
+        other => ing.bad_data(0, format!("{other:?}")),
+    };
+    if !csv
+        .read_record(&mut record)
+        .map_err(|e| csv_error(ing, e))?
+    {
+        return Err(ing.bad_data(1, "the file is empty"));
+    }
+    let cols = Columns::from_header(record.as_byte_record()).map_err(|m| ing.bad_data(1, m))?;
+    let unknown = ing.names.intern("unknown");
+    loop {
+        match csv.read_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return Err(csv_error(ing, e)),
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        ing.saw_records(1);
+        if record.len() < cols.width {
+            if record.len() == 1 && record[0].trim().is_empty() {
+                continue;
+            }
+            let got = record.len();
+            ing.bad_record(
+                line,
+                format!("{got} fields where the header has {}", cols.width),
+            )?;
+            continue;
+        }
+        let f = |i: usize| record[i].trim();
+        let Some(trace_id) = TraceId::from_hex(f(cols.trace)) else {
+            ing.bad_record(
+                line,
+                format!("TraceID `{}` is not hex", truncate(f(cols.trace), 40)),
+            )?;
+            continue;
+        };
+        let Some(span_id) = SpanId::from_hex(f(cols.span)) else {
+            ing.bad_record(
+                line,
+                format!("SpanID `{}` is not hex", truncate(f(cols.span), 40)),
+            )?;
+            continue;
+        };
+        let parent_id = match cols.parent.map(f) {
+            None => SpanId(0),
+            Some(p) if is_no_parent(p) => SpanId(0),
+            Some(p) => match SpanId::from_hex(p) {
+                Some(id) => id,
+                None => {
+                    ing.bad_record(
+                        line,
+                        format!("ParentID `{}` is neither hex nor `root`", truncate(p, 40)),
+                    )?;
+                    continue;
+                }
+            },
+        };
+        let Some(start) = parse_i64(f(cols.start.0)) else {
+            ing.bad_record(
+                line,
+                format!(
+                    "start time `{}` is not a number",
+                    truncate(f(cols.start.0), 40)
+                ),
+            )?;
+            continue;
+        };
+        let start_ns = start.saturating_mul(cols.start.1);
+        let duration_ns = match (cols.end, cols.duration) {
+            (Some((e, unit)), _) if parse_i64(f(e)).is_some() => {
+                parse_i64(f(e)).expect("checked").saturating_mul(unit) - start_ns
+            }
+            (_, Some((d, unit))) if parse_i64(f(d)).is_some() => {
+                parse_i64(f(d)).expect("checked").saturating_mul(unit)
+            }
+            _ => {
+                ing.bad_record(line, "end time and duration are not numbers".into())?;
+                continue;
+            }
+        };
+        let service_text = match (cols.service, cols.pod) {
+            (Some(s), _) if !f(s).is_empty() => f(s),
+            (_, Some(p)) => service_of_pod(f(p)),
+            (Some(s), None) => f(s),
+            (None, None) => unreachable!("checked by the header"),
+        };
+        let service = if service_text.is_empty() {
+            ing.defect(DefectKind::MissingService, line, || {
+                "empty service name".into()
+            })?;
+            unknown
+        } else {
+            ing.names.intern(service_text)
+        };
+        let operation = ing.names.intern(f(cols.operation));
+        let kind = cols
+            .kind
+            .map_or(SpanKind::Unknown, |k| SpanKind::parse(f(k)));
+        let error = cols.error.is_some_and(|e| is_error_value(f(e)));
+        ing.push(Span {
+            trace_id,
+            span_id,
+            parent_id,
+            service,
+            operation,
+            remote_service: Sym::EMPTY,
+            protocol: Sym::EMPTY,
+            kind,
+            flags: if error { flags::ERROR } else { 0 },
+            start_ns,
+            duration_ns,
+            caller_duration_ns: None,
+            request_bytes: None,
+            response_bytes: None,
+            origin: ing.origin(line),
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::service_of_pod;
+
+    #[test]
+    fn pod_names_lose_their_suffixes() {
+        assert_eq!(
+            service_of_pod("ts-gateway-service-6f6cfc45b-h5m2n"),
+            "ts-gateway-service"
+        );
+        assert_eq!(service_of_pod("frontend-579b9bff58-t2dbm"), "frontend");
+        assert_eq!(service_of_pod("frontend"), "frontend");
+        assert_eq!(service_of_pod("cart-service-api"), "cart-service-api");
+        assert_eq!(service_of_pod("redis-cart-0"), "redis-cart-0");
+    }
+}

@@ -1,0 +1,301 @@
+//! Canonical spans: the one shape every trace format is read into.
+
+use rustc_hash::FxHashMap;
+use std::fmt;
+
+/// A 128-bit trace id. Shorter ids (Zipkin 64-bit, Jaeger unpadded) are
+/// left-padded with zeros, as W3C trace-context does.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct TraceId(pub u128);
+
+/// A 64-bit span id. Zero means "none", as in W3C trace-context.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct SpanId(pub u64);
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+impl fmt::Debug for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+impl fmt::Display for SpanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+impl fmt::Debug for SpanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl TraceId {
+    /// Parses hex of up to 32 digits (longer ids keep their last 32 digits).
+    pub fn from_hex(s: &str) -> Option<TraceId> {
+        let s = s.trim();
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let s = &s[s.len().saturating_sub(32)..];
+        u128::from_str_radix(s, 16).ok().map(TraceId)
+    }
+    /// Parses hex, or else derives a stable id from the text (Alibaba and other
+    /// datasets use ids that are not hex numbers).
+    pub fn from_text(s: &str) -> TraceId {
+        TraceId::from_hex(s).unwrap_or_else(|| TraceId(hash128(s.as_bytes())))
+    }
+}
+
+impl SpanId {
+    /// Parses hex of up to 16 digits (longer ids keep their last 16 digits).
+    pub fn from_hex(s: &str) -> Option<SpanId> {
+        let s = s.trim();
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let s = &s[s.len().saturating_sub(16)..];
+        u64::from_str_radix(s, 16).ok().map(SpanId)
+    }
+    pub fn is_none(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// FNV-1a over 128 bits, then a finaliser: stable across runs and platforms,
+/// which keeps derived ids (and so every output) deterministic.
+pub fn hash128(bytes: &[u8]) -> u128 {
+    let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
+    for &b in bytes {
+        h ^= b as u128;
+        h = h.wrapping_mul(0x0000000001000000000000000000013B);
+    }
+    h ^ (h >> 67)
+}
+
+/// Stable 64-bit hash for derived span ids; never zero.
+pub fn hash64(bytes: &[u8]) -> u64 {
+    let h = hash128(bytes);
+    ((h >> 64) as u64 ^ h as u64).max(1)
+}
+
+/// What a span records, as OpenTelemetry names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum SpanKind {
+    #[default]
+    Unknown,
+    Internal,
+    Server,
+    Client,
+    Producer,
+    Consumer,
+}
+
+impl SpanKind {
+    /// Client-side kinds: the caller's record of an outgoing call.
+    pub fn is_caller_side(self) -> bool {
+        matches!(self, SpanKind::Client | SpanKind::Producer)
+    }
+    pub fn parse(s: &str) -> SpanKind {
+        let s = s.trim();
+        let s = s.strip_prefix("SPAN_KIND_").unwrap_or(s);
+        match s.to_ascii_lowercase().as_str() {
+            "server" | "2" => SpanKind::Server,
+            "client" | "3" => SpanKind::Client,
+            "producer" | "4" => SpanKind::Producer,
+            "consumer" | "5" => SpanKind::Consumer,
+            "internal" | "1" => SpanKind::Internal,
+            _ => SpanKind::Unknown,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpanKind::Unknown => "unknown",
+            SpanKind::Internal => "internal",
+            SpanKind::Server => "server",
+            SpanKind::Client => "client",
+            SpanKind::Producer => "producer",
+            SpanKind::Consumer => "consumer",
+        }
+    }
+}
+
+/// An interned string. `Sym(0)` is the empty string.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Debug)]
+pub struct Sym(pub u32);
+
+impl Sym {
+    pub const EMPTY: Sym = Sym(0);
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// Interns service, operation and other repeated names, so spans stay small
+/// and comparisons are integer compares.
+#[derive(Clone, Debug)]
+pub struct Interner {
+    /// Lookup from text to symbol.
+    ids: FxHashMap<Box<str>, Sym>,
+    /// The text of each symbol, indexed by `Sym.0`.
+    names: Vec<Box<str>>,
+}
+
+impl Default for Interner {
+    fn default() -> Self {
+        let mut i = Interner {
+            ids: FxHashMap::default(),
+            names: Vec::new(),
+        };
+        i.intern("");
+        i
+    }
+}
+
+impl Interner {
+    pub fn intern(&mut self, s: &str) -> Sym {
+        if let Some(&sym) = self.ids.get(s) {
+            return sym;
+        }
+        let sym = Sym(self.names.len() as u32);
+        self.names.push(s.into());
+        self.ids.insert(s.into(), sym);
+        sym
+    }
+    /// The symbol of `s`, if it was interned before.
+    pub fn get(&self, s: &str) -> Option<Sym> {
+        self.ids.get(s).copied()
+    }
+    pub fn resolve(&self, sym: Sym) -> &str {
+        &self.names[sym.0 as usize]
+    }
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.names.len() <= 1
+    }
+}
+
+/// Where a span came from, for error messages: an index into the list of
+/// input files, and the 1-based line (or record) number in that file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Origin {
+    pub file: u32,
+    pub line: u64,
+}
+
+/// Bit flags of a [`Span`].
+pub mod flags {
+    /// The span recorded an error.
+    pub const ERROR: u8 = 1;
+    /// The link to the parent is FOLLOWS_FROM (or a messaging hop): the
+    /// parent does not wait for it.
+    pub const FOLLOWS_FROM: u8 = 2;
+    /// Span ids are interned Alibaba rpc ids (`0.1.2` → parent `0.1`), so a
+    /// missing parent can be repaired by walking up the rpc id.
+    pub const RPC_PATH_IDS: u8 = 4;
+}
+
+/// One canonical span.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Span {
+    /// Groups spans into traces.
+    pub trace_id: TraceId,
+    /// Unique within the trace (after repair).
+    pub span_id: SpanId,
+    /// The calling span; `SpanId(0)` for a root.
+    pub parent_id: SpanId,
+    /// Service that recorded the span (the partition of the API).
+    pub service: Sym,
+    /// Operation (endpoint, method, interface) name.
+    pub operation: Sym,
+    /// The peer a caller-side span names (Zipkin remoteEndpoint,
+    /// `peer.service`): the callee when it recorded no span of its own.
+    pub remote_service: Sym,
+    /// Transport or call type when the trace says (http, grpc, rpc, db, mq…).
+    pub protocol: Sym,
+    pub kind: SpanKind,
+    /// See [`flags`].
+    pub flags: u8,
+    /// Start time, nanoseconds (Unix epoch, or the dataset's own offset).
+    pub start_ns: i64,
+    /// Duration in nanoseconds; negative values are repaired on assembly.
+    pub duration_ns: i64,
+    /// Caller-observed latency of the call into this span when the same
+    /// record carries it (Alibaba v2021 logs the call from both sides).
+    pub caller_duration_ns: Option<i64>,
+    pub request_bytes: Option<u64>,
+    pub response_bytes: Option<u64>,
+    /// Where the span was read, for error messages.
+    pub origin: Origin,
+}
+
+impl Span {
+    pub fn end_ns(&self) -> i64 {
+        self.start_ns.saturating_add(self.duration_ns)
+    }
+    pub fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+    pub fn is_error(&self) -> bool {
+        self.has(flags::ERROR)
+    }
+}
+
+/// An API vertex: the (service, operation) pair whose execution a span records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Api {
+    pub service: Sym,
+    pub operation: Sym,
+}
+
+impl Api {
+    pub fn display<'a>(&self, names: &'a Interner) -> ApiDisplay<'a> {
+        ApiDisplay {
+            service: names.resolve(self.service),
+            operation: names.resolve(self.operation),
+        }
+    }
+}
+
+/// `service/operation`, for humans.
+pub struct ApiDisplay<'a> {
+    pub service: &'a str,
+    pub operation: &'a str,
+}
+
+impl fmt::Display for ApiDisplay<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.service, self.operation)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_pad_and_truncate() {
+        assert_eq!(TraceId::from_hex("1a").unwrap().0, 0x1a);
+        assert_eq!(TraceId::from_hex("xyz"), None);
+        assert_eq!(SpanId::from_hex("00000000000000ff").unwrap().0, 255);
+        assert_ne!(
+            TraceId::from_text("not-hex"),
+            TraceId::from_text("not-hex2")
+        );
+        assert_eq!(TraceId::from_text("not-hex"), TraceId::from_text("not-hex"));
+    }
+
+    #[test]
+    fn interner_round_trips() {
+        let mut i = Interner::default();
+        let a = i.intern("frontend");
+        assert_eq!(i.intern("frontend"), a);
+        assert_eq!(i.resolve(a), "frontend");
+        assert_eq!(i.resolve(Sym::EMPTY), "");
+    }
+}
