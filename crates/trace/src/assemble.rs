@@ -16,7 +16,7 @@ use rustc_hash::FxHashMap;
 
 use crate::defect::{DefectKind, DefectReport, Policies, Policy};
 use crate::error::Error;
-use crate::span::{Api, Interner, Origin, Span, SpanId, SpanKind, Sym, TraceId, flags};
+use crate::span::{Api, Origin, Span, SpanId, SpanKind, Sym, TraceId, flags};
 use crate::tree::{CallTree, EdgeKind, Exec, NO_PARENT};
 
 /// How traces are assembled.
@@ -40,14 +40,15 @@ impl Default for AssembleOptions {
     }
 }
 
-/// Receives each trace as it closes.
-pub trait TraceSink {
-    fn trace(&mut self, tree: &CallTree, names: &Interner) -> Result<(), Error>;
+/// Receives each trace as it is assembled. Symbols in the tree resolve
+/// through [`crate::ReadSummary::names`] once reading is done.
+pub trait TraceSink: Send {
+    fn trace(&mut self, tree: &CallTree) -> Result<(), Error>;
 }
 
-impl<F: FnMut(&CallTree, &Interner) -> Result<(), Error>> TraceSink for F {
-    fn trace(&mut self, tree: &CallTree, names: &Interner) -> Result<(), Error> {
-        self(tree, names)
+impl<F: FnMut(&CallTree) -> Result<(), Error> + Send> TraceSink for F {
+    fn trace(&mut self, tree: &CallTree) -> Result<(), Error> {
+        self(tree)
     }
 }
 
@@ -75,24 +76,26 @@ struct Pending {
     last_ns: i64,
 }
 
-/// Names needed to resolve Alibaba rpc ids and to write error locations.
-pub struct Env<'a> {
-    pub names: &'a Interner,
-    pub files: &'a [PathBuf],
+/// A trace whose spans are all in: ready to be built into a tree.
+pub type Closed = (TraceId, Vec<Span>);
+
+/// Most traces are small: start with room for a few spans.
+fn first_spans(span: Span) -> Vec<Span> {
+    let mut spans = Vec::with_capacity(4);
+    spans.push(span);
+    spans
 }
 
-impl Env<'_> {
-    pub fn at(&self, origin: Origin) -> String {
-        match self.files.get(origin.file as usize) {
-            Some(p) => format!("{}:{}", p.display(), origin.line),
-            None => format!("line {}", origin.line),
-        }
-    }
-}
+/// Sweep for expired traces every this many spans: often enough to bound
+/// memory, rarely enough to cost nothing.
+const SWEEP_EVERY: u32 = 256;
 
-/// Groups spans into traces and assembles each as it closes.
-pub struct Assembler {
-    opts: AssembleOptions,
+/// Groups spans into traces and decides when each trace is complete. This
+/// half of assembly runs beside the reader; [`TreeBuilder`] does the rest,
+/// on another thread.
+pub struct Grouper {
+    /// `None`: traces stay open until [`Grouper::finish`].
+    window_ns: Option<i64>,
     /// Traces still receiving spans.
     open: FxHashMap<TraceId, Pending>,
     /// Close-candidates in input-time order: (earliest close time, trace).
@@ -101,44 +104,24 @@ pub struct Assembler {
     now_ns: i64,
     /// Spans pushed since the last sweep of expired traces.
     since_sweep: u32,
-    pub defects: DefectReport,
-    pub counts: AssemblyCounts,
+    /// Most traces open at once.
+    pub peak_open_traces: u64,
 }
 
-/// Sweep for expired traces every this many spans: often enough to bound
-/// memory, rarely enough to cost nothing.
-const SWEEP_EVERY: u32 = 256;
-
-impl Assembler {
-    pub fn new(opts: AssembleOptions) -> Assembler {
-        Assembler {
-            opts,
+impl Grouper {
+    pub fn new(window_ns: Option<i64>) -> Grouper {
+        Grouper {
+            window_ns,
             open: FxHashMap::default(),
             deadlines: VecDeque::new(),
             now_ns: i64::MIN,
             since_sweep: 0,
-            defects: DefectReport::default(),
-            counts: AssemblyCounts::default(),
+            peak_open_traces: 0,
         }
     }
 
-    pub fn policies(&self) -> &Policies {
-        &self.opts.policies
-    }
-
-    /// Counts a defect found outside assembly (by a reader).
-    pub fn record(
-        &mut self,
-        kind: DefectKind,
-        location: impl FnOnce() -> String,
-        detail: impl FnOnce() -> String,
-    ) -> Result<Policy, Error> {
-        self.defects
-            .record(&self.opts.policies, kind, location, detail)
-    }
-
-    /// Adds a span; may close (and emit) traces that fell out of the window.
-    pub fn push(&mut self, span: Span, env: &Env, sink: &mut dyn TraceSink) -> Result<(), Error> {
+    /// Adds a span; appends traces that fell out of the window to `closed`.
+    pub fn push(&mut self, span: Span, rpc_up: &RpcParents, closed: &mut Vec<Closed>) {
         let t = span.start_ns;
         let trace_id = span.trace_id;
         match self.open.get_mut(&trace_id) {
@@ -147,32 +130,30 @@ impl Assembler {
                 p.spans.push(span);
             }
             None => {
-                if let Some(w) = self.opts.window_ns {
+                if let Some(w) = self.window_ns {
                     self.deadlines.push_back((t.saturating_add(w), trace_id));
                 }
                 self.open.insert(
                     trace_id,
                     Pending {
-                        spans: vec![span],
+                        spans: first_spans(span),
                         last_ns: t,
                     },
                 );
-                self.counts.peak_open_traces =
-                    self.counts.peak_open_traces.max(self.open.len() as u64);
+                self.peak_open_traces = self.peak_open_traces.max(self.open.len() as u64);
             }
         }
-        if let Some(w) = self.opts.window_ns {
+        if let Some(w) = self.window_ns {
             self.now_ns = self.now_ns.max(t);
             self.since_sweep += 1;
             if self.since_sweep >= SWEEP_EVERY {
                 self.since_sweep = 0;
-                self.sweep(w, env, sink)?;
+                self.sweep(w, rpc_up, closed);
             }
         }
-        Ok(())
     }
 
-    fn sweep(&mut self, window: i64, env: &Env, sink: &mut dyn TraceSink) -> Result<(), Error> {
+    fn sweep(&mut self, window: i64, rpc_up: &RpcParents, closed: &mut Vec<Closed>) {
         while let Some(&(deadline, trace_id)) = self.deadlines.front() {
             if deadline > self.now_ns {
                 break;
@@ -187,15 +168,14 @@ impl Assembler {
                 continue;
             }
             let p = self.open.remove(&trace_id).expect("checked above");
-            self.close(trace_id, p.spans, env, sink)?;
+            closed.push((trace_id, resolve_rpc_orphans(p.spans, rpc_up)));
         }
-        Ok(())
     }
 
     /// Closes every open trace, in order of first appearance for windowed
     /// input and by trace id otherwise, so output order is deterministic.
-    pub fn finish(&mut self, env: &Env, sink: &mut dyn TraceSink) -> Result<(), Error> {
-        let mut order: Vec<TraceId> = if self.opts.window_ns.is_some() {
+    pub fn finish(&mut self, rpc_up: &RpcParents, closed: &mut Vec<Closed>) {
+        let mut order: Vec<TraceId> = if self.window_ns.is_some() {
             let mut seen = rustc_hash::FxHashSet::default();
             self.deadlines
                 .drain(..)
@@ -210,23 +190,84 @@ impl Assembler {
         order.retain(|t| self.open.contains_key(t));
         for trace_id in order {
             let p = self.open.remove(&trace_id).expect("listed above");
-            self.close(trace_id, p.spans, env, sink)?;
+            closed.push((trace_id, resolve_rpc_orphans(p.spans, rpc_up)));
         }
-        Ok(())
+    }
+}
+
+/// For each interned Alibaba rpc id (`0.1.2`), the symbol of its parent
+/// (`0.1`): enough to find a missing parent's nearest ancestor without the
+/// names themselves, which stay with the reader thread.
+#[derive(Clone, Debug, Default)]
+pub struct RpcParents {
+    /// Indexed by the rpc id's symbol; 0 for none.
+    up: Vec<u32>,
+}
+
+impl RpcParents {
+    pub fn link(&mut self, child: Sym, parent: Sym) {
+        let i = child.0 as usize;
+        if self.up.len() <= i {
+            self.up.resize(i + 1, 0);
+        }
+        self.up[i] = parent.0;
+    }
+    pub fn parent(&self, child: Sym) -> Sym {
+        Sym(self.up.get(child.0 as usize).copied().unwrap_or(0))
+    }
+}
+
+/// Alibaba spans whose parent rpc id is missing get their nearest recorded
+/// ancestor as parent (or none), marked [`flags::ORPHAN`] so the builder
+/// counts and polices them. Done here because it needs the names.
+fn resolve_rpc_orphans(mut spans: Vec<Span>, rpc_up: &RpcParents) -> Vec<Span> {
+    if !spans.first().is_some_and(|s| s.has(flags::RPC_PATH_IDS)) {
+        return spans;
+    }
+    let mut ids: Vec<SpanId> = spans.iter().map(|s| s.span_id).collect();
+    ids.sort_unstable();
+    let known = |id: SpanId| ids.binary_search(&id).is_ok();
+    for s in spans.iter_mut() {
+        if s.parent_id.is_none() || known(s.parent_id) {
+            continue;
+        }
+        s.parent_id = nearest_rpc_ancestor(s.parent_id, rpc_up, &known).unwrap_or_default();
+        s.flags |= flags::ORPHAN;
+    }
+    spans
+}
+
+/// Builds closed traces into repaired call trees, counting defects.
+pub struct TreeBuilder {
+    opts: AssembleOptions,
+    /// Input files, for naming where a defect is.
+    files: Vec<PathBuf>,
+    pub defects: DefectReport,
+    pub counts: AssemblyCounts,
+}
+
+impl TreeBuilder {
+    pub fn new(opts: AssembleOptions, files: Vec<PathBuf>) -> TreeBuilder {
+        TreeBuilder {
+            opts,
+            files,
+            defects: DefectReport::default(),
+            counts: AssemblyCounts::default(),
+        }
     }
 
-    fn close(
+    /// Builds one trace; `None` if a policy dropped it.
+    pub fn build(
         &mut self,
         trace_id: TraceId,
         spans: Vec<Span>,
-        env: &Env,
-        sink: &mut dyn TraceSink,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<CallTree>, Error> {
         let n = spans.len() as u64;
+        let env = Env { files: &self.files };
         match build_tree(
             trace_id,
             spans,
-            env,
+            &env,
             &self.opts,
             &mut self.defects,
             &mut self.counts,
@@ -234,13 +275,27 @@ impl Assembler {
             Some(tree) => {
                 self.counts.traces += 1;
                 self.counts.spans += tree.span_count as u64;
-                sink.trace(&tree, env.names)
+                Ok(Some(tree))
             }
             None => {
                 self.defects.dropped_traces += 1;
                 self.defects.dropped_spans += n;
-                Ok(())
+                Ok(None)
             }
+        }
+    }
+}
+
+/// Where things are, for error messages.
+pub struct Env<'a> {
+    pub files: &'a [PathBuf],
+}
+
+impl Env<'_> {
+    pub fn at(&self, origin: Origin) -> String {
+        match self.files.get(origin.file as usize) {
+            Some(p) => format!("{}:{}", p.display(), origin.line),
+            None => format!("line {}", origin.line),
         }
     }
 }
@@ -327,6 +382,15 @@ fn build_tree(
     let mut parent = vec![NONE; n];
     for i in 0..n {
         let s = &spans[i];
+        if s.has(flags::ORPHAN) {
+            let at = s.parent_id;
+            let detail = || format!("parent rpc id missing in {trace_id}; attached to {at}");
+            if defects.record(policies, DefectKind::Orphan, || env.at(s.origin), detail)?
+                == Policy::Drop
+            {
+                return Ok(None);
+            }
+        }
         if s.parent_id.is_none() {
             continue;
         }
@@ -343,9 +407,6 @@ fn build_tree(
         )? == Policy::Drop
         {
             return Ok(None);
-        }
-        if s.has(flags::RPC_PATH_IDS) {
-            parent[i] = nearest_rpc_ancestor(pid, env.names, &find).map_or(NONE, |p| p as u32);
         }
     }
 
@@ -490,17 +551,19 @@ fn merge_two_sided(a: &Span, b: &Span) -> Option<Span> {
 /// Walks `0.1.2` → `0.1` → `0` until a span of the trace has that rpc id.
 fn nearest_rpc_ancestor(
     missing: SpanId,
-    names: &Interner,
-    find: &dyn Fn(SpanId) -> Option<usize>,
-) -> Option<usize> {
-    let mut path = names.resolve(Sym(missing.0 as u32));
-    while let Some((up, _)) = path.rsplit_once('.') {
-        path = up;
-        if let Some(sym) = names.get(path)
-            && let Some(i) = find(SpanId(sym.0 as u64))
-        {
-            return Some(i);
+    rpc_up: &RpcParents,
+    known: &dyn Fn(SpanId) -> bool,
+) -> Option<SpanId> {
+    let mut at = rpc_up.parent(Sym(missing.0 as u32));
+    // Rpc ids are finite paths, but a hostile link table must not loop.
+    for _ in 0..4096 {
+        if at.is_empty() {
+            return None;
         }
+        if known(SpanId(at.0 as u64)) {
+            return Some(SpanId(at.0 as u64));
+        }
+        at = rpc_up.parent(at);
     }
     None
 }
@@ -631,7 +694,11 @@ fn adopt_wrapped_calls(
             .copied()
             .filter(|&w| {
                 let ws = &spans[w as usize];
-                kids[w as usize].is_empty() && ws.service == service && !ws.kind.is_caller_side()
+                // Alibaba rows are calls, never handler spans.
+                kids[w as usize].is_empty()
+                    && ws.service == service
+                    && !ws.kind.is_caller_side()
+                    && !ws.has(flags::RPC_PATH_IDS)
             })
             .collect();
         if !wrappers.is_empty() {

@@ -222,6 +222,19 @@ impl DefectReport {
         entry.count += 1;
         Ok(policy)
     }
+    /// Adds another report's counts (the first location seen is kept).
+    pub fn merge(&mut self, other: DefectReport) {
+        for (kind, c) in other.counts {
+            let entry = self.counts.entry(kind).or_default();
+            if entry.count == 0 {
+                entry.first = c.first;
+            }
+            entry.count += c.count;
+        }
+        self.dropped_traces += other.dropped_traces;
+        self.dropped_spans += other.dropped_spans;
+    }
+
     pub fn count(&self, kind: DefectKind) -> u64 {
         self.counts.get(&kind).map_or(0, |c| c.count)
     }

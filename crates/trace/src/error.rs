@@ -27,6 +27,9 @@ pub enum Error {
         line: u64,
         message: String,
     },
+    /// The tree builder stopped (its own error says why).
+    #[error("trace assembly stopped early")]
+    AssemblyStopped,
     /// A defect whose policy is `fail` (for example under `--strict`).
     #[error("{location}: {kind} ({detail}); rerun without --strict, or with --on-defect {kind}=repair", kind = kind.name())]
     Defect {

@@ -12,10 +12,10 @@
 //! bounded by the traces open at once, not by the input.
 //!
 //! ```no_run
-//! use palette_trace::{read_traces, CallTree, Interner, NoProgress, ReadOptions, TraceStats};
+//! use palette_trace::{read_traces, CallTree, NoProgress, ReadOptions, TraceStats};
 //!
 //! let mut stats = TraceStats::default();
-//! let mut sink = |tree: &CallTree, _names: &Interner| {
+//! let mut sink = |tree: &CallTree| {
 //!     stats.add(tree);
 //!     Ok(())
 //! };

@@ -5,8 +5,14 @@ use std::fmt;
 
 /// A 128-bit trace id. Shorter ids (Zipkin 64-bit, Jaeger unpadded) are
 /// left-padded with zeros, as W3C trace-context does.
+///
+/// Stored as two halves rather than a `u128` so spans keep 8-byte alignment:
+/// 16-byte alignment sends every span buffer down the allocator's slow path.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct TraceId(pub u128);
+pub struct TraceId {
+    hi: u64,
+    lo: u64,
+}
 
 /// A 64-bit span id. Zero means "none", as in W3C trace-context.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -14,7 +20,7 @@ pub struct SpanId(pub u64);
 
 impl fmt::Display for TraceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:032x}", self.0)
+        write!(f, "{:016x}{:016x}", self.hi, self.lo)
     }
 }
 impl fmt::Debug for TraceId {
@@ -34,35 +40,57 @@ impl fmt::Debug for SpanId {
 }
 
 impl TraceId {
+    pub const fn new(id: u128) -> TraceId {
+        TraceId {
+            hi: (id >> 64) as u64,
+            lo: id as u64,
+        }
+    }
+    pub const fn as_u128(self) -> u128 {
+        ((self.hi as u128) << 64) | self.lo as u128
+    }
     /// Parses hex of up to 32 digits (longer ids keep their last 32 digits).
     pub fn from_hex(s: &str) -> Option<TraceId> {
-        let s = s.trim();
-        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        let s = &s[s.len().saturating_sub(32)..];
-        u128::from_str_radix(s, 16).ok().map(TraceId)
+        parse_hex(s.trim().as_bytes()).map(TraceId::new)
     }
     /// Parses hex, or else derives a stable id from the text (Alibaba and other
     /// datasets use ids that are not hex numbers).
     pub fn from_text(s: &str) -> TraceId {
-        TraceId::from_hex(s).unwrap_or_else(|| TraceId(hash128(s.as_bytes())))
+        TraceId::from_hex(s).unwrap_or_else(|| TraceId::new(hash128(s.as_bytes())))
     }
 }
 
 impl SpanId {
     /// Parses hex of up to 16 digits (longer ids keep their last 16 digits).
     pub fn from_hex(s: &str) -> Option<SpanId> {
-        let s = s.trim();
-        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        let s = &s[s.len().saturating_sub(16)..];
-        u64::from_str_radix(s, 16).ok().map(SpanId)
+        let s = s.trim().as_bytes();
+        parse_hex(&s[s.len().saturating_sub(16)..]).map(|v| SpanId(v as u64))
     }
     pub fn is_none(self) -> bool {
         self.0 == 0
     }
+}
+
+/// Parses up to the last 32 hex digits of `s`; `None` if empty or not hex.
+fn parse_hex(s: &[u8]) -> Option<u128> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut v: u128 = 0;
+    for &b in &s[s.len().saturating_sub(32)..] {
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => return None,
+        };
+        v = (v << 4) | d as u128;
+    }
+    // Digits beyond the last 32 must still be hex.
+    s[..s.len().saturating_sub(32)]
+        .iter()
+        .all(u8::is_ascii_hexdigit)
+        .then_some(v)
 }
 
 /// FNV-1a over 128 bits, then a finaliser: stable across runs and platforms,
@@ -198,6 +226,9 @@ pub mod flags {
     /// Span ids are interned Alibaba rpc ids (`0.1.2` → parent `0.1`), so a
     /// missing parent can be repaired by walking up the rpc id.
     pub const RPC_PATH_IDS: u8 = 4;
+    /// The parent was missing and has been replaced by the nearest recorded
+    /// ancestor (or none); assembly counts it as an orphan.
+    pub const ORPHAN: u8 = 8;
 }
 
 /// One canonical span.
@@ -280,7 +311,7 @@ mod tests {
 
     #[test]
     fn ids_pad_and_truncate() {
-        assert_eq!(TraceId::from_hex("1a").unwrap().0, 0x1a);
+        assert_eq!(TraceId::from_hex("1a").unwrap().as_u128(), 0x1a);
         assert_eq!(TraceId::from_hex("xyz"), None);
         assert_eq!(SpanId::from_hex("00000000000000ff").unwrap().0, 255);
         assert_ne!(

@@ -1,6 +1,6 @@
 //! `palette inspect`: what a set of traces holds.
 
-use palette_trace::{CallTree, InspectSummary, Interner, TraceStats};
+use palette_trace::{CallTree, InspectSummary, TraceStats};
 
 use crate::cmd::read::ReadArgs;
 use crate::cmd::thousands;
@@ -23,7 +23,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let mut stats = TraceStats::default();
-    let mut sink = |tree: &CallTree, _: &Interner| {
+    let mut sink = |tree: &CallTree| {
         stats.add(tree);
         Ok(())
     };

@@ -49,7 +49,7 @@ impl Columns {
                 format!(
                     "the header has no `{}` column (it has: {})",
                     alts[0],
-                    names.join(",")
+                    truncate(&names.join(",").escape_debug().to_string(), 200)
                 )
             })
         };
@@ -68,10 +68,18 @@ impl Columns {
 }
 
 /// Alibaba's spellings of "no name".
-fn is_unknown_name(s: &str) -> bool {
+fn is_unknown_name(s: &[u8]) -> bool {
     matches!(
         s,
-        "" | "UNKNOWN" | "unknown" | "(?)" | "?" | "NAN" | "NaN" | "nan" | "null" | "NULL"
+        b"" | b"UNKNOWN"
+            | b"unknown"
+            | b"(?)"
+            | b"?"
+            | b"NAN"
+            | b"NaN"
+            | b"nan"
+            | b"null"
+            | b"NULL"
     )
 }
 
@@ -88,8 +96,10 @@ impl Cached {
         if self.sym != Sym::EMPTY && self.text == bytes {
             return self.sym;
         }
-        let s = String::from_utf8_lossy(bytes);
-        self.sym = ing.names.intern(&s);
+        self.sym = match std::str::from_utf8(bytes) {
+            Ok(s) => ing.names.intern(s),
+            Err(_) => ing.names.intern(&String::from_utf8_lossy(bytes)),
+        };
         self.text.clear();
         self.text.extend_from_slice(bytes);
         self.sym
@@ -102,6 +112,37 @@ fn parse_number(bytes: &[u8]) -> Option<f64> {
         return Some(i as f64);
     }
     s.parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+/// Interns rpc id `0.1.2` and its parent `0.1`; the first time an rpc id is
+/// seen, links it (and any new ancestors) to its parent for orphan repair.
+fn intern_rpc_path(
+    ing: &mut Ingest,
+    cache: &mut Cached,
+    parent_cache: &mut Cached,
+    rpcid: &[u8],
+) -> (Sym, Sym) {
+    let known = ing.names.len();
+    let sym = cache.get(ing, rpcid);
+    let Some(cut) = rpcid.iter().rposition(|&b| b == b'.') else {
+        return (sym, Sym::EMPTY);
+    };
+    let parent = parent_cache.get(ing, &rpcid[..cut]);
+    if sym.0 as usize >= known {
+        ing.rpc_link(sym, parent);
+        // New ancestors: link them too, up to one already linked.
+        let (mut child, mut path) = (parent, &rpcid[..cut]);
+        while child.0 as usize >= known {
+            let Some(cut) = path.iter().rposition(|&b| b == b'.') else {
+                break;
+            };
+            path = &path[..cut];
+            let up = ing.names.intern(&String::from_utf8_lossy(path));
+            ing.rpc_link(child, up);
+            child = up;
+        }
+    }
+    (sym, parent)
 }
 
 pub fn read(reader: Box<dyn BufRead + '_>, ing: &mut Ingest) -> Result<(), Error> {
@@ -133,7 +174,7 @@ pub fn read(reader: Box<dyn BufRead + '_>, ing: &mut Ingest) -> Result<(), Error
         Cached::default(),
         Cached::default(),
     );
-    let mut last_trace: (Vec<u8>, TraceId) = (Vec::new(), TraceId(0));
+    let mut last_trace: (Vec<u8>, TraceId) = (Vec::new(), TraceId::default());
     loop {
         match csv.read_byte_record(&mut record) {
             Ok(true) => {}
@@ -162,7 +203,10 @@ pub fn read(reader: Box<dyn BufRead + '_>, ing: &mut Ingest) -> Result<(), Error
         if trace_text != last_trace.0.as_slice() {
             last_trace.0.clear();
             last_trace.0.extend_from_slice(trace_text);
-            last_trace.1 = TraceId::from_text(&String::from_utf8_lossy(trace_text));
+            last_trace.1 = match std::str::from_utf8(trace_text) {
+                Ok(t) => TraceId::from_text(t),
+                Err(_) => TraceId::from_text(&String::from_utf8_lossy(trace_text)),
+            };
         }
         let Some(ts_ms) = parse_number(field(cols.timestamp)) else {
             let v = truncate(&String::from_utf8_lossy(field(cols.timestamp)), 40);
@@ -189,7 +233,7 @@ pub fn read(reader: Box<dyn BufRead + '_>, ing: &mut Ingest) -> Result<(), Error
         let um = field(cols.um);
         let (dm, iface) = (field(cols.dm), field(cols.interface));
         let named = |ing: &mut Ingest, cache: &mut Cached, bytes: &[u8]| -> Result<Sym, Error> {
-            if is_unknown_name(std::str::from_utf8(bytes).unwrap_or("")) {
+            if is_unknown_name(bytes) {
                 let shown = String::from_utf8_lossy(bytes).into_owned();
                 ing.defect(DefectKind::UnknownName, line, || format!("name `{shown}`"))?;
                 Ok(unknown)
@@ -199,21 +243,18 @@ pub fn read(reader: Box<dyn BufRead + '_>, ing: &mut Ingest) -> Result<(), Error
         };
         let service = named(ing, &mut dm_cache, dm)?;
         let operation = named(ing, &mut iface_cache, iface)?;
-        if um == dm && !is_unknown_name(std::str::from_utf8(um).unwrap_or("")) {
+        if um == dm && !is_unknown_name(um) {
             ing.defect(DefectKind::SelfCall, line, || {
                 format!("{} calls itself", String::from_utf8_lossy(um))
             })?;
         }
-        let span_id = SpanId(rpc_cache.get(ing, rpcid).0 as u64);
-        let is_root = um == user || !rpcid.contains(&b'.');
+        let (span_sym, parent_sym) = intern_rpc_path(ing, &mut rpc_cache, &mut parent_cache, rpcid);
+        let span_id = SpanId(span_sym.0 as u64);
+        let is_root = um == user || parent_sym.is_empty();
         let parent_id = if is_root {
             SpanId(0)
         } else {
-            let cut = rpcid
-                .iter()
-                .rposition(|&b| b == b'.')
-                .expect("checked above");
-            SpanId(parent_cache.get(ing, &rpcid[..cut]).0 as u64)
+            SpanId(parent_sym.0 as u64)
         };
         let protocol = match cols.rpctype {
             Some(c) if !field(c).is_empty() => type_cache.get(ing, field(c)),

@@ -104,11 +104,16 @@ pub fn read(reader: Box<dyn BufRead + '_>, ing: &mut Ingest) -> Result<(), Error
         for (t, trace) in traces.into_iter().enumerate() {
             let (spans, processes) = match trace {
                 Value::Array(spans) => (spans.as_slice(), HashMap::new()),
-                _ => {
-                    let spans = trace
-                        .get("spans")
-                        .and_then(Value::as_array)
-                        .map_or(&[][..], |v| v.as_slice());
+                Value::Object(o) => {
+                    let spans = match o.get("spans") {
+                        None => &[][..],
+                        Some(Value::Array(v)) => v.as_slice(),
+                        Some(_) => {
+                            return Err(
+                                ing.bad_data(line, format!("trace {t}: \"spans\" is not an array"))
+                            );
+                        }
+                    };
                     let processes = match trace.get("processes") {
                         Some(p) => HashMap::<String, Process>::deserialize(p).map_err(|e| {
                             ing.bad_data(line, format!("trace {t}: bad processes: {e}"))
@@ -116,6 +121,12 @@ pub fn read(reader: Box<dyn BufRead + '_>, ing: &mut Ingest) -> Result<(), Error
                         None => HashMap::new(),
                     };
                     (spans, processes)
+                }
+                _ => {
+                    return Err(ing.bad_data(
+                        line,
+                        format!("trace {t} is neither a trace object nor an array of spans"),
+                    ));
                 }
             };
             ing.saw_records(spans.len() as u64);

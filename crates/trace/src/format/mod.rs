@@ -11,11 +11,15 @@ pub mod zipkin;
 
 use std::path::{Path, PathBuf};
 
-use crate::assemble::{AssembleOptions, Assembler, AssemblyCounts, Env, TraceSink};
-use crate::defect::{DefectKind, DefectReport, Policy};
+use std::sync::mpsc::SyncSender;
+
+use crate::assemble::{
+    AssembleOptions, AssemblyCounts, Closed, Grouper, RpcParents, TraceSink, TreeBuilder,
+};
+use crate::defect::{DefectKind, DefectReport, Policies, Policy};
 use crate::error::Error;
 use crate::input::{self, NoProgress, Progress};
-use crate::span::{Interner, Origin, Span};
+use crate::span::{Interner, Origin, Span, Sym};
 
 /// A trace format palette reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -156,25 +160,59 @@ pub struct ReadSummary {
     pub names: Interner,
 }
 
-/// Shared state of one read: names, the assembler and the sink.
-pub struct Ingest<'s> {
+/// Spans travel to the assembly thread in batches of this many: large
+/// enough that channel costs vanish, small enough to stream.
+const BATCH_SPANS: usize = 1024;
+
+/// Spans read, and the rpc-id links made while reading them.
+struct Batch {
+    spans: Vec<Span>,
+    links: Vec<(Sym, Sym)>,
+}
+
+/// The reader's side of one read: names, reader-level defects, and the
+/// channel to the thread that groups spans and builds trees.
+pub struct Ingest {
     pub names: Interner,
     files: Vec<PathBuf>,
     /// Index of the file being read.
     file: u32,
-    asm: Assembler,
-    sink: &'s mut dyn TraceSink,
+    policies: Policies,
+    /// Defects found while reading (assembly counts its own).
+    defects: DefectReport,
+    batch: Batch,
+    to_assembly: Option<SyncSender<Batch>>,
     records: u64,
 }
 
-impl Ingest<'_> {
+impl Ingest {
     /// Hands a span to assembly.
     pub fn push(&mut self, span: Span) -> Result<(), Error> {
-        let env = Env {
-            names: &self.names,
-            files: &self.files,
-        };
-        self.asm.push(span, &env, self.sink)
+        self.batch.spans.push(span);
+        if self.batch.spans.len() >= BATCH_SPANS {
+            self.send()?;
+        }
+        Ok(())
+    }
+
+    /// Records that rpc id `child` (an Alibaba span id symbol) has parent
+    /// rpc id `parent`, for repairing missing parents.
+    pub fn rpc_link(&mut self, child: Sym, parent: Sym) {
+        self.batch.links.push((child, parent));
+    }
+
+    fn send(&mut self) -> Result<(), Error> {
+        let batch = std::mem::replace(
+            &mut self.batch,
+            Batch {
+                spans: Vec::with_capacity(BATCH_SPANS),
+                links: Vec::new(),
+            },
+        );
+        match &self.to_assembly {
+            Some(tx) => tx.send(batch).map_err(|_| Error::AssemblyStopped),
+            None => Err(Error::AssemblyStopped),
+        }
     }
 
     /// Counts input records (rows, JSON spans) as the reader meets them.
@@ -196,21 +234,11 @@ impl Ingest<'_> {
     /// A record that cannot be read: fails with its line unless the policy
     /// says to skip it.
     pub fn bad_record(&mut self, line: u64, message: String) -> Result<(), Error> {
-        let policy = self.asm.policies().policy(DefectKind::BadRecord);
-        if policy == Policy::Fail {
-            return Err(Error::BadData {
-                path: self.path().to_path_buf(),
-                line,
-                message,
-            });
+        if self.policies.policy(DefectKind::BadRecord) == Policy::Fail {
+            return Err(self.bad_data(line, message));
         }
-        let path = self.path().display().to_string();
-        self.asm.record(
-            DefectKind::BadRecord,
-            || format!("{path}:{line}"),
-            || message,
-        )?;
-        self.asm.defects.dropped_spans += 1;
+        self.defect(DefectKind::BadRecord, line, || message)?;
+        self.defects.dropped_spans += 1;
         Ok(())
     }
 
@@ -222,7 +250,8 @@ impl Ingest<'_> {
         detail: impl FnOnce() -> String,
     ) -> Result<Policy, Error> {
         let path = self.path().display().to_string();
-        self.asm.record(kind, || format!("{path}:{line}"), detail)
+        self.defects
+            .record(&self.policies, kind, || format!("{path}:{line}"), detail)
     }
 
     pub fn bad_data(&self, line: u64, message: impl Into<String>) -> Error {
@@ -236,6 +265,9 @@ impl Ingest<'_> {
 
 /// Reads every input (files, or directories of files), assembling traces and
 /// handing each to `sink` as it completes.
+///
+/// Parsing runs on the calling thread; grouping, building trees and the
+/// sink run on a second one, so the two halves of the work overlap.
 pub fn read_traces(
     inputs: &[PathBuf],
     opts: &ReadOptions,
@@ -268,40 +300,95 @@ pub fn read_traces(
     };
     let mut assemble = opts.assemble.clone();
     assemble.window_ns = window;
+    let (to_assembly, from_reader) = std::sync::mpsc::sync_channel::<Batch>(4);
     let mut ing = Ingest {
         names: Interner::default(),
         files: files.clone(),
         file: 0,
-        asm: Assembler::new(assemble),
-        sink,
+        policies: assemble.policies.clone(),
+        defects: DefectReport::default(),
+        batch: Batch {
+            spans: Vec::with_capacity(BATCH_SPANS),
+            links: Vec::new(),
+        },
+        to_assembly: Some(to_assembly),
         records: 0,
     };
-    for (i, (path, &format)) in files.iter().zip(&formats).enumerate() {
+    let mut builder = TreeBuilder::new(assemble, files.clone());
+    let mut grouper = Grouper::new(window);
+    let (read_result, build_result) = std::thread::scope(|scope| {
+        let assembling = scope.spawn(|| -> Result<(), Error> {
+            let mut rpc_up = RpcParents::default();
+            let mut closed: Vec<Closed> = Vec::new();
+            let mut build = |closed: &mut Vec<Closed>| -> Result<(), Error> {
+                for (trace_id, spans) in closed.drain(..) {
+                    if let Some(tree) = builder.build(trace_id, spans)? {
+                        sink.trace(&tree)?;
+                    }
+                }
+                Ok(())
+            };
+            for batch in from_reader {
+                for (child, parent) in batch.links {
+                    rpc_up.link(child, parent);
+                }
+                for span in batch.spans {
+                    grouper.push(span, &rpc_up, &mut closed);
+                    if !closed.is_empty() {
+                        build(&mut closed)?;
+                    }
+                }
+            }
+            grouper.finish(&rpc_up, &mut closed);
+            build(&mut closed)
+        });
+        let read_result = read_all(&mut ing, &files, &formats, progress);
+        // Closing the channel lets assembly finish.
+        ing.to_assembly = None;
+        let build_result = assembling
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (read_result, build_result)
+    });
+    // The builder's error explains a reader stopped by a closed channel.
+    match (read_result, build_result) {
+        (Err(Error::AssemblyStopped), Err(e)) | (Ok(()), Err(e)) | (Err(e), _) => return Err(e),
+        (Ok(()), Ok(())) => {}
+    }
+    let mut defects = ing.defects;
+    defects.merge(builder.defects);
+    let mut counts = builder.counts;
+    counts.peak_open_traces = grouper.peak_open_traces;
+    Ok(ReadSummary {
+        files: files.into_iter().zip(formats).collect(),
+        records: ing.records,
+        defects,
+        counts,
+        names: ing.names,
+    })
+}
+
+fn read_all(
+    ing: &mut Ingest,
+    files: &[PathBuf],
+    formats: &[Format],
+    progress: &dyn Progress,
+) -> Result<(), Error> {
+    for (i, (path, &format)) in files.iter().zip(formats).enumerate() {
         ing.file = i as u32;
         let opened = input::open(path, progress)?;
         if opened.head.iter().all(|b| b.is_ascii_whitespace()) {
             return Err(ing.bad_data(1, "the file is empty"));
         }
         match format {
-            Format::Alibaba => alibaba::read(opened.reader, &mut ing)?,
-            Format::SpanCsv => spancsv::read(opened.reader, &mut ing)?,
-            Format::Jaeger => jaeger::read(opened.reader, &mut ing)?,
-            Format::Zipkin => zipkin::read(opened.reader, &mut ing)?,
-            Format::Otlp => otlp::read(opened.reader, &mut ing)?,
+            Format::Alibaba => alibaba::read(opened.reader, ing)?,
+            Format::SpanCsv => spancsv::read(opened.reader, ing)?,
+            Format::Jaeger => jaeger::read(opened.reader, ing)?,
+            Format::Zipkin => zipkin::read(opened.reader, ing)?,
+            Format::Otlp => otlp::read(opened.reader, ing)?,
         }
     }
-    let env = Env {
-        names: &ing.names,
-        files: &ing.files,
-    };
-    ing.asm.finish(&env, ing.sink)?;
-    Ok(ReadSummary {
-        files: files.into_iter().zip(formats).collect(),
-        records: ing.records,
-        defects: std::mem::take(&mut ing.asm.defects),
-        counts: std::mem::take(&mut ing.asm.counts),
-        names: ing.names,
-    })
+    ing.send()
 }
 
 /// Reads the whole (decompressed) input as UTF-8, for the JSON formats.

@@ -17,7 +17,10 @@ use crate::error::Error;
 use crate::format::{Ingest, each_document, read_text, truncate};
 use crate::span::{Span, SpanId, SpanKind, Sym, TraceId, flags};
 
+/// `resourceSpans` is the only field of an OTLP trace document, so any other
+/// top-level field means this is not one (`{}` is an empty document).
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Document {
     #[serde(rename = "resourceSpans", default)]
     resource_spans: Vec<ResourceSpans>,
@@ -232,7 +235,7 @@ fn push_span(ing: &mut Ingest, s: OSpan, service: Sym, line: u64) -> Result<(), 
     }
     let operation = ing.names.intern(&s.name);
     ing.push(Span {
-        trace_id: TraceId(trace_id),
+        trace_id: TraceId::new(trace_id),
         span_id: SpanId(span_id as u64),
         parent_id: SpanId(parent_id),
         service,

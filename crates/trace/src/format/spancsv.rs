@@ -63,7 +63,7 @@ impl Columns {
                 format!(
                     "the header has no `{}` column (it has: {})",
                     alts[0],
-                    truncate(&names.join(","), 200)
+                    truncate(&names.join(",").escape_debug().to_string(), 200)
                 )
             })
         };
@@ -74,7 +74,7 @@ impl Columns {
         if service.is_none() && pod.is_none() {
             return Err(format!(
                 "the header has no `ServiceName` or `PodName` column (it has: {})",
-                truncate(&names.join(","), 200)
+                truncate(&names.join(",").escape_debug().to_string(), 200)
             ));
         }
         let start = timed(
@@ -207,6 +207,17 @@ pub fn read(reader: Box<dyn BufRead + '_>, ing: &mut Ingest) -> Result<(), Error
         match csv.read_record(&mut record) {
             Ok(true) => {}
             Ok(false) => break,
+            // A row that is not UTF-8 is a bad record: the reader has moved
+            // past it, so the policy may skip it.
+            Err(e) if matches!(e.kind(), csv::ErrorKind::Utf8 { .. }) => {
+                let csv::ErrorKind::Utf8 { pos, err } = e.kind() else {
+                    unreachable!("matched above")
+                };
+                let line = pos.as_ref().map_or(0, |p| p.line());
+                ing.saw_records(1);
+                ing.bad_record(line, format!("not valid UTF-8 text ({err})"))?;
+                continue;
+            }
             Err(e) => return Err(csv_error(ing, e)),
         }
         let line = record.position().map_or(0, |p| p.line());
@@ -263,9 +274,10 @@ pub fn read(reader: Box<dyn BufRead + '_>, ing: &mut Ingest) -> Result<(), Error
         };
         let start_ns = start.saturating_mul(cols.start.1);
         let duration_ns = match (cols.end, cols.duration) {
-            (Some((e, unit)), _) if parse_i64(f(e)).is_some() => {
-                parse_i64(f(e)).expect("checked").saturating_mul(unit) - start_ns
-            }
+            (Some((e, unit)), _) if parse_i64(f(e)).is_some() => parse_i64(f(e))
+                .expect("checked")
+                .saturating_mul(unit)
+                .saturating_sub(start_ns),
             (_, Some((d, unit))) if parse_i64(f(d)).is_some() => {
                 parse_i64(f(d)).expect("checked").saturating_mul(unit)
             }

@@ -77,6 +77,15 @@ impl ZSpan {
                 .as_deref()
                 .is_some_and(|k| k.eq_ignore_ascii_case("SERVER"))
     }
+    /// True when `other` records the same span as `self`: identical timing,
+    /// name and parent (pieces may differ in tags and annotations).
+    fn same_span(&self, other: &ZSpan) -> bool {
+        let lower = |p: &Option<String>| p.as_deref().map(str::to_ascii_lowercase);
+        self.timestamp == other.timestamp
+            && self.duration == other.duration
+            && self.name == other.name
+            && lower(&self.parent_id) == lower(&other.parent_id)
+    }
     /// Fills what `self` lacks from another record of the same span.
     fn absorb(&mut self, other: ZSpan) {
         self.timestamp = self.timestamp.or(other.timestamp);
@@ -161,9 +170,13 @@ fn push_spans(ing: &mut Ingest, raw: Vec<ZSpan>, line: u64) -> Result<(), Error>
                         ing.defect(DefectKind::MissingTimestamp, line, || {
                             format!("span {} reported without timestamp", key.1)
                         })?;
-                    } else {
+                    } else if s.same_span(&r) {
                         ing.defect(DefectKind::DuplicateRecord, line, || {
                             format!("span {} reported twice", key.1)
+                        })?;
+                    } else {
+                        ing.defect(DefectKind::DuplicateSpanId, line, || {
+                            format!("two different spans with id {}", key.1)
                         })?;
                     }
                     s.absorb(r);
@@ -257,8 +270,10 @@ fn push_one(
                 _ => match SpanId::from_hex(p) {
                     Some(id) => id,
                     None => {
-                        return ing
-                            .bad_record(line, format!("parentId `{}` is not hex", truncate(p, 40)));
+                        return ing.bad_record(
+                            line,
+                            format!("parentId `{}` is not hex", truncate(p, 40)),
+                        );
                     }
                 },
             },

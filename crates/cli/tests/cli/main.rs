@@ -1,0 +1,6 @@
+//! Integration tests of the `palette` binary: each module drives one verb
+//! the way a user would, through the command line.
+
+mod bad_input;
+mod inspect;
+mod util;

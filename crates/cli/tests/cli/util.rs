@@ -1,0 +1,92 @@
+//! Helpers: temporary directories, running `palette`, the shared data folder.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A temporary directory that is removed when dropped.
+pub struct Dir {
+    pub tmp: tempfile::TempDir,
+}
+
+impl Dir {
+    pub fn new() -> Dir {
+        Dir {
+            tmp: tempfile::tempdir().expect("create temp dir"),
+        }
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+    /// Writes `content` to `name` and returns its path.
+    pub fn write(&self, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("create parent");
+        }
+        std::fs::write(&p, content).expect("write fixture");
+        p
+    }
+}
+
+/// The result of running `palette`.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs `palette` with `args`.
+pub fn palette<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    Command::new(env!("CARGO_BIN_EXE_palette"))
+        .args(args)
+        .output()
+        .expect("run palette")
+        .into()
+}
+
+/// Runs `palette inspect --json` on `inputs` (plus `extra` flags) and parses the report.
+pub fn inspect_json(inputs: &[&Path], extra: &[&str]) -> serde_json::Value {
+    let mut args: Vec<std::ffi::OsString> = vec!["inspect".into(), "--json".into()];
+    args.extend(extra.iter().map(|s| s.into()));
+    args.extend(inputs.iter().map(|p| p.as_os_str().to_owned()));
+    let run = palette(&args);
+    assert_eq!(run.code, 0, "palette inspect failed: {}", run.stderr);
+    serde_json::from_str(&run.stdout).expect("inspect --json prints JSON")
+}
+
+/// `../shared/data` from the project root, if this checkout has it. Tests
+/// that need it print why they skip when it is absent.
+pub fn shared_data(rel: &str) -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+    let p = root.join(rel);
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!(
+            "SKIP: {} is absent (no ../shared/data in this checkout)",
+            p.display()
+        );
+        None
+    }
+}
+
+/// The fixture folder of this crate's tests.
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(rel)
+}
