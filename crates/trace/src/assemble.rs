@@ -308,7 +308,8 @@ fn containment_tolerance(duration_ns: i64) -> i64 {
 }
 
 fn covers(outer: &Span, inner: &Span, tol: i64) -> bool {
-    inner.start_ns >= outer.start_ns - tol && inner.end_ns() <= outer.end_ns() + tol
+    inner.start_ns >= outer.start_ns.saturating_sub(tol)
+        && inner.end_ns() <= outer.end_ns().saturating_add(tol)
 }
 
 /// Repairs and assembles one trace. `None` means the trace was dropped.
@@ -519,7 +520,9 @@ fn build_tree(
     counts.folded_client_spans += folded_spans as u64;
     let span_count = execs.len() as u32 + folded_spans;
 
-    repair_skew(&mut execs, &spans, &body_of, env, policies, defects)?;
+    if !repair_skew(&mut execs, &spans, &body_of, env, policies, defects)? {
+        return Ok(None);
+    }
 
     Ok(Some(CallTree {
         trace_id,
@@ -738,6 +741,7 @@ fn adopt_wrapped_calls(
 
 /// A call that starts before its caller's execution (or an execution that
 /// starts before its own call) is clock skew: shift that subtree later.
+/// `false` when the policy drops the trace.
 fn repair_skew(
     execs: &mut [Exec],
     spans: &[Span],
@@ -745,7 +749,7 @@ fn repair_skew(
     env: &Env,
     policies: &Policies,
     defects: &mut DefectReport,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let mut shift = vec![0i64; execs.len()];
     for i in 0..execs.len() {
         let parent = execs[i].parent;
@@ -755,18 +759,19 @@ fn repair_skew(
             p => (shift[p as usize], execs[p as usize].start_ns),
         };
         let e = &mut execs[i];
-        e.call_start_ns += inherited;
-        e.start_ns += inherited;
+        e.call_start_ns = e.call_start_ns.saturating_add(inherited);
+        e.start_ns = e.start_ns.saturating_add(inherited);
         let call_late = if parent == NO_PARENT {
             0
         } else {
             parent_start.saturating_sub(e.call_start_ns).max(0)
         };
-        let exec_late = (e.call_start_ns - e.start_ns).max(0);
+        let exec_late = e.call_start_ns.saturating_sub(e.start_ns).max(0);
+        let late = call_late.saturating_add(exec_late);
         let mut own = 0;
-        if call_late + exec_late > 0 {
+        if late > 0 {
             let origin = spans[body_of[i] as usize].origin;
-            let detail = || format!("starts {} ns before its caller", call_late + exec_late);
+            let detail = || format!("starts {late} ns before its caller");
             if defects.record(
                 policies,
                 DefectKind::ChildOutsideParent,
@@ -774,17 +779,13 @@ fn repair_skew(
                 detail,
             )? == Policy::Drop
             {
-                return Err(Error::Defect {
-                    kind: DefectKind::ChildOutsideParent,
-                    location: env.at(origin),
-                    detail: "drop is not a policy for this defect; use repair or fail".into(),
-                });
+                return Ok(false);
             }
-            e.call_start_ns += call_late;
-            e.start_ns += call_late + exec_late;
-            own = call_late + exec_late;
+            e.call_start_ns = e.call_start_ns.saturating_add(call_late);
+            e.start_ns = e.start_ns.saturating_add(late);
+            own = late;
         }
-        shift[i] = inherited + own;
+        shift[i] = inherited.saturating_add(own);
     }
-    Ok(())
+    Ok(true)
 }

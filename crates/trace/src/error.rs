@@ -31,7 +31,7 @@ pub enum Error {
     #[error("trace assembly stopped early")]
     AssemblyStopped,
     /// A defect whose policy is `fail` (for example under `--strict`).
-    #[error("{location}: {kind} ({detail}); rerun without --strict, or with --on-defect {kind}=repair", kind = kind.name())]
+    #[error("{location}: {kind} ({detail}); its policy is fail: use --on-defect {kind}=repair to repair it, or =drop to drop the trace", kind = kind.name())]
     Defect {
         kind: DefectKind,
         location: String,
@@ -50,5 +50,14 @@ impl Error {
     /// True when the user named something that is not there: exit code 2.
     pub fn is_usage(&self) -> bool {
         matches!(self, Error::NotFound { .. } | Error::EmptyDirectory { .. })
+    }
+}
+
+/// `:line`, or nothing when the line is not known (0).
+fn line_suffix(line: u64) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(":{line}")
     }
 }

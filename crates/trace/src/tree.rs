@@ -59,10 +59,10 @@ pub struct Exec {
 
 impl Exec {
     pub fn end_ns(&self) -> i64 {
-        self.start_ns + self.duration_ns
+        self.start_ns.saturating_add(self.duration_ns)
     }
     pub fn call_end_ns(&self) -> i64 {
-        self.call_start_ns + self.call_duration_ns
+        self.call_start_ns.saturating_add(self.call_duration_ns)
     }
     pub fn children(&self) -> std::ops::Range<usize> {
         self.first_child as usize..(self.first_child + self.child_count) as usize

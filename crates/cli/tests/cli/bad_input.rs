@@ -1094,11 +1094,9 @@ fn otlp_json_line_of_100_mb_junk() {
 }
 
 // ---------------------------------------------------------------------------
-// Known bugs in assembly (crates/trace/src/assemble.rs): these inputs make
-// debug builds panic with arithmetic overflow. Un-ignore once fixed.
+// Extreme times once made assembly's clock-skew repair overflow.
 
 #[test]
-#[ignore = "panics: assemble.rs repair_skew overflows when start times mix 0 and epoch nanoseconds"]
 fn otlp_unset_start_times_in_a_chain() {
     // OTLP leaves an unset start time as 0: a chain that alternates 0 and
     // epoch start times makes the clock-skew repair shift by ~1.7e18 ns per
@@ -1131,7 +1129,6 @@ fn otlp_unset_start_times_in_a_chain() {
 }
 
 #[test]
-#[ignore = "panics: assemble.rs repair_skew and covers() overflow on extreme (saturated) start times"]
 fn jaeger_extreme_start_times() {
     let dir = Dir::new();
     let doc = r#"{"data":[{"traceID":"aa","spans":[
