@@ -224,15 +224,24 @@ fn resolve_rpc_orphans(mut spans: Vec<Span>, rpc_up: &RpcParents) -> Vec<Span> {
     if !spans.first().is_some_and(|s| s.has(flags::RPC_PATH_IDS)) {
         return spans;
     }
-    let mut ids: Vec<SpanId> = spans.iter().map(|s| s.span_id).collect();
-    ids.sort_unstable();
-    let known = |id: SpanId| ids.binary_search(&id).is_ok();
-    for s in spans.iter_mut() {
-        if s.parent_id.is_none() || known(s.parent_id) {
+    // Most traces are small: a scan beats sorting an index.
+    let sorted: Option<Vec<SpanId>> = (spans.len() > 16).then(|| {
+        let mut ids: Vec<SpanId> = spans.iter().map(|s| s.span_id).collect();
+        ids.sort_unstable();
+        ids
+    });
+    let known = |spans: &[Span], id: SpanId| match &sorted {
+        Some(ids) => ids.binary_search(&id).is_ok(),
+        None => spans.iter().any(|s| s.span_id == id),
+    };
+    for i in 0..spans.len() {
+        let parent = spans[i].parent_id;
+        if parent.is_none() || known(&spans, parent) {
             continue;
         }
-        s.parent_id = nearest_rpc_ancestor(s.parent_id, rpc_up, &known).unwrap_or_default();
-        s.flags |= flags::ORPHAN;
+        let ancestor = nearest_rpc_ancestor(parent, rpc_up, &|id| known(&spans, id));
+        spans[i].parent_id = ancestor.unwrap_or_default();
+        spans[i].flags |= flags::ORPHAN;
     }
     spans
 }

@@ -21,7 +21,7 @@ pub enum Error {
     #[error("{path}: not a trace file palette can read ({why}); pass --format to say which it is")]
     UnknownFormat { path: PathBuf, why: String },
     /// The content is malformed at a known place.
-    #[error("{path}:{line}: {message}")]
+    #[error("{path}{}: {message}", line_suffix(*line))]
     BadData {
         path: PathBuf,
         line: u64,

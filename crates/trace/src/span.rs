@@ -56,7 +56,11 @@ impl TraceId {
     /// Parses hex, or else derives a stable id from the text (Alibaba and other
     /// datasets use ids that are not hex numbers).
     pub fn from_text(s: &str) -> TraceId {
-        TraceId::from_hex(s).unwrap_or_else(|| TraceId::new(hash128(s.as_bytes())))
+        TraceId::from_text_bytes(s.trim().as_bytes())
+    }
+    /// [`TraceId::from_text`] on raw bytes.
+    pub fn from_text_bytes(s: &[u8]) -> TraceId {
+        parse_hex(s).map_or_else(|| TraceId::new(hash128(s)), TraceId::new)
     }
 }
 
@@ -71,26 +75,41 @@ impl SpanId {
     }
 }
 
+/// Hex digit values; 0xFF for anything else.
+const HEX: [u8; 256] = {
+    let mut t = [0xFFu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
 /// Parses up to the last 32 hex digits of `s`; `None` if empty or not hex.
 fn parse_hex(s: &[u8]) -> Option<u128> {
     if s.is_empty() {
         return None;
     }
+    let (head, tail) = s.split_at(s.len().saturating_sub(32));
     let mut v: u128 = 0;
-    for &b in &s[s.len().saturating_sub(32)..] {
-        let d = match b {
-            b'0'..=b'9' => b - b'0',
-            b'a'..=b'f' => b - b'a' + 10,
-            b'A'..=b'F' => b - b'A' + 10,
-            _ => return None,
-        };
-        v = (v << 4) | d as u128;
+    let mut bad = 0u8;
+    for &b in tail {
+        let d = HEX[b as usize];
+        bad |= d;
+        v = (v << 4) | (d & 0x0F) as u128;
     }
     // Digits beyond the last 32 must still be hex.
-    s[..s.len().saturating_sub(32)]
-        .iter()
-        .all(u8::is_ascii_hexdigit)
-        .then_some(v)
+    for &b in head {
+        bad |= HEX[b as usize];
+    }
+    (bad & 0xF0 == 0).then_some(v)
 }
 
 /// FNV-1a over 128 bits, then a finaliser: stable across runs and platforms,
@@ -166,8 +185,9 @@ impl Sym {
 /// and comparisons are integer compares.
 #[derive(Clone, Debug)]
 pub struct Interner {
-    /// Lookup from text to symbol.
-    ids: FxHashMap<Box<str>, Sym>,
+    /// Lookup from the bytes as read to symbol, so readers need not
+    /// validate UTF-8 on every row.
+    ids: FxHashMap<Box<[u8]>, Sym>,
     /// The text of each symbol, indexed by `Sym.0`.
     names: Vec<Box<str>>,
 }
@@ -185,17 +205,21 @@ impl Default for Interner {
 
 impl Interner {
     pub fn intern(&mut self, s: &str) -> Sym {
+        self.intern_bytes(s.as_bytes())
+    }
+    /// Interns raw bytes; invalid UTF-8 is stored with replacement characters.
+    pub fn intern_bytes(&mut self, s: &[u8]) -> Sym {
         if let Some(&sym) = self.ids.get(s) {
             return sym;
         }
         let sym = Sym(self.names.len() as u32);
-        self.names.push(s.into());
+        self.names.push(String::from_utf8_lossy(s).into());
         self.ids.insert(s.into(), sym);
         sym
     }
     /// The symbol of `s`, if it was interned before.
     pub fn get(&self, s: &str) -> Option<Sym> {
-        self.ids.get(s).copied()
+        self.ids.get(s.as_bytes()).copied()
     }
     pub fn resolve(&self, sym: Sym) -> &str {
         &self.names[sym.0 as usize]

@@ -13,8 +13,10 @@
 
 use std::io::BufRead;
 
+use crate::assemble::RpcParents;
 use crate::defect::DefectKind;
 use crate::error::Error;
+use crate::format::csvline::CsvLines;
 use crate::format::{Ingest, truncate};
 use crate::span::{Span, SpanId, SpanKind, Sym, TraceId, flags};
 
@@ -33,9 +35,9 @@ struct Columns {
 }
 
 impl Columns {
-    fn from_header(header: &csv::ByteRecord) -> Result<Columns, String> {
-        let names: Vec<String> = header
-            .iter()
+    fn from_header(header: &CsvLines<impl BufRead>) -> Result<Columns, String> {
+        let names: Vec<String> = (0..header.len())
+            .map(|i| header.field(i))
             .map(|c| {
                 String::from_utf8_lossy(c)
                     .trim()
@@ -96,10 +98,7 @@ impl Cached {
         if self.sym != Sym::EMPTY && self.text == bytes {
             return self.sym;
         }
-        self.sym = match std::str::from_utf8(bytes) {
-            Ok(s) => ing.names.intern(s),
-            Err(_) => ing.names.intern(&String::from_utf8_lossy(bytes)),
-        };
+        self.sym = ing.names.intern_bytes(bytes);
         self.text.clear();
         self.text.extend_from_slice(bytes);
         self.sym
@@ -107,84 +106,77 @@ impl Cached {
 }
 
 fn parse_number(bytes: &[u8]) -> Option<f64> {
-    let s = std::str::from_utf8(bytes).ok()?.trim();
-    if let Ok(i) = s.parse::<i64>() {
-        return Some(i as f64);
+    // Integers (the common case) without a detour through UTF-8 and floats.
+    if !bytes.is_empty() && bytes.len() < 19 {
+        let (neg, digits) = match bytes[0] {
+            b'-' => (true, &bytes[1..]),
+            _ => (false, bytes),
+        };
+        if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) {
+            let v = digits
+                .iter()
+                .fold(0i64, |acc, &d| acc * 10 + (d - b'0') as i64);
+            return Some(if neg { -v } else { v } as f64);
+        }
     }
+    let s = std::str::from_utf8(bytes).ok()?.trim();
     s.parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
-/// Interns rpc id `0.1.2` and its parent `0.1`; the first time an rpc id is
-/// seen, links it (and any new ancestors) to its parent for orphan repair.
+/// Interns rpc id `0.1.2` and finds its parent `0.1`. The first time an rpc
+/// id is seen it is linked (with any new ancestors) to its parent, here and
+/// for assembly's orphan repair; afterwards the parent is a table lookup.
 fn intern_rpc_path(
     ing: &mut Ingest,
     cache: &mut Cached,
-    parent_cache: &mut Cached,
+    links: &mut RpcParents,
     rpcid: &[u8],
 ) -> (Sym, Sym) {
     let known = ing.names.len();
     let sym = cache.get(ing, rpcid);
-    let Some(cut) = rpcid.iter().rposition(|&b| b == b'.') else {
-        return (sym, Sym::EMPTY);
-    };
-    let parent = parent_cache.get(ing, &rpcid[..cut]);
-    if sym.0 as usize >= known {
-        ing.rpc_link(sym, parent);
-        // New ancestors: link them too, up to one already linked.
-        let (mut child, mut path) = (parent, &rpcid[..cut]);
-        while child.0 as usize >= known {
-            let Some(cut) = path.iter().rposition(|&b| b == b'.') else {
-                break;
-            };
-            path = &path[..cut];
-            let up = ing.names.intern(&String::from_utf8_lossy(path));
-            ing.rpc_link(child, up);
-            child = up;
-        }
+    if (sym.0 as usize) < known {
+        return (sym, links.parent(sym));
     }
-    (sym, parent)
+    let (mut child, mut path) = (sym, rpcid);
+    while let Some(cut) = path.iter().rposition(|&b| b == b'.') {
+        path = &path[..cut];
+        let fresh = ing.names.len();
+        let up = ing.names.intern_bytes(path);
+        ing.rpc_link(child, up);
+        links.link(child, up);
+        if (up.0 as usize) < fresh {
+            break;
+        }
+        child = up;
+    }
+    (sym, links.parent(sym))
 }
 
 pub fn read(reader: Box<dyn BufRead + '_>, ing: &mut Ingest) -> Result<(), Error> {
-    let mut csv = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(reader);
-    let mut record = csv::ByteRecord::new();
-    let csv_error = |ing: &Ingest, e: csv::Error| match e.kind() {
-        csv::ErrorKind::Io(_) => match e.into_kind() {
-            csv::ErrorKind::Io(io) => crate::input::read_error(ing.path(), io),
-            _ => unreachable!("matched above"),
-        },
-        _ => ing.bad_data(e.position().map_or(0, |p| p.line()), e.to_string()),
-    };
-    if !csv
-        .read_byte_record(&mut record)
-        .map_err(|e| csv_error(ing, e))?
-    {
+    let mut record = CsvLines::new(reader);
+    let io_error = |ing: &Ingest, e: std::io::Error| crate::input::read_error(ing.path(), e);
+    if !record.next_record().map_err(|e| io_error(ing, e))? {
         return Err(ing.bad_data(1, "the file is empty"));
     }
     let cols = Columns::from_header(&record).map_err(|m| ing.bad_data(1, m))?;
     let unknown = ing.names.intern("unknown");
     let user = b"USER";
-    let (mut rpc_cache, mut parent_cache, mut dm_cache, mut iface_cache, mut type_cache) = (
-        Cached::default(),
+    let (mut rpc_cache, mut dm_cache, mut iface_cache, mut type_cache) = (
         Cached::default(),
         Cached::default(),
         Cached::default(),
         Cached::default(),
     );
+    let mut rpc_up = RpcParents::default();
     let mut last_trace: (Vec<u8>, TraceId) = (Vec::new(), TraceId::default());
     loop {
-        match csv.read_byte_record(&mut record) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => return Err(csv_error(ing, e)),
+        if !record.next_record().map_err(|e| io_error(ing, e))? {
+            break;
         }
-        let line = record.position().map_or(0, |p| p.line());
+        let line = record.line();
         ing.saw_records(1);
         if record.len() < cols.width {
-            if record.len() == 1 && record[0].iter().all(|b| b.is_ascii_whitespace()) {
+            if record.is_blank() {
                 continue;
             }
             let got = record.len();
@@ -194,7 +186,7 @@ pub fn read(reader: Box<dyn BufRead + '_>, ing: &mut Ingest) -> Result<(), Error
             )?;
             continue;
         }
-        let field = |i: usize| record[i].trim_ascii();
+        let field = |i: usize| record.field(i);
         let trace_text = field(cols.traceid);
         if trace_text.is_empty() {
             ing.bad_record(line, "empty traceid".into())?;
@@ -203,10 +195,7 @@ pub fn read(reader: Box<dyn BufRead + '_>, ing: &mut Ingest) -> Result<(), Error
         if trace_text != last_trace.0.as_slice() {
             last_trace.0.clear();
             last_trace.0.extend_from_slice(trace_text);
-            last_trace.1 = match std::str::from_utf8(trace_text) {
-                Ok(t) => TraceId::from_text(t),
-                Err(_) => TraceId::from_text(&String::from_utf8_lossy(trace_text)),
-            };
+            last_trace.1 = TraceId::from_text_bytes(trace_text);
         }
         let Some(ts_ms) = parse_number(field(cols.timestamp)) else {
             let v = truncate(&String::from_utf8_lossy(field(cols.timestamp)), 40);
@@ -248,7 +237,7 @@ pub fn read(reader: Box<dyn BufRead + '_>, ing: &mut Ingest) -> Result<(), Error
                 format!("{} calls itself", String::from_utf8_lossy(um))
             })?;
         }
-        let (span_sym, parent_sym) = intern_rpc_path(ing, &mut rpc_cache, &mut parent_cache, rpcid);
+        let (span_sym, parent_sym) = intern_rpc_path(ing, &mut rpc_cache, &mut rpc_up, rpcid);
         let span_id = SpanId(span_sym.0 as u64);
         let is_root = um == user || parent_sym.is_empty();
         let parent_id = if is_root {

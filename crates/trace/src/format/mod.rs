@@ -4,6 +4,7 @@
 //! into the [`Ingest`] context, which assembles traces as they complete.
 
 pub mod alibaba;
+pub mod csvline;
 pub mod jaeger;
 pub mod otlp;
 pub mod spancsv;
@@ -283,6 +284,13 @@ pub fn read_traces(
             Some(f) => f,
             None => {
                 let opened = input::open(path, &NoProgress)?;
+                if opened.head.iter().all(|b| b.is_ascii_whitespace()) {
+                    return Err(Error::BadData {
+                        path: path.clone(),
+                        line: 1,
+                        message: "the file is empty".into(),
+                    });
+                }
                 detect(&opened.head).map_err(|why| Error::UnknownFormat {
                     path: path.clone(),
                     why,
@@ -317,31 +325,45 @@ pub fn read_traces(
     let mut builder = TreeBuilder::new(assemble, files.clone());
     let mut grouper = Grouper::new(window);
     let (read_result, build_result) = std::thread::scope(|scope| {
-        let assembling = scope.spawn(|| -> Result<(), Error> {
-            let mut rpc_up = RpcParents::default();
-            let mut closed: Vec<Closed> = Vec::new();
-            let mut build = |closed: &mut Vec<Closed>| -> Result<(), Error> {
-                for (trace_id, spans) in closed.drain(..) {
-                    if let Some(tree) = builder.build(trace_id, spans)? {
-                        sink.trace(&tree)?;
+        let assembling = std::thread::Builder::new()
+            .name("assemble".into())
+            .spawn_scoped(scope, || -> Result<(), Error> {
+                let mut rpc_up = RpcParents::default();
+                let mut closed: Vec<Closed> = Vec::new();
+                let mut build = |closed: &mut Vec<Closed>| -> Result<(), Error> {
+                    for (trace_id, spans) in closed.drain(..) {
+                        if let Some(tree) = builder.build(trace_id, spans)? {
+                            sink.trace(&tree)?;
+                        }
+                    }
+                    Ok(())
+                };
+                for batch in from_reader {
+                    for (child, parent) in batch.links {
+                        rpc_up.link(child, parent);
+                    }
+                    for span in batch.spans {
+                        grouper.push(span, &rpc_up, &mut closed);
+                        if !closed.is_empty() {
+                            build(&mut closed)?;
+                        }
                     }
                 }
-                Ok(())
-            };
-            for batch in from_reader {
-                for (child, parent) in batch.links {
-                    rpc_up.link(child, parent);
-                }
-                for span in batch.spans {
-                    grouper.push(span, &rpc_up, &mut closed);
-                    if !closed.is_empty() {
-                        build(&mut closed)?;
-                    }
-                }
+                grouper.finish(&rpc_up, &mut closed);
+                build(&mut closed)
+            });
+        let assembling = match assembling {
+            Ok(handle) => handle,
+            Err(e) => {
+                return (
+                    Err(Error::Io {
+                        path: PathBuf::from("<thread>"),
+                        source: e,
+                    }),
+                    Ok(()),
+                );
             }
-            grouper.finish(&rpc_up, &mut closed);
-            build(&mut closed)
-        });
+        };
         let read_result = read_all(&mut ing, &files, &formats, progress);
         // Closing the channel lets assembly finish.
         ing.to_assembly = None;

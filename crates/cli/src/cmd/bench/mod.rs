@@ -1,0 +1,66 @@
+//! `palette bench`: measure Palette's own speed and memory, print a table.
+//!
+//! Every measurement runs in a child process, so peak memory is per case;
+//! baselines are measured in the same invocation, so ratios survive noisy,
+//! shared machines.
+
+mod ingest;
+
+use std::path::Path;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(subcommand)]
+    pub what: What,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum What {
+    /// Ingest + assembly of Alibaba-style CallGraph CSV against `wc -l` (the
+    /// I/O floor) and a pandas script doing the same grouping.
+    Ingest(ingest::Args),
+    /// One measured ingest, run as a child by `bench ingest`; prints JSON.
+    #[command(hide = true)]
+    IngestWorker { file: std::path::PathBuf },
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    match args.what {
+        What::Ingest(a) => ingest::run(a),
+        What::IngestWorker { file } => ingest::worker(&file),
+    }
+}
+
+/// Peak resident memory of this process, from /proc (Linux), in KiB.
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A short description of this machine for the benchmark record.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown cpu".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib / 1024 / 1024);
+    format!("{cores} cores ({cpu}), {mem_gib} GiB")
+}
+
+pub fn file_mib(path: &Path) -> f64 {
+    std::fs::metadata(path).map_or(0.0, |m| m.len() as f64 / (1024.0 * 1024.0))
+}

