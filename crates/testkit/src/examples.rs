@@ -122,7 +122,16 @@ pub fn webshop() -> SystemSpec {
             work(0.8),
         ]),
     )
-    .api("session/Get", seq(vec![work(0.3), call("redis/GET")]))
+    .api(
+        "session/Get",
+        seq(vec![
+            work(0.3),
+            call("redis/GET"),
+            // An expired session token is re-verified.
+            Step::Choice(vec![(0.9, Step::Seq(vec![])), (0.1, call("auth/Verify"))]),
+        ]),
+    )
+    .api("auth/Verify", seq(vec![work(1.0), call("redis/GET")]))
     .api("cart/Add", seq(vec![work(0.5), call("redis/SET")]))
     .api("cart/Get", seq(vec![work(0.4), call("redis/GET")]))
     .api("cart/Empty", seq(vec![work(0.3), call("redis/SET")]))

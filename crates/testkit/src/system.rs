@@ -291,6 +291,9 @@ impl Generator<'_> {
 /// Runs `spec` for `n` requests (Poisson arrivals at its rate), deterministically for `seed`.
 pub fn generate(spec: &SystemSpec, n: usize, seed: u64) -> Traces {
     spec.validate().expect("valid ground-truth system");
+    // Mixing in the system's name keeps ids distinct between systems
+    // generated with the same seed.
+    let seed = seed ^ palette_trace::span::hash64(spec.name.as_bytes());
     let mut g = Generator {
         spec,
         rng: Rng::new(seed),

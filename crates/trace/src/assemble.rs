@@ -16,6 +16,7 @@ use rustc_hash::FxHashMap;
 
 use crate::defect::{DefectKind, DefectReport, Policies, Policy};
 use crate::error::Error;
+use crate::rpcid::RpcParents;
 use crate::span::{Api, Origin, Span, SpanId, SpanKind, Sym, TraceId, flags};
 use crate::tree::{CallTree, EdgeKind, Exec, NO_PARENT};
 
@@ -192,28 +193,6 @@ impl Grouper {
             let p = self.open.remove(&trace_id).expect("listed above");
             closed.push((trace_id, resolve_rpc_orphans(p.spans, rpc_up)));
         }
-    }
-}
-
-/// For each interned Alibaba rpc id (`0.1.2`), the symbol of its parent
-/// (`0.1`): enough to find a missing parent's nearest ancestor without the
-/// names themselves, which stay with the reader thread.
-#[derive(Clone, Debug, Default)]
-pub struct RpcParents {
-    /// Indexed by the rpc id's symbol; 0 for none.
-    up: Vec<u32>,
-}
-
-impl RpcParents {
-    pub fn link(&mut self, child: Sym, parent: Sym) {
-        let i = child.0 as usize;
-        if self.up.len() <= i {
-            self.up.resize(i + 1, 0);
-        }
-        self.up[i] = parent.0;
-    }
-    pub fn parent(&self, child: Sym) -> Sym {
-        Sym(self.up.get(child.0 as usize).copied().unwrap_or(0))
     }
 }
 
@@ -566,14 +545,14 @@ fn nearest_rpc_ancestor(
     rpc_up: &RpcParents,
     known: &dyn Fn(SpanId) -> bool,
 ) -> Option<SpanId> {
-    let mut at = rpc_up.parent(Sym(missing.0 as u32));
+    let mut at = rpc_up.parent(missing);
     // Rpc ids are finite paths, but a hostile link table must not loop.
     for _ in 0..4096 {
-        if at.is_empty() {
+        if at.is_none() {
             return None;
         }
-        if known(SpanId(at.0 as u64)) {
-            return Some(SpanId(at.0 as u64));
+        if known(at) {
+            return Some(at);
         }
         at = rpc_up.parent(at);
     }

@@ -13,11 +13,11 @@
 
 use std::io::BufRead;
 
-use crate::assemble::RpcParents;
 use crate::defect::DefectKind;
 use crate::error::Error;
 use crate::format::csvline::CsvLines;
 use crate::format::{Ingest, truncate};
+use crate::rpcid;
 use crate::span::{Span, SpanId, SpanKind, Sym, TraceId, flags};
 
 /// Column positions, found from the header.
@@ -123,33 +123,37 @@ fn parse_number(bytes: &[u8]) -> Option<f64> {
     s.parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
-/// Interns rpc id `0.1.2` and finds its parent `0.1`. The first time an rpc
-/// id is seen it is linked (with any new ancestors) to its parent, here and
-/// for assembly's orphan repair; afterwards the parent is a table lookup.
-fn intern_rpc_path(
-    ing: &mut Ingest,
-    cache: &mut Cached,
-    links: &mut RpcParents,
-    rpcid: &[u8],
-) -> (Sym, Sym) {
-    let known = ing.names.len();
-    let sym = cache.get(ing, rpcid);
-    if (sym.0 as usize) < known {
-        return (sym, links.parent(sym));
+/// The span id of rpc id `path` (packed when short, else interned) and the
+/// span id of its parent. The first time a long path is interned it is linked
+/// (with any new ancestors) to its parent, here and for assembly's orphan
+/// repair; afterwards its parent is a table lookup.
+fn rpc_span_ids(ing: &mut Ingest, cache: &mut Cached, path: &[u8]) -> (SpanId, SpanId) {
+    if let Some(id) = rpcid::pack(path) {
+        return (id, ing.rpc_parents.parent(id));
     }
-    let (mut child, mut path) = (sym, rpcid);
+    let id = rpcid::interned(cache.get(ing, path));
+    let parent = ing.rpc_parents.parent(id);
+    // Linked before (the text may also have been interned as another name,
+    // so an unlinked old symbol is linked now).
+    if !parent.is_none() || !path.contains(&b'.') {
+        return (id, parent);
+    }
+    let (mut child, mut path) = (id, path);
     while let Some(cut) = path.iter().rposition(|&b| b == b'.') {
         path = &path[..cut];
-        let fresh = ing.names.len();
-        let up = ing.names.intern_bytes(path);
+        if let Some(up) = rpcid::pack(path) {
+            ing.rpc_link(child, up);
+            break;
+        }
+        let up = rpcid::interned(ing.names.intern_bytes(path));
+        let known = !ing.rpc_parents.parent(up).is_none() || !path.contains(&b'.');
         ing.rpc_link(child, up);
-        links.link(child, up);
-        if (up.0 as usize) < fresh {
+        if known {
             break;
         }
         child = up;
     }
-    (sym, links.parent(sym))
+    (id, ing.rpc_parents.parent(id))
 }
 
 pub fn read(reader: Box<dyn BufRead + '_>, ing: &mut Ingest) -> Result<(), Error> {
@@ -167,7 +171,6 @@ pub fn read(reader: Box<dyn BufRead + '_>, ing: &mut Ingest) -> Result<(), Error
         Cached::default(),
         Cached::default(),
     );
-    let mut rpc_up = RpcParents::default();
     let mut last_trace: (Vec<u8>, TraceId) = (Vec::new(), TraceId::default());
     loop {
         if !record.next_record().map_err(|e| io_error(ing, e))? {
@@ -237,14 +240,8 @@ pub fn read(reader: Box<dyn BufRead + '_>, ing: &mut Ingest) -> Result<(), Error
                 format!("{} calls itself", String::from_utf8_lossy(um))
             })?;
         }
-        let (span_sym, parent_sym) = intern_rpc_path(ing, &mut rpc_cache, &mut rpc_up, rpcid);
-        let span_id = SpanId(span_sym.0 as u64);
-        let is_root = um == user || parent_sym.is_empty();
-        let parent_id = if is_root {
-            SpanId(0)
-        } else {
-            SpanId(parent_sym.0 as u64)
-        };
+        let (span_id, parent) = rpc_span_ids(ing, &mut rpc_cache, rpcid);
+        let parent_id = if um == user { SpanId(0) } else { parent };
         let protocol = match cols.rpctype {
             Some(c) if !field(c).is_empty() => type_cache.get(ing, field(c)),
             _ => Sym::EMPTY,

@@ -46,17 +46,24 @@ impl<R: BufRead> CsvLines<R> {
             return Ok(false);
         }
         self.lines += 1;
-        if memchr::memchr(b'"', &self.raw).is_none() {
-            self.quoted = false;
-            let line = trim_newline(&self.raw);
-            let mut start = 0;
-            for comma in memchr::memchr_iter(b',', line) {
-                self.fields.push(start..comma);
-                start = comma + 1;
+        // One pass finds the commas, and stops at a quote if there is one.
+        let line = trim_newline(&self.raw);
+        let mut start = 0;
+        let mut quoted = false;
+        for at in memchr::memchr2_iter(b',', b'"', line) {
+            if line[at] == b'"' {
+                quoted = true;
+                break;
             }
+            self.fields.push(start..at);
+            start = at + 1;
+        }
+        if !quoted {
+            self.quoted = false;
             self.fields.push(start..line.len());
             return Ok(true);
         }
+        self.fields.clear();
         // A quoted field may hold newlines: read on until quotes balance.
         while self.raw.iter().filter(|&&b| b == b'"').count() % 2 == 1 {
             if self.reader.read_until(b'\n', &mut self.raw)? == 0 {

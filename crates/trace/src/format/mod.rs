@@ -14,13 +14,12 @@ use std::path::{Path, PathBuf};
 
 use std::sync::mpsc::SyncSender;
 
-use crate::assemble::{
-    AssembleOptions, AssemblyCounts, Closed, Grouper, RpcParents, TraceSink, TreeBuilder,
-};
+use crate::assemble::{AssembleOptions, AssemblyCounts, Closed, Grouper, TraceSink, TreeBuilder};
 use crate::defect::{DefectKind, DefectReport, Policies, Policy};
 use crate::error::Error;
 use crate::input::{self, NoProgress, Progress};
-use crate::span::{Interner, Origin, Span, Sym};
+use crate::rpcid::RpcParents;
+use crate::span::{Interner, Origin, Span, SpanId};
 
 /// A trace format palette reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -168,7 +167,7 @@ const BATCH_SPANS: usize = 1024;
 /// Spans read, and the rpc-id links made while reading them.
 struct Batch {
     spans: Vec<Span>,
-    links: Vec<(Sym, Sym)>,
+    links: Vec<(SpanId, SpanId)>,
 }
 
 /// The reader's side of one read: names, reader-level defects, and the
@@ -182,6 +181,9 @@ pub struct Ingest {
     /// Defects found while reading (assembly counts its own).
     defects: DefectReport,
     batch: Batch,
+    /// Parents of long Alibaba rpc ids, kept across files (traces may be
+    /// split across them); assembly keeps its own copy from the links sent.
+    pub rpc_parents: RpcParents,
     to_assembly: Option<SyncSender<Batch>>,
     records: u64,
 }
@@ -198,7 +200,8 @@ impl Ingest {
 
     /// Records that rpc id `child` (an Alibaba span id symbol) has parent
     /// rpc id `parent`, for repairing missing parents.
-    pub fn rpc_link(&mut self, child: Sym, parent: Sym) {
+    pub fn rpc_link(&mut self, child: SpanId, parent: SpanId) {
+        self.rpc_parents.link(child, parent);
         self.batch.links.push((child, parent));
     }
 
@@ -319,6 +322,7 @@ pub fn read_traces(
             spans: Vec::with_capacity(BATCH_SPANS),
             links: Vec::new(),
         },
+        rpc_parents: RpcParents::default(),
         to_assembly: Some(to_assembly),
         records: 0,
     };
