@@ -237,7 +237,8 @@ impl Interner {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Origin {
     pub file: u32,
-    pub line: u64,
+    /// Saturates at `u32::MAX`: 4 bytes here keep every span smaller.
+    pub line: u32,
 }
 
 /// Bit flags of a [`Span`].
@@ -283,8 +284,8 @@ pub struct Span {
     /// Caller-observed latency of the call into this span when the same
     /// record carries it (Alibaba v2021 logs the call from both sides).
     pub caller_duration_ns: Option<i64>,
-    pub request_bytes: Option<u64>,
-    pub response_bytes: Option<u64>,
+    pub request_bytes: Option<u32>,
+    pub response_bytes: Option<u32>,
     /// Where the span was read, for error messages.
     pub origin: Origin,
 }

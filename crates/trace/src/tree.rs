@@ -53,8 +53,8 @@ pub struct Exec {
     pub error: bool,
     /// The caller does not wait for this call (FOLLOWS_FROM, messaging).
     pub detached: bool,
-    pub request_bytes: Option<u64>,
-    pub response_bytes: Option<u64>,
+    pub request_bytes: Option<u32>,
+    pub response_bytes: Option<u32>,
 }
 
 impl Exec {

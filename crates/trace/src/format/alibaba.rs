@@ -156,6 +156,37 @@ fn rpc_span_ids(ing: &mut Ingest, cache: &mut Cached, path: &[u8]) -> (SpanId, S
     (id, ing.rpc_parents.parent(id))
 }
 
+/// `(dm, interface)` → (service, operation) symbols: one lookup per row
+/// instead of two, since the pair repeats as often as either name.
+#[derive(Default)]
+struct ApiNames {
+    pairs: rustc_hash::FxHashMap<Box<[u8]>, (Sym, Sym)>,
+    /// `dm \0 interface`, reused.
+    key: Vec<u8>,
+}
+
+impl ApiNames {
+    fn get(&mut self, ing: &mut Ingest, dm: &[u8], iface: &[u8], unknown: Sym) -> (Sym, Sym) {
+        self.key.clear();
+        self.key.extend_from_slice(dm);
+        self.key.push(0);
+        self.key.extend_from_slice(iface);
+        if let Some(&pair) = self.pairs.get(self.key.as_slice()) {
+            return pair;
+        }
+        let mut name = |bytes: &[u8]| {
+            if is_unknown_name(bytes) {
+                unknown
+            } else {
+                ing.names.intern_bytes(bytes)
+            }
+        };
+        let pair = (name(dm), name(iface));
+        self.pairs.insert(self.key.as_slice().into(), pair);
+        pair
+    }
+}
+
 pub fn read(reader: Box<dyn BufRead + '_>, ing: &mut Ingest) -> Result<(), Error> {
     let mut record = CsvLines::new(reader);
     let io_error = |ing: &Ingest, e: std::io::Error| crate::input::read_error(ing.path(), e);
@@ -165,12 +196,8 @@ pub fn read(reader: Box<dyn BufRead + '_>, ing: &mut Ingest) -> Result<(), Error
     let cols = Columns::from_header(&record).map_err(|m| ing.bad_data(1, m))?;
     let unknown = ing.names.intern("unknown");
     let user = b"USER";
-    let (mut rpc_cache, mut dm_cache, mut iface_cache, mut type_cache) = (
-        Cached::default(),
-        Cached::default(),
-        Cached::default(),
-        Cached::default(),
-    );
+    let mut api_names = ApiNames::default();
+    let (mut rpc_cache, mut type_cache) = (Cached::default(), Cached::default());
     let mut last_trace: (Vec<u8>, TraceId) = (Vec::new(), TraceId::default());
     loop {
         if !record.next_record().map_err(|e| io_error(ing, e))? {
@@ -224,17 +251,13 @@ pub fn read(reader: Box<dyn BufRead + '_>, ing: &mut Ingest) -> Result<(), Error
         }
         let um = field(cols.um);
         let (dm, iface) = (field(cols.dm), field(cols.interface));
-        let named = |ing: &mut Ingest, cache: &mut Cached, bytes: &[u8]| -> Result<Sym, Error> {
-            if is_unknown_name(bytes) {
-                let shown = String::from_utf8_lossy(bytes).into_owned();
+        let (service, operation) = api_names.get(ing, dm, iface, unknown);
+        for name in [dm, iface] {
+            if is_unknown_name(name) {
+                let shown = String::from_utf8_lossy(name).into_owned();
                 ing.defect(DefectKind::UnknownName, line, || format!("name `{shown}`"))?;
-                Ok(unknown)
-            } else {
-                Ok(cache.get(ing, bytes))
             }
-        };
-        let service = named(ing, &mut dm_cache, dm)?;
-        let operation = named(ing, &mut iface_cache, iface)?;
+        }
         if um == dm && !is_unknown_name(um) {
             ing.defect(DefectKind::SelfCall, line, || {
                 format!("{} calls itself", String::from_utf8_lossy(um))

@@ -227,7 +227,7 @@ impl Ingest {
     pub fn origin(&self, line: u64) -> Origin {
         Origin {
             file: self.file,
-            line,
+            line: line.min(u32::MAX as u64) as u32,
         }
     }
 

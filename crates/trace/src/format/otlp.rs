@@ -94,7 +94,7 @@ pub(crate) fn any_value_text(v: &Value) -> Option<String> {
     })
 }
 
-fn any_value_u64(v: &Value) -> Option<u64> {
+fn any_value_u32(v: &Value) -> Option<u32> {
     any_value_text(v)?.trim().parse().ok()
 }
 
@@ -225,11 +225,11 @@ fn push_span(ing: &mut Ingest, s: OSpan, service: Sym, line: u64) -> Result<(), 
             "http.request.body.size"
             | "http.request_content_length"
             | "rpc.request.size"
-            | "palette.request_bytes" => request_bytes = any_value_u64(&a.value),
+            | "palette.request_bytes" => request_bytes = any_value_u32(&a.value),
             "http.response.body.size"
             | "http.response_content_length"
             | "rpc.response.size"
-            | "palette.response_bytes" => response_bytes = any_value_u64(&a.value),
+            | "palette.response_bytes" => response_bytes = any_value_u32(&a.value),
             _ => {}
         }
     }
