@@ -122,7 +122,7 @@ impl Grouper {
     }
 
     /// Adds a span; appends traces that fell out of the window to `closed`.
-    pub fn push(&mut self, span: Span, rpc_up: &RpcParents, closed: &mut Vec<Closed>) {
+    pub fn push(&mut self, span: Span, closed: &mut Vec<Closed>) {
         let t = span.start_ns;
         let trace_id = span.trace_id;
         match self.open.get_mut(&trace_id) {
@@ -149,12 +149,12 @@ impl Grouper {
             self.since_sweep += 1;
             if self.since_sweep >= SWEEP_EVERY {
                 self.since_sweep = 0;
-                self.sweep(w, rpc_up, closed);
+                self.sweep(w, closed);
             }
         }
     }
 
-    fn sweep(&mut self, window: i64, rpc_up: &RpcParents, closed: &mut Vec<Closed>) {
+    fn sweep(&mut self, window: i64, closed: &mut Vec<Closed>) {
         while let Some(&(deadline, trace_id)) = self.deadlines.front() {
             if deadline > self.now_ns {
                 break;
@@ -169,13 +169,13 @@ impl Grouper {
                 continue;
             }
             let p = self.open.remove(&trace_id).expect("checked above");
-            closed.push((trace_id, resolve_rpc_orphans(p.spans, rpc_up)));
+            closed.push((trace_id, p.spans));
         }
     }
 
     /// Closes every open trace, in order of first appearance for windowed
     /// input and by trace id otherwise, so output order is deterministic.
-    pub fn finish(&mut self, rpc_up: &RpcParents, closed: &mut Vec<Closed>) {
+    pub fn finish(&mut self, closed: &mut Vec<Closed>) {
         let mut order: Vec<TraceId> = if self.window_ns.is_some() {
             let mut seen = rustc_hash::FxHashSet::default();
             self.deadlines
@@ -191,38 +191,9 @@ impl Grouper {
         order.retain(|t| self.open.contains_key(t));
         for trace_id in order {
             let p = self.open.remove(&trace_id).expect("listed above");
-            closed.push((trace_id, resolve_rpc_orphans(p.spans, rpc_up)));
+            closed.push((trace_id, p.spans));
         }
     }
-}
-
-/// Alibaba spans whose parent rpc id is missing get their nearest recorded
-/// ancestor as parent (or none), marked [`flags::ORPHAN`] so the builder
-/// counts and polices them. Done here because it needs the names.
-fn resolve_rpc_orphans(mut spans: Vec<Span>, rpc_up: &RpcParents) -> Vec<Span> {
-    if !spans.first().is_some_and(|s| s.has(flags::RPC_PATH_IDS)) {
-        return spans;
-    }
-    // Most traces are small: a scan beats sorting an index.
-    let sorted: Option<Vec<SpanId>> = (spans.len() > 16).then(|| {
-        let mut ids: Vec<SpanId> = spans.iter().map(|s| s.span_id).collect();
-        ids.sort_unstable();
-        ids
-    });
-    let known = |spans: &[Span], id: SpanId| match &sorted {
-        Some(ids) => ids.binary_search(&id).is_ok(),
-        None => spans.iter().any(|s| s.span_id == id),
-    };
-    for i in 0..spans.len() {
-        let parent = spans[i].parent_id;
-        if parent.is_none() || known(&spans, parent) {
-            continue;
-        }
-        let ancestor = nearest_rpc_ancestor(parent, rpc_up, &|id| known(&spans, id));
-        spans[i].parent_id = ancestor.unwrap_or_default();
-        spans[i].flags |= flags::ORPHAN;
-    }
-    spans
 }
 
 /// Builds closed traces into repaired call trees, counting defects.
@@ -232,6 +203,8 @@ pub struct TreeBuilder {
     files: Vec<PathBuf>,
     pub defects: DefectReport,
     pub counts: AssemblyCounts,
+    /// Children lists, reused from trace to trace.
+    kids: Vec<Vec<u32>>,
 }
 
 impl TreeBuilder {
@@ -241,20 +214,25 @@ impl TreeBuilder {
             files,
             defects: DefectReport::default(),
             counts: AssemblyCounts::default(),
+            kids: Vec::new(),
         }
     }
 
     /// Builds one trace; `None` if a policy dropped it.
+    /// Builds one trace; `rpc_up` resolves missing Alibaba parents.
     pub fn build(
         &mut self,
         trace_id: TraceId,
         spans: Vec<Span>,
+        rpc_up: &RpcParents,
     ) -> Result<Option<CallTree>, Error> {
         let n = spans.len() as u64;
         let env = Env { files: &self.files };
         match build_tree(
             trace_id,
             spans,
+            rpc_up,
+            &mut self.kids,
             &env,
             &self.opts,
             &mut self.defects,
@@ -301,9 +279,12 @@ fn covers(outer: &Span, inner: &Span, tol: i64) -> bool {
 }
 
 /// Repairs and assembles one trace. `None` means the trace was dropped.
+#[allow(clippy::too_many_arguments)]
 fn build_tree(
     trace_id: TraceId,
     mut spans: Vec<Span>,
+    rpc_up: &RpcParents,
+    kids: &mut Vec<Vec<u32>>,
     env: &Env,
     opts: &AssembleOptions,
     defects: &mut DefectReport,
@@ -367,19 +348,11 @@ fn build_tree(
     let n = spans.len();
     let find = |id: SpanId| spans.binary_search_by_key(&id, |s| s.span_id).ok();
 
-    // Parents, repairing orphans.
+    // Parents, repairing orphans: an Alibaba call whose parent row is
+    // missing hangs under its nearest recorded ancestor.
     let mut parent = vec![NONE; n];
     for i in 0..n {
         let s = &spans[i];
-        if s.has(flags::ORPHAN) {
-            let at = s.parent_id;
-            let detail = || format!("parent rpc id missing in {trace_id}; attached to {at}");
-            if defects.record(policies, DefectKind::Orphan, || env.at(s.origin), detail)?
-                == Policy::Drop
-            {
-                return Ok(None);
-            }
-        }
         if s.parent_id.is_none() {
             continue;
         }
@@ -388,15 +361,24 @@ fn build_tree(
             continue;
         }
         let pid = s.parent_id;
-        if defects.record(
-            policies,
-            DefectKind::Orphan,
-            || env.at(s.origin),
-            || format!("parent {pid} not in {trace_id}"),
-        )? == Policy::Drop
+        let ancestor = if s.has(flags::RPC_PATH_IDS) {
+            nearest_rpc_ancestor(pid, rpc_up, &|id| find(id).is_some()).and_then(find)
+        } else {
+            None
+        };
+        let detail = || match ancestor {
+            Some(a) => format!(
+                "parent missing in {trace_id}; attached to ancestor {}",
+                spans[a].span_id
+            ),
+            None => format!("parent {pid} not in {trace_id}"),
+        };
+        if defects.record(policies, DefectKind::Orphan, || env.at(s.origin), detail)?
+            == Policy::Drop
         {
             return Ok(None);
         }
+        parent[i] = ancestor.map_or(NONE, |a| a as u32);
     }
 
     // Self-parents and cycles.
@@ -437,7 +419,14 @@ fn build_tree(
     }
 
     // Children lists, ordered by start.
-    let mut kids: Vec<Vec<u32>> = vec![Vec::new(); n];
+    // Reused across traces: one list per span would be an allocation each.
+    if kids.len() < n {
+        kids.resize_with(n, Vec::new);
+    }
+    let kids = &mut kids[..n];
+    for k in kids.iter_mut() {
+        k.clear();
+    }
     let mut roots = Vec::new();
     for i in 0..n {
         match parent[i] {
@@ -474,7 +463,7 @@ fn build_tree(
     };
 
     if opts.adopt {
-        counts.adopted_calls += adopt_wrapped_calls(&spans, &mut kids, &mut parent, root);
+        counts.adopted_calls += adopt_wrapped_calls(&spans, kids, &mut parent, root);
     }
 
     // Breadth-first layout, folding client spans into their call. Each

@@ -82,7 +82,7 @@ impl<R: Read> Read for Counting<'_, R> {
 /// available for sniffing the format.
 pub struct Opened<'p> {
     pub head: Vec<u8>,
-    pub reader: Box<dyn BufRead + 'p>,
+    pub reader: Box<dyn BufRead + Send + 'p>,
 }
 
 /// How many decompressed bytes are kept for format detection.
@@ -111,7 +111,7 @@ pub fn open<'p>(path: &Path, progress: &'p dyn Progress) -> Result<Opened<'p>, E
     );
     let magic = raw.fill_buf().map_err(io_err)?;
     let gzip = magic.len() >= 2 && magic[0] == 0x1f && magic[1] == 0x8b;
-    let mut decoded: Box<dyn Read + 'p> = if gzip {
+    let mut decoded: Box<dyn Read + Send + 'p> = if gzip {
         Box::new(flate2::bufread::MultiGzDecoder::new(raw))
     } else {
         Box::new(raw)

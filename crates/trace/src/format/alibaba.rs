@@ -187,7 +187,7 @@ impl ApiNames {
     }
 }
 
-pub fn read(reader: Box<dyn BufRead + '_>, ing: &mut Ingest) -> Result<(), Error> {
+pub fn read(reader: Box<dyn BufRead + Send + '_>, ing: &mut Ingest) -> Result<(), Error> {
     let mut record = CsvLines::new(reader);
     let io_error = |ing: &Ingest, e: std::io::Error| crate::input::read_error(ing.path(), e);
     if !record.next_record().map_err(|e| io_error(ing, e))? {

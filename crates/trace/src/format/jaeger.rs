@@ -83,7 +83,7 @@ fn tag_text(v: &Value) -> String {
     }
 }
 
-pub fn read(reader: Box<dyn BufRead + '_>, ing: &mut Ingest) -> Result<(), Error> {
+pub fn read(reader: Box<dyn BufRead + Send + '_>, ing: &mut Ingest) -> Result<(), Error> {
     let text = read_text(reader, ing)?;
     each_document::<Value>(&text, ing, "Jaeger JSON", |ing, doc, line| {
         // Shapes: {"data":[trace…]}, [trace…], [span…], or one trace.

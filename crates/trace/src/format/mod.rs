@@ -334,27 +334,28 @@ pub fn read_traces(
             .spawn_scoped(scope, || -> Result<(), Error> {
                 let mut rpc_up = RpcParents::default();
                 let mut closed: Vec<Closed> = Vec::new();
-                let mut build = |closed: &mut Vec<Closed>| -> Result<(), Error> {
-                    for (trace_id, spans) in closed.drain(..) {
-                        if let Some(tree) = builder.build(trace_id, spans)? {
-                            sink.trace(&tree)?;
+                let mut build =
+                    |closed: &mut Vec<Closed>, rpc_up: &RpcParents| -> Result<(), Error> {
+                        for (trace_id, spans) in closed.drain(..) {
+                            if let Some(tree) = builder.build(trace_id, spans, rpc_up)? {
+                                sink.trace(&tree)?;
+                            }
                         }
-                    }
-                    Ok(())
-                };
+                        Ok(())
+                    };
                 for batch in from_reader {
                     for (child, parent) in batch.links {
                         rpc_up.link(child, parent);
                     }
                     for span in batch.spans {
-                        grouper.push(span, &rpc_up, &mut closed);
+                        grouper.push(span, &mut closed);
                         if !closed.is_empty() {
-                            build(&mut closed)?;
+                            build(&mut closed, &rpc_up)?;
                         }
                     }
                 }
-                grouper.finish(&rpc_up, &mut closed);
-                build(&mut closed)
+                grouper.finish(&mut closed);
+                build(&mut closed, &rpc_up)
             });
         let assembling = match assembling {
             Ok(handle) => handle,

@@ -116,7 +116,7 @@ fn nanos(v: &Value) -> Option<i64> {
     }
 }
 
-pub fn read(reader: Box<dyn BufRead + '_>, ing: &mut Ingest) -> Result<(), Error> {
+pub fn read(reader: Box<dyn BufRead + Send + '_>, ing: &mut Ingest) -> Result<(), Error> {
     let text = read_text(reader, ing)?;
     each_document::<Document>(&text, ing, "OTLP/JSON", |ing, doc, line| {
         for rs in doc.resource_spans {

@@ -181,7 +181,7 @@ fn is_error_value(s: &str) -> bool {
     )
 }
 
-pub fn read(reader: Box<dyn BufRead + '_>, ing: &mut Ingest) -> Result<(), Error> {
+pub fn read(reader: Box<dyn BufRead + Send + '_>, ing: &mut Ingest) -> Result<(), Error> {
     let mut csv = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)

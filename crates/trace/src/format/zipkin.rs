@@ -103,7 +103,7 @@ impl ZSpan {
     }
 }
 
-pub fn read(reader: Box<dyn BufRead + '_>, ing: &mut Ingest) -> Result<(), Error> {
+pub fn read(reader: Box<dyn BufRead + Send + '_>, ing: &mut Ingest) -> Result<(), Error> {
     let text = read_text(reader, ing)?;
     each_document::<Value>(&text, ing, "Zipkin JSON", |ing, doc, line| {
         let Value::Array(items) = doc else {
