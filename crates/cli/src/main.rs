@@ -22,12 +22,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 ///
 /// Exit codes: 0 ok, 1 runtime failure, 2 usage error, 65 bad input data.
 #[derive(Parser)]
-#[command(
-    name = "palette",
-    version,
-    propagate_version = true,
-    max_term_width = 100
-)]
+#[command(name = "palette", version, propagate_version = true, max_term_width = 100)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

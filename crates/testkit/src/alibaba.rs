@@ -96,11 +96,7 @@ impl Gen {
         for i in 1..size {
             // Deep chains and wide fan-out both occur: extend the latest
             // call or pick any earlier one.
-            let parent = if self.rng.bernoulli(0.45) {
-                i - 1
-            } else {
-                self.rng.range(0, i as u64 - 1) as usize
-            };
+            let parent = if self.rng.bernoulli(0.45) { i - 1 } else { self.rng.range(0, i as u64 - 1) as usize };
             let ordinal = calls[parent].children.len() + 1;
             let rpcid = format!("{}.{}", calls[parent].rpcid, ordinal);
             calls[parent].children.push(i);
@@ -129,17 +125,9 @@ impl Gen {
         // times top-down: sequential calls, each after some local work.
         for i in (0..calls.len()).rev() {
             let leaf_like = matches!(calls[i].rpctype, "mc" | "db");
-            calls[i].work_ms = if leaf_like {
-                self.rng.lognormal(0.8, 0.6)
-            } else {
-                self.rng.lognormal(2.0, 0.8)
-            };
-            let waited: f64 = calls[i]
-                .children
-                .iter()
-                .filter(|&&c| calls[c].rpctype != "mq")
-                .map(|&c| calls[c].rt_ms + 0.2)
-                .sum();
+            calls[i].work_ms = if leaf_like { self.rng.lognormal(0.8, 0.6) } else { self.rng.lognormal(2.0, 0.8) };
+            let waited: f64 =
+                calls[i].children.iter().filter(|&&c| calls[c].rpctype != "mq").map(|&c| calls[c].rt_ms + 0.2).sum();
             calls[i].rt_ms = calls[i].work_ms + waited;
         }
         for i in 0..calls.len() {
@@ -159,16 +147,12 @@ impl Gen {
 /// Writes Alibaba-like CallGraph rows to `out`; returns the rows written.
 pub fn write_alibaba(cfg: &AlibabaConfig, out: impl Write) -> io::Result<u64> {
     let mut out = io::BufWriter::with_capacity(1 << 20, out);
-    let mut g = Gen {
-        cfg: cfg.clone(),
-        rng: Rng::new(cfg.seed),
-    };
+    let mut g = Gen { cfg: cfg.clone(), rng: Rng::new(cfg.seed) };
     match cfg.schema {
         Schema::V2021 => writeln!(out, ",traceid,timestamp,rpcid,um,rpctype,dm,interface,rt")?,
-        Schema::V2022 => writeln!(
-            out,
-            "timestamp,traceid,service,rpc_id,rpctype,um,uminstanceid,interface,dm,dminstanceid,rt"
-        )?,
+        Schema::V2022 => {
+            writeln!(out, "timestamp,traceid,service,rpc_id,rpctype,um,uminstanceid,interface,dm,dminstanceid,rt")?
+        }
     }
     // Pending rows, ordered by (timestamp ms, sequence).
     let mut pending: BinaryHeap<Reverse<(u64, u64, String)>> = BinaryHeap::new();
@@ -177,10 +161,7 @@ pub fn write_alibaba(cfg: &AlibabaConfig, out: impl Write) -> io::Result<u64> {
     let mut line = String::with_capacity(256);
     while scheduled < cfg.rows {
         now_ms += g.rng.exp(1000.0 / cfg.traces_per_s);
-        let trace_id = format!(
-            "0b{:028x}",
-            (g.rng.next_u64() as u128) << 48 | (g.rng.next_u64() >> 16) as u128
-        );
+        let trace_id = format!("0b{:028x}", (g.rng.next_u64() as u128) << 48 | (g.rng.next_u64() >> 16) as u128);
         let calls = g.trace();
         let online = format!("S_{}", calls[0].service);
         for call in &calls {
@@ -197,11 +178,8 @@ pub fn write_alibaba(cfg: &AlibabaConfig, out: impl Write) -> io::Result<u64> {
             match cfg.schema {
                 Schema::V2021 => {
                     use std::fmt::Write as _;
-                    let _ = write!(
-                        line,
-                        "{seq},{trace_id},{ts},{},{um},{},{dm},{iface},{rt}",
-                        call.rpcid, call.rpctype
-                    );
+                    let _ =
+                        write!(line, "{seq},{trace_id},{ts},{},{um},{},{dm},{iface},{rt}", call.rpcid, call.rpctype);
                     pending.push(Reverse((ts, seq, line.clone())));
                     seq += 1;
                     scheduled += 1;
@@ -221,11 +199,7 @@ pub fn write_alibaba(cfg: &AlibabaConfig, out: impl Write) -> io::Result<u64> {
                 }
                 Schema::V2022 => {
                     use std::fmt::Write as _;
-                    let um_pod = if um == "USER" {
-                        "UNKNOWN".to_string()
-                    } else {
-                        format!("{um}_POD_0")
-                    };
+                    let um_pod = if um == "USER" { "UNKNOWN".to_string() } else { format!("{um}_POD_0") };
                     let _ = write!(
                         line,
                         "{ts},{trace_id},{online},{},{},{um},{um_pod},{iface},{dm},{dm}_POD_{},{rt}",

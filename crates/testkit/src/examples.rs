@@ -6,10 +6,7 @@ fn call(api: &str) -> Step {
     Step::Call(api.into())
 }
 fn work(median_ms: f64) -> Step {
-    Step::Work(Dist::LogNormal {
-        median: median_ms,
-        sigma: 0.25,
-    })
+    Step::Work(Dist::LogNormal { median: median_ms, sigma: 0.25 })
 }
 fn seq(steps: Vec<Step>) -> Step {
     Step::Seq(steps)
@@ -29,25 +26,10 @@ pub fn figure1() -> SystemSpec {
             "B/b",
             Step::WorkByCaller {
                 by: vec![
-                    (
-                        "A/a".into(),
-                        Dist::LogNormal {
-                            median: 2.0,
-                            sigma: 0.2,
-                        },
-                    ),
-                    (
-                        "C/c".into(),
-                        Dist::LogNormal {
-                            median: 20.0,
-                            sigma: 0.2,
-                        },
-                    ),
+                    ("A/a".into(), Dist::LogNormal { median: 2.0, sigma: 0.2 }),
+                    ("C/c".into(), Dist::LogNormal { median: 20.0, sigma: 0.2 }),
                 ],
-                default: Dist::LogNormal {
-                    median: 2.0,
-                    sigma: 0.2,
-                },
+                default: Dist::LogNormal { median: 2.0, sigma: 0.2 },
             },
         )
         .root("A/a", 0.5)
@@ -75,10 +57,7 @@ pub fn webshop() -> SystemSpec {
             work(0.8),
             call("session/Get"),
             par(&["catalog/Get", "reviews/List", "inventory/Check"]),
-            Step::Choice(vec![
-                (0.7, call("recommendation/List")),
-                (0.3, par(&["ads/List", "pricing/Quote"])),
-            ]),
+            Step::Choice(vec![(0.7, call("recommendation/List")), (0.3, par(&["ads/List", "pricing/Quote"]))]),
             work(0.5),
         ]),
     )
@@ -89,23 +68,11 @@ pub fn webshop() -> SystemSpec {
             call("session/Get"),
             call("cart/Add"),
             // One currency conversion per cart line: 1 to 5 lines.
-            Step::Repeat {
-                min: 1,
-                max: 5,
-                body: Box::new(call("currency/Convert")),
-            },
+            Step::Repeat { min: 1, max: 5, body: Box::new(call("currency/Convert")) },
             work(0.3),
         ]),
     )
-    .api(
-        "frontend/POST /checkout",
-        seq(vec![
-            work(1.0),
-            call("session/Get"),
-            call("checkout/PlaceOrder"),
-            work(0.5),
-        ]),
-    )
+    .api("frontend/POST /checkout", seq(vec![work(1.0), call("session/Get"), call("checkout/PlaceOrder"), work(0.5)]))
     .api(
         "checkout/PlaceOrder",
         seq(vec![
@@ -113,10 +80,7 @@ pub fn webshop() -> SystemSpec {
             call("cart/Get"),
             par(&["inventory/Check", "shipping/Quote", "pricing/Quote"]),
             call("fraud/Score"),
-            Step::Choice(vec![
-                (0.8, call("payment/Card")),
-                (0.2, call("payment/Wallet")),
-            ]),
+            Step::Choice(vec![(0.8, call("payment/Card")), (0.2, call("payment/Wallet"))]),
             par(&["shipping/Ship", "cart/Empty"]),
             Step::FireAndForget("email/Confirm".into()),
             work(0.8),
@@ -142,100 +106,31 @@ pub fn webshop() -> SystemSpec {
         seq(vec![
             // Checkout asks for a reservation-grade check: 8× the work.
             Step::WorkByCaller {
-                by: vec![(
-                    "checkout/PlaceOrder".into(),
-                    Dist::LogNormal {
-                        median: 8.0,
-                        sigma: 0.3,
-                    },
-                )],
-                default: Dist::LogNormal {
-                    median: 1.0,
-                    sigma: 0.3,
-                },
+                by: vec![("checkout/PlaceOrder".into(), Dist::LogNormal { median: 8.0, sigma: 0.3 })],
+                default: Dist::LogNormal { median: 1.0, sigma: 0.3 },
             },
             // Only checkout locks stock.
-            Step::IfCaller {
-                caller: "checkout/PlaceOrder".into(),
-                then: Box::new(call("mysql/UPDATE")),
-            },
+            Step::IfCaller { caller: "checkout/PlaceOrder".into(), then: Box::new(call("mysql/UPDATE")) },
         ]),
     )
     .api("reviews/List", seq(vec![work(1.5), call("search/Query")]))
     .api("search/Query", work(2.5))
-    .api(
-        "recommendation/List",
-        seq(vec![work(2.0), call("catalog/Get")]),
-    )
+    .api("recommendation/List", seq(vec![work(2.0), call("catalog/Get")]))
     .api("ads/List", work(1.5))
     .api("currency/Convert", work(0.2))
-    .api(
-        "pricing/Quote",
-        seq(vec![work(0.7), call("currency/Convert")]),
-    )
+    .api("pricing/Quote", seq(vec![work(0.7), call("currency/Convert")]))
     .api("shipping/Quote", work(1.0))
     .api("shipping/Ship", seq(vec![work(2.0), call("mysql/INSERT")]))
-    .api(
-        "fraud/Score",
-        Step::Work(Dist::LogNormal {
-            median: 4.0,
-            sigma: 0.6,
-        }),
-    )
-    .api(
-        "payment/Card",
-        Step::Work(Dist::LogNormal {
-            median: 15.0,
-            sigma: 0.4,
-        }),
-    )
-    .api(
-        "payment/Wallet",
-        Step::Work(Dist::LogNormal {
-            median: 30.0,
-            sigma: 0.5,
-        }),
-    )
-    .api(
-        "email/Confirm",
-        seq(vec![work(3.0), call("notification/Send")]),
-    )
+    .api("fraud/Score", Step::Work(Dist::LogNormal { median: 4.0, sigma: 0.6 }))
+    .api("payment/Card", Step::Work(Dist::LogNormal { median: 15.0, sigma: 0.4 }))
+    .api("payment/Wallet", Step::Work(Dist::LogNormal { median: 30.0, sigma: 0.5 }))
+    .api("email/Confirm", seq(vec![work(3.0), call("notification/Send")]))
     .api("notification/Send", work(1.0))
-    .api(
-        "redis/GET",
-        Step::Work(Dist::LogNormal {
-            median: 0.15,
-            sigma: 0.3,
-        }),
-    )
-    .api(
-        "redis/SET",
-        Step::Work(Dist::LogNormal {
-            median: 0.2,
-            sigma: 0.3,
-        }),
-    )
-    .api(
-        "mysql/SELECT",
-        Step::Work(Dist::LogNormal {
-            median: 1.5,
-            sigma: 0.5,
-        }),
-    )
-    .api(
-        "mysql/UPDATE",
-        Step::Work(Dist::LogNormal {
-            median: 3.0,
-            sigma: 0.5,
-        }),
-    )
-    .api(
-        "mysql/INSERT",
-        Step::Work(Dist::LogNormal {
-            median: 2.5,
-            sigma: 0.5,
-        }),
-    )
+    .api("redis/GET", Step::Work(Dist::LogNormal { median: 0.15, sigma: 0.3 }))
+    .api("redis/SET", Step::Work(Dist::LogNormal { median: 0.2, sigma: 0.3 }))
+    .api("mysql/SELECT", Step::Work(Dist::LogNormal { median: 1.5, sigma: 0.5 }))
+    .api("mysql/UPDATE", Step::Work(Dist::LogNormal { median: 3.0, sigma: 0.5 }))
+    .api("mysql/INSERT", Step::Work(Dist::LogNormal { median: 2.5, sigma: 0.5 }))
     .root("frontend/GET /", 0.45)
     .root("frontend/GET /product", 0.35)
     .root("frontend/POST /cart", 0.12)

@@ -52,10 +52,7 @@ pub enum Step {
     Work(Dist),
     /// Local work whose size depends on the calling API ("service/op");
     /// `default` for callers not listed (and for root executions).
-    WorkByCaller {
-        by: Vec<(String, Dist)>,
-        default: Dist,
-    },
+    WorkByCaller { by: Vec<(String, Dist)>, default: Dist },
     /// A call to another API ("service/op"), waited for.
     Call(String),
     /// A call whose result the caller does not wait for.
@@ -110,14 +107,7 @@ impl SystemSpec {
     /// Adds an API `service/op`.
     pub fn api(&mut self, key: &str, body: Step) -> &mut Self {
         let (service, operation) = key.split_once('/').expect("API keys are service/op");
-        self.apis.insert(
-            key.into(),
-            ApiSpec {
-                service: service.into(),
-                operation: operation.into(),
-                body,
-            },
-        );
+        self.apis.insert(key.into(), ApiSpec { service: service.into(), operation: operation.into(), body });
         self
     }
     pub fn root(&mut self, key: &str, share: f64) -> &mut Self {
@@ -215,10 +205,7 @@ impl Generator<'_> {
         match step {
             Step::Work(d) => t + (d.sample(&mut self.rng) * MS) as i64,
             Step::WorkByCaller { by, default } => {
-                let d = caller
-                    .and_then(|c| by.iter().find(|(k, _)| k == c))
-                    .map_or(default, |(_, d)| d)
-                    .clone();
+                let d = caller.and_then(|c| by.iter().find(|(k, _)| k == c)).map_or(default, |(_, d)| d).clone();
                 t + (d.sample(&mut self.rng) * MS) as i64
             }
             Step::Call(callee) => self.call(callee, me, id, t, false),
@@ -312,8 +299,5 @@ pub fn generate(spec: &SystemSpec, n: usize, seed: u64) -> Traces {
         g.execute(&root, None, SpanId(0), t);
         traces.push(std::mem::take(&mut g.spans));
     }
-    Traces {
-        names: g.names,
-        traces,
-    }
+    Traces { names: g.names, traces }
 }

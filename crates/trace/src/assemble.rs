@@ -33,11 +33,7 @@ pub struct AssembleOptions {
 
 impl Default for AssembleOptions {
     fn default() -> Self {
-        AssembleOptions {
-            window_ns: None,
-            adopt: true,
-            policies: Policies::default(),
-        }
+        AssembleOptions { window_ns: None, adopt: true, policies: Policies::default() }
     }
 }
 
@@ -134,13 +130,7 @@ impl Grouper {
                 if let Some(w) = self.window_ns {
                     self.deadlines.push_back((t.saturating_add(w), trace_id));
                 }
-                self.open.insert(
-                    trace_id,
-                    Pending {
-                        spans: first_spans(span),
-                        last_ns: t,
-                    },
-                );
+                self.open.insert(trace_id, Pending { spans: first_spans(span), last_ns: t });
                 self.peak_open_traces = self.peak_open_traces.max(self.open.len() as u64);
             }
         }
@@ -178,11 +168,7 @@ impl Grouper {
     pub fn finish(&mut self, closed: &mut Vec<Closed>) {
         let mut order: Vec<TraceId> = if self.window_ns.is_some() {
             let mut seen = rustc_hash::FxHashSet::default();
-            self.deadlines
-                .drain(..)
-                .map(|(_, t)| t)
-                .filter(|t| seen.insert(*t))
-                .collect()
+            self.deadlines.drain(..).map(|(_, t)| t).filter(|t| seen.insert(*t)).collect()
         } else {
             let mut ids: Vec<TraceId> = self.open.keys().copied().collect();
             ids.sort_unstable();
@@ -274,8 +260,7 @@ fn containment_tolerance(duration_ns: i64) -> i64 {
 }
 
 fn covers(outer: &Span, inner: &Span, tol: i64) -> bool {
-    inner.start_ns >= outer.start_ns.saturating_sub(tol)
-        && inner.end_ns() <= outer.end_ns().saturating_add(tol)
+    inner.start_ns >= outer.start_ns.saturating_sub(tol) && inner.end_ns() <= outer.end_ns().saturating_add(tol)
 }
 
 /// Repairs and assembles one trace. `None` means the trace was dropped.
@@ -296,12 +281,8 @@ fn build_tree(
     // Negative durations.
     for s in spans.iter_mut().filter(|s| s.duration_ns < 0) {
         let d = s.duration_ns;
-        if defects.record(
-            policies,
-            DefectKind::NegativeDuration,
-            || env.at(s.origin),
-            || format!("duration {d} ns"),
-        )? == Policy::Drop
+        if defects.record(policies, DefectKind::NegativeDuration, || env.at(s.origin), || format!("duration {d} ns"))?
+            == Policy::Drop
         {
             return Ok(None);
         }
@@ -319,22 +300,11 @@ fn build_tree(
                 counts.merged_call_pairs += 1;
                 continue;
             }
-            let same = Span {
-                origin: kept.origin,
-                ..dup.clone()
-            } == *kept;
-            let kind = if same {
-                DefectKind::DuplicateRecord
-            } else {
-                DefectKind::DuplicateSpanId
-            };
+            let same = Span { origin: kept.origin, ..dup.clone() } == *kept;
+            let kind = if same { DefectKind::DuplicateRecord } else { DefectKind::DuplicateSpanId };
             let id = dup.span_id;
-            if defects.record(
-                policies,
-                kind,
-                || env.at(dup.origin),
-                || format!("span {id} in {trace_id}"),
-            )? == Policy::Drop
+            if defects.record(policies, kind, || env.at(dup.origin), || format!("span {id} in {trace_id}"))?
+                == Policy::Drop
             {
                 return Ok(None);
             }
@@ -367,15 +337,10 @@ fn build_tree(
             None
         };
         let detail = || match ancestor {
-            Some(a) => format!(
-                "parent missing in {trace_id}; attached to ancestor {}",
-                spans[a].span_id
-            ),
+            Some(a) => format!("parent missing in {trace_id}; attached to ancestor {}", spans[a].span_id),
             None => format!("parent {pid} not in {trace_id}"),
         };
-        if defects.record(policies, DefectKind::Orphan, || env.at(s.origin), detail)?
-            == Policy::Drop
-        {
+        if defects.record(policies, DefectKind::Orphan, || env.at(s.origin), detail)? == Policy::Drop {
             return Ok(None);
         }
         parent[i] = ancestor.map_or(NONE, |a| a as u32);
@@ -393,9 +358,8 @@ fn build_tree(
         }
         if i != NONE as usize && state[i] == 1 {
             let sid = spans[i].span_id;
-            let policy = defects.record(policies, DefectKind::Cycle, trace_at, || {
-                format!("span {sid} is its own ancestor")
-            })?;
+            let policy =
+                defects.record(policies, DefectKind::Cycle, trace_at, || format!("span {sid} is its own ancestor"))?;
             if policy == Policy::Drop {
                 return Ok(None);
             }
@@ -406,10 +370,7 @@ fn build_tree(
                 cycle.push(j);
                 j = parent[j] as usize;
             }
-            let first = *cycle
-                .iter()
-                .min_by_key(|&&k| (spans[k].start_ns, k))
-                .expect("non-empty");
+            let first = *cycle.iter().min_by_key(|&&k| (spans[k].start_ns, k)).expect("non-empty");
             parent[first] = NONE;
         }
         for &k in &path {
@@ -440,20 +401,14 @@ fn build_tree(
 
     // One root: keep the largest tree.
     if roots.len() > 1 {
-        let policy = defects.record(policies, DefectKind::MultipleRoots, trace_at, || {
-            format!("{} roots", roots.len())
-        })?;
+        let policy =
+            defects.record(policies, DefectKind::MultipleRoots, trace_at, || format!("{} roots", roots.len()))?;
         if policy == Policy::Drop {
             return Ok(None);
         }
         let sizes: Vec<usize> = roots.iter().map(|&r| subtree_size(&kids, r)).collect();
         let best = (0..roots.len())
-            .max_by_key(|&k| {
-                (
-                    sizes[k],
-                    std::cmp::Reverse((spans[roots[k] as usize].start_ns, roots[k])),
-                )
-            })
+            .max_by_key(|&k| (sizes[k], std::cmp::Reverse((spans[roots[k] as usize].start_ns, roots[k]))))
             .expect("several roots");
         defects.dropped_spans += (n - sizes[best]) as u64;
         roots = vec![roots[best]];
@@ -479,8 +434,7 @@ fn build_tree(
         let body = body_of[next] as usize;
         let mut calls: Vec<(Exec, u32)> = Vec::with_capacity(kids[body].len());
         for &c in &kids[body] {
-            let (mut exec, callee, folded) =
-                make_exec(&spans, &kids, c as usize, Some(&execs[next]));
+            let (mut exec, callee, folded) = make_exec(&spans, &kids, c as usize, Some(&execs[next]));
             folded_spans += folded as u32;
             exec.parent = next as u32;
             calls.push((exec, callee as u32));
@@ -501,11 +455,7 @@ fn build_tree(
         return Ok(None);
     }
 
-    Ok(Some(CallTree {
-        trace_id,
-        span_count,
-        execs,
-    }))
+    Ok(Some(CallTree { trace_id, span_count, execs }))
 }
 
 /// If `a` and `b` are the two halves of an Alibaba call (upstream row with
@@ -529,11 +479,7 @@ fn merge_two_sided(a: &Span, b: &Span) -> Option<Span> {
 }
 
 /// Walks `0.1.2` → `0.1` → `0` until a span of the trace has that rpc id.
-fn nearest_rpc_ancestor(
-    missing: SpanId,
-    rpc_up: &RpcParents,
-    known: &dyn Fn(SpanId) -> bool,
-) -> Option<SpanId> {
+fn nearest_rpc_ancestor(missing: SpanId, rpc_up: &RpcParents, known: &dyn Fn(SpanId) -> bool) -> Option<SpanId> {
     let mut at = rpc_up.parent(missing);
     // Rpc ids are finite paths, but a hostile link table must not loop.
     for _ in 0..4096 {
@@ -562,9 +508,7 @@ fn subtree_size(kids: &[Vec<u32>], root: u32) -> usize {
 /// another service, or an unlabelled span wrapping one span of another service.
 fn is_call(spans: &[Span], kids: &[Vec<u32>], i: usize, parent_service: Sym) -> bool {
     let s = &spans[i];
-    s.kind.is_caller_side()
-        || s.service != parent_service
-        || implicit_client_child(spans, kids, i).is_some()
+    s.kind.is_caller_side() || s.service != parent_service || implicit_client_child(spans, kids, i).is_some()
 }
 
 /// For a span of unknown kind whose only child is a span of another service
@@ -576,8 +520,7 @@ fn implicit_client_child(spans: &[Span], kids: &[Vec<u32>], i: usize) -> Option<
     }
     let c = kids[i][0] as usize;
     let child = &spans[c];
-    (child.service != s.service && covers(s, child, containment_tolerance(s.duration_ns)))
-        .then_some(c)
+    (child.service != s.service && covers(s, child, containment_tolerance(s.duration_ns))).then_some(c)
 }
 
 /// The span that does the callee's work for the call recorded by span `i`:
@@ -596,26 +539,17 @@ fn callee_of(spans: &[Span], kids: &[Vec<u32>], i: usize) -> Option<usize> {
 /// Builds the execution for span `i` (called from `caller`). Returns the
 /// execution, the span whose children are its calls, and whether a client
 /// span was folded.
-fn make_exec(
-    spans: &[Span],
-    kids: &[Vec<u32>],
-    i: usize,
-    caller: Option<&Exec>,
-) -> (Exec, usize, bool) {
+fn make_exec(spans: &[Span], kids: &[Vec<u32>], i: usize, caller: Option<&Exec>) -> (Exec, usize, bool) {
     let s = &spans[i];
     let (body, folded) = match callee_of(spans, kids, i) {
         Some(c) => (c, true),
         None => (i, false),
     };
     let b = &spans[body];
-    let mut api = Api {
-        service: b.service,
-        operation: b.operation,
-    };
+    let mut api = Api { service: b.service, operation: b.operation };
     // A client span to a callee that recorded nothing: the callee is the
     // remote service it names, when it names one.
-    let uninstrumented_peer =
-        !folded && s.kind.is_caller_side() && kids[i].is_empty() && !s.remote_service.is_empty();
+    let uninstrumented_peer = !folded && s.kind.is_caller_side() && kids[i].is_empty() && !s.remote_service.is_empty();
     if uninstrumented_peer {
         api.service = s.remote_service;
     }
@@ -625,30 +559,20 @@ fn make_exec(
         Some(c) if c.api.service != api.service => EdgeKind::Rpc,
         Some(_) => EdgeKind::Local,
     };
-    let call_duration = if folded {
-        s.duration_ns
-    } else {
-        b.caller_duration_ns.unwrap_or(b.duration_ns)
-    };
+    let call_duration = if folded { s.duration_ns } else { b.caller_duration_ns.unwrap_or(b.duration_ns) };
     let exec = Exec {
         api,
         parent: NO_PARENT,
         first_child: 0,
         child_count: 0,
         edge,
-        protocol: if b.protocol.is_empty() {
-            s.protocol
-        } else {
-            b.protocol
-        },
+        protocol: if b.protocol.is_empty() { s.protocol } else { b.protocol },
         start_ns: b.start_ns,
         duration_ns: b.duration_ns,
         call_start_ns: s.start_ns,
         call_duration_ns: call_duration,
         error: b.is_error() || s.is_error(),
-        detached: s.has(flags::FOLLOWS_FROM)
-            || b.has(flags::FOLLOWS_FROM)
-            || s.kind == SpanKind::Producer,
+        detached: s.has(flags::FOLLOWS_FROM) || b.has(flags::FOLLOWS_FROM) || s.kind == SpanKind::Producer,
         request_bytes: b.request_bytes.or(s.request_bytes),
         response_bytes: b.response_bytes.or(s.response_bytes),
     };
@@ -657,12 +581,7 @@ fn make_exec(
 
 /// DESIGN.md "Wrapper adoption": a childless span of the parent's own service
 /// that contains a sibling call adopts that call. Returns how many were adopted.
-fn adopt_wrapped_calls(
-    spans: &[Span],
-    kids: &mut [Vec<u32>],
-    parent: &mut [u32],
-    root: u32,
-) -> u64 {
+fn adopt_wrapped_calls(spans: &[Span], kids: &mut [Vec<u32>], parent: &mut [u32], root: u32) -> u64 {
     let mut adopted = 0;
     let mut stack = vec![root];
     while let Some(p) = stack.pop() {
@@ -703,9 +622,7 @@ fn adopt_wrapped_calls(
             for (c, w) in moved {
                 kids[p_us].retain(|&k| k != c);
                 let wk = &mut kids[w as usize];
-                let pos = wk.partition_point(|&k| {
-                    (spans[k as usize].start_ns, k) < (spans[c as usize].start_ns, c)
-                });
+                let pos = wk.partition_point(|&k| (spans[k as usize].start_ns, k) < (spans[c as usize].start_ns, c));
                 wk.insert(pos, c);
                 parent[c as usize] = w;
                 adopted += 1;
@@ -738,24 +655,14 @@ fn repair_skew(
         let e = &mut execs[i];
         e.call_start_ns = e.call_start_ns.saturating_add(inherited);
         e.start_ns = e.start_ns.saturating_add(inherited);
-        let call_late = if parent == NO_PARENT {
-            0
-        } else {
-            parent_start.saturating_sub(e.call_start_ns).max(0)
-        };
+        let call_late = if parent == NO_PARENT { 0 } else { parent_start.saturating_sub(e.call_start_ns).max(0) };
         let exec_late = e.call_start_ns.saturating_sub(e.start_ns).max(0);
         let late = call_late.saturating_add(exec_late);
         let mut own = 0;
         if late > 0 {
             let origin = spans[body_of[i] as usize].origin;
             let detail = || format!("starts {late} ns before its caller");
-            if defects.record(
-                policies,
-                DefectKind::ChildOutsideParent,
-                || env.at(origin),
-                detail,
-            )? == Policy::Drop
-            {
+            if defects.record(policies, DefectKind::ChildOutsideParent, || env.at(origin), detail)? == Policy::Drop {
                 return Ok(false);
             }
             e.call_start_ns = e.call_start_ns.saturating_add(call_late);

@@ -85,13 +85,9 @@ impl DefectKind {
             DefectKind::DuplicateRecord => "keep one copy",
             DefectKind::Cycle => "drop the trace",
             DefectKind::NegativeDuration => "use the absolute value",
-            DefectKind::ChildOutsideParent => {
-                "shift the child's subtree to start inside its parent"
-            }
+            DefectKind::ChildOutsideParent => "shift the child's subtree to start inside its parent",
             DefectKind::SharedSpanId => "split into a client span and a server child",
-            DefectKind::MissingTimestamp => {
-                "merge with the record of the same span, else drop the span"
-            }
+            DefectKind::MissingTimestamp => "merge with the record of the same span, else drop the span",
             DefectKind::MissingService => "name the service `unknown`",
             DefectKind::UnknownName => "name it `unknown`",
             DefectKind::SelfCall => "keep as a local call",
@@ -148,25 +144,20 @@ pub struct Policies {
 
 impl Policies {
     pub fn strict() -> Policies {
-        Policies {
-            overrides: BTreeMap::new(),
-            strict: true,
-        }
+        Policies { overrides: BTreeMap::new(), strict: true }
     }
     pub fn set(&mut self, kind: DefectKind, policy: Policy) {
         self.overrides.insert(kind, policy);
     }
     /// Parses `kind=policy`, as `--on-defect` takes it.
     pub fn set_from_str(&mut self, spec: &str) -> Result<(), String> {
-        let (k, p) = spec
-            .split_once('=')
-            .ok_or_else(|| format!("`{spec}` is not KIND=POLICY"))?;
+        let (k, p) = spec.split_once('=').ok_or_else(|| format!("`{spec}` is not KIND=POLICY"))?;
         let kind = DefectKind::parse(k.trim()).ok_or_else(|| {
             let all: Vec<_> = DefectKind::ALL.iter().map(|k| k.name()).collect();
             format!("unknown defect kind `{k}` (one of {})", all.join(", "))
         })?;
-        let policy = Policy::parse(p.trim())
-            .ok_or_else(|| format!("unknown policy `{p}` (one of repair, drop, fail)"))?;
+        let policy =
+            Policy::parse(p.trim()).ok_or_else(|| format!("unknown policy `{p}` (one of repair, drop, fail)"))?;
         self.set(kind, policy);
         Ok(())
     }
@@ -209,11 +200,7 @@ impl DefectReport {
     ) -> Result<Policy, Error> {
         let policy = policies.policy(kind);
         if policy == Policy::Fail {
-            return Err(Error::Defect {
-                kind,
-                location: location(),
-                detail: detail(),
-            });
+            return Err(Error::Defect { kind, location: location(), detail: detail() });
         }
         let entry = self.counts.entry(kind).or_default();
         if entry.count == 0 {

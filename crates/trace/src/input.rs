@@ -24,30 +24,20 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
     let mut files = Vec::new();
     for input in inputs {
         let meta = std::fs::metadata(input).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => Error::NotFound {
-                path: input.clone(),
-            },
-            _ => Error::Io {
-                path: input.clone(),
-                source: e,
-            },
+            io::ErrorKind::NotFound => Error::NotFound { path: input.clone() },
+            _ => Error::Io { path: input.clone(), source: e },
         })?;
         if !meta.is_dir() {
             files.push(input.clone());
             continue;
         }
         let mut found: Vec<PathBuf> = std::fs::read_dir(input)
-            .map_err(|e| Error::Io {
-                path: input.clone(),
-                source: e,
-            })?
+            .map_err(|e| Error::Io { path: input.clone(), source: e })?
             .filter_map(|entry| entry.ok().map(|e| e.path()))
             .filter(|p| p.is_file() && is_trace_file_name(p))
             .collect();
         if found.is_empty() {
-            return Err(Error::EmptyDirectory {
-                path: input.clone(),
-            });
+            return Err(Error::EmptyDirectory { path: input.clone() });
         }
         found.sort();
         files.extend(found);
@@ -58,10 +48,7 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
 fn is_trace_file_name(p: &Path) -> bool {
     let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let name = name.strip_suffix(".gz").unwrap_or(name);
-    !name.starts_with('.')
-        && [".csv", ".json", ".jsonl", ".ndjson"]
-            .iter()
-            .any(|ext| name.ends_with(ext))
+    !name.starts_with('.') && [".csv", ".json", ".jsonl", ".ndjson"].iter().any(|ext| name.ends_with(ext))
 }
 
 /// Counts bytes as they are read from disk.
@@ -90,58 +77,33 @@ const HEAD_BYTES: usize = 16 * 1024;
 
 /// Opens `path`, decompressing gzip (detected by its magic bytes, not the name).
 pub fn open<'p>(path: &Path, progress: &'p dyn Progress) -> Result<Opened<'p>, Error> {
-    let io_err = |e: io::Error| Error::Io {
-        path: path.to_path_buf(),
-        source: e,
-    };
+    let io_err = |e: io::Error| Error::Io { path: path.to_path_buf(), source: e };
     let file = File::open(path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => Error::NotFound {
-            path: path.to_path_buf(),
-        },
+        io::ErrorKind::NotFound => Error::NotFound { path: path.to_path_buf() },
         _ => io_err(e),
     })?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     progress.start_file(path, size);
-    let mut raw = BufReader::with_capacity(
-        256 * 1024,
-        Counting {
-            inner: file,
-            progress,
-        },
-    );
+    let mut raw = BufReader::with_capacity(256 * 1024, Counting { inner: file, progress });
     let magic = raw.fill_buf().map_err(io_err)?;
     let gzip = magic.len() >= 2 && magic[0] == 0x1f && magic[1] == 0x8b;
-    let mut decoded: Box<dyn Read + Send + 'p> = if gzip {
-        Box::new(flate2::bufread::MultiGzDecoder::new(raw))
-    } else {
-        Box::new(raw)
-    };
+    let mut decoded: Box<dyn Read + Send + 'p> =
+        if gzip { Box::new(flate2::bufread::MultiGzDecoder::new(raw)) } else { Box::new(raw) };
     let mut head = Vec::with_capacity(HEAD_BYTES);
-    (&mut decoded)
-        .take(HEAD_BYTES as u64)
-        .read_to_end(&mut head)
-        .map_err(|e| read_error(path, e))?;
+    (&mut decoded).take(HEAD_BYTES as u64).read_to_end(&mut head).map_err(|e| read_error(path, e))?;
     let reader = BufReader::with_capacity(256 * 1024, Cursor::new(head.clone()).chain(decoded));
-    Ok(Opened {
-        head,
-        reader: Box::new(reader),
-    })
+    Ok(Opened { head, reader: Box::new(reader) })
 }
 
 /// Maps a read error to our error: a corrupt gzip stream or invalid text is
 /// bad data, anything else an I/O failure.
 pub fn read_error(path: &Path, e: io::Error) -> Error {
     match e.kind() {
-        io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::UnexpectedEof => {
-            Error::BadData {
-                path: path.to_path_buf(),
-                line: 0,
-                message: format!("unreadable data: {e} (a truncated or corrupt .gz file?)"),
-            }
-        }
-        _ => Error::Io {
+        io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::UnexpectedEof => Error::BadData {
             path: path.to_path_buf(),
-            source: e,
+            line: 0,
+            message: format!("unreadable data: {e} (a truncated or corrupt .gz file?)"),
         },
+        _ => Error::Io { path: path.to_path_buf(), source: e },
     }
 }

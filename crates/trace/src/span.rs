@@ -41,10 +41,7 @@ impl fmt::Debug for SpanId {
 
 impl TraceId {
     pub const fn new(id: u128) -> TraceId {
-        TraceId {
-            hi: (id >> 64) as u64,
-            lo: id as u64,
-        }
+        TraceId { hi: (id >> 64) as u64, lo: id as u64 }
     }
     pub const fn as_u128(self) -> u128 {
         ((self.hi as u128) << 64) | self.lo as u128
@@ -194,10 +191,7 @@ pub struct Interner {
 
 impl Default for Interner {
     fn default() -> Self {
-        let mut i = Interner {
-            ids: FxHashMap::default(),
-            names: Vec::new(),
-        };
+        let mut i = Interner { ids: FxHashMap::default(), names: Vec::new() };
         i.intern("");
         i
     }
@@ -311,10 +305,7 @@ pub struct Api {
 
 impl Api {
     pub fn display<'a>(&self, names: &'a Interner) -> ApiDisplay<'a> {
-        ApiDisplay {
-            service: names.resolve(self.service),
-            operation: names.resolve(self.operation),
-        }
+        ApiDisplay { service: names.resolve(self.service), operation: names.resolve(self.operation) }
     }
 }
 
@@ -339,10 +330,7 @@ mod tests {
         assert_eq!(TraceId::from_hex("1a").unwrap().as_u128(), 0x1a);
         assert_eq!(TraceId::from_hex("xyz"), None);
         assert_eq!(SpanId::from_hex("00000000000000ff").unwrap().0, 255);
-        assert_ne!(
-            TraceId::from_text("not-hex"),
-            TraceId::from_text("not-hex2")
-        );
+        assert_ne!(TraceId::from_text("not-hex"), TraceId::from_text("not-hex2"));
         assert_eq!(TraceId::from_text("not-hex"), TraceId::from_text("not-hex"));
     }
 

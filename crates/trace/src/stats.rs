@@ -37,11 +37,7 @@ impl Histogram {
     }
     pub fn summary(&self) -> Distribution {
         let n = self.count();
-        let sum: u128 = self
-            .counts
-            .iter()
-            .map(|(&v, &c)| v as u128 * c as u128)
-            .sum();
+        let sum: u128 = self.counts.iter().map(|(&v, &c)| v as u128 * c as u128).sum();
         Distribution {
             count: n,
             min: self.counts.keys().next().copied().unwrap_or(0),
@@ -49,11 +45,7 @@ impl Histogram {
             p90: self.quantile(0.9),
             p99: self.quantile(0.99),
             max: self.counts.keys().next_back().copied().unwrap_or(0),
-            mean: if n == 0 {
-                0.0
-            } else {
-                (sum as f64 / n as f64 * 100.0).round() / 100.0
-            },
+            mean: if n == 0 { 0.0 } else { (sum as f64 / n as f64 * 100.0).round() / 100.0 },
         }
     }
     /// Every (value, count), ascending.
@@ -115,15 +107,9 @@ impl TraceStats {
             operation: names.resolve(a.operation).to_string(),
             count: 0,
         };
-        let mut root_apis: Vec<ApiCount> = self
-            .roots
-            .iter()
-            .map(|(a, &c)| ApiCount { count: c, ..api(a) })
-            .collect();
+        let mut root_apis: Vec<ApiCount> = self.roots.iter().map(|(a, &c)| ApiCount { count: c, ..api(a) }).collect();
         root_apis.sort_by(|a, b| {
-            b.count
-                .cmp(&a.count)
-                .then_with(|| (&a.service, &a.operation).cmp(&(&b.service, &b.operation)))
+            b.count.cmp(&a.count).then_with(|| (&a.service, &a.operation).cmp(&(&b.service, &b.operation)))
         });
         let local_edges = self.edges.keys().filter(|k| k.2 == EdgeKind::Local).count() as u64;
         let defects = read
@@ -133,11 +119,7 @@ impl TraceStats {
             .map(|(k, c)| {
                 (
                     k.name().to_string(),
-                    DefectSummary {
-                        count: c.count,
-                        first: c.first.clone(),
-                        repair: k.repair().to_string(),
-                    },
+                    DefectSummary { count: c.count, first: c.first.clone(), repair: k.repair().to_string() },
                 )
             })
             .collect();
@@ -154,10 +136,7 @@ impl TraceStats {
             files: read
                 .files
                 .iter()
-                .map(|(p, f)| FileSummary {
-                    path: p.display().to_string(),
-                    format: f.name().to_string(),
-                })
+                .map(|(p, f)| FileSummary { path: p.display().to_string(), format: f.name().to_string() })
                 .collect(),
             root_apis,
             spans_per_trace: self.spans_per_trace.summary(),

@@ -47,11 +47,7 @@ pub fn otlp_document(spans: &[Span], names: &Interner, out: &mut String) {
                 out.push(',');
             }
             first = false;
-            let parent = if s.parent_id.is_none() {
-                String::new()
-            } else {
-                s.parent_id.to_string()
-            };
+            let parent = if s.parent_id.is_none() { String::new() } else { s.parent_id.to_string() };
             let _ = write!(
                 out,
                 "{{\"traceId\":\"{}\",\"spanId\":\"{}\",\"parentSpanId\":\"{}\",\"name\":{},\"kind\":{},\"startTimeUnixNano\":\"{}\",\"endTimeUnixNano\":\"{}\"",
@@ -65,9 +61,7 @@ pub fn otlp_document(spans: &[Span], names: &Interner, out: &mut String) {
             );
             let mut attrs: Vec<String> = Vec::new();
             if s.has(flags::FOLLOWS_FROM) {
-                attrs.push(
-                    "{\"key\":\"palette.detached\",\"value\":{\"stringValue\":\"true\"}}".into(),
-                );
+                attrs.push("{\"key\":\"palette.detached\",\"value\":{\"stringValue\":\"true\"}}".into());
             }
             if !s.remote_service.is_empty() {
                 attrs.push(format!(
@@ -76,14 +70,10 @@ pub fn otlp_document(spans: &[Span], names: &Interner, out: &mut String) {
                 ));
             }
             if let Some(b) = s.request_bytes {
-                attrs.push(format!(
-                    "{{\"key\":\"palette.request_bytes\",\"value\":{{\"intValue\":\"{b}\"}}}}"
-                ));
+                attrs.push(format!("{{\"key\":\"palette.request_bytes\",\"value\":{{\"intValue\":\"{b}\"}}}}"));
             }
             if let Some(b) = s.response_bytes {
-                attrs.push(format!(
-                    "{{\"key\":\"palette.response_bytes\",\"value\":{{\"intValue\":\"{b}\"}}}}"
-                ));
+                attrs.push(format!("{{\"key\":\"palette.response_bytes\",\"value\":{{\"intValue\":\"{b}\"}}}}"));
             }
             if !attrs.is_empty() {
                 let _ = write!(out, ",\"attributes\":[{}]", attrs.join(","));
@@ -127,14 +117,7 @@ pub fn write_jaeger<'a>(
         services.sort();
         services.dedup();
         let process_of = |s: &Span| {
-            format!(
-                "p{}",
-                services
-                    .iter()
-                    .position(|n| *n == names.resolve(s.service))
-                    .expect("listed")
-                    + 1
-            )
+            format!("p{}", services.iter().position(|n| *n == names.resolve(s.service)).expect("listed") + 1)
         };
         let spans: Vec<serde_json::Value> = trace
             .iter()
@@ -163,12 +146,7 @@ pub fn write_jaeger<'a>(
         let processes: serde_json::Map<String, serde_json::Value> = services
             .iter()
             .enumerate()
-            .map(|(i, n)| {
-                (
-                    format!("p{}", i + 1),
-                    serde_json::json!({"serviceName": n, "tags": []}),
-                )
-            })
+            .map(|(i, n)| (format!("p{}", i + 1), serde_json::json!({"serviceName": n, "tags": []})))
             .collect();
         docs.push(serde_json::json!({"traceID": first.trace_id.to_string(), "spans": spans, "processes": processes}));
     }
@@ -237,11 +215,7 @@ pub fn write_span_csv<'a>(
     ])?;
     for trace in traces {
         for s in trace {
-            let parent = if s.parent_id.is_none() {
-                "root".to_string()
-            } else {
-                s.parent_id.to_string()
-            };
+            let parent = if s.parent_id.is_none() { "root".to_string() } else { s.parent_id.to_string() };
             csv.write_record([
                 s.trace_id.to_string(),
                 s.span_id.to_string(),
@@ -265,13 +239,8 @@ pub fn write_atomically(
     path: &std::path::Path,
     content: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let name = path
-        .file_name()
-        .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let name = path.file_name().map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut file = io::BufWriter::new(std::fs::File::create(&tmp)?);

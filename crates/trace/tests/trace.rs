@@ -10,8 +10,7 @@ use palette_testkit::examples;
 use palette_testkit::system::{self, Step, SystemSpec, Traces};
 use palette_trace::span::{Span, SpanKind};
 use palette_trace::{
-    CallTree, EdgeKind, Format, InspectSummary, NoProgress, ReadOptions, ReadSummary, TraceStats,
-    read_traces, write,
+    CallTree, EdgeKind, Format, InspectSummary, NoProgress, ReadOptions, ReadSummary, TraceStats, read_traces, write,
 };
 
 /// Everything one read produced.
@@ -33,9 +32,7 @@ impl Read {
         self.trees
             .iter()
             .map(|t| {
-                let shape = (0..t.execs.len())
-                    .map(|i| (self.api(t, i), t.execs[i].parent, t.execs[i].edge))
-                    .collect();
+                let shape = (0..t.execs.len()).map(|i| (self.api(t, i), t.execs[i].parent, t.execs[i].edge)).collect();
                 (t.trace_id.to_string(), shape)
             })
             .collect()
@@ -55,10 +52,7 @@ impl Read {
     /// The summary with the file list cleared, for comparing reads of the
     /// same traces from different files.
     fn summary_without_files(&self) -> InspectSummary {
-        InspectSummary {
-            files: Vec::new(),
-            ..self.summary.clone()
-        }
+        InspectSummary { files: Vec::new(), ..self.summary.clone() }
     }
 }
 
@@ -70,14 +64,10 @@ fn read_with(inputs: &[PathBuf], opts: &ReadOptions) -> Read {
         trees.push(tree.clone());
         Ok(())
     };
-    let read = read_traces(inputs, opts, &NoProgress, &mut sink)
-        .unwrap_or_else(|e| panic!("reading {inputs:?} failed: {e}"));
+    let read =
+        read_traces(inputs, opts, &NoProgress, &mut sink).unwrap_or_else(|e| panic!("reading {inputs:?} failed: {e}"));
     let summary = stats.summary(&read);
-    Read {
-        summary,
-        read,
-        trees,
-    }
+    Read { summary, read, trees }
 }
 
 fn read(input: &Path) -> Read {
@@ -89,18 +79,10 @@ type Writer = fn(&mut dyn Write, &[&[Span]], &palette_trace::Interner) -> std::i
 /// The four writers, with the file name each writes to.
 fn writers() -> [(&'static str, Writer); 4] {
     [
-        ("webshop.otlp.jsonl", |w, t, n| {
-            write::write_otlp_lines(w, t.iter().copied(), n)
-        }),
-        ("webshop.jaeger.json", |w, t, n| {
-            write::write_jaeger(w, t.iter().copied(), n)
-        }),
-        ("webshop.zipkin.json", |w, t, n| {
-            write::write_zipkin(w, t.iter().copied(), n)
-        }),
-        ("webshop.spans.csv", |w, t, n| {
-            write::write_span_csv(w, t.iter().copied(), n)
-        }),
+        ("webshop.otlp.jsonl", |w, t, n| write::write_otlp_lines(w, t.iter().copied(), n)),
+        ("webshop.jaeger.json", |w, t, n| write::write_jaeger(w, t.iter().copied(), n)),
+        ("webshop.zipkin.json", |w, t, n| write::write_zipkin(w, t.iter().copied(), n)),
+        ("webshop.spans.csv", |w, t, n| write::write_span_csv(w, t.iter().copied(), n)),
     ]
 }
 
@@ -184,33 +166,14 @@ fn every_writer_reads_back_to_the_same_traces() {
     assert_eq!(s.folded_client_spans, client_spans);
     assert_eq!(s.local_edges, 0, "every web-shop call crosses services");
     assert!(s.defects.is_empty(), "no defects: {:?}", s.defects);
-    assert_eq!(
-        first.read.files.iter().map(|f| f.1).collect::<Vec<_>>(),
-        [Format::Otlp]
-    );
+    assert_eq!(first.read.files.iter().map(|f| f.1).collect::<Vec<_>>(), [Format::Otlp]);
 
     for (name, r) in &reads[1..] {
-        assert_eq!(
-            r.summary_without_files(),
-            first.summary_without_files(),
-            "{name} and {first_name} disagree"
-        );
-        assert_eq!(
-            r.shapes(),
-            first.shapes(),
-            "{name} and {first_name} assemble different call trees"
-        );
+        assert_eq!(r.summary_without_files(), first.summary_without_files(), "{name} and {first_name} disagree");
+        assert_eq!(r.shapes(), first.shapes(), "{name} and {first_name} assemble different call trees");
     }
     let formats: Vec<Format> = reads.iter().map(|(_, r)| r.read.files[0].1).collect();
-    assert_eq!(
-        formats,
-        [
-            Format::Otlp,
-            Format::Jaeger,
-            Format::Zipkin,
-            Format::SpanCsv
-        ]
-    );
+    assert_eq!(formats, [Format::Otlp, Format::Jaeger, Format::Zipkin, Format::SpanCsv]);
 }
 
 #[test]
@@ -227,11 +190,7 @@ fn gzip_input_reads_like_plain_input() {
         assert_eq!(p.read.files[0].1, g.read.files[0].1, "{name}: format");
         assert_eq!(g.summary.traces, 300, "{name}.gz");
         assert_eq!(g.summary.spans, shop.span_count() as u64, "{name}.gz");
-        assert_eq!(
-            g.summary_without_files(),
-            p.summary_without_files(),
-            "{name}.gz"
-        );
+        assert_eq!(g.summary_without_files(), p.summary_without_files(), "{name}.gz");
         assert_eq!(g.shapes(), p.shapes(), "{name}.gz");
     }
 }
@@ -244,24 +203,9 @@ fn a_directory_reads_every_trace_file_in_it_sorted() {
     let [otlp, _, zipkin, csv] = writers();
     // A third of the requests in each of three formats, one of them gzipped;
     // names chosen so sorted order differs from writing order.
-    write_file(
-        &dir.path().join("b.csv.gz"),
-        csv.1,
-        &traces[..100],
-        &shop.names,
-    );
-    write_file(
-        &dir.path().join("c.json"),
-        zipkin.1,
-        &traces[100..200],
-        &shop.names,
-    );
-    write_file(
-        &dir.path().join("a.jsonl"),
-        otlp.1,
-        &traces[200..],
-        &shop.names,
-    );
+    write_file(&dir.path().join("b.csv.gz"), csv.1, &traces[..100], &shop.names);
+    write_file(&dir.path().join("c.json"), zipkin.1, &traces[100..200], &shop.names);
+    write_file(&dir.path().join("a.jsonl"), otlp.1, &traces[200..], &shop.names);
     // Not trace files: skipped.
     std::fs::write(dir.path().join("notes.txt"), "not traces").unwrap();
     std::fs::write(dir.path().join(".hidden.csv"), "garbage").unwrap();
@@ -272,12 +216,8 @@ fn a_directory_reads_every_trace_file_in_it_sorted() {
     write_file(&whole_file, otlp.1, &traces, &shop.names);
 
     let r = read_with(&[dir.path().to_path_buf()], &ReadOptions::default());
-    let files: Vec<(String, Format)> = r
-        .read
-        .files
-        .iter()
-        .map(|(p, f)| (p.file_name().unwrap().to_string_lossy().into_owned(), *f))
-        .collect();
+    let files: Vec<(String, Format)> =
+        r.read.files.iter().map(|(p, f)| (p.file_name().unwrap().to_string_lossy().into_owned(), *f)).collect();
     assert_eq!(
         files,
         [
@@ -310,42 +250,23 @@ fn web_shop_structure_is_recovered() {
     assert_eq!(execs, servers);
     assert_eq!(r.summary.folded_client_spans, clients);
     assert_eq!(r.summary.adopted_calls, 0);
-    let by_id: BTreeMap<String, &Vec<Span>> = shop
-        .traces
-        .iter()
-        .map(|t| (t[0].trace_id.to_string(), t))
-        .collect();
+    let by_id: BTreeMap<String, &Vec<Span>> = shop.traces.iter().map(|t| (t[0].trace_id.to_string(), t)).collect();
     for tree in &r.trees {
         let spans = by_id[&tree.trace_id.to_string()];
         let servers = spans.iter().filter(|s| s.kind == SpanKind::Server).count();
         assert_eq!(tree.execs.len(), servers, "trace {}", tree.trace_id);
-        assert_eq!(
-            tree.span_count as usize,
-            spans.len(),
-            "trace {}",
-            tree.trace_id
-        );
+        assert_eq!(tree.span_count as usize, spans.len(), "trace {}", tree.trace_id);
     }
 
     // Exactly the calls the spec makes, all across services.
-    let expected: BTreeSet<(String, String, EdgeKind)> = spec_edges(&examples::webshop())
-        .into_iter()
-        .map(|(a, b)| (a, b, EdgeKind::Rpc))
-        .collect();
+    let expected: BTreeSet<(String, String, EdgeKind)> =
+        spec_edges(&examples::webshop()).into_iter().map(|(a, b)| (a, b, EdgeKind::Rpc)).collect();
     let edges = r.edges();
-    assert!(edges.contains(&(
-        "checkout PlaceOrder".into(),
-        "payment Card".into(),
-        EdgeKind::Rpc
-    )));
+    assert!(edges.contains(&("checkout PlaceOrder".into(), "payment Card".into(), EdgeKind::Rpc)));
     assert_eq!(edges, expected);
     assert_eq!(r.summary.edges, 41);
-    let roots: BTreeSet<String> = r
-        .summary
-        .root_apis
-        .iter()
-        .map(|a| format!("{} {}", a.service, a.operation))
-        .collect();
+    let roots: BTreeSet<String> =
+        r.summary.root_apis.iter().map(|a| format!("{} {}", a.service, a.operation)).collect();
     assert_eq!(
         roots,
         BTreeSet::from([
@@ -355,10 +276,7 @@ fn web_shop_structure_is_recovered() {
             "frontend POST /checkout".to_string(),
         ])
     );
-    assert_eq!(
-        r.summary.depth.max, 4,
-        "frontend → checkout → email → notification"
-    );
+    assert_eq!(r.summary.depth.max, 4, "frontend → checkout → email → notification");
 
     let mut home_pages = 0;
     let mut checkouts = 0;
@@ -383,15 +301,9 @@ fn web_shop_structure_is_recovered() {
                     let earliest_end = par.iter().map(|c| c.call_end_ns()).min().unwrap();
                     assert!(latest_start < earliest_end, "concurrent calls overlap");
                     let earliest_start = par.iter().map(|c| c.call_start_ns).min().unwrap();
-                    assert!(
-                        kids[0].call_end_ns() <= earliest_start,
-                        "session comes first"
-                    );
+                    assert!(kids[0].call_end_ns() <= earliest_start, "session comes first");
                     let last_end = par.iter().map(|c| c.call_end_ns()).max().unwrap();
-                    assert!(
-                        kids[4].call_start_ns >= last_end,
-                        "currency waits for all three"
-                    );
+                    assert!(kids[4].call_start_ns >= last_end, "currency waits for all three");
                 }
                 "checkout PlaceOrder" => {
                     checkouts += 1;
@@ -412,10 +324,7 @@ fn web_shop_structure_is_recovered() {
                     mysql_updates += 1;
                     let inv = e.parent as usize;
                     assert_eq!(r.api(t, inv), "inventory Check");
-                    assert_eq!(
-                        r.api(t, t.execs[inv].parent as usize),
-                        "checkout PlaceOrder"
-                    );
+                    assert_eq!(r.api(t, t.execs[inv].parent as usize), "checkout PlaceOrder");
                 }
                 _ => {}
             }
@@ -436,10 +345,7 @@ fn figure1_has_two_roots_sharing_one_service() {
     write_file(&path, writers()[1].1, &traces, &fig.names);
     let r = read(&path);
     let s = &r.summary;
-    assert_eq!(
-        (s.traces, s.services, s.apis, s.root_apis.len()),
-        (200, 3, 3, 2)
-    );
+    assert_eq!((s.traces, s.services, s.apis, s.root_apis.len()), (200, 3, 3, 2));
     assert_eq!(s.root_apis.iter().map(|a| a.count).sum::<u64>(), 200);
     assert_eq!(s.spans, 200 * 3, "A or C, its client span for B, and B");
     assert_eq!(s.folded_client_spans, 200);
@@ -454,10 +360,7 @@ fn figure1_has_two_roots_sharing_one_service() {
     let mut b_by_caller: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for t in &r.trees {
         assert_eq!(t.execs.len(), 2);
-        b_by_caller
-            .entry(r.api(t, 0))
-            .or_default()
-            .push(t.execs[1].duration_ns);
+        b_by_caller.entry(r.api(t, 0)).or_default().push(t.execs[1].duration_ns);
     }
     let median = |v: &mut Vec<i64>| {
         v.sort();
@@ -473,8 +376,7 @@ fn figure1_has_two_roots_sharing_one_service() {
 /// the call the handler makes is adopted by it.
 #[test]
 fn wrapper_adoption_reparents_the_call_under_the_handler() {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../cli/tests/data/good/spancsv/gateway_wrapper.csv");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cli/tests/data/good/spancsv/gateway_wrapper.csv");
     let callee = "ts-execute-service /api/v1/executeservice/execute/execute/{orderId}";
     let caller_of_callee = |r: &Read| -> Vec<String> {
         r.trees
@@ -491,19 +393,10 @@ fn wrapper_adoption_reparents_the_call_under_the_handler() {
     assert_eq!(adopted.summary.adopted_calls, 1);
     // First trace: contained, adopted. Second: the call outlives the
     // handler by 3 ms, beyond the tolerance, and stays where it is.
-    assert_eq!(
-        caller_of_callee(&adopted),
-        [
-            "ts-gateway-service FilteringWebHandler.handle",
-            "ts-gateway-service /*"
-        ]
-    );
+    assert_eq!(caller_of_callee(&adopted), ["ts-gateway-service FilteringWebHandler.handle", "ts-gateway-service /*"]);
     let mut opts = ReadOptions::default();
     opts.assemble.adopt = false;
     let kept = read_with(&[fixture], &opts);
     assert_eq!(kept.summary.adopted_calls, 0);
-    assert_eq!(
-        caller_of_callee(&kept),
-        ["ts-gateway-service /*", "ts-gateway-service /*"]
-    );
+    assert_eq!(caller_of_callee(&kept), ["ts-gateway-service /*", "ts-gateway-service /*"]);
 }

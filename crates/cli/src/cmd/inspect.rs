@@ -38,10 +38,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn dist(d: &palette_trace::stats::Distribution) -> String {
-    format!(
-        "min {}  p50 {}  p90 {}  p99 {}  max {}  mean {:.2}",
-        d.min, d.p50, d.p90, d.p99, d.max, d.mean
-    )
+    format!("min {}  p50 {}  p90 {}  p99 {}  max {}  mean {:.2}", d.min, d.p50, d.p90, d.p99, d.max, d.mean)
 }
 
 /// The terminal report.
@@ -51,11 +48,7 @@ pub fn render(s: &InspectSummary, top: usize) -> String {
         out += &format!("{} ({})\n", f.path, f.format);
     }
     out += &format!("traces        {}\n", thousands(s.traces));
-    out += &format!(
-        "spans         {}   (records read {})\n",
-        thousands(s.spans),
-        thousands(s.records)
-    );
+    out += &format!("spans         {}   (records read {})\n", thousands(s.spans), thousands(s.records));
     out += &format!("services      {}\n", thousands(s.services));
     out += &format!("apis          {}\n", thousands(s.apis));
     out += &format!(
@@ -66,18 +59,10 @@ pub fn render(s: &InspectSummary, top: usize) -> String {
     );
     out += &format!("root apis     {}\n", thousands(s.root_apis.len() as u64));
     for r in s.root_apis.iter().take(top) {
-        out += &format!(
-            "  {:>10}  {} {}\n",
-            thousands(r.count),
-            r.service,
-            r.operation
-        );
+        out += &format!("  {:>10}  {} {}\n", thousands(r.count), r.service, r.operation);
     }
     if s.root_apis.len() > top {
-        out += &format!(
-            "  … {} more (--top N, or --json)\n",
-            s.root_apis.len() - top
-        );
+        out += &format!("  … {} more (--top N, or --json)\n", s.root_apis.len() - top);
     }
     out += &format!("spans/trace   {}\n", dist(&s.spans_per_trace));
     out += &format!("depth         {}\n", dist(&s.depth));
@@ -94,19 +79,11 @@ pub fn render(s: &InspectSummary, top: usize) -> String {
     } else {
         out += "defects\n";
         for (kind, d) in &s.defects {
-            out += &format!(
-                "  {:>10}  {kind}: {} (first at {})\n",
-                thousands(d.count),
-                d.repair,
-                d.first
-            );
+            out += &format!("  {:>10}  {kind}: {} (first at {})\n", thousands(d.count), d.repair, d.first);
         }
         if s.dropped_traces + s.dropped_spans > 0 {
-            out += &format!(
-                "  dropped {} traces and {} spans\n",
-                thousands(s.dropped_traces),
-                thousands(s.dropped_spans)
-            );
+            out +=
+                &format!("  dropped {} traces and {} spans\n", thousands(s.dropped_traces), thousands(s.dropped_spans));
         }
     }
     out

@@ -20,13 +20,9 @@ impl std::error::Error for UsageError {}
 /// Parses `250ms`, `60s`, `2m`, `1h`, `1.5s` or a bare number of seconds.
 pub fn parse_duration_ns(s: &str) -> Result<i64, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration like 500ms, 60s or 2m"))?;
+    let value: f64 = number.parse().map_err(|_| format!("`{s}` is not a duration like 500ms, 60s or 2m"))?;
     let scale = match unit.trim() {
         "ns" => 1.0,
         "us" | "µs" => 1e3,
@@ -35,9 +31,7 @@ pub fn parse_duration_ns(s: &str) -> Result<i64, String> {
         "m" | "min" => 60e9,
         "h" => 3600e9,
         other => {
-            return Err(format!(
-                "unknown time unit `{other}` in `{s}` (use ns, us, ms, s, m or h)"
-            ));
+            return Err(format!("unknown time unit `{other}` in `{s}` (use ns, us, ms, s, m or h)"));
         }
     };
     Ok((value * scale).round() as i64)

@@ -3,9 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use palette_trace::{
-    AssembleOptions, Format, Policies, ReadOptions, ReadSummary, TraceSink, read_traces,
-};
+use palette_trace::{AssembleOptions, Format, Policies, ReadOptions, ReadSummary, TraceSink, read_traces};
 
 use crate::cmd::{UsageError, parse_duration_ns};
 use crate::progress;
@@ -41,38 +39,24 @@ pub struct ReadArgs {
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
-    Format::parse(s).ok_or_else(|| {
-        format!("unknown format `{s}` (one of alibaba, spancsv, jaeger, zipkin, otlp)")
-    })
+    Format::parse(s).ok_or_else(|| format!("unknown format `{s}` (one of alibaba, spancsv, jaeger, zipkin, otlp)"))
 }
 
 impl ReadArgs {
     pub fn options(&self) -> Result<ReadOptions, UsageError> {
-        let mut policies = if self.strict {
-            Policies::strict()
-        } else {
-            Policies::default()
-        };
+        let mut policies = if self.strict { Policies::strict() } else { Policies::default() };
         for spec in &self.on_defect {
-            policies
-                .set_from_str(spec)
-                .map_err(|e| UsageError(format!("--on-defect: {e}")))?;
+            policies.set_from_str(spec).map_err(|e| UsageError(format!("--on-defect: {e}")))?;
         }
         let window_ns = match self.window.as_deref() {
             None => None,
             Some("off") | Some("none") => Some(None),
-            Some(w) => Some(Some(
-                parse_duration_ns(w).map_err(|e| UsageError(format!("--window: {e}")))?,
-            )),
+            Some(w) => Some(Some(parse_duration_ns(w).map_err(|e| UsageError(format!("--window: {e}")))?)),
         };
         Ok(ReadOptions {
             format: self.format,
             window_ns,
-            assemble: AssembleOptions {
-                window_ns: None,
-                adopt: !self.no_adopt,
-                policies,
-            },
+            assemble: AssembleOptions { window_ns: None, adopt: !self.no_adopt, policies },
         })
     }
 

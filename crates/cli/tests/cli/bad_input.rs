@@ -31,12 +31,7 @@ fn inspect(path: &Path, extra: &[&str]) -> Run {
     args.extend(extra.iter().map(OsString::from));
     args.push(path.as_os_str().to_owned());
     let run = palette(&args);
-    assert!(
-        !run.stderr.contains("panicked"),
-        "palette panicked on {}:\n{}",
-        path.display(),
-        run.stderr
-    );
+    assert!(!run.stderr.contains("panicked"), "palette panicked on {}:\n{}", path.display(), run.stderr);
     run
 }
 
@@ -52,11 +47,7 @@ fn fails_at(path: &Path, extra: &[&str], line: Option<u64>, needle: &str) -> Str
         run.stdout,
         run.stderr
     );
-    assert!(
-        run.stdout.is_empty(),
-        "no report on failure: {}",
-        run.stdout
-    );
+    assert!(run.stdout.is_empty(), "no report on failure: {}", run.stdout);
     let msg = run.stderr.trim_end();
     assert_eq!(msg.lines().count(), 1, "one line: {msg}");
     assert!(msg.starts_with("palette: error: "), "{msg}");
@@ -72,43 +63,28 @@ fn fails_at(path: &Path, extra: &[&str], line: Option<u64>, needle: &str) -> Str
 /// Asserts exit 0 and returns the JSON report.
 fn repaired(path: &Path, extra: &[&str]) -> Value {
     let run = inspect(path, extra);
-    assert_eq!(
-        run.code,
-        0,
-        "expected exit 0 for {} {extra:?}; stderr:\n{}",
-        path.display(),
-        run.stderr
-    );
+    assert_eq!(run.code, 0, "expected exit 0 for {} {extra:?}; stderr:\n{}", path.display(), run.stderr);
     serde_json::from_str(&run.stdout).expect("inspect --json prints JSON")
 }
 
 /// Asserts the report's defects are exactly `expected` (kind, count).
 fn assert_defects(report: &Value, expected: &[(&str, u64)]) {
     let defects = report["defects"].as_object().expect("a defects object");
-    let got: Vec<(String, u64)> = defects
-        .iter()
-        .map(|(k, v)| (k.clone(), v["count"].as_u64().expect("count")))
-        .collect();
+    let got: Vec<(String, u64)> =
+        defects.iter().map(|(k, v)| (k.clone(), v["count"].as_u64().expect("count"))).collect();
     let mut want: Vec<(String, u64)> = expected.iter().map(|&(k, n)| (k.to_string(), n)).collect();
     want.sort();
     assert_eq!(got, want, "defects of {report:#}");
 }
 
 fn int(report: &Value, key: &str) -> u64 {
-    report[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("`{key}` in {report:#}"))
+    report[key].as_u64().unwrap_or_else(|| panic!("`{key}` in {report:#}"))
 }
 
 /// Asserts traces, spans, dropped traces and dropped spans.
 fn assert_counts(report: &Value, traces: u64, spans: u64, dropped_traces: u64, dropped_spans: u64) {
     assert_eq!(
-        (
-            int(report, "traces"),
-            int(report, "spans"),
-            int(report, "dropped_traces"),
-            int(report, "dropped_spans")
-        ),
+        (int(report, "traces"), int(report, "spans"), int(report, "dropped_traces"), int(report, "dropped_spans")),
         (traces, spans, dropped_traces, dropped_spans),
         "(traces, spans, dropped_traces, dropped_spans) of {report:#}"
     );
@@ -132,12 +108,7 @@ fn nonexistent_input_is_a_usage_error() {
     let run = inspect(&missing, &[]);
     assert_eq!(run.code, USAGE, "{}", run.stderr);
     assert!(run.stderr.starts_with("palette: error: "), "{}", run.stderr);
-    assert!(
-        run.stderr
-            .contains("no-such-file.csv: no such file or directory"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("no-such-file.csv: no such file or directory"), "{}", run.stderr);
 }
 
 #[test]
@@ -146,11 +117,7 @@ fn directory_without_trace_files_is_a_usage_error() {
     dir.write("notes.txt", "not a trace");
     let run = inspect(dir.tmp.path(), &[]);
     assert_eq!(run.code, USAGE, "{}", run.stderr);
-    assert!(
-        run.stderr.contains("directory holds no trace files"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("directory holds no trace files"), "{}", run.stderr);
 }
 
 #[test]
@@ -161,67 +128,27 @@ fn empty_file() {
 #[test]
 fn empty_file_with_each_forced_format() {
     for format in ["alibaba", "spancsv", "jaeger", "zipkin", "otlp"] {
-        fails_at(
-            &bad("any/empty.csv"),
-            &["--format", format],
-            Some(1),
-            "the file is empty",
-        );
+        fails_at(&bad("any/empty.csv"), &["--format", format], Some(1), "the file is empty");
     }
 }
 
 #[test]
 fn whitespace_only_file() {
     fails_at(&bad("any/whitespace.json"), &[], None, "the file is empty");
-    fails_at(
-        &bad("any/whitespace.json"),
-        &["--format", "zipkin"],
-        Some(1),
-        "the file is empty",
-    );
+    fails_at(&bad("any/whitespace.json"), &["--format", "zipkin"], Some(1), "the file is empty");
 }
 
 #[test]
 fn binary_garbage() {
     let path = bad("any/garbage.bin");
-    fails_at(
-        &path,
-        &[],
-        None,
-        "not a trace file palette can read (binary data)",
-    );
+    fails_at(&path, &[], None, "not a trace file palette can read (binary data)");
     // Forced formats meet it as text that is not UTF-8, or as a CSV header
     // without the required columns.
-    fails_at(
-        &path,
-        &["--format", "spancsv"],
-        Some(1),
-        "not valid UTF-8 text",
-    );
-    fails_at(
-        &path,
-        &["--format", "jaeger"],
-        Some(1),
-        "not valid UTF-8 text",
-    );
-    fails_at(
-        &path,
-        &["--format", "zipkin"],
-        Some(1),
-        "not valid UTF-8 text",
-    );
-    fails_at(
-        &path,
-        &["--format", "otlp"],
-        Some(1),
-        "not valid UTF-8 text",
-    );
-    let msg = fails_at(
-        &path,
-        &["--format", "alibaba"],
-        Some(1),
-        "the header has no `traceid` column",
-    );
+    fails_at(&path, &["--format", "spancsv"], Some(1), "not valid UTF-8 text");
+    fails_at(&path, &["--format", "jaeger"], Some(1), "not valid UTF-8 text");
+    fails_at(&path, &["--format", "zipkin"], Some(1), "not valid UTF-8 text");
+    fails_at(&path, &["--format", "otlp"], Some(1), "not valid UTF-8 text");
+    let msg = fails_at(&path, &["--format", "alibaba"], Some(1), "the header has no `traceid` column");
     // The header is shown truncated, with control characters escaped.
     assert!(msg.len() < 400, "{msg}");
     assert!(!msg.chars().any(|c| c.is_control()), "{msg:?}");
@@ -229,12 +156,7 @@ fn binary_garbage() {
 
 #[test]
 fn json_of_no_known_format() {
-    fails_at(
-        &bad("any/not_traces.json"),
-        &[],
-        None,
-        "not a trace file palette can read (JSON without OTLP",
-    );
+    fails_at(&bad("any/not_traces.json"), &[], None, "not a trace file palette can read (JSON without OTLP");
 }
 
 #[test]
@@ -258,12 +180,7 @@ fn corrupt_gzip() {
 
 #[test]
 fn truncated_gzip() {
-    fails_at(
-        &bad("any/truncated.csv.gz"),
-        &[],
-        None,
-        "(a truncated or corrupt .gz file?)",
-    );
+    fails_at(&bad("any/truncated.csv.gz"), &[], None, "(a truncated or corrupt .gz file?)");
 }
 
 // ---------------------------------------------------------------------------
@@ -271,12 +188,7 @@ fn truncated_gzip() {
 
 #[test]
 fn spancsv_wrong_header() {
-    fails_at(
-        &bad("spancsv/wrong_header.csv"),
-        &[],
-        None,
-        "a header line `name,age,city` that names neither Alibaba",
-    );
+    fails_at(&bad("spancsv/wrong_header.csv"), &[], None, "a header line `name,age,city` that names neither Alibaba");
 }
 
 #[test]
@@ -291,22 +203,12 @@ fn spancsv_wrong_header_forced() {
 
 #[test]
 fn spancsv_missing_required_column() {
-    fails_at(
-        &bad("spancsv/missing_column.csv"),
-        &[],
-        Some(1),
-        "the header has no `StartTimeUnixNano` column",
-    );
+    fails_at(&bad("spancsv/missing_column.csv"), &[], Some(1), "the header has no `StartTimeUnixNano` column");
 }
 
 #[test]
 fn spancsv_non_numeric_time_fails_by_default() {
-    fails_at(
-        &bad("spancsv/non_numeric_time.csv"),
-        &[],
-        Some(3),
-        "start time `soon` is not a number",
-    );
+    fails_at(&bad("spancsv/non_numeric_time.csv"), &[], Some(3), "start time `soon` is not a number");
 }
 
 #[test]
@@ -315,30 +217,17 @@ fn spancsv_non_numeric_time_dropped_on_request() {
     let report = repaired(&path, &["--on-defect", "bad_record=drop"]);
     assert_defects(&report, &[("bad_record", 1)]);
     assert_counts(&report, 1, 1, 0, 1);
-    assert_eq!(
-        first(&report, "bad_record"),
-        format!("{}:3", path.display())
-    );
+    assert_eq!(first(&report, "bad_record"), format!("{}:3", path.display()));
 }
 
 #[test]
 fn spancsv_unterminated_quote() {
-    fails_at(
-        &bad("spancsv/unterminated_quote.csv"),
-        &[],
-        Some(3),
-        "5 fields where the header has 8",
-    );
+    fails_at(&bad("spancsv/unterminated_quote.csv"), &[], Some(3), "5 fields where the header has 8");
 }
 
 #[test]
 fn spancsv_invalid_utf8_fails_by_default() {
-    fails_at(
-        &bad("spancsv/invalid_utf8.csv"),
-        &[],
-        Some(3),
-        "not valid UTF-8 text",
-    );
+    fails_at(&bad("spancsv/invalid_utf8.csv"), &[], Some(3), "not valid UTF-8 text");
 }
 
 #[test]
@@ -348,10 +237,7 @@ fn spancsv_invalid_utf8_row_dropped_on_request() {
     assert_defects(&report, &[("bad_record", 1)]);
     // The rows after the bad one are still read.
     assert_counts(&report, 1, 2, 0, 1);
-    assert_eq!(
-        first(&report, "bad_record"),
-        format!("{}:3", path.display())
-    );
+    assert_eq!(first(&report, "bad_record"), format!("{}:3", path.display()));
 }
 
 #[test]
@@ -380,10 +266,7 @@ fn spancsv_cycle_drops_the_trace() {
     assert_defects(&report, &[("cycle", 1)]);
     // Trace aa survives; trace bb (two spans in a cycle) is dropped.
     assert_counts(&report, 1, 1, 1, 2);
-    assert_eq!(
-        first(&report, "cycle"),
-        "trace 000000000000000000000000000000bb"
-    );
+    assert_eq!(first(&report, "cycle"), "trace 000000000000000000000000000000bb");
 }
 
 #[test]
@@ -400,9 +283,7 @@ fn spancsv_cycle_strict_names_the_trace() {
     assert_eq!(run.code, BAD_DATA, "{}", run.stderr);
     assert_eq!(run.stderr.trim_end().lines().count(), 1, "{}", run.stderr);
     assert!(
-        run.stderr.starts_with(
-            "palette: error: cannot read traces: trace 000000000000000000000000000000bb: cycle"
-        ),
+        run.stderr.starts_with("palette: error: cannot read traces: trace 000000000000000000000000000000bb: cycle"),
         "{}",
         run.stderr
     );
@@ -414,10 +295,7 @@ fn spancsv_duplicate_span_id() {
     let report = repaired(&path, &[]);
     assert_defects(&report, &[("duplicate_span_id", 1)]);
     assert_counts(&report, 1, 2, 0, 1);
-    assert_eq!(
-        first(&report, "duplicate_span_id"),
-        format!("{}:4", path.display())
-    );
+    assert_eq!(first(&report, "duplicate_span_id"), format!("{}:4", path.display()));
 }
 
 #[test]
@@ -432,22 +310,14 @@ fn spancsv_multiple_roots() {
     let report = repaired(&bad("spancsv/multiple_roots.csv"), &[]);
     assert_defects(&report, &[("multiple_roots", 1)]);
     assert_counts(&report, 1, 2, 0, 1);
-    assert_eq!(
-        first(&report, "multiple_roots"),
-        "trace 000000000000000000000000000000aa"
-    );
+    assert_eq!(first(&report, "multiple_roots"), "trace 000000000000000000000000000000aa");
 }
 
 #[test]
 fn spancsv_multiple_roots_strict_names_the_trace() {
     let run = inspect(&bad("spancsv/multiple_roots.csv"), &["--strict"]);
     assert_eq!(run.code, BAD_DATA, "{}", run.stderr);
-    assert!(
-        run.stderr
-            .contains("trace 000000000000000000000000000000aa: multiple_roots (2 roots)"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("trace 000000000000000000000000000000aa: multiple_roots (2 roots)"), "{}", run.stderr);
 }
 
 #[test]
@@ -456,18 +326,12 @@ fn spancsv_negative_duration() {
     let report = repaired(&path, &[]);
     assert_defects(&report, &[("negative_duration", 1)]);
     assert_counts(&report, 1, 2, 0, 0);
-    assert_eq!(
-        first(&report, "negative_duration"),
-        format!("{}:3", path.display())
-    );
+    assert_eq!(first(&report, "negative_duration"), format!("{}:3", path.display()));
 }
 
 #[test]
 fn spancsv_negative_duration_dropped_on_request() {
-    let report = repaired(
-        &bad("spancsv/negative_duration.csv"),
-        &["--on-defect", "negative_duration=drop"],
-    );
+    let report = repaired(&bad("spancsv/negative_duration.csv"), &["--on-defect", "negative_duration=drop"]);
     assert_defects(&report, &[("negative_duration", 1)]);
     assert_counts(&report, 0, 0, 1, 2);
 }
@@ -478,10 +342,7 @@ fn spancsv_child_outside_parent() {
     let report = repaired(&path, &[]);
     assert_defects(&report, &[("child_outside_parent", 1)]);
     assert_counts(&report, 1, 2, 0, 0);
-    assert_eq!(
-        first(&report, "child_outside_parent"),
-        format!("{}:3", path.display())
-    );
+    assert_eq!(first(&report, "child_outside_parent"), format!("{}:3", path.display()));
 }
 
 #[test]
@@ -502,20 +363,12 @@ fn alibaba_unknown_names() {
     let report = repaired(&path, &[]);
     assert_defects(&report, &[("unknown_name", 4)]);
     assert_counts(&report, 1, 4, 0, 0);
-    assert_eq!(
-        first(&report, "unknown_name"),
-        format!("{}:4", path.display())
-    );
+    assert_eq!(first(&report, "unknown_name"), format!("{}:4", path.display()));
 }
 
 #[test]
 fn alibaba_unknown_names_strict() {
-    fails_at(
-        &bad("alibaba/v2021_unknown_names.csv"),
-        &["--strict"],
-        Some(4),
-        "unknown_name (name `UNKNOWN`)",
-    );
+    fails_at(&bad("alibaba/v2021_unknown_names.csv"), &["--strict"], Some(4), "unknown_name (name `UNKNOWN`)");
 }
 
 #[test]
@@ -539,12 +392,7 @@ fn alibaba_missing_parent() {
 
 #[test]
 fn alibaba_missing_parent_strict() {
-    fails_at(
-        &bad("alibaba/v2021_missing_parent.csv"),
-        &["--strict"],
-        Some(3),
-        "orphan (",
-    );
+    fails_at(&bad("alibaba/v2021_missing_parent.csv"), &["--strict"], Some(3), "orphan (");
 }
 
 #[test]
@@ -553,10 +401,7 @@ fn alibaba_v2021_duplicate_rows() {
     let report = repaired(&path, &[]);
     assert_defects(&report, &[("duplicate_record", 1)]);
     assert_counts(&report, 1, 2, 0, 1);
-    assert_eq!(
-        first(&report, "duplicate_record"),
-        format!("{}:4", path.display())
-    );
+    assert_eq!(first(&report, "duplicate_record"), format!("{}:4", path.display()));
 }
 
 #[test]
@@ -571,12 +416,7 @@ fn alibaba_non_numeric_timestamp() {
 
 #[test]
 fn alibaba_non_numeric_rt_fails_by_default() {
-    fails_at(
-        &bad("alibaba/v2022_non_numeric_rt.csv"),
-        &[],
-        Some(3),
-        "rt `abc` is not a number of milliseconds",
-    );
+    fails_at(&bad("alibaba/v2022_non_numeric_rt.csv"), &[], Some(3), "rt `abc` is not a number of milliseconds");
 }
 
 #[test]
@@ -585,30 +425,17 @@ fn alibaba_non_numeric_rt_dropped_on_request() {
     let report = repaired(&path, &["--on-defect", "bad_record=drop"]);
     assert_defects(&report, &[("bad_record", 1)]);
     assert_counts(&report, 1, 1, 0, 1);
-    assert_eq!(
-        first(&report, "bad_record"),
-        format!("{}:3", path.display())
-    );
+    assert_eq!(first(&report, "bad_record"), format!("{}:3", path.display()));
 }
 
 #[test]
 fn alibaba_missing_required_column() {
-    fails_at(
-        &bad("alibaba/v2022_missing_rt_column.csv"),
-        &[],
-        Some(1),
-        "the header has no `rt` column",
-    );
+    fails_at(&bad("alibaba/v2022_missing_rt_column.csv"), &[], Some(1), "the header has no `rt` column");
 }
 
 #[test]
 fn alibaba_short_row() {
-    fails_at(
-        &bad("alibaba/v2021_short_row.csv"),
-        &[],
-        Some(3),
-        "4 fields where the header has 9",
-    );
+    fails_at(&bad("alibaba/v2021_short_row.csv"), &[], Some(3), "4 fields where the header has 9");
 }
 
 // ---------------------------------------------------------------------------
@@ -616,42 +443,22 @@ fn alibaba_short_row() {
 
 #[test]
 fn jaeger_truncated() {
-    fails_at(
-        &bad("jaeger/truncated.json"),
-        &[],
-        Some(1),
-        "the JSON ends too early (truncated file?)",
-    );
+    fails_at(&bad("jaeger/truncated.json"), &[], Some(1), "the JSON ends too early (truncated file?)");
 }
 
 #[test]
 fn jaeger_wrong_shape() {
-    fails_at(
-        &bad("jaeger/wrong_shape.json"),
-        &[],
-        Some(1),
-        "Jaeger JSON must be {\"data\":[…]}",
-    );
+    fails_at(&bad("jaeger/wrong_shape.json"), &[], Some(1), "Jaeger JSON must be {\"data\":[…]}");
 }
 
 #[test]
 fn jaeger_spans_not_an_array() {
-    fails_at(
-        &bad("jaeger/spans_not_array.json"),
-        &[],
-        Some(1),
-        "trace 0: \"spans\" is not an array",
-    );
+    fails_at(&bad("jaeger/spans_not_array.json"), &[], Some(1), "trace 0: \"spans\" is not an array");
 }
 
 #[test]
 fn jaeger_invalid_utf8() {
-    fails_at(
-        &bad("jaeger/invalid_utf8.json"),
-        &[],
-        Some(6),
-        "not valid UTF-8 text",
-    );
+    fails_at(&bad("jaeger/invalid_utf8.json"), &[], Some(6), "not valid UTF-8 text");
 }
 
 #[test]
@@ -735,42 +542,22 @@ fn jaeger_child_outside_parent() {
 
 #[test]
 fn zipkin_truncated() {
-    fails_at(
-        &bad("zipkin/truncated.json"),
-        &[],
-        Some(1),
-        "the JSON ends too early (truncated file?)",
-    );
+    fails_at(&bad("zipkin/truncated.json"), &[], Some(1), "the JSON ends too early (truncated file?)");
 }
 
 #[test]
 fn zipkin_wrong_shape() {
-    fails_at(
-        &bad("zipkin/wrong_shape.json"),
-        &[],
-        Some(1),
-        "Zipkin v2 JSON must be an array of spans",
-    );
+    fails_at(&bad("zipkin/wrong_shape.json"), &[], Some(1), "Zipkin v2 JSON must be an array of spans");
 }
 
 #[test]
 fn zipkin_invalid_utf8() {
-    fails_at(
-        &bad("zipkin/invalid_utf8.json"),
-        &[],
-        Some(3),
-        "not valid UTF-8 text",
-    );
+    fails_at(&bad("zipkin/invalid_utf8.json"), &[], Some(3), "not valid UTF-8 text");
 }
 
 #[test]
 fn zipkin_non_numeric_time() {
-    fails_at(
-        &bad("zipkin/non_numeric_time.json"),
-        &[],
-        Some(1),
-        "span 1: invalid type: string \"soon\"",
-    );
+    fails_at(&bad("zipkin/non_numeric_time.json"), &[], Some(1), "span 1: invalid type: string \"soon\"");
 }
 
 #[test]
@@ -860,23 +647,13 @@ fn zipkin_shared_span_id_strict() {
 
 #[test]
 fn otlp_truncated() {
-    fails_at(
-        &bad("otlp/truncated.json"),
-        &[],
-        Some(1),
-        "the JSON ends too early (truncated file?)",
-    );
+    fails_at(&bad("otlp/truncated.json"), &[], Some(1), "the JSON ends too early (truncated file?)");
 }
 
 #[test]
 fn otlp_truncated_json_line() {
     // The second of two JSON lines is cut short.
-    fails_at(
-        &bad("otlp/truncated_line.jsonl"),
-        &[],
-        None,
-        "the JSON ends too early (truncated file?)",
-    );
+    fails_at(&bad("otlp/truncated_line.jsonl"), &[], None, "the JSON ends too early (truncated file?)");
 }
 
 #[test]
@@ -905,12 +682,7 @@ fn otlp_resource_spans_not_an_array() {
 
 #[test]
 fn otlp_invalid_utf8() {
-    fails_at(
-        &bad("otlp/invalid_utf8.jsonl"),
-        &[],
-        Some(3),
-        "not valid UTF-8 text",
-    );
+    fails_at(&bad("otlp/invalid_utf8.jsonl"), &[], Some(3), "not valid UTF-8 text");
 }
 
 #[test]
@@ -935,10 +707,7 @@ fn otlp_bad_span_id() {
 
 #[test]
 fn otlp_bad_span_id_dropped_on_request() {
-    let report = repaired(
-        &bad("otlp/bad_span_id.jsonl"),
-        &["--on-defect", "bad_record=drop"],
-    );
+    let report = repaired(&bad("otlp/bad_span_id.jsonl"), &["--on-defect", "bad_record=drop"]);
     assert_defects(&report, &[("bad_record", 1)]);
     assert_counts(&report, 1, 1, 0, 1);
 }
@@ -954,12 +723,7 @@ fn otlp_orphan() {
 
 #[test]
 fn otlp_orphan_strict() {
-    fails_at(
-        &bad("otlp/orphan.jsonl"),
-        &["--strict"],
-        Some(2),
-        "orphan (parent 0000000000000063",
-    );
+    fails_at(&bad("otlp/orphan.jsonl"), &["--strict"], Some(2), "orphan (parent 0000000000000063");
 }
 
 #[test]
@@ -974,10 +738,7 @@ fn otlp_cycle_drops_the_trace() {
     let report = repaired(&bad("otlp/cycle.jsonl"), &[]);
     assert_defects(&report, &[("cycle", 1)]);
     assert_counts(&report, 0, 0, 1, 3);
-    assert_eq!(
-        first(&report, "cycle"),
-        "trace 0af7651916cd43dd8448eb211c80319c"
-    );
+    assert_eq!(first(&report, "cycle"), "trace 0af7651916cd43dd8448eb211c80319c");
 }
 
 #[test]
@@ -1049,11 +810,7 @@ fn big_fails(path: &Path, line: u64, needle: &str) {
     let msg = fails_at(path, &[], Some(line), needle);
     let took = started.elapsed();
     assert!(took < Duration::from_secs(60), "took {took:?}");
-    assert!(
-        msg.len() < 1000,
-        "the message is short: {} bytes",
-        msg.len()
-    );
+    assert!(msg.len() < 1000, "the message is short: {} bytes", msg.len());
 }
 
 #[test]
@@ -1104,11 +861,7 @@ fn otlp_unset_start_times_in_a_chain() {
     let dir = Dir::new();
     let epoch: i64 = 1_700_000_000_000_000_000;
     let span = |id: u64, parent: u64, start: i64| {
-        let parent = if parent == 0 {
-            String::new()
-        } else {
-            format!("{parent:016x}")
-        };
+        let parent = if parent == 0 { String::new() } else { format!("{parent:016x}") };
         format!(
             r#"{{"traceId":"0af7651916cd43dd8448eb211c80319c","spanId":"{id:016x}","parentSpanId":"{parent}","name":"s{id}","kind":2,"startTimeUnixNano":"{start}","endTimeUnixNano":"{}"}}"#,
             start + 1000

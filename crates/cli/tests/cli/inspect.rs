@@ -12,9 +12,7 @@ use serde_json::Value;
 use crate::util::*;
 
 fn int(report: &Value, key: &str) -> u64 {
-    report[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("`{key}` is not an integer in {report:#}"))
+    report[key].as_u64().unwrap_or_else(|| panic!("`{key}` is not an integer in {report:#}"))
 }
 
 fn defect(report: &Value, kind: &str) -> u64 {
@@ -29,11 +27,7 @@ fn roots(report: &Value) -> Vec<(String, u64)> {
         .iter()
         .map(|r| {
             (
-                format!(
-                    "{} {}",
-                    r["service"].as_str().unwrap(),
-                    r["operation"].as_str().unwrap()
-                ),
+                format!("{} {}", r["service"].as_str().unwrap(), r["operation"].as_str().unwrap()),
                 r["count"].as_u64().unwrap(),
             )
         })
@@ -84,10 +78,7 @@ fn online_boutique_normal_minute() {
     assert_eq!(int(&r, "spans"), 22969);
     assert_eq!(int(&r, "records"), 22969);
     assert_eq!(int(&r, "services"), 10);
-    assert_eq!(
-        roots(&r),
-        [("frontend hipstershop.Frontend/Recv.".to_string(), 502)]
-    );
+    assert_eq!(roots(&r), [("frontend hipstershop.Frontend/Recv.".to_string(), 502)]);
     assert_eq!(int(&r, "dropped_traces"), 0);
     assert_eq!(int(&r, "dropped_spans"), 0);
 }
@@ -162,41 +153,26 @@ fn alibaba(dir: &Dir, name: &str, cfg: &AlibabaConfig) -> (PathBuf, Vec<String>)
 }
 
 fn config(schema: Schema, rows: u64, traces_per_s: f64, seed: u64) -> AlibabaConfig {
-    AlibabaConfig {
-        schema,
-        rows,
-        services: 200,
-        traces_per_s,
-        max_calls: 200,
-        seed,
-    }
+    AlibabaConfig { schema, rows, services: 200, traces_per_s, max_calls: 200, seed }
 }
 
 /// Column `name` of each row, by the header of `schema`.
 fn column<'a>(schema: Schema, rows: &'a [String], name: &str) -> Vec<&'a str> {
     let header = match schema {
         Schema::V2021 => ",traceid,timestamp,rpcid,um,rpctype,dm,interface,rt",
-        Schema::V2022 => {
-            "timestamp,traceid,service,rpc_id,rpctype,um,uminstanceid,interface,dm,dminstanceid,rt"
-        }
+        Schema::V2022 => "timestamp,traceid,service,rpc_id,rpctype,um,uminstanceid,interface,dm,dminstanceid,rt",
     };
     let i = header.split(',').position(|c| c == name).expect("column");
-    rows.iter()
-        .map(|r| r.split(',').nth(i).expect("field"))
-        .collect()
+    rows.iter().map(|r| r.split(',').nth(i).expect("field")).collect()
 }
 
 #[test]
 fn alibaba_v2021_merges_each_two_sided_call() {
     let dir = Dir::new();
     let (p, rows) = alibaba(&dir, "v2021.csv", &config(Schema::V2021, 3000, 2000.0, 11));
-    let downstream = column(Schema::V2021, &rows, "rt")
-        .iter()
-        .filter(|rt| rt.parse::<i64>().unwrap() < 0)
-        .count() as u64;
-    let traces: BTreeSet<&str> = column(Schema::V2021, &rows, "traceid")
-        .into_iter()
-        .collect();
+    let downstream =
+        column(Schema::V2021, &rows, "rt").iter().filter(|rt| rt.parse::<i64>().unwrap() < 0).count() as u64;
+    let traces: BTreeSet<&str> = column(Schema::V2021, &rows, "traceid").into_iter().collect();
     assert!(downstream > 100, "the generator logs rpc/http calls twice");
     let r = inspect_json(&[&p], &[]);
     assert_eq!(int(&r, "records"), rows.len() as u64);
@@ -210,9 +186,7 @@ fn alibaba_v2021_merges_each_two_sided_call() {
 fn alibaba_v2022_has_one_span_per_row() {
     let dir = Dir::new();
     let (p, rows) = alibaba(&dir, "v2022.csv", &config(Schema::V2022, 3000, 2000.0, 12));
-    let traces: BTreeSet<&str> = column(Schema::V2022, &rows, "traceid")
-        .into_iter()
-        .collect();
+    let traces: BTreeSet<&str> = column(Schema::V2022, &rows, "traceid").into_iter().collect();
     let r = inspect_json(&[&p], &[]);
     assert_eq!(int(&r, "spans"), rows.len() as u64);
     assert_eq!(int(&r, "records"), rows.len() as u64);
@@ -229,14 +203,8 @@ fn alibaba_traces_split_across_two_files_are_joined() {
     let header = ",traceid,timestamp,rpcid,um,rpctype,dm,interface,rt";
     // Cut mid-way, at the first line that leaves a trace on both sides.
     let ids = column(Schema::V2021, &rows, "traceid");
-    let cut = (rows.len() / 2..rows.len())
-        .find(|&i| ids[..i].contains(&ids[i]))
-        .expect("a trace straddles the middle");
-    let straddling: BTreeSet<&str> = ids[cut..]
-        .iter()
-        .filter(|id| ids[..cut].contains(id))
-        .copied()
-        .collect();
+    let cut = (rows.len() / 2..rows.len()).find(|&i| ids[..i].contains(&ids[i])).expect("a trace straddles the middle");
+    let straddling: BTreeSet<&str> = ids[cut..].iter().filter(|id| ids[..cut].contains(id)).copied().collect();
     let part = |rows: &[String]| format!("{header}\n{}\n", rows.join("\n"));
     let a = dir.write("part-0.csv", part(&rows[..cut]));
     let b = dir.write("part-1.csv", part(&rows[cut..]));
@@ -252,10 +220,7 @@ fn alibaba_traces_split_across_two_files_are_joined() {
     // the join is real.
     assert!(!straddling.is_empty());
     let (ra, rb) = (inspect_json(&[&a], &[]), inspect_json(&[&b], &[]));
-    assert_eq!(
-        int(&ra, "traces") + int(&rb, "traces"),
-        int(&one, "traces") + straddling.len() as u64
-    );
+    assert_eq!(int(&ra, "traces") + int(&rb, "traces"), int(&one, "traces") + straddling.len() as u64);
     assert!(defect(&rb, "orphan") > 0);
 }
 
@@ -287,10 +252,7 @@ fn a_short_window_bounds_open_traces() {
     // Without a window every trace stays open until the end.
     assert_eq!(int(&off, "peak_open_traces"), traces);
     let peak = int(&short, "peak_open_traces");
-    assert!(
-        peak * 10 < traces,
-        "5s window: {peak} open at once of {traces}"
-    );
+    assert!(peak * 10 < traces, "5s window: {peak} open at once of {traces}");
     assert!(int(&default, "peak_open_traces") < traces);
     // Every trace is far shorter than 5 s: the windows change nothing else.
     assert_eq!(shape(&short), shape(&off));
@@ -305,22 +267,11 @@ fn a_directory_reads_every_trace_file_sorted() {
     let dir = Dir::new();
     let gateway = fixture("good/spancsv/gateway_wrapper.csv");
     dir.write("in/b-gateway.csv", std::fs::read(&gateway).unwrap());
-    let (c, _) = alibaba(
-        &dir,
-        "in/c-alibaba.csv",
-        &config(Schema::V2022, 500, 2000.0, 15),
-    );
-    let (a, _) = alibaba(
-        &dir,
-        "in/a-alibaba.csv",
-        &config(Schema::V2021, 500, 2000.0, 16),
-    );
+    let (c, _) = alibaba(&dir, "in/c-alibaba.csv", &config(Schema::V2022, 500, 2000.0, 15));
+    let (a, _) = alibaba(&dir, "in/a-alibaba.csv", &config(Schema::V2021, 500, 2000.0, 16));
     dir.write("in/README.txt", "not traces");
     dir.write("in/.partial.csv", "not,a,trace,file");
-    let each: u64 = [a.as_path(), &gateway, c.as_path()]
-        .iter()
-        .map(|p| int(&inspect_json(&[p], &[]), "traces"))
-        .sum();
+    let each: u64 = [a.as_path(), &gateway, c.as_path()].iter().map(|p| int(&inspect_json(&[p], &[]), "traces")).sum();
 
     let r = inspect_json(&[&dir.path("in")], &[]);
     let files: Vec<(String, String)> = r["files"]
@@ -329,18 +280,11 @@ fn a_directory_reads_every_trace_file_sorted() {
         .iter()
         .map(|f| {
             let path = Path::new(f["path"].as_str().unwrap());
-            (
-                path.file_name().unwrap().to_string_lossy().into_owned(),
-                f["format"].as_str().unwrap().to_string(),
-            )
+            (path.file_name().unwrap().to_string_lossy().into_owned(), f["format"].as_str().unwrap().to_string())
         })
         .collect();
-    let expected = [
-        ("a-alibaba.csv", "alibaba"),
-        ("b-gateway.csv", "spancsv"),
-        ("c-alibaba.csv", "alibaba"),
-    ]
-    .map(|(p, f)| (p.to_string(), f.to_string()));
+    let expected = [("a-alibaba.csv", "alibaba"), ("b-gateway.csv", "spancsv"), ("c-alibaba.csv", "alibaba")]
+        .map(|(p, f)| (p.to_string(), f.to_string()));
     assert_eq!(files, expected);
     assert_eq!(int(&r, "traces"), each);
 }
@@ -367,12 +311,7 @@ fn forcing_the_format_reads_what_detection_cannot() {
 
     // A forced format is used even where detection would pick another.
     let gateway = fixture("good/spancsv/gateway_wrapper.csv");
-    let forced = palette([
-        "inspect".as_ref(),
-        "--format".as_ref(),
-        "jaeger".as_ref(),
-        gateway.as_os_str(),
-    ]);
+    let forced = palette(["inspect".as_ref(), "--format".as_ref(), "jaeger".as_ref(), gateway.as_os_str()]);
     assert_eq!(forced.code, 65, "{}", forced.stderr);
     let r = inspect_json(&[&gateway], &["--format", "spancsv"]);
     assert_eq!(int(&r, "traces"), 2);
@@ -394,27 +333,13 @@ fn wrapper_adoption_moves_the_call_under_the_handler() {
     assert_eq!(int(&r, "folded_client_spans"), 2);
     // `/*` → handle (local), handle → execute (rpc), and in trace 2 `/*` →
     // execute (rpc).
-    assert_eq!(
-        (
-            int(&r, "edges"),
-            int(&r, "local_edges"),
-            int(&r, "rpc_edges")
-        ),
-        (3, 1, 2)
-    );
+    assert_eq!((int(&r, "edges"), int(&r, "local_edges"), int(&r, "rpc_edges")), (3, 1, 2));
     assert_eq!(r["depth"]["max"], 3, "/* → handle → execute");
     assert_eq!(r["depth"]["min"], 2);
 
     let no = inspect_json(&[&p], &["--no-adopt"]);
     assert_eq!(int(&no, "adopted_calls"), 0);
-    assert_eq!(
-        (
-            int(&no, "edges"),
-            int(&no, "local_edges"),
-            int(&no, "rpc_edges")
-        ),
-        (2, 1, 1)
-    );
+    assert_eq!((int(&no, "edges"), int(&no, "local_edges"), int(&no, "rpc_edges")), (2, 1, 1));
     assert_eq!(no["depth"]["max"], 2);
     assert_eq!(no["fan_out"]["max"], 2, "/* calls both");
     assert_eq!(int(&no, "spans"), 8);
@@ -467,19 +392,12 @@ fn same_seed_same_example_files_and_reports() {
     let again = palette(["example".as_ref(), "-o".as_ref(), one.as_os_str()]);
     assert_eq!(again.code, 2, "{}", again.stderr);
 
-    for name in [
-        "webshop.otlp.jsonl",
-        "alibaba-v2021.csv",
-        "webshop.spans.csv",
-    ] {
+    for name in ["webshop.otlp.jsonl", "alibaba-v2021.csv", "webshop.spans.csv"] {
         let p = one.join(name);
         let args = ["inspect".as_ref(), "--json".as_ref(), p.as_os_str()];
         let (a, b) = (palette(args), palette(args));
         assert_eq!(a.code, 0, "{}", a.stderr);
-        assert_eq!(
-            a.stdout, b.stdout,
-            "inspect --json {name} differs between runs"
-        );
+        assert_eq!(a.stdout, b.stdout, "inspect --json {name} differs between runs");
     }
     let r = inspect_json(&[&one.join("webshop.otlp.jsonl")], &[]);
     assert_eq!(int(&r, "traces"), 100);
@@ -512,21 +430,13 @@ fn help_lists_the_verbs_with_a_sentence_each() {
             .unwrap_or_else(|| panic!("`{verb}` is not listed:\n{}", run.stdout));
         let sentence = line[verb.len()..].trim();
         assert!(
-            sentence.split_whitespace().count() >= 5
-                && sentence.starts_with(|c: char| c.is_ascii_uppercase()),
+            sentence.split_whitespace().count() >= 5 && sentence.starts_with(|c: char| c.is_ascii_uppercase()),
             "`{verb}` has no sentence: {line}"
         );
     }
     let run = palette(["inspect", "--help"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    for flag in [
-        "--strict",
-        "--on-defect",
-        "--format",
-        "--window",
-        "--no-adopt",
-        "--json",
-    ] {
+    for flag in ["--strict", "--on-defect", "--format", "--window", "--no-adopt", "--json"] {
         assert!(run.stdout.contains(flag), "`{flag}` in:\n{}", run.stdout);
     }
 }

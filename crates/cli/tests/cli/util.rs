@@ -10,9 +10,7 @@ pub struct Dir {
 
 impl Dir {
     pub fn new() -> Dir {
-        Dir {
-            tmp: tempfile::tempdir().expect("create temp dir"),
-        }
+        Dir { tmp: tempfile::tempdir().expect("create temp dir") }
     }
     pub fn path(&self, name: &str) -> PathBuf {
         self.tmp.path().join(name)
@@ -51,11 +49,7 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    Command::new(env!("CARGO_BIN_EXE_palette"))
-        .args(args)
-        .output()
-        .expect("run palette")
-        .into()
+    Command::new(env!("CARGO_BIN_EXE_palette")).args(args).output().expect("run palette").into()
 }
 
 /// Runs `palette inspect --json` on `inputs` (plus `extra` flags) and parses the report.
@@ -76,17 +70,12 @@ pub fn shared_data(rel: &str) -> Option<PathBuf> {
     if p.exists() {
         Some(p)
     } else {
-        eprintln!(
-            "SKIP: {} is absent (no ../shared/data in this checkout)",
-            p.display()
-        );
+        eprintln!("SKIP: {} is absent (no ../shared/data in this checkout)", p.display());
         None
     }
 }
 
 /// The fixture folder of this crate's tests.
 pub fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(rel)
 }

@@ -38,12 +38,7 @@ impl Columns {
     fn from_header(header: &CsvLines<impl BufRead>) -> Result<Columns, String> {
         let names: Vec<String> = (0..header.len())
             .map(|i| header.field(i))
-            .map(|c| {
-                String::from_utf8_lossy(c)
-                    .trim()
-                    .trim_matches('"')
-                    .to_ascii_lowercase()
-            })
+            .map(|c| String::from_utf8_lossy(c).trim().trim_matches('"').to_ascii_lowercase())
             .collect();
         let find = |alts: &[&str]| names.iter().position(|n| alts.contains(&n.as_str()));
         let need = |alts: &[&str]| {
@@ -71,18 +66,7 @@ impl Columns {
 
 /// Alibaba's spellings of "no name".
 fn is_unknown_name(s: &[u8]) -> bool {
-    matches!(
-        s,
-        b"" | b"UNKNOWN"
-            | b"unknown"
-            | b"(?)"
-            | b"?"
-            | b"NAN"
-            | b"NaN"
-            | b"nan"
-            | b"null"
-            | b"NULL"
-    )
+    matches!(s, b"" | b"UNKNOWN" | b"unknown" | b"(?)" | b"?" | b"NAN" | b"NaN" | b"nan" | b"null" | b"NULL")
 }
 
 /// Interning with a one-entry cache per column: consecutive rows of a trace
@@ -113,9 +97,7 @@ fn parse_number(bytes: &[u8]) -> Option<f64> {
             _ => (false, bytes),
         };
         if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) {
-            let v = digits
-                .iter()
-                .fold(0i64, |acc, &d| acc * 10 + (d - b'0') as i64);
+            let v = digits.iter().fold(0i64, |acc, &d| acc * 10 + (d - b'0') as i64);
             return Some(if neg { -v } else { v } as f64);
         }
     }
@@ -175,11 +157,7 @@ impl ApiNames {
             return pair;
         }
         let mut name = |bytes: &[u8]| {
-            if is_unknown_name(bytes) {
-                unknown
-            } else {
-                ing.names.intern_bytes(bytes)
-            }
+            if is_unknown_name(bytes) { unknown } else { ing.names.intern_bytes(bytes) }
         };
         let pair = (name(dm), name(iface));
         self.pairs.insert(self.key.as_slice().into(), pair);
@@ -210,10 +188,7 @@ pub fn read(reader: Box<dyn BufRead + Send + '_>, ing: &mut Ingest) -> Result<()
                 continue;
             }
             let got = record.len();
-            ing.bad_record(
-                line,
-                format!("{got} fields where the header has {}", cols.width),
-            )?;
+            ing.bad_record(line, format!("{got} fields where the header has {}", cols.width))?;
             continue;
         }
         let field = |i: usize| record.field(i);
@@ -229,10 +204,7 @@ pub fn read(reader: Box<dyn BufRead + Send + '_>, ing: &mut Ingest) -> Result<()
         }
         let Some(ts_ms) = parse_number(field(cols.timestamp)) else {
             let v = truncate(&String::from_utf8_lossy(field(cols.timestamp)), 40);
-            ing.bad_record(
-                line,
-                format!("timestamp `{v}` is not a number of milliseconds"),
-            )?;
+            ing.bad_record(line, format!("timestamp `{v}` is not a number of milliseconds"))?;
             continue;
         };
         let Some(rt_ms) = parse_number(field(cols.rt)) else {
@@ -243,10 +215,7 @@ pub fn read(reader: Box<dyn BufRead + Send + '_>, ing: &mut Ingest) -> Result<()
         let rpcid = field(cols.rpcid);
         if rpcid.is_empty() || !rpcid.iter().all(|b| b.is_ascii_digit() || *b == b'.') {
             let v = truncate(&String::from_utf8_lossy(rpcid), 40);
-            ing.bad_record(
-                line,
-                format!("rpcid `{v}` is not a dotted number like 0.1.2"),
-            )?;
+            ing.bad_record(line, format!("rpcid `{v}` is not a dotted number like 0.1.2"))?;
             continue;
         }
         let um = field(cols.um);
@@ -259,9 +228,7 @@ pub fn read(reader: Box<dyn BufRead + Send + '_>, ing: &mut Ingest) -> Result<()
             }
         }
         if um == dm && !is_unknown_name(um) {
-            ing.defect(DefectKind::SelfCall, line, || {
-                format!("{} calls itself", String::from_utf8_lossy(um))
-            })?;
+            ing.defect(DefectKind::SelfCall, line, || format!("{} calls itself", String::from_utf8_lossy(um)))?;
         }
         let (span_id, parent) = rpc_span_ids(ing, &mut rpc_cache, rpcid);
         let parent_id = if um == user { SpanId(0) } else { parent };

@@ -109,11 +109,7 @@ impl<R: BufRead> CsvLines<R> {
 
     /// Field `i`, without surrounding whitespace.
     pub fn field(&self, i: usize) -> &[u8] {
-        let buf = if self.quoted {
-            &self.decoded
-        } else {
-            &self.raw
-        };
+        let buf = if self.quoted { &self.decoded } else { &self.raw };
         buf[self.fields[i].clone()].trim_ascii()
     }
 
@@ -141,29 +137,16 @@ mod tests {
         let mut r = CsvLines::new(text.as_bytes());
         let mut out = Vec::new();
         while r.next_record().unwrap() {
-            out.push(
-                (0..r.len())
-                    .map(|i| String::from_utf8_lossy(r.field(i)).into_owned())
-                    .collect(),
-            );
+            out.push((0..r.len()).map(|i| String::from_utf8_lossy(r.field(i)).into_owned()).collect());
         }
         out
     }
 
     #[test]
     fn plain_and_quoted_records() {
-        assert_eq!(
-            records("a,b\r\n1,2\n"),
-            vec![vec!["a", "b"], vec!["1", "2"]]
-        );
-        assert_eq!(
-            records("x,\"a,b\",\"say \"\"hi\"\"\"\n"),
-            vec![vec!["x", "a,b", "say \"hi\""]]
-        );
-        assert_eq!(
-            records("x,\"two\nlines\",y\nz\n"),
-            vec![vec!["x", "two\nlines", "y"], vec!["z"]]
-        );
+        assert_eq!(records("a,b\r\n1,2\n"), vec![vec!["a", "b"], vec!["1", "2"]]);
+        assert_eq!(records("x,\"a,b\",\"say \"\"hi\"\"\"\n"), vec![vec!["x", "a,b", "say \"hi\""]]);
+        assert_eq!(records("x,\"two\nlines\",y\nz\n"), vec![vec!["x", "two\nlines", "y"], vec!["z"]]);
         assert_eq!(records("last,line"), vec![vec!["last", "line"]]);
         assert_eq!(records(",a,"), vec![vec!["", "a", ""]]);
     }

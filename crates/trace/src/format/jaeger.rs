@@ -66,11 +66,7 @@ struct JSpan {
 /// A number that may be written as a JSON number or a string.
 pub(crate) fn number(v: &Value) -> Option<i64> {
     match v {
-        Value::Number(n) => n.as_i64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.is_finite())
-                .map(|f| f.round() as i64)
-        }),
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f.round() as i64)),
         Value::String(s) => s.trim().parse::<i64>().ok(),
         _ => None,
     }
@@ -92,14 +88,14 @@ pub fn read(reader: Box<dyn BufRead + Send + '_>, ing: &mut Ingest) -> Result<()
                 o["data"].as_array().expect("checked").iter().collect()
             }
             Value::Object(o) if o.contains_key("spans") => vec![&doc],
-            Value::Array(items) if items.first().is_some_and(|t| t.get("spans").is_some()) => {
-                items.iter().collect()
-            }
+            Value::Array(items) if items.first().is_some_and(|t| t.get("spans").is_some()) => items.iter().collect(),
             Value::Array(_) => vec![&doc],
-            _ => return Err(ing.bad_data(
-                line,
-                "Jaeger JSON must be {\"data\":[…]}, a trace with \"spans\", or an array of spans",
-            )),
+            _ => {
+                return Err(ing.bad_data(
+                    line,
+                    "Jaeger JSON must be {\"data\":[…]}, a trace with \"spans\", or an array of spans",
+                ));
+            }
         };
         for (t, trace) in traces.into_iter().enumerate() {
             let (spans, processes) = match trace {
@@ -109,24 +105,20 @@ pub fn read(reader: Box<dyn BufRead + Send + '_>, ing: &mut Ingest) -> Result<()
                         None => &[][..],
                         Some(Value::Array(v)) => v.as_slice(),
                         Some(_) => {
-                            return Err(
-                                ing.bad_data(line, format!("trace {t}: \"spans\" is not an array"))
-                            );
+                            return Err(ing.bad_data(line, format!("trace {t}: \"spans\" is not an array")));
                         }
                     };
                     let processes = match trace.get("processes") {
-                        Some(p) => HashMap::<String, Process>::deserialize(p).map_err(|e| {
-                            ing.bad_data(line, format!("trace {t}: bad processes: {e}"))
-                        })?,
+                        Some(p) => HashMap::<String, Process>::deserialize(p)
+                            .map_err(|e| ing.bad_data(line, format!("trace {t}: bad processes: {e}")))?,
                         None => HashMap::new(),
                     };
                     (spans, processes)
                 }
                 _ => {
-                    return Err(ing.bad_data(
-                        line,
-                        format!("trace {t} is neither a trace object nor an array of spans"),
-                    ));
+                    return Err(
+                        ing.bad_data(line, format!("trace {t} is neither a trace object nor an array of spans"))
+                    );
                 }
             };
             ing.saw_records(spans.len() as u64);
@@ -141,32 +133,15 @@ pub fn read(reader: Box<dyn BufRead + Send + '_>, ing: &mut Ingest) -> Result<()
     })
 }
 
-fn push_span(
-    ing: &mut Ingest,
-    s: JSpan,
-    processes: &HashMap<String, Process>,
-    line: u64,
-) -> Result<(), Error> {
+fn push_span(ing: &mut Ingest, s: JSpan, processes: &HashMap<String, Process>, line: u64) -> Result<(), Error> {
     let Some(trace_id) = TraceId::from_hex(&s.trace_id) else {
-        return ing.bad_record(
-            line,
-            format!("traceID `{}` is not hex", truncate(&s.trace_id, 40)),
-        );
+        return ing.bad_record(line, format!("traceID `{}` is not hex", truncate(&s.trace_id, 40)));
     };
     let Some(span_id) = SpanId::from_hex(&s.span_id) else {
-        return ing.bad_record(
-            line,
-            format!("spanID `{}` is not hex", truncate(&s.span_id, 40)),
-        );
+        return ing.bad_record(line, format!("spanID `{}` is not hex", truncate(&s.span_id, 40)));
     };
-    let child_of = s
-        .references
-        .iter()
-        .find(|r| r.ref_type.eq_ignore_ascii_case("CHILD_OF"));
-    let follows = s
-        .references
-        .iter()
-        .find(|r| r.ref_type.eq_ignore_ascii_case("FOLLOWS_FROM"));
+    let child_of = s.references.iter().find(|r| r.ref_type.eq_ignore_ascii_case("CHILD_OF"));
+    let follows = s.references.iter().find(|r| r.ref_type.eq_ignore_ascii_case("FOLLOWS_FROM"));
     let mut span_flags = 0;
     let parent_text = match (child_of, follows) {
         (Some(r), _) => Some(r.span_id.as_str()),
@@ -181,29 +156,18 @@ fn push_span(
         Some(p) => match SpanId::from_hex(p) {
             Some(id) => id,
             None => {
-                return ing.bad_record(
-                    line,
-                    format!("parent span id `{}` is not hex", truncate(p, 40)),
-                );
+                return ing.bad_record(line, format!("parent span id `{}` is not hex", truncate(p, 40)));
             }
         },
     };
     let Some(start_us) = number(&s.start_time) else {
-        return ing.bad_record(
-            line,
-            format!("span {span_id}: startTime is not a number of microseconds"),
-        );
+        return ing.bad_record(line, format!("span {span_id}: startTime is not a number of microseconds"));
     };
-    let process = s
-        .process
-        .as_ref()
-        .or_else(|| s.process_id.as_ref().and_then(|p| processes.get(p)));
+    let process = s.process.as_ref().or_else(|| s.process_id.as_ref().and_then(|p| processes.get(p)));
     let service = match process.map(|p| p.service_name.as_str()) {
         Some(name) if !name.is_empty() => ing.names.intern(name),
         _ => {
-            ing.defect(DefectKind::MissingService, line, || {
-                format!("span {span_id} has no process service name")
-            })?;
+            ing.defect(DefectKind::MissingService, line, || format!("span {span_id} has no process service name"))?;
             ing.names.intern("unknown")
         }
     };
@@ -212,17 +176,13 @@ fn push_span(
     for tag in &s.tags {
         match tag.key.as_str() {
             "span.kind" => kind = SpanKind::parse(&tag_text(&tag.value)),
-            "error"
-                if matches!(&tag.value, Value::Bool(true)) || tag_text(&tag.value) == "true" =>
-            {
+            "error" if matches!(&tag.value, Value::Bool(true)) || tag_text(&tag.value) == "true" => {
                 span_flags |= flags::ERROR
             }
             "otel.status_code" if tag_text(&tag.value) == "ERROR" => span_flags |= flags::ERROR,
             "peer.service" => remote = ing.names.intern(&tag_text(&tag.value)),
             "rpc.system" => protocol = ing.names.intern(&tag_text(&tag.value)),
-            "http.method" | "http.request.method" if protocol.is_empty() => {
-                protocol = ing.names.intern("http")
-            }
+            "http.method" | "http.request.method" if protocol.is_empty() => protocol = ing.names.intern("http"),
             _ => {}
         }
     }

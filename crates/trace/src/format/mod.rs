@@ -37,13 +37,7 @@ pub enum Format {
 }
 
 impl Format {
-    pub const ALL: [Format; 5] = [
-        Format::Alibaba,
-        Format::SpanCsv,
-        Format::Jaeger,
-        Format::Zipkin,
-        Format::Otlp,
-    ];
+    pub const ALL: [Format; 5] = [Format::Alibaba, Format::SpanCsv, Format::Jaeger, Format::Zipkin, Format::Otlp];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -81,13 +75,7 @@ pub fn detect(head: &[u8]) -> Result<Format, String> {
         return Err("the file is empty".into());
     };
     let text = &text[start..];
-    if text
-        .iter()
-        .take(4096)
-        .filter(|&&b| b == 0 || (b < 0x20 && !b.is_ascii_whitespace()))
-        .count()
-        > 0
-    {
+    if text.iter().take(4096).filter(|&&b| b == 0 || (b < 0x20 && !b.is_ascii_whitespace())).count() > 0 {
         return Err("binary data".into());
     }
     let has = |needle: &str| text.windows(needle.len()).any(|w| w == needle.as_bytes());
@@ -101,17 +89,11 @@ pub fn detect(head: &[u8]) -> Result<Format, String> {
         if has("\"traceId\"") {
             return Ok(Format::Zipkin);
         }
-        return Err(
-            "JSON without OTLP (resourceSpans), Jaeger (traceID) or Zipkin (traceId) fields".into(),
-        );
+        return Err("JSON without OTLP (resourceSpans), Jaeger (traceID) or Zipkin (traceId) fields".into());
     }
     let header_end = text.iter().position(|&b| b == b'\n').unwrap_or(text.len());
     let header = String::from_utf8_lossy(&text[..header_end]).to_ascii_lowercase();
-    let cols: Vec<&str> = header
-        .trim_end_matches('\r')
-        .split(',')
-        .map(|c| c.trim().trim_matches('"'))
-        .collect();
+    let cols: Vec<&str> = header.trim_end_matches('\r').split(',').map(|c| c.trim().trim_matches('"')).collect();
     let col = |n: &str| cols.contains(&n);
     if col("traceid") && (col("rpcid") || col("rpc_id")) && col("um") && col("dm") {
         return Ok(Format::Alibaba);
@@ -206,13 +188,8 @@ impl Ingest {
     }
 
     fn send(&mut self) -> Result<(), Error> {
-        let batch = std::mem::replace(
-            &mut self.batch,
-            Batch {
-                spans: Vec::with_capacity(BATCH_SPANS),
-                links: Vec::new(),
-            },
-        );
+        let batch =
+            std::mem::replace(&mut self.batch, Batch { spans: Vec::with_capacity(BATCH_SPANS), links: Vec::new() });
         match &self.to_assembly {
             Some(tx) => tx.send(batch).map_err(|_| Error::AssemblyStopped),
             None => Err(Error::AssemblyStopped),
@@ -225,10 +202,7 @@ impl Ingest {
     }
 
     pub fn origin(&self, line: u64) -> Origin {
-        Origin {
-            file: self.file,
-            line: line.min(u32::MAX as u64) as u32,
-        }
+        Origin { file: self.file, line: line.min(u32::MAX as u64) as u32 }
     }
 
     pub fn path(&self) -> &Path {
@@ -247,23 +221,13 @@ impl Ingest {
     }
 
     /// Counts a defect repaired while reading (before assembly).
-    pub fn defect(
-        &mut self,
-        kind: DefectKind,
-        line: u64,
-        detail: impl FnOnce() -> String,
-    ) -> Result<Policy, Error> {
+    pub fn defect(&mut self, kind: DefectKind, line: u64, detail: impl FnOnce() -> String) -> Result<Policy, Error> {
         let path = self.path().display().to_string();
-        self.defects
-            .record(&self.policies, kind, || format!("{path}:{line}"), detail)
+        self.defects.record(&self.policies, kind, || format!("{path}:{line}"), detail)
     }
 
     pub fn bad_data(&self, line: u64, message: impl Into<String>) -> Error {
-        Error::BadData {
-            path: self.path().to_path_buf(),
-            line,
-            message: message.into(),
-        }
+        Error::BadData { path: self.path().to_path_buf(), line, message: message.into() }
     }
 }
 
@@ -288,16 +252,9 @@ pub fn read_traces(
             None => {
                 let opened = input::open(path, &NoProgress)?;
                 if opened.head.iter().all(|b| b.is_ascii_whitespace()) {
-                    return Err(Error::BadData {
-                        path: path.clone(),
-                        line: 1,
-                        message: "the file is empty".into(),
-                    });
+                    return Err(Error::BadData { path: path.clone(), line: 1, message: "the file is empty".into() });
                 }
-                detect(&opened.head).map_err(|why| Error::UnknownFormat {
-                    path: path.clone(),
-                    why,
-                })?
+                detect(&opened.head).map_err(|why| Error::UnknownFormat { path: path.clone(), why })?
             }
         };
         formats.push(format);
@@ -318,10 +275,7 @@ pub fn read_traces(
         file: 0,
         policies: assemble.policies.clone(),
         defects: DefectReport::default(),
-        batch: Batch {
-            spans: Vec::with_capacity(BATCH_SPANS),
-            links: Vec::new(),
-        },
+        batch: Batch { spans: Vec::with_capacity(BATCH_SPANS), links: Vec::new() },
         rpc_parents: RpcParents::default(),
         to_assembly: Some(to_assembly),
         records: 0,
@@ -329,20 +283,18 @@ pub fn read_traces(
     let mut builder = TreeBuilder::new(assemble, files.clone());
     let mut grouper = Grouper::new(window);
     let (read_result, build_result) = std::thread::scope(|scope| {
-        let assembling = std::thread::Builder::new()
-            .name("assemble".into())
-            .spawn_scoped(scope, || -> Result<(), Error> {
+        let assembling =
+            std::thread::Builder::new().name("assemble".into()).spawn_scoped(scope, || -> Result<(), Error> {
                 let mut rpc_up = RpcParents::default();
                 let mut closed: Vec<Closed> = Vec::new();
-                let mut build =
-                    |closed: &mut Vec<Closed>, rpc_up: &RpcParents| -> Result<(), Error> {
-                        for (trace_id, spans) in closed.drain(..) {
-                            if let Some(tree) = builder.build(trace_id, spans, rpc_up)? {
-                                sink.trace(&tree)?;
-                            }
+                let mut build = |closed: &mut Vec<Closed>, rpc_up: &RpcParents| -> Result<(), Error> {
+                    for (trace_id, spans) in closed.drain(..) {
+                        if let Some(tree) = builder.build(trace_id, spans, rpc_up)? {
+                            sink.trace(&tree)?;
                         }
-                        Ok(())
-                    };
+                    }
+                    Ok(())
+                };
                 for batch in from_reader {
                     for (child, parent) in batch.links {
                         rpc_up.link(child, parent);
@@ -360,21 +312,13 @@ pub fn read_traces(
         let assembling = match assembling {
             Ok(handle) => handle,
             Err(e) => {
-                return (
-                    Err(Error::Io {
-                        path: PathBuf::from("<thread>"),
-                        source: e,
-                    }),
-                    Ok(()),
-                );
+                return (Err(Error::Io { path: PathBuf::from("<thread>"), source: e }), Ok(()));
             }
         };
         let read_result = read_all(&mut ing, &files, &formats, progress);
         // Closing the channel lets assembly finish.
         ing.to_assembly = None;
-        let build_result = assembling
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let build_result = assembling.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         (read_result, build_result)
     });
     // The builder's error explains a reader stopped by a closed channel.
@@ -395,12 +339,7 @@ pub fn read_traces(
     })
 }
 
-fn read_all(
-    ing: &mut Ingest,
-    files: &[PathBuf],
-    formats: &[Format],
-    progress: &dyn Progress,
-) -> Result<(), Error> {
+fn read_all(ing: &mut Ingest, files: &[PathBuf], formats: &[Format], progress: &dyn Progress) -> Result<(), Error> {
     for (i, (path, &format)) in files.iter().zip(formats).enumerate() {
         ing.file = i as u32;
         let opened = input::open(path, progress)?;
@@ -421,9 +360,7 @@ fn read_all(
 /// Reads the whole (decompressed) input as UTF-8, for the JSON formats.
 pub(crate) fn read_text(mut reader: impl std::io::Read, ing: &Ingest) -> Result<String, Error> {
     let mut bytes = Vec::new();
-    reader
-        .read_to_end(&mut bytes)
-        .map_err(|e| input::read_error(ing.path(), e))?;
+    reader.read_to_end(&mut bytes).map_err(|e| input::read_error(ing.path(), e))?;
     String::from_utf8(bytes).map_err(|e| {
         let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = 1 + good.iter().filter(|&&b| b == b'\n').count() as u64;
@@ -458,10 +395,7 @@ pub(crate) fn each_document<T: serde::de::DeserializeOwned>(
         let start = stream.byte_offset();
         let skipped = text[start..].len() - text[start..].trim_start().len();
         let doc_start = start + skipped;
-        line += text.as_bytes()[counted_to..doc_start]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count() as u64;
+        line += text.as_bytes()[counted_to..doc_start].iter().filter(|&&b| b == b'\n').count() as u64;
         counted_to = doc_start;
         let Some(doc) = stream.next() else { break };
         let doc = doc.map_err(|e| json_error(ing, e, what))?;

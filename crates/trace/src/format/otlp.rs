@@ -121,16 +121,11 @@ pub fn read(reader: Box<dyn BufRead + Send + '_>, ing: &mut Ingest) -> Result<()
     each_document::<Document>(&text, ing, "OTLP/JSON", |ing, doc, line| {
         for rs in doc.resource_spans {
             let attrs = rs.resource.map(|r| r.attributes).unwrap_or_default();
-            let service_name = attrs
-                .iter()
-                .find(|a| a.key == "service.name")
-                .and_then(|a| any_value_text(&a.value));
+            let service_name = attrs.iter().find(|a| a.key == "service.name").and_then(|a| any_value_text(&a.value));
             let service = match service_name.as_deref() {
                 Some(s) if !s.is_empty() => ing.names.intern(s),
                 _ => {
-                    ing.defect(DefectKind::MissingService, line, || {
-                        "resource without service.name".into()
-                    })?;
+                    ing.defect(DefectKind::MissingService, line, || "resource without service.name".into())?;
                     ing.names.intern("unknown")
                 }
             };
@@ -152,19 +147,13 @@ fn push_span(ing: &mut Ingest, s: OSpan, service: Sym, line: u64) -> Result<(), 
     let Some(trace_id) = id_bytes(&s.trace_id, 16) else {
         return ing.bad_record(
             line,
-            format!(
-                "traceId `{}` is neither 32 hex digits nor base64 of 16 bytes",
-                truncate(&s.trace_id, 40)
-            ),
+            format!("traceId `{}` is neither 32 hex digits nor base64 of 16 bytes", truncate(&s.trace_id, 40)),
         );
     };
     let Some(span_id) = id_bytes(&s.span_id, 8) else {
         return ing.bad_record(
             line,
-            format!(
-                "spanId `{}` is neither 16 hex digits nor base64 of 8 bytes",
-                truncate(&s.span_id, 40)
-            ),
+            format!("spanId `{}` is neither 16 hex digits nor base64 of 8 bytes", truncate(&s.span_id, 40)),
         );
     };
     let parent_id = if s.parent_span_id.trim().is_empty() {
@@ -173,21 +162,13 @@ fn push_span(ing: &mut Ingest, s: OSpan, service: Sym, line: u64) -> Result<(), 
         match id_bytes(&s.parent_span_id, 8) {
             Some(p) => p as u64,
             None => {
-                return ing.bad_record(
-                    line,
-                    format!(
-                        "parentSpanId `{}` is not a span id",
-                        truncate(&s.parent_span_id, 40)
-                    ),
-                );
+                return ing
+                    .bad_record(line, format!("parentSpanId `{}` is not a span id", truncate(&s.parent_span_id, 40)));
             }
         }
     };
     let (Some(start), Some(end)) = (nanos(&s.start), nanos(&s.end)) else {
-        return ing.bad_record(
-            line,
-            format!("span {span_id:016x}: start or end time is not a number of nanoseconds"),
-        );
+        return ing.bad_record(line, format!("span {span_id:016x}: start or end time is not a number of nanoseconds"));
     };
     let kind = match &s.kind {
         Value::Number(n) => SpanKind::parse(&n.to_string()),
@@ -210,22 +191,15 @@ fn push_span(ing: &mut Ingest, s: OSpan, service: Sym, line: u64) -> Result<(), 
     let (mut request_bytes, mut response_bytes) = (None, None);
     for a in &s.attributes {
         match a.key.as_str() {
-            "peer.service" => {
-                remote = any_value_text(&a.value).map_or(Sym::EMPTY, |v| ing.names.intern(&v))
-            }
-            "rpc.system" => {
-                protocol = any_value_text(&a.value).map_or(Sym::EMPTY, |v| ing.names.intern(&v))
-            }
-            "http.method" | "http.request.method" if protocol.is_empty() => {
-                protocol = ing.names.intern("http")
-            }
+            "peer.service" => remote = any_value_text(&a.value).map_or(Sym::EMPTY, |v| ing.names.intern(&v)),
+            "rpc.system" => protocol = any_value_text(&a.value).map_or(Sym::EMPTY, |v| ing.names.intern(&v)),
+            "http.method" | "http.request.method" if protocol.is_empty() => protocol = ing.names.intern("http"),
             "palette.detached" if any_value_text(&a.value).as_deref() == Some("true") => {
                 span_flags |= flags::FOLLOWS_FROM
             }
-            "http.request.body.size"
-            | "http.request_content_length"
-            | "rpc.request.size"
-            | "palette.request_bytes" => request_bytes = any_value_u32(&a.value),
+            "http.request.body.size" | "http.request_content_length" | "rpc.request.size" | "palette.request_bytes" => {
+                request_bytes = any_value_u32(&a.value)
+            }
             "http.response.body.size"
             | "http.response_content_length"
             | "rpc.response.size"

@@ -50,11 +50,7 @@ impl Columns {
         let names: Vec<String> = header
             .iter()
             .map(|c| {
-                String::from_utf8_lossy(c)
-                    .trim()
-                    .trim_matches('"')
-                    .trim_start_matches('\u{feff}')
-                    .to_ascii_lowercase()
+                String::from_utf8_lossy(c).trim().trim_matches('"').trim_start_matches('\u{feff}').to_ascii_lowercase()
             })
             .collect();
         let find = |alts: &[&str]| names.iter().position(|n| alts.contains(&n.as_str()));
@@ -67,8 +63,7 @@ impl Columns {
                 )
             })
         };
-        let timed =
-            |alts: &[&str], default: i64| find(alts).map(|i| (i, unit_ns(&names[i], default)));
+        let timed = |alts: &[&str], default: i64| find(alts).map(|i| (i, unit_ns(&names[i], default)));
         let service = find(&["servicename", "service", "service_name"]);
         let pod = find(&["podname", "pod", "pod_name"]);
         if service.is_none() && pod.is_none() {
@@ -78,35 +73,14 @@ impl Columns {
             ));
         }
         let start = timed(
-            &[
-                "starttimeunixnano",
-                "starttime",
-                "start_time",
-                "start_time_unix_nano",
-                "start",
-                "timestamp",
-            ],
+            &["starttimeunixnano", "starttime", "start_time", "start_time_unix_nano", "start", "timestamp"],
             1_000,
         )
         .ok_or_else(|| need(&["StartTimeUnixNano"]).unwrap_err())?;
-        let end = timed(
-            &[
-                "endtimeunixnano",
-                "endtime",
-                "end_time",
-                "end_time_unix_nano",
-                "end",
-            ],
-            1_000,
-        );
-        let duration = timed(
-            &["duration", "duration_us", "duration_ns", "duration_ms"],
-            1_000,
-        );
+        let end = timed(&["endtimeunixnano", "endtime", "end_time", "end_time_unix_nano", "end"], 1_000);
+        let duration = timed(&["duration", "duration_us", "duration_ns", "duration_ms"], 1_000);
         if end.is_none() && duration.is_none() {
-            return Err(
-                "the header has neither an `EndTimeUnixNano` nor a `Duration` column".into(),
-            );
+            return Err("the header has neither an `EndTimeUnixNano` nor a `Duration` column".into());
         }
         Ok(Columns {
             trace: need(&["traceid", "trace_id"])?,
@@ -114,14 +88,7 @@ impl Columns {
             parent: find(&["parentid", "parent_id", "parentspanid", "parent_span_id"]),
             service,
             pod,
-            operation: need(&[
-                "operationname",
-                "operation",
-                "operation_name",
-                "name",
-                "spanname",
-                "span_name",
-            ])?,
+            operation: need(&["operationname", "operation", "operation_name", "name", "spanname", "span_name"])?,
             start,
             end,
             duration,
@@ -139,10 +106,7 @@ pub fn service_of_pod(pod: &str) -> &str {
     let (Some(suffix), Some(hash), Some(base)) = (parts.next(), parts.next(), parts.next()) else {
         return pod;
     };
-    let alnum = |s: &str| {
-        s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-    };
+    let alnum = |s: &str| s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
     let digit = |s: &str| s.bytes().any(|b| b.is_ascii_digit());
     if suffix.len() == 5
         && (6..=10).contains(&hash.len())
@@ -159,46 +123,28 @@ pub fn service_of_pod(pod: &str) -> &str {
 
 fn parse_i64(s: &str) -> Option<i64> {
     let s = s.trim();
-    s.parse::<i64>().ok().or_else(|| {
-        s.parse::<f64>()
-            .ok()
-            .filter(|v| v.is_finite())
-            .map(|v| v.round() as i64)
-    })
+    s.parse::<i64>().ok().or_else(|| s.parse::<f64>().ok().filter(|v| v.is_finite()).map(|v| v.round() as i64))
 }
 
 fn is_no_parent(s: &str) -> bool {
-    matches!(
-        s.trim(),
-        "" | "root" | "0" | "null" | "none" | "None" | "NULL" | "0000000000000000"
-    )
+    matches!(s.trim(), "" | "root" | "0" | "null" | "none" | "None" | "NULL" | "0000000000000000")
 }
 
 fn is_error_value(s: &str) -> bool {
-    matches!(
-        s.trim().to_ascii_lowercase().as_str(),
-        "true" | "1" | "error" | "2" | "status_code_error"
-    )
+    matches!(s.trim().to_ascii_lowercase().as_str(), "true" | "1" | "error" | "2" | "status_code_error")
 }
 
 pub fn read(reader: Box<dyn BufRead + Send + '_>, ing: &mut Ingest) -> Result<(), Error> {
-    let mut csv = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(reader);
+    let mut csv = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(reader);
     let mut record = csv::StringRecord::new();
     let csv_error = |ing: &Ingest, e: csv::Error| match e.into_kind() {
         csv::ErrorKind::Io(io) => crate::input::read_error(ing.path(), io),
-        csv::ErrorKind::Utf8 { pos, err } => ing.bad_data(
-            pos.map_or(0, |p| p.line()),
-            format!("not valid UTF-8 text ({err})"),
-        ),
+        csv::ErrorKind::Utf8 { pos, err } => {
+            ing.bad_data(pos.map_or(0, |p| p.line()), format!("not valid UTF-8 text ({err})"))
+        }
         other => ing.bad_data(0, format!("{other:?}")),
     };
-    if !csv
-        .read_record(&mut record)
-        .map_err(|e| csv_error(ing, e))?
-    {
+    if !csv.read_record(&mut record).map_err(|e| csv_error(ing, e))? {
         return Err(ing.bad_data(1, "the file is empty"));
     }
     let cols = Columns::from_header(record.as_byte_record()).map_err(|m| ing.bad_data(1, m))?;
@@ -210,9 +156,7 @@ pub fn read(reader: Box<dyn BufRead + Send + '_>, ing: &mut Ingest) -> Result<()
             // A row that is not UTF-8 is a bad record: the reader has moved
             // past it, so the policy may skip it.
             Err(e) if matches!(e.kind(), csv::ErrorKind::Utf8 { .. }) => {
-                let csv::ErrorKind::Utf8 { pos, err } = e.kind() else {
-                    unreachable!("matched above")
-                };
+                let csv::ErrorKind::Utf8 { pos, err } = e.kind() else { unreachable!("matched above") };
                 let line = pos.as_ref().map_or(0, |p| p.line());
                 ing.saw_records(1);
                 ing.bad_record(line, format!("not valid UTF-8 text ({err})"))?;
@@ -227,25 +171,16 @@ pub fn read(reader: Box<dyn BufRead + Send + '_>, ing: &mut Ingest) -> Result<()
                 continue;
             }
             let got = record.len();
-            ing.bad_record(
-                line,
-                format!("{got} fields where the header has {}", cols.width),
-            )?;
+            ing.bad_record(line, format!("{got} fields where the header has {}", cols.width))?;
             continue;
         }
         let f = |i: usize| record[i].trim();
         let Some(trace_id) = TraceId::from_hex(f(cols.trace)) else {
-            ing.bad_record(
-                line,
-                format!("TraceID `{}` is not hex", truncate(f(cols.trace), 40)),
-            )?;
+            ing.bad_record(line, format!("TraceID `{}` is not hex", truncate(f(cols.trace), 40)))?;
             continue;
         };
         let Some(span_id) = SpanId::from_hex(f(cols.span)) else {
-            ing.bad_record(
-                line,
-                format!("SpanID `{}` is not hex", truncate(f(cols.span), 40)),
-            )?;
+            ing.bad_record(line, format!("SpanID `{}` is not hex", truncate(f(cols.span), 40)))?;
             continue;
         };
         let parent_id = match cols.parent.map(f) {
@@ -254,33 +189,21 @@ pub fn read(reader: Box<dyn BufRead + Send + '_>, ing: &mut Ingest) -> Result<()
             Some(p) => match SpanId::from_hex(p) {
                 Some(id) => id,
                 None => {
-                    ing.bad_record(
-                        line,
-                        format!("ParentID `{}` is neither hex nor `root`", truncate(p, 40)),
-                    )?;
+                    ing.bad_record(line, format!("ParentID `{}` is neither hex nor `root`", truncate(p, 40)))?;
                     continue;
                 }
             },
         };
         let Some(start) = parse_i64(f(cols.start.0)) else {
-            ing.bad_record(
-                line,
-                format!(
-                    "start time `{}` is not a number",
-                    truncate(f(cols.start.0), 40)
-                ),
-            )?;
+            ing.bad_record(line, format!("start time `{}` is not a number", truncate(f(cols.start.0), 40)))?;
             continue;
         };
         let start_ns = start.saturating_mul(cols.start.1);
         let duration_ns = match (cols.end, cols.duration) {
-            (Some((e, unit)), _) if parse_i64(f(e)).is_some() => parse_i64(f(e))
-                .expect("checked")
-                .saturating_mul(unit)
-                .saturating_sub(start_ns),
-            (_, Some((d, unit))) if parse_i64(f(d)).is_some() => {
-                parse_i64(f(d)).expect("checked").saturating_mul(unit)
+            (Some((e, unit)), _) if parse_i64(f(e)).is_some() => {
+                parse_i64(f(e)).expect("checked").saturating_mul(unit).saturating_sub(start_ns)
             }
+            (_, Some((d, unit))) if parse_i64(f(d)).is_some() => parse_i64(f(d)).expect("checked").saturating_mul(unit),
             _ => {
                 ing.bad_record(line, "end time and duration are not numbers".into())?;
                 continue;
@@ -293,17 +216,13 @@ pub fn read(reader: Box<dyn BufRead + Send + '_>, ing: &mut Ingest) -> Result<()
             (None, None) => unreachable!("checked by the header"),
         };
         let service = if service_text.is_empty() {
-            ing.defect(DefectKind::MissingService, line, || {
-                "empty service name".into()
-            })?;
+            ing.defect(DefectKind::MissingService, line, || "empty service name".into())?;
             unknown
         } else {
             ing.names.intern(service_text)
         };
         let operation = ing.names.intern(f(cols.operation));
-        let kind = cols
-            .kind
-            .map_or(SpanKind::Unknown, |k| SpanKind::parse(f(k)));
+        let kind = cols.kind.map_or(SpanKind::Unknown, |k| SpanKind::parse(f(k)));
         let error = cols.error.is_some_and(|e| is_error_value(f(e)));
         ing.push(Span {
             trace_id,
@@ -332,10 +251,7 @@ mod tests {
 
     #[test]
     fn pod_names_lose_their_suffixes() {
-        assert_eq!(
-            service_of_pod("ts-gateway-service-6f6cfc45b-h5m2n"),
-            "ts-gateway-service"
-        );
+        assert_eq!(service_of_pod("ts-gateway-service-6f6cfc45b-h5m2n"), "ts-gateway-service");
         assert_eq!(service_of_pod("frontend-579b9bff58-t2dbm"), "frontend");
         assert_eq!(service_of_pod("frontend"), "frontend");
         assert_eq!(service_of_pod("cart-service-api"), "cart-service-api");

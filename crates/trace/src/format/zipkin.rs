@@ -65,17 +65,10 @@ struct ZSpan {
 
 impl ZSpan {
     fn service(&self) -> Option<&str> {
-        self.local
-            .as_ref()
-            .and_then(|e| e.service_name.as_deref())
-            .filter(|s| !s.is_empty())
+        self.local.as_ref().and_then(|e| e.service_name.as_deref()).filter(|s| !s.is_empty())
     }
     fn is_server(&self) -> bool {
-        self.shared
-            || self
-                .kind
-                .as_deref()
-                .is_some_and(|k| k.eq_ignore_ascii_case("SERVER"))
+        self.shared || self.kind.as_deref().is_some_and(|k| k.eq_ignore_ascii_case("SERVER"))
     }
     /// True when `other` records the same span as `self`: identical timing,
     /// name and parent (pieces may differ in tags and annotations).
@@ -107,10 +100,7 @@ pub fn read(reader: Box<dyn BufRead + Send + '_>, ing: &mut Ingest) -> Result<()
     let text = read_text(reader, ing)?;
     each_document::<Value>(&text, ing, "Zipkin JSON", |ing, doc, line| {
         let Value::Array(items) = doc else {
-            return Err(ing.bad_data(
-                line,
-                "Zipkin v2 JSON must be an array of spans (or of traces)",
-            ));
+            return Err(ing.bad_data(line, "Zipkin v2 JSON must be an array of spans (or of traces)"));
         };
         let mut spans = Vec::with_capacity(items.len());
         let mut parse = |ing: &mut Ingest, v: Value, k: usize| -> Result<(), Error> {
@@ -120,12 +110,7 @@ pub fn read(reader: Box<dyn BufRead + Send + '_>, ing: &mut Ingest) -> Result<()
             }
             Ok(())
         };
-        ing.saw_records(
-            items
-                .iter()
-                .map(|i| i.as_array().map_or(1, Vec::len) as u64)
-                .sum(),
-        );
+        ing.saw_records(items.iter().map(|i| i.as_array().map_or(1, Vec::len) as u64).sum());
         for (k, item) in items.into_iter().enumerate() {
             match item {
                 Value::Array(trace) => {
@@ -160,10 +145,9 @@ fn push_spans(ing: &mut Ingest, raw: Vec<ZSpan>, line: u64) -> Result<(), Error>
         // Merge pieces of the same side: same service, at most one kind.
         let mut sides: Vec<ZSpan> = Vec::new();
         for r in records {
-            let same = sides.iter_mut().find(|s| {
-                s.service() == r.service()
-                    && (s.kind.is_none() || r.kind.is_none() || s.kind == r.kind)
-            });
+            let same = sides
+                .iter_mut()
+                .find(|s| s.service() == r.service() && (s.kind.is_none() || r.kind.is_none() || s.kind == r.kind));
             match same {
                 Some(s) => {
                     if s.timestamp.is_none() || r.timestamp.is_none() {
@@ -171,9 +155,7 @@ fn push_spans(ing: &mut Ingest, raw: Vec<ZSpan>, line: u64) -> Result<(), Error>
                             format!("span {} reported without timestamp", key.1)
                         })?;
                     } else if s.same_span(&r) {
-                        ing.defect(DefectKind::DuplicateRecord, line, || {
-                            format!("span {} reported twice", key.1)
-                        })?;
+                        ing.defect(DefectKind::DuplicateRecord, line, || format!("span {} reported twice", key.1))?;
                     } else {
                         ing.defect(DefectKind::DuplicateSpanId, line, || {
                             format!("two different spans with id {}", key.1)
@@ -190,28 +172,19 @@ fn push_spans(ing: &mut Ingest, raw: Vec<ZSpan>, line: u64) -> Result<(), Error>
             if s.timestamp.is_none() {
                 s.timestamp = s.annotations.iter().filter_map(|a| a.timestamp).min();
                 if s.timestamp.is_none() {
-                    ing.defect(DefectKind::MissingTimestamp, line, || {
-                        format!("span {} has no timestamp", key.1)
-                    })?;
+                    ing.defect(DefectKind::MissingTimestamp, line, || format!("span {} has no timestamp", key.1))?;
                     lost_parent = Some(s.parent_id.clone());
                     continue;
                 }
-                ing.defect(DefectKind::MissingTimestamp, line, || {
-                    format!("span {} timed by its annotations", key.1)
-                })?;
+                ing.defect(DefectKind::MissingTimestamp, line, || format!("span {} timed by its annotations", key.1))?;
             }
             kept.push(s);
         }
         if let (true, Some(parent)) = (kept.is_empty(), lost_parent) {
             dropped_parent.insert(key.clone(), parent);
         }
-        if kept.len() >= 2
-            && kept.iter().any(ZSpan::is_server)
-            && kept.iter().any(|s| !s.is_server())
-        {
-            ing.defect(DefectKind::SharedSpanId, line, || {
-                format!("client and server share span id {}", key.1)
-            })?;
+        if kept.len() >= 2 && kept.iter().any(ZSpan::is_server) && kept.iter().any(|s| !s.is_server()) {
+            ing.defect(DefectKind::SharedSpanId, line, || format!("client and server share span id {}", key.1))?;
             let server_id = hash64(format!("{}/{}/server", key.0, key.1).as_bytes());
             server_ids.insert(key.clone(), server_id);
             for s in kept {
@@ -237,10 +210,7 @@ fn push_one(
     line: u64,
 ) -> Result<(), Error> {
     let Some(trace_id) = TraceId::from_hex(&s.trace_id) else {
-        return ing.bad_record(
-            line,
-            format!("traceId `{}` is not hex", truncate(&s.trace_id, 40)),
-        );
+        return ing.bad_record(line, format!("traceId `{}` is not hex", truncate(&s.trace_id, 40)));
     };
     let Some(own_id) = SpanId::from_hex(&s.id) else {
         return ing.bad_record(line, format!("id `{}` is not hex", truncate(&s.id, 40)));
@@ -270,10 +240,7 @@ fn push_one(
                 _ => match SpanId::from_hex(p) {
                     Some(id) => id,
                     None => {
-                        return ing.bad_record(
-                            line,
-                            format!("parentId `{}` is not hex", truncate(p, 40)),
-                        );
+                        return ing.bad_record(line, format!("parentId `{}` is not hex", truncate(p, 40)));
                     }
                 },
             },
@@ -283,9 +250,7 @@ fn push_one(
     let service = match s.service() {
         Some(name) => ing.names.intern(name),
         None => {
-            ing.defect(DefectKind::MissingService, line, || {
-                format!("span {own_id} has no localEndpoint")
-            })?;
+            ing.defect(DefectKind::MissingService, line, || format!("span {own_id} has no localEndpoint"))?;
             ing.names.intern("unknown")
         }
     };

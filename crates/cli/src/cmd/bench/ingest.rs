@@ -29,9 +29,19 @@ pub struct Args {
     /// Python interpreter for the pandas baseline; `none` skips it.
     #[arg(long, default_value = "python3")]
     pub python: String,
+    /// Runs of each tool per size; the table shows the median (the machine
+    /// is shared, so single runs are noisy).
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
     /// Print the results as JSON too.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The run with the median time.
+fn median(mut runs: Vec<Measured>) -> Measured {
+    runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+    runs.swap_remove(runs.len() / 2)
 }
 
 /// What one measured child reports.
@@ -61,18 +71,9 @@ pub fn worker(file: &Path) -> anyhow::Result<()> {
         std::hint::black_box(tree.execs.len());
         Ok(())
     };
-    read_traces(
-        &[file.to_path_buf()],
-        &ReadOptions::default(),
-        &NoProgress,
-        &mut sink,
-    )?;
+    read_traces(&[file.to_path_buf()], &ReadOptions::default(), &NoProgress, &mut sink)?;
     let seconds = start.elapsed().as_secs_f64();
-    let m = Measured {
-        seconds,
-        peak_rss_kib: peak_rss_kib().unwrap_or(0),
-        traces,
-    };
+    let m = Measured { seconds, peak_rss_kib: peak_rss_kib().unwrap_or(0), traces };
     println!("{}", serde_json::to_string(&m)?);
     Ok(())
 }
@@ -96,14 +97,9 @@ print(json.dumps({"seconds": seconds, "peak_rss_kib": resource.getrusage(resourc
 "#;
 
 fn run_json(cmd: &mut Command) -> anyhow::Result<Measured> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot run {cmd:?}"))?;
+    let out = cmd.output().with_context(|| format!("cannot run {cmd:?}"))?;
     if !out.status.success() {
-        bail!(
-            "{cmd:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().last().unwrap_or("");
@@ -111,16 +107,12 @@ fn run_json(cmd: &mut Command) -> anyhow::Result<Measured> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.dir)
-        .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    std::fs::create_dir_all(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;
     let exe = std::env::current_exe().context("cannot find the palette binary")?;
     let script = args.dir.join("pandas_ingest.py");
     std::fs::write(&script, PANDAS_SCRIPT)?;
     let pandas_ok = args.python != "none"
-        && Command::new(&args.python)
-            .args(["-c", "import pandas"])
-            .output()
-            .is_ok_and(|o| o.status.success());
+        && Command::new(&args.python).args(["-c", "import pandas"]).output().is_ok_and(|o| o.status.success());
     if args.python != "none" && !pandas_ok {
         eprintln!(
             "note: `{} -c 'import pandas'` failed; the pandas column is skipped (pip install pandas)",
@@ -129,9 +121,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let mut rows_out = Vec::new();
     for &rows in &args.rows {
-        let file = args
-            .dir
-            .join(format!("alibaba-v2022-{rows}-{}.csv", args.services));
+        let file = args.dir.join(format!("alibaba-v2022-{rows}-{}.csv", args.services));
         if !file.exists() {
             eprintln!("generating {} ({} rows)…", file.display(), thousands(rows));
             let cfg = AlibabaConfig {
@@ -146,33 +136,34 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         // Warm the page cache so every tool reads from memory.
         let _ = Command::new("wc").arg("-l").arg(&file).output();
-        let t = Instant::now();
-        let wc = Command::new("wc")
-            .arg("-l")
-            .arg(&file)
-            .output()
-            .context("cannot run wc")?;
-        let wc_seconds = t.elapsed().as_secs_f64();
-        let lines: u64 = String::from_utf8_lossy(&wc.stdout)
-            .split_whitespace()
-            .next()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
+        let repeat = args.repeat.max(1);
+        let mut wc_runs = Vec::new();
+        let mut lines: u64 = 0;
+        for _ in 0..repeat {
+            let t = Instant::now();
+            let wc = Command::new("wc").arg("-l").arg(&file).output().context("cannot run wc")?;
+            wc_runs.push(Measured { seconds: t.elapsed().as_secs_f64(), peak_rss_kib: 0, traces: 0 });
+            lines = String::from_utf8_lossy(&wc.stdout)
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+        }
+        let wc_seconds = median(wc_runs).seconds;
         let data_rows = lines.saturating_sub(1);
-        eprintln!("measuring palette on {} rows…", thousands(data_rows));
-        let palette = run_json(
-            Command::new(&exe)
-                .args(["bench", "ingest-worker"])
-                .arg(&file),
-        )?;
-        let pandas = if pandas_ok {
-            eprintln!("measuring pandas on {} rows…", thousands(data_rows));
-            Some(run_json(
-                Command::new(&args.python).arg(&script).arg(&file),
-            )?)
-        } else {
-            None
-        };
+        let mut palette_runs = Vec::new();
+        let mut pandas_runs = Vec::new();
+        // Interleaved, so a slow spell of the machine hits both tools.
+        for run in 1..=repeat {
+            eprintln!("measuring palette on {} rows ({run}/{repeat})…", thousands(data_rows));
+            palette_runs.push(run_json(Command::new(&exe).args(["bench", "ingest-worker"]).arg(&file))?);
+            if pandas_ok {
+                eprintln!("measuring pandas on {} rows ({run}/{repeat})…", thousands(data_rows));
+                pandas_runs.push(run_json(Command::new(&args.python).arg(&script).arg(&file))?);
+            }
+        }
+        let palette = median(palette_runs);
+        let pandas = (!pandas_runs.is_empty()).then(|| median(pandas_runs));
         rows_out.push(Row {
             rows: data_rows,
             file_mib: file_mib(&file),
@@ -183,8 +174,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         });
     }
     println!(
-        "ingest + assembly of Alibaba v2022 CallGraph CSV ({} services); {}",
+        "ingest + assembly of Alibaba v2022 CallGraph CSV ({} services), median of {} runs; {}",
         args.services,
+        args.repeat.max(1),
         machine()
     );
     println!(
