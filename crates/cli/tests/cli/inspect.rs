@@ -440,3 +440,72 @@ fn help_lists_the_verbs_with_a_sentence_each() {
         assert!(run.stdout.contains(flag), "`{flag}` in:\n{}", run.stdout);
     }
 }
+
+// ---------------------------------------------------------------------------
+// Format variants users export.
+
+#[test]
+fn jaeger_flat_span_array_with_follows_from_and_unpadded_ids() {
+    let dir = Dir::new();
+    let doc = r#"[
+ {"traceID":"1a","spanID":"1","operationName":"GET /","references":[],"startTime":1000,"duration":500,
+  "process":{"serviceName":"front"},"tags":[{"key":"span.kind","type":"string","value":"server"}]},
+ {"traceID":"1a","spanID":"2","operationName":"enqueue","references":[{"refType":"FOLLOWS_FROM","traceID":"1a","spanID":"1"}],
+  "startTime":1100,"duration":900,"process":{"serviceName":"queue"},"tags":[]},
+ {"traceID":"1a","spanID":"3","operationName":"query","references":[{"refType":"CHILD_OF","traceID":"1a","spanID":"1"}],
+  "startTime":1200,"duration":100,"process":{"serviceName":"db"},"tags":[{"key":"error","type":"bool","value":true}]}
+]"#;
+    let path = dir.write("flat.json", doc);
+    let r = inspect_json(&[&path], &[]);
+    assert_eq!(r["files"][0]["format"], "jaeger");
+    assert_eq!((int(&r, "traces"), int(&r, "spans"), int(&r, "services"), int(&r, "edges")), (1, 3, 3, 2));
+    assert_eq!(int(&r, "rpc_edges"), 2);
+    assert_eq!(int(&r, "error_traces"), 1);
+    assert_eq!(roots(&r), vec![("front GET /".to_string(), 1)]);
+    assert_eq!(r["defects"], serde_json::json!({}));
+}
+
+#[test]
+fn otlp_with_base64_ids_enum_kinds_and_numeric_times() {
+    let dir = Dir::new();
+    // The OTLP example's ids, base64-encoded as protobuf's JSON mapping does.
+    let doc = r#"{"resourceSpans":[
+ {"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"api"}}]},
+  "scopeSpans":[{"spans":[{"traceId":"W47/95gDgQPSabYzgT/GDA==","spanId":"7uGbfsPBsXQ=","name":"GET /items",
+    "kind":"SPAN_KIND_SERVER","startTimeUnixNano":1544712660000000000,"endTimeUnixNano":1544712661000000000}]}]},
+ {"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"store"}}]},
+  "scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b175","parentSpanId":"7uGbfsPBsXQ=",
+    "name":"Load","kind":2,"startTimeUnixNano":"1544712660100000000","endTimeUnixNano":"1544712660200000000",
+    "status":{"code":"STATUS_CODE_ERROR"}}]}]}
+]}"#;
+    let path = dir.write("b64.json", doc);
+    let r = inspect_json(&[&path], &[]);
+    assert_eq!(r["files"][0]["format"], "otlp");
+    // Hex and base64 spellings of the same trace id join into one trace.
+    assert_eq!((int(&r, "traces"), int(&r, "spans"), int(&r, "services"), int(&r, "rpc_edges")), (1, 2, 2, 1));
+    assert_eq!(int(&r, "error_traces"), 1);
+    assert_eq!(r["defects"], serde_json::json!({}));
+}
+
+#[test]
+fn zipkin_array_of_traces() {
+    let dir = Dir::new();
+    let span = |trace: &str, id: &str, parent: Option<&str>, svc: &str, kind: &str, ts: u64| {
+        let parent = parent.map_or(String::new(), |p| format!(r#""parentId":"{p}","#));
+        format!(
+            r#"{{"traceId":"{trace}","id":"{id}",{parent}"name":"op","kind":"{kind}","timestamp":{ts},"duration":100,"localEndpoint":{{"serviceName":"{svc}"}}}}"#
+        )
+    };
+    let doc = format!(
+        "[[{},{}],[{}]]",
+        span("a1", "1", None, "web", "SERVER", 1000),
+        span("a1", "2", Some("1"), "web", "CLIENT", 1010),
+        span("b2", "9", None, "web", "SERVER", 5000)
+    );
+    let path = dir.write("nested.json", doc);
+    let r = inspect_json(&[&path], &[]);
+    assert_eq!(r["files"][0]["format"], "zipkin");
+    assert_eq!((int(&r, "traces"), int(&r, "spans")), (2, 3));
+    // A client span to a callee that recorded nothing stays a call of its own.
+    assert_eq!(int(&r, "edges"), 1);
+}

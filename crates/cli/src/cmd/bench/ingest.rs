@@ -143,11 +143,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let t = Instant::now();
             let wc = Command::new("wc").arg("-l").arg(&file).output().context("cannot run wc")?;
             wc_runs.push(Measured { seconds: t.elapsed().as_secs_f64(), peak_rss_kib: 0, traces: 0 });
-            lines = String::from_utf8_lossy(&wc.stdout)
-                .split_whitespace()
-                .next()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
+            lines =
+                String::from_utf8_lossy(&wc.stdout).split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0);
         }
         let wc_seconds = median(wc_runs).seconds;
         let data_rows = lines.saturating_sub(1);
