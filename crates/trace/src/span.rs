@@ -198,6 +198,16 @@ impl Default for Interner {
 }
 
 impl Interner {
+    /// An interner whose first symbols are `names`, in order (`Sym(1)` is
+    /// `names[0]`, duplicates aside): symbols known before reading starts.
+    pub fn with_names(names: &[String]) -> Interner {
+        let mut i = Interner::default();
+        for n in names {
+            i.intern(n);
+        }
+        i
+    }
+
     pub fn intern(&mut self, s: &str) -> Sym {
         self.intern_bytes(s.as_bytes())
     }

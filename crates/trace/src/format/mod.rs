@@ -127,6 +127,9 @@ pub struct ReadOptions {
     /// [`Format::default_window_ns`]); `Some(None)` turns it off.
     pub window_ns: Option<Option<i64>>,
     pub assemble: AssembleOptions,
+    /// Names to intern before reading, so a consumer can know their symbols
+    /// up front (see [`Interner::with_names`]).
+    pub known_names: Vec<String>,
 }
 
 /// What reading found, besides the traces themselves.
@@ -270,7 +273,7 @@ pub fn read_traces(
     assemble.window_ns = window;
     let (to_assembly, from_reader) = std::sync::mpsc::sync_channel::<Batch>(4);
     let mut ing = Ingest {
-        names: Interner::default(),
+        names: Interner::with_names(&opts.known_names),
         files: files.clone(),
         file: 0,
         policies: assemble.policies.clone(),

@@ -1,0 +1,457 @@
+//! Fitting: accumulate what each assembled trace shows, per API.
+//!
+//! For every execution of an API `v`, its calls (ordered by start) are cut
+//! into stages — a call joins the current stage unless it starts after every
+//! call of the stage has ended (within the stage tolerance); detached calls
+//! count as ending when they start. The sequence of stage labels is a path
+//! in `v`'s prefix tree; each step records, per caller of `v`, the local work
+//! before the stage, and each stage records `y = (next stage start, or the
+//! end) − stage start` against `x = the stage's slowest call`, for λ.
+
+use rustc_hash::FxHashMap;
+
+use palette_trace::{Api, CallTree, Interner};
+
+use crate::model::{EdgeKind, FitOptions};
+use crate::partial::{LambdaSums, PARTIAL_FORMAT, PApi, PNode, Partial, PartialApi, PartialEdge, WorkAcc};
+use crate::sketch::Sketch;
+
+/// Which traces (and parts of traces) a fit uses.
+#[derive(Clone, Debug, Default)]
+pub struct TraceFilter {
+    /// Skip traces with any error execution.
+    pub drop_errors: bool,
+    /// Keep only traces that touch one of these services (if any are given).
+    pub include_services: Vec<String>,
+    /// Remove these services' executions, and everything they call.
+    pub exclude_services: Vec<String>,
+    /// Keep only traces that touch one of these APIs (`service operation`).
+    pub include_apis: Vec<String>,
+    /// Remove these APIs' executions, and everything they call.
+    pub exclude_apis: Vec<String>,
+    /// Keep traces whose root starts this long after the first trace read, or later.
+    pub since_ns: Option<i64>,
+    /// … and before this.
+    pub until_ns: Option<i64>,
+}
+
+impl TraceFilter {
+    /// Every name the filter mentions: read with
+    /// [`palette_trace::ReadOptions::known_names`] set to this, their symbols
+    /// are known before the first trace arrives.
+    pub fn names(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.include_services.iter().chain(&self.exclude_services).cloned().collect();
+        for a in self.include_apis.iter().chain(&self.exclude_apis) {
+            if let Some((s, o)) = a.split_once(' ').or_else(|| a.split_once('/')) {
+                out.push(s.to_string());
+                out.push(o.to_string());
+            }
+        }
+        out
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.drop_errors
+            && self.include_services.is_empty()
+            && self.exclude_services.is_empty()
+            && self.include_apis.is_empty()
+            && self.exclude_apis.is_empty()
+            && self.since_ns.is_none()
+            && self.until_ns.is_none()
+    }
+}
+
+#[derive(Default)]
+struct Node {
+    parent: Option<u32>,
+    label: Vec<Api>,
+    enter: FxHashMap<Option<Api>, WorkAcc>,
+    finish: FxHashMap<Option<Api>, WorkAcc>,
+    lambda: LambdaSums,
+}
+
+#[derive(Default)]
+struct ApiAcc {
+    count: u64,
+    callers: FxHashMap<Option<Api>, u64>,
+    latency: Sketch,
+    request_bytes: Sketch,
+    response_bytes: Sketch,
+    nodes: Vec<Node>,
+    /// Stage labels of this API, interned.
+    labels: FxHashMap<Vec<Api>, u32>,
+    /// (node, label) → child node.
+    children: FxHashMap<(u32, u32), u32>,
+    overhead: FxHashMap<(Api, Option<Api>), Sketch>,
+    calls_per_execution: FxHashMap<(Api, u32), u64>,
+    naive_work: Sketch,
+}
+
+#[derive(Default)]
+struct EdgeAcc {
+    count: u64,
+    latency: Sketch,
+    protocol: palette_trace::Sym,
+}
+
+/// One stage of an execution, while cutting.
+struct Stage {
+    label: Vec<Api>,
+    start: i64,
+    /// When the last waited call of the stage ends.
+    end: i64,
+    /// The slowest call's caller-observed latency.
+    max_latency: i64,
+}
+
+/// Accumulates traces into per-API counts and sketches.
+pub struct Fitter {
+    opts: FitOptions,
+    filter: TraceFilter,
+    apis: FxHashMap<Api, ApiAcc>,
+    roots: FxHashMap<Api, u64>,
+    edges: FxHashMap<(Api, Api, EdgeKind), EdgeAcc>,
+    traces: u64,
+    spans: u64,
+    /// Root start of the first trace read, for the time-window filter.
+    first_start: Option<i64>,
+    /// Per-execution removal marks (exclusion filters), reused.
+    removed: Vec<bool>,
+    stages: Vec<Stage>,
+}
+
+impl Fitter {
+    pub fn new(opts: FitOptions, filter: TraceFilter) -> Fitter {
+        Fitter {
+            opts,
+            filter,
+            apis: FxHashMap::default(),
+            roots: FxHashMap::default(),
+            edges: FxHashMap::default(),
+            traces: 0,
+            spans: 0,
+            first_start: None,
+            removed: Vec::new(),
+            stages: Vec::new(),
+        }
+    }
+
+    pub fn traces(&self) -> u64 {
+        self.traces
+    }
+
+    /// Adds one trace. `names` resolves the filter's names (it may be a
+    /// snapshot: only names the filter mentions are looked up).
+    pub fn add(&mut self, tree: &CallTree, names: &FilterNames) {
+        if !self.filter.is_empty() && !self.keep(tree, names) {
+            return;
+        }
+        self.traces += 1;
+        self.spans += tree.span_count as u64;
+        *self.roots.entry(tree.root().api).or_default() += 1;
+        for i in 0..tree.execs.len() {
+            if !self.removed.is_empty() && self.removed[i] {
+                continue;
+            }
+            self.add_exec(tree, i);
+        }
+    }
+
+    /// Applies the filter; marks excluded executions in `self.removed`.
+    fn keep(&mut self, tree: &CallTree, names: &FilterNames) -> bool {
+        self.removed.clear();
+        let f = &self.filter;
+        let root_start = tree.root().start_ns;
+        let first = *self.first_start.get_or_insert(root_start);
+        if f.since_ns.is_some_and(|s| root_start - first < s) || f.until_ns.is_some_and(|u| root_start - first >= u) {
+            return false;
+        }
+        if f.drop_errors && tree.execs.iter().any(|e| e.error) {
+            return false;
+        }
+        if !f.include_services.is_empty() && !tree.execs.iter().any(|e| names.included_service(e.api)) {
+            return false;
+        }
+        if !f.include_apis.is_empty() && !tree.execs.iter().any(|e| names.included_api(e.api)) {
+            return false;
+        }
+        if !f.exclude_services.is_empty() || !f.exclude_apis.is_empty() {
+            self.removed.resize(tree.execs.len(), false);
+            for i in 0..tree.execs.len() {
+                let e = &tree.execs[i];
+                let parent_gone = !e.is_root() && self.removed[e.parent as usize];
+                self.removed[i] = parent_gone || names.excluded(e.api);
+            }
+            if self.removed[0] {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn add_exec(&mut self, tree: &CallTree, i: usize) {
+        let e = &tree.execs[i];
+        let caller = (!e.is_root()).then(|| tree.execs[e.parent as usize].api);
+        let tol = self.opts.stage_tolerance_ns;
+        // Cut the calls into stages.
+        self.stages.clear();
+        let mut in_calls = 0i64;
+        for c in e.children() {
+            if !self.removed.is_empty() && self.removed[c] {
+                continue;
+            }
+            let call = &tree.execs[c];
+            let end = if call.detached { call.call_start_ns } else { call.call_end_ns() };
+            in_calls += if call.detached { 0 } else { call.call_duration_ns };
+            match self.stages.last_mut() {
+                Some(s) if call.call_start_ns < s.end.saturating_sub(tol) || call.call_start_ns < s.start + 1 => {
+                    s.label.push(call.api);
+                    s.end = s.end.max(end);
+                    s.max_latency = s.max_latency.max(if call.detached { 0 } else { call.call_duration_ns });
+                }
+                _ => self.stages.push(Stage {
+                    label: vec![call.api],
+                    start: call.call_start_ns,
+                    end,
+                    max_latency: if call.detached { 0 } else { call.call_duration_ns },
+                }),
+            }
+            let edge = self.edges.entry((e.api, call.api, edge_kind(call.edge))).or_default();
+            edge.count += 1;
+            edge.latency.add(call.call_duration_ns as f64);
+            if edge.protocol.is_empty() || (!call.protocol.is_empty() && call.protocol < edge.protocol) {
+                edge.protocol = call.protocol;
+            }
+        }
+        let acc = self.apis.entry(e.api).or_default();
+        acc.count += 1;
+        *acc.callers.entry(caller).or_default() += 1;
+        acc.latency.add(e.duration_ns as f64);
+        if let Some(b) = e.request_bytes {
+            acc.request_bytes.add(b as f64);
+        }
+        if let Some(b) = e.response_bytes {
+            acc.response_bytes.add(b as f64);
+        }
+        acc.naive_work.add((e.duration_ns - in_calls).max(0) as f64);
+        // Calls per callee, and overheads.
+        let mut per_callee: Vec<(Api, u32)> = Vec::new();
+        for c in e.children() {
+            if !self.removed.is_empty() && self.removed[c] {
+                continue;
+            }
+            let call = &tree.execs[c];
+            match per_callee.iter_mut().find(|(a, _)| *a == call.api) {
+                Some((_, n)) => *n += 1,
+                None => per_callee.push((call.api, 1)),
+            }
+            acc.overhead
+                .entry((call.api, caller))
+                .or_default()
+                .add((call.call_duration_ns - call.duration_ns).max(0) as f64);
+        }
+        for (callee, n) in per_callee {
+            *acc.calls_per_execution.entry((callee, n)).or_default() += 1;
+        }
+        // Walk the prefix tree.
+        if acc.nodes.is_empty() {
+            acc.nodes.push(Node::default());
+        }
+        let mut node = 0u32;
+        let (mut prev_start, mut prev_x) = (e.start_ns, 0i64);
+        for k in 0..self.stages.len() {
+            let stage = &mut self.stages[k];
+            stage.label.sort_unstable();
+            let label_id = match acc.labels.get(stage.label.as_slice()) {
+                Some(&id) => id,
+                None => {
+                    let id = acc.labels.len() as u32;
+                    acc.labels.insert(stage.label.clone(), id);
+                    id
+                }
+            };
+            let child = match acc.children.get(&(node, label_id)) {
+                Some(&c) => c,
+                None => {
+                    let c = acc.nodes.len() as u32;
+                    acc.nodes.push(Node { parent: Some(node), label: stage.label.clone(), ..Node::default() });
+                    acc.children.insert((node, label_id), c);
+                    c
+                }
+            };
+            let stage = &self.stages[k];
+            let waited = stage.start - (prev_start + prev_x);
+            let detached = stage.start - prev_start;
+            let w = acc.nodes[child as usize].enter.entry(caller).or_default();
+            w.count += 1;
+            w.waited.add(waited.max(0) as f64);
+            w.detached.add(detached.max(0) as f64);
+            let next_action = self.stages.get(k + 1).map_or(e.end_ns(), |s| s.start);
+            acc.nodes[child as usize].lambda.add(stage.max_latency, next_action - stage.start);
+            node = child;
+            prev_start = stage.start;
+            prev_x = stage.max_latency;
+        }
+        let w = acc.nodes[node as usize].finish.entry(caller).or_default();
+        w.count += 1;
+        w.waited.add((e.end_ns() - (prev_start + prev_x)).max(0) as f64);
+        w.detached.add((e.end_ns() - prev_start).max(0) as f64);
+    }
+
+    /// Everything counted so far, keyed by name (see [`Partial`]).
+    pub fn to_partial(&self, names: &Interner, inputs: Vec<String>) -> Partial {
+        let name_of = |a: Api| (names.resolve(a.service).to_string(), names.resolve(a.operation).to_string());
+        let mut all: Vec<(String, String)> = self.apis.keys().map(|&a| name_of(a)).collect();
+        all.sort();
+        all.dedup();
+        let index: FxHashMap<(String, String), PApi> =
+            all.iter().cloned().enumerate().map(|(i, n)| (n, i as PApi)).collect();
+        let id = |a: Api| index[&name_of(a)];
+        let caller_id = |c: Option<Api>| c.map(id);
+        let mut apis: Vec<PartialApi> = vec![PartialApi::default(); all.len()];
+        for (&api, acc) in &self.apis {
+            let p = &mut apis[id(api) as usize];
+            p.count = acc.count;
+            p.callers = sorted(acc.callers.iter().map(|(&c, &n)| (caller_id(c), n)));
+            p.latency = acc.latency.clone();
+            p.request_bytes = acc.request_bytes.clone();
+            p.response_bytes = acc.response_bytes.clone();
+            p.overhead = sorted(acc.overhead.iter().map(|(&(callee, c), s)| ((id(callee), caller_id(c)), s.clone())));
+            p.calls_per_execution =
+                sorted(acc.calls_per_execution.iter().map(|(&(callee, n), &k)| ((id(callee), n), k)));
+            p.naive_work = acc.naive_work.clone();
+            let nodes: Vec<PNode> = acc
+                .nodes
+                .iter()
+                .map(|n| {
+                    let mut label: Vec<PApi> = n.label.iter().map(|&a| id(a)).collect();
+                    label.sort_unstable();
+                    PNode {
+                        parent: n.parent,
+                        label,
+                        enter: sorted(n.enter.iter().map(|(&c, w)| (caller_id(c), w.clone()))),
+                        finish: sorted(n.finish.iter().map(|(&c, w)| (caller_id(c), w.clone()))),
+                        lambda: n.lambda,
+                    }
+                })
+                .collect();
+            p.nodes = canonical_tree(nodes);
+        }
+        let roots = sorted(self.roots.iter().map(|(&a, &n)| (id(a), n)));
+        let mut edges: Vec<PartialEdge> = self
+            .edges
+            .iter()
+            .map(|(&(caller, callee, kind), e)| PartialEdge {
+                caller: id(caller),
+                callee: id(callee),
+                kind,
+                protocol: (!e.protocol.is_empty()).then(|| names.resolve(e.protocol).to_string()),
+                count: e.count,
+                latency: e.latency.clone(),
+            })
+            .collect();
+        edges.sort_by(|a, b| (a.caller, a.callee, a.kind).cmp(&(b.caller, b.callee, b.kind)));
+        Partial {
+            format: PARTIAL_FORMAT.into(),
+            inputs,
+            traces: self.traces,
+            spans: self.spans,
+            api_names: all,
+            apis,
+            roots,
+            edges,
+        }
+    }
+}
+
+fn edge_kind(e: palette_trace::EdgeKind) -> EdgeKind {
+    match e {
+        palette_trace::EdgeKind::Local => EdgeKind::Local,
+        _ => EdgeKind::Rpc,
+    }
+}
+
+pub(crate) fn sorted<K: Ord, V>(items: impl Iterator<Item = (K, V)>) -> Vec<(K, V)> {
+    let mut v: Vec<(K, V)> = items.collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// Renumbers a prefix tree breadth-first with children ordered by label, so
+/// the same tree always has the same layout whatever order it was built in.
+pub(crate) fn canonical_tree(nodes: Vec<PNode>) -> Vec<PNode> {
+    if nodes.is_empty() {
+        return nodes;
+    }
+    let mut children: Vec<Vec<u32>> = vec![Vec::new(); nodes.len()];
+    for (i, n) in nodes.iter().enumerate() {
+        if let Some(p) = n.parent {
+            children[p as usize].push(i as u32);
+        }
+    }
+    for c in children.iter_mut() {
+        c.sort_by(|&a, &b| nodes[a as usize].label.cmp(&nodes[b as usize].label));
+    }
+    let mut order = vec![0u32];
+    let mut k = 0;
+    while k < order.len() {
+        let n = order[k] as usize;
+        order.extend_from_slice(&children[n]);
+        k += 1;
+    }
+    let mut new_id = vec![0u32; nodes.len()];
+    for (new, &old) in order.iter().enumerate() {
+        new_id[old as usize] = new as u32;
+    }
+    let mut slots: Vec<Option<PNode>> = nodes.into_iter().map(Some).collect();
+    order
+        .iter()
+        .map(|&old| {
+            let mut n = slots[old as usize].take().expect("each node once");
+            n.parent = n.parent.map(|p| new_id[p as usize]);
+            n
+        })
+        .collect()
+}
+
+/// The names a filter mentions, resolved against one read's symbols.
+#[derive(Default)]
+pub struct FilterNames {
+    include_services: Vec<palette_trace::Sym>,
+    exclude_services: Vec<palette_trace::Sym>,
+    include_apis: Vec<Api>,
+    exclude_apis: Vec<Api>,
+}
+
+impl FilterNames {
+    /// Resolves `filter`'s names to the symbols a read with
+    /// `known_names = filter.names()` gives them.
+    pub fn new(filter: &TraceFilter) -> FilterNames {
+        let names = Interner::with_names(&filter.names());
+        let names = &names;
+        let services = |list: &[String]| list.iter().filter_map(|s| names.get(s)).collect();
+        let apis = |list: &[String]| {
+            list.iter()
+                .filter_map(|a| {
+                    let (s, o) = a.split_once(' ').or_else(|| a.split_once('/'))?;
+                    Some(Api { service: names.get(s)?, operation: names.get(o)? })
+                })
+                .collect()
+        };
+        FilterNames {
+            include_services: services(&filter.include_services),
+            exclude_services: services(&filter.exclude_services),
+            include_apis: apis(&filter.include_apis),
+            exclude_apis: apis(&filter.exclude_apis),
+        }
+    }
+    fn included_service(&self, a: Api) -> bool {
+        self.include_services.contains(&a.service)
+    }
+    fn included_api(&self, a: Api) -> bool {
+        self.include_apis.contains(&a)
+    }
+    fn excluded(&self, a: Api) -> bool {
+        self.exclude_services.contains(&a.service) || self.exclude_apis.contains(&a)
+    }
+}

@@ -1,0 +1,46 @@
+//! # palette-model
+//!
+//! Brief overview: where the model is fitted. From assembled call trees,
+//! [`Fitter`] learns the topology `G = (P, V, E)`, one probabilistic finite
+//! automaton per API (stages of concurrent calls, coarsened ALERGIA-style,
+//! with per-caller transition counts), and the causal latency model on it
+//! (local work per transition conditioned on the caller, λ per stage by
+//! non-negative least squares, call overheads). Fits go through a name-keyed
+//! [`Partial`], so shards merge exactly; [`build_model`] turns a partial into
+//! a deterministic [`Model`] (`model.json`), Palette's or the naive baseline.
+//!
+//! ```
+//! use palette_model::{build_model, FitOptions, Fitter, ModelKind, TraceFilter};
+//! use palette_trace::{read_traces, CallTree, NoProgress, ReadOptions};
+//!
+//! # let dir = std::env::temp_dir().join(format!("palette-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir).unwrap();
+//! # let path = dir.join("traces.jsonl");
+//! # let t = palette_testkit::system::generate(&palette_testkit::examples::figure1(), 50, 1);
+//! # palette_trace::write::write_otlp_lines(std::fs::File::create(&path).unwrap(), t.traces.iter().map(Vec::as_slice), &t.names).unwrap();
+//! let opts = FitOptions::default();
+//! let mut fitter = Fitter::new(opts.clone(), TraceFilter::default());
+//! let names = palette_model::FilterNames::default();
+//! let mut sink = |tree: &CallTree| {
+//!     fitter.add(tree, &names);
+//!     Ok(())
+//! };
+//! let read = read_traces(&[path], &ReadOptions::default(), &NoProgress, &mut sink)?;
+//! let partial = fitter.to_partial(&read.names, vec!["traces.jsonl".into()]);
+//! let model = build_model(&partial, ModelKind::Palette, &opts, 1);
+//! assert_eq!(model.services, ["A", "B", "C"]);
+//! # Ok::<(), palette_trace::Error>(())
+//! ```
+
+pub mod build;
+pub mod fit;
+pub mod model;
+pub mod partial;
+pub mod pfa;
+pub mod sketch;
+
+pub use build::{build_model, merge_partials};
+pub use fit::{FilterNames, Fitter, TraceFilter};
+pub use model::{ApiId, ApiModel, Caller, FitOptions, Model, ModelKind, State, Transition};
+pub use partial::Partial;
+pub use sketch::Sketch;

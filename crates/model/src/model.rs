@@ -1,0 +1,276 @@
+//! The model file: `model.json`, format `palette-model/1`.
+//!
+//! Everything is ordered deterministically (APIs by service then operation,
+//! states breadth-first, transitions by target) and every number derives from
+//! exact counts, so the same input and options give the same bytes. APIs are
+//! referred to by their index in [`Model::apis`]; a caller of `null` is the
+//! client outside the system (a root request). See `docs/model-format.md`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::sketch::Sketch;
+
+/// The format tag this version writes and reads.
+pub const FORMAT: &str = "palette-model/1";
+
+/// Index of an API in [`Model::apis`].
+pub type ApiId = u32;
+
+/// Who called an execution: an API, or `None` for a root request.
+pub type Caller = Option<ApiId>;
+
+/// Which model this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// Caller-conditioned PFA and causal latency model (the paper's).
+    Palette,
+    /// The reference baseline: per-API latency marginal, independent
+    /// per-edge call counts, all calls sequential.
+    Naive,
+}
+
+/// The options a model was fitted with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FitOptions {
+    /// Two calls are in one stage unless the later starts at least this long
+    /// after every call of the stage has ended.
+    pub stage_tolerance_ns: i64,
+    /// ALERGIA confidence α: smaller merges more states.
+    pub confidence: f64,
+    /// Same-stage repetitions longer than this always fold into a loop.
+    pub max_unrolled: u32,
+    /// A caller's own distributions are used only with at least this many samples.
+    pub min_caller_support: u64,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions { stage_tolerance_ns: 100_000, confidence: 0.05, max_unrolled: 3, min_caller_support: 20 }
+    }
+}
+
+/// Where a model came from.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// Input file names (not paths: the model does not depend on where the
+    /// files were), in the order read.
+    pub inputs: Vec<String>,
+    pub traces: u64,
+    pub spans: u64,
+    /// Interventions applied, in order (later stages add to this).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interventions: Vec<String>,
+}
+
+/// A fitted model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    pub format: String,
+    pub kind: ModelKind,
+    pub options: FitOptions,
+    pub provenance: Provenance,
+    /// Service names, sorted.
+    pub services: Vec<String>,
+    /// APIs, sorted by (service, operation).
+    pub apis: Vec<ApiModel>,
+    /// Root APIs and how many traces each started.
+    pub roots: Vec<RootCount>,
+    /// Call edges of the topology.
+    pub edges: Vec<Edge>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RootCount {
+    pub api: ApiId,
+    pub count: u64,
+}
+
+/// How a caller reaches a callee.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EdgeKind {
+    Local,
+    #[default]
+    Rpc,
+}
+
+/// A call edge: caller API → callee API.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Edge {
+    pub caller: ApiId,
+    pub callee: ApiId,
+    pub kind: EdgeKind,
+    /// Transport when the traces say (http, grpc, rpc, db, mc, mq…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// Calls seen.
+    pub count: u64,
+    /// Caller-observed latency of the calls, nanoseconds.
+    pub latency: Summary,
+}
+
+/// Quantiles of a distribution, nanoseconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+}
+
+impl Summary {
+    pub fn of(s: &Sketch) -> Summary {
+        Summary {
+            mean: s.mean().round(),
+            p50: s.quantile(0.5).round(),
+            p90: s.quantile(0.9).round(),
+            p99: s.quantile(0.99).round(),
+        }
+    }
+}
+
+/// One API: its callers, its call behaviour (PFA) and its latency (GCM).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApiModel {
+    pub service: String,
+    pub operation: String,
+    /// Executions seen.
+    pub count: u64,
+    /// Executions per caller (`null`: root requests).
+    pub callers: Vec<CallerCount>,
+    /// Observed latency L_v of the API's own executions (its server span).
+    pub latency: Sketch,
+    /// Request and response sizes in bytes, when the traces carry them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_bytes: Option<Sketch>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_bytes: Option<Sketch>,
+    /// Palette models: the PFA with the GCM's nodes on it. State 0 is `start`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub states: Vec<State>,
+    /// Call overhead per callee: caller-observed latency minus the callee's
+    /// own, conditioned on this API's caller.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overhead: Vec<CalleeOverhead>,
+    /// Naive models: independent calls, made one after another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub naive: Option<NaiveApi>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CallerCount {
+    pub caller: Caller,
+    pub count: u64,
+}
+
+/// A PFA state: a stage of concurrent calls (`start` has none).
+///
+/// GCM nodes on it: the stage's calls (child latencies L_c, measured live),
+/// `lambda` (how much of the slowest call the caller waits for), and on each
+/// outgoing transition the choice ("called" node) and the local work W done
+/// before the next stage (or, into `finish`, the tail work).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// Callee APIs called concurrently in this stage (a multiset, sorted);
+    /// empty for `start`.
+    pub calls: Vec<ApiId>,
+    /// Times the state was entered.
+    pub visits: u64,
+    /// stage = lambda · max over calls of their latency (λ≈1: the caller
+    /// waits; λ≈0: fire-and-forget), fitted by non-negative least squares.
+    pub lambda: f64,
+    /// Transitions out; probabilities sum to 1.
+    pub next: Vec<Transition>,
+}
+
+/// A transition between states, or into `finish` (`to: null`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    pub to: Option<u32>,
+    pub count: u64,
+    /// Marginal probability.
+    pub p: f64,
+    /// Counts per caller with enough support; others use `p`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_caller: Vec<CallerCount>,
+    /// Local work before the next stage's calls start (into `finish`: the
+    /// tail), nanoseconds.
+    pub work: CondSketch,
+}
+
+/// A distribution with per-caller versions where there is enough data.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CondSketch {
+    pub all: Sketch,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_caller: Vec<CallerSketch>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CallerSketch {
+    pub caller: Caller,
+    pub sketch: Sketch,
+}
+
+impl CondSketch {
+    /// The caller's own distribution if it has one, else the marginal.
+    pub fn for_caller(&self, caller: Caller) -> &Sketch {
+        self.by_caller.iter().find(|c| c.caller == caller).map_or(&self.all, |c| &c.sketch)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CalleeOverhead {
+    pub callee: ApiId,
+    pub overhead: CondSketch,
+}
+
+/// The naive baseline for one API.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NaiveApi {
+    /// Own work: execution time minus the time spent in calls, unconditioned.
+    pub work: Sketch,
+    /// Per callee, how many calls an execution makes (0 included), drawn
+    /// independently of every other callee.
+    pub calls: Vec<NaiveCall>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NaiveCall {
+    pub callee: ApiId,
+    /// (calls per execution, executions) pairs, ascending.
+    pub per_execution: Vec<(u32, u64)>,
+    /// Caller-observed latency of one call minus the callee's own.
+    pub overhead: Sketch,
+}
+
+impl Model {
+    /// `service operation` of an API, for people.
+    pub fn api_name(&self, id: ApiId) -> String {
+        let a = &self.apis[id as usize];
+        format!("{} {}", a.service, a.operation)
+    }
+
+    /// Finds an API by `service operation`, `service/operation`, or a unique operation name.
+    pub fn find_api(&self, name: &str) -> Option<ApiId> {
+        let exact = self.apis.iter().position(|a| {
+            name == format!("{} {}", a.service, a.operation) || name == format!("{}/{}", a.service, a.operation)
+        });
+        if let Some(i) = exact {
+            return Some(i as ApiId);
+        }
+        let mut by_op = self.apis.iter().enumerate().filter(|(_, a)| a.operation == name);
+        match (by_op.next(), by_op.next()) {
+            (Some((i, _)), None) => Some(i as ApiId),
+            _ => None,
+        }
+    }
+
+    /// Serialises deterministically (pretty JSON, trailing newline).
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("models always serialise");
+        s.push('\n');
+        s
+    }
+}

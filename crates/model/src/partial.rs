@@ -1,0 +1,150 @@
+//! Partial fits: everything a fit has counted, before coarsening.
+//!
+//! A partial is keyed by names, not by the symbols of one read, so partials
+//! of disjoint inputs merge exactly (counts add, sketches merge, sums are
+//! integers). `fit` itself goes through a partial, so `fit` over all inputs
+//! and `merge` of per-shard partials produce the same bytes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::EdgeKind;
+use crate::sketch::Sketch;
+
+pub const PARTIAL_FORMAT: &str = "palette-partial/1";
+
+/// Index into [`Partial::api_names`].
+pub type PApi = u32;
+/// A caller: an API, or `None` for a root request.
+pub type PCaller = Option<PApi>;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Partial {
+    pub format: String,
+    pub inputs: Vec<String>,
+    pub traces: u64,
+    pub spans: u64,
+    /// (service, operation) of every API, sorted.
+    pub api_names: Vec<(String, String)>,
+    /// Per API, same order as `api_names`.
+    pub apis: Vec<PartialApi>,
+    pub roots: Vec<(PApi, u64)>,
+    pub edges: Vec<PartialEdge>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PartialEdge {
+    pub caller: PApi,
+    pub callee: PApi,
+    pub kind: EdgeKind,
+    pub protocol: Option<String>,
+    pub count: u64,
+    pub latency: Sketch,
+}
+
+/// Non-negative least squares sums for `y = λ·x + c`, in integer
+/// nanoseconds so they add exactly in any order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LambdaSums {
+    pub n: u64,
+    pub x: i128,
+    pub y: i128,
+    pub xx: i128,
+    pub xy: i128,
+}
+
+impl LambdaSums {
+    pub fn add(&mut self, x: i64, y: i64) {
+        let (x, y) = (x as i128, y as i128);
+        self.n += 1;
+        self.x += x;
+        self.y += y;
+        self.xx += x * x;
+        self.xy += x * y;
+    }
+    pub fn merge(&mut self, o: &LambdaSums) {
+        self.n += o.n;
+        self.x += o.x;
+        self.y += o.y;
+        self.xx += o.xx;
+        self.xy += o.xy;
+    }
+    /// λ ≥ 0 (and intercept ≥ 0) minimising squared error; 0 without data.
+    pub fn lambda(&self) -> f64 {
+        if self.n == 0 || self.xx == 0 {
+            return 0.0;
+        }
+        let n = self.n as f64;
+        let (sx, sy, sxx, sxy) = (self.x as f64, self.y as f64, self.xx as f64, self.xy as f64);
+        let det = n * sxx - sx * sx;
+        if det > 0.0 {
+            let lambda = (n * sxy - sx * sy) / det;
+            let intercept = (sy - lambda * sx) / n;
+            if lambda >= 0.0 && intercept >= 0.0 {
+                return lambda;
+            }
+            if lambda < 0.0 {
+                return 0.0;
+            }
+        }
+        // Intercept pinned at 0.
+        (sxy / sxx).max(0.0)
+    }
+}
+
+/// Work samples of one transition for one caller, measured two ways: as if
+/// the source stage was waited for (resume at its end) and as if not
+/// (resume at its start). The fitted λ picks one.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkAcc {
+    pub count: u64,
+    pub waited: Sketch,
+    pub detached: Sketch,
+}
+
+impl WorkAcc {
+    pub fn merge(&mut self, o: &WorkAcc) {
+        self.count += o.count;
+        self.waited.merge(&o.waited);
+        self.detached.merge(&o.detached);
+    }
+}
+
+/// A node of an API's prefix tree: one stage after a given sequence of stages.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PNode {
+    /// `None` for the start node.
+    pub parent: Option<u32>,
+    /// Callees of the stage, sorted (empty for start).
+    pub label: Vec<PApi>,
+    /// The transition from the parent into this node, per caller (sorted).
+    pub enter: Vec<(PCaller, WorkAcc)>,
+    /// Executions that finished after this node, per caller (tail work).
+    pub finish: Vec<(PCaller, WorkAcc)>,
+    pub lambda: LambdaSums,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PartialApi {
+    pub count: u64,
+    pub callers: Vec<(PCaller, u64)>,
+    pub latency: Sketch,
+    pub request_bytes: Sketch,
+    pub response_bytes: Sketch,
+    /// Prefix tree, breadth-first, children ordered by label; node 0 is start.
+    pub nodes: Vec<PNode>,
+    /// ((callee, caller of this API), overhead sketch), sorted.
+    pub overhead: Vec<((PApi, PCaller), Sketch)>,
+    /// ((callee, calls in one execution), executions), sorted, for
+    /// executions that made at least one call to that callee.
+    pub calls_per_execution: Vec<((PApi, u32), u64)>,
+    /// Execution time minus time in calls: the naive model's work.
+    pub naive_work: Sketch,
+}
+
+impl Partial {
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string(self).expect("partials always serialise");
+        s.push('\n');
+        s
+    }
+}

@@ -1,0 +1,291 @@
+//! Coarsening an API's prefix tree into its PFA (ALERGIA-style).
+//!
+//! States of the prefix tree are considered in breadth-first order (the
+//! "blue" frontier of the "red" states kept so far). A blue state merges into
+//! the first red state with the same stage label whose future is
+//! statistically compatible: for every outgoing choice (including finishing),
+//! the two frequencies pass Hoeffding's test at confidence α,
+//!
+//!   |f₁/n₁ − f₂/n₂| < √(½·ln(2/α)) · (1/√n₁ + 1/√n₂),
+//!
+//! recursively for the choices both have (to a bounded depth). A merge folds
+//! the blue subtree into the red state, adding counts, λ sums and work
+//! sketches, so repeated stages become loops. Repetitions of one stage longer
+//! than `max_unrolled` always fold into a self-loop: a loop of 1–5 calls is
+//! one looping state (its exit probability keeps the mean repeat count), not
+//! five states.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::model::{CallerCount, CallerSketch, CondSketch, FitOptions, State, Transition};
+use crate::partial::{LambdaSums, PApi, PCaller, PNode, WorkAcc};
+use crate::sketch::Sketch;
+
+/// How deep the compatibility test looks.
+const MAX_DEPTH: usize = 8;
+
+struct Edge {
+    /// `None`: finish.
+    to: Option<usize>,
+    by_caller: BTreeMap<PCaller, WorkAcc>,
+}
+
+impl Edge {
+    fn count(&self) -> u64 {
+        self.by_caller.values().map(|w| w.count).sum()
+    }
+    fn absorb(&mut self, other: &BTreeMap<PCaller, WorkAcc>) {
+        for (c, w) in other {
+            self.by_caller.entry(*c).or_default().merge(w);
+        }
+    }
+}
+
+struct Graph {
+    label: Vec<Vec<PApi>>,
+    lambda: Vec<LambdaSums>,
+    edges: Vec<Vec<Edge>>,
+    /// The red state that points at each blue or tree state.
+    incoming: Vec<usize>,
+    red: Vec<bool>,
+    blue: BTreeSet<usize>,
+}
+
+impl Graph {
+    fn from_tree(nodes: &[PNode]) -> Graph {
+        let n = nodes.len();
+        let mut g = Graph {
+            label: nodes.iter().map(|x| x.label.clone()).collect(),
+            lambda: nodes.iter().map(|x| x.lambda).collect(),
+            edges: (0..n).map(|_| Vec::new()).collect(),
+            incoming: vec![0; n],
+            red: vec![false; n],
+            blue: BTreeSet::new(),
+        };
+        for (i, node) in nodes.iter().enumerate() {
+            if let Some(p) = node.parent {
+                g.edges[p as usize].push(Edge { to: Some(i), by_caller: node.enter.iter().cloned().collect() });
+                g.incoming[i] = p as usize;
+            }
+            if !node.finish.is_empty() {
+                g.edges[i].push(Edge { to: None, by_caller: node.finish.iter().cloned().collect() });
+            }
+        }
+        g
+    }
+
+    fn visits(&self, s: usize) -> u64 {
+        self.edges[s].iter().map(Edge::count).sum()
+    }
+
+    /// The edge of `s` to a state labelled `label` (or to finish for `None`).
+    fn edge_to(&self, s: usize, label: Option<&[PApi]>) -> Option<usize> {
+        self.edges[s].iter().position(|e| match (e.to, label) {
+            (None, None) => true,
+            (Some(t), Some(l)) => self.label[t] == l,
+            _ => false,
+        })
+    }
+
+    fn compatible(&self, r: usize, b: usize, alpha: f64, depth: usize) -> bool {
+        if depth > MAX_DEPTH {
+            return true;
+        }
+        let (nr, nb) = (self.visits(r), self.visits(b));
+        if nr == 0 || nb == 0 {
+            return true;
+        }
+        let bound = (0.5 * (2.0 / alpha).ln()).sqrt() * (1.0 / (nr as f64).sqrt() + 1.0 / (nb as f64).sqrt());
+        let choices: Vec<Option<Vec<PApi>>> = self.edges[r]
+            .iter()
+            .chain(&self.edges[b])
+            .map(|e| e.to.map(|t| self.label[t].clone()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for choice in &choices {
+            let fr = self.edge_to(r, choice.as_deref()).map_or(0, |k| self.edges[r][k].count());
+            let fb = self.edge_to(b, choice.as_deref()).map_or(0, |k| self.edges[b][k].count());
+            if (fr as f64 / nr as f64 - fb as f64 / nb as f64).abs() >= bound {
+                return false;
+            }
+        }
+        for choice in choices.iter().flatten() {
+            let (Some(kr), Some(kb)) = (self.edge_to(r, Some(choice)), self.edge_to(b, Some(choice))) else {
+                continue;
+            };
+            let (Some(tr), Some(tb)) = (self.edges[r][kr].to, self.edges[b][kb].to) else { continue };
+            if !self.compatible(tr, tb, alpha, depth + 1) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Folds tree state `b` (and its subtree) into state `r`.
+    fn fold(&mut self, r: usize, b: usize) {
+        let sums = self.lambda[b];
+        self.lambda[r].merge(&sums);
+        let edges = std::mem::take(&mut self.edges[b]);
+        for e in edges {
+            let label = e.to.map(|t| self.label[t].clone());
+            match self.edge_to(r, label.as_deref()) {
+                Some(k) => {
+                    self.edges[r][k].absorb(&e.by_caller);
+                    if let (Some(rt), Some(t)) = (self.edges[r][k].to, e.to)
+                        && rt != t
+                    {
+                        self.fold(rt, t);
+                    }
+                }
+                None => {
+                    if let Some(t) = e.to {
+                        self.incoming[t] = r;
+                        if self.red[r] {
+                            self.blue.insert(t);
+                        }
+                    }
+                    self.edges[r].push(e);
+                }
+            }
+        }
+    }
+
+    /// Length of the run of same-label stages starting at `b`.
+    fn chain_len(&self, b: usize) -> u32 {
+        let mut n = 1;
+        let mut at = b;
+        while let Some(k) = self.edge_to(at, Some(&self.label[b]))
+            && let Some(t) = self.edges[at][k].to
+            && t != at
+            && n < 1000
+        {
+            n += 1;
+            at = t;
+        }
+        n
+    }
+}
+
+/// Coarsens the prefix tree `nodes` (canonical order, node 0 = start) into
+/// PFA states with their GCM nodes.
+pub fn coarsen(nodes: &[PNode], opts: &FitOptions) -> Vec<State> {
+    if nodes.is_empty() {
+        return Vec::new();
+    }
+    let mut g = Graph::from_tree(nodes);
+    g.red[0] = true;
+    let mut red_by_label: BTreeMap<Vec<PApi>, Vec<usize>> = BTreeMap::new();
+    let first: Vec<usize> = g.edges[0].iter().filter_map(|e| e.to).collect();
+    g.blue.extend(first);
+    while let Some(b) = g.blue.pop_first() {
+        let p = g.incoming[b];
+        let forced = p != 0 && g.label[p] == g.label[b] && g.chain_len(b) + 1 > opts.max_unrolled;
+        let target = if forced {
+            Some(p)
+        } else {
+            red_by_label
+                .get(&g.label[b])
+                .and_then(|reds| reds.iter().copied().find(|&r| g.compatible(r, b, opts.confidence, 0)))
+        };
+        match target {
+            Some(r) => {
+                let k = g.edges[p].iter().position(|e| e.to == Some(b)).expect("the parent points at b");
+                g.edges[p][k].to = Some(r);
+                g.fold(r, b);
+            }
+            None => {
+                g.red[b] = true;
+                red_by_label.entry(g.label[b].clone()).or_default().push(b);
+                let targets: Vec<usize> = g.edges[b].iter().filter_map(|e| e.to).filter(|&t| !g.red[t]).collect();
+                g.blue.extend(targets);
+            }
+        }
+    }
+    // Number the states breadth-first from start, transitions ordered by
+    // target label with finish last.
+    for s in 0..g.edges.len() {
+        let mut edges = std::mem::take(&mut g.edges[s]);
+        edges.sort_by(|a, b| match (a.to, b.to) {
+            (None, None) => std::cmp::Ordering::Equal,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (Some(x), Some(y)) => g.label[x].cmp(&g.label[y]),
+        });
+        g.edges[s] = edges;
+    }
+    let mut order = vec![0usize];
+    let mut id = vec![u32::MAX; g.edges.len()];
+    id[0] = 0;
+    let mut k = 0;
+    while k < order.len() {
+        let s = order[k];
+        for e in &g.edges[s] {
+            if let Some(t) = e.to
+                && id[t] == u32::MAX
+            {
+                id[t] = order.len() as u32;
+                order.push(t);
+            }
+        }
+        k += 1;
+    }
+    order.iter().map(|&s| state(&g, s, &id, opts)).collect()
+}
+
+fn state(g: &Graph, s: usize, id: &[u32], opts: &FitOptions) -> State {
+    let visits = g.visits(s);
+    let lambda = if s == 0 { 0.0 } else { round6(g.lambda[s].lambda()) };
+    let waited = lambda >= 0.5;
+    // Callers with enough support at this state get their own choices.
+    let mut caller_visits: BTreeMap<PCaller, u64> = BTreeMap::new();
+    for e in &g.edges[s] {
+        for (c, w) in &e.by_caller {
+            *caller_visits.entry(*c).or_default() += w.count;
+        }
+    }
+    let conditioned: Vec<PCaller> = if caller_visits.len() > 1 {
+        caller_visits.iter().filter(|(_, n)| **n >= opts.min_caller_support).map(|(c, _)| *c).collect()
+    } else {
+        Vec::new()
+    };
+    let next = g.edges[s]
+        .iter()
+        .map(|e| {
+            let count = e.count();
+            let by_caller = conditioned
+                .iter()
+                .filter_map(|c| {
+                    e.by_caller.get(c).filter(|w| w.count > 0).map(|w| CallerCount { caller: *c, count: w.count })
+                })
+                .collect();
+            let pick = |w: &WorkAcc| if waited { w.waited.clone() } else { w.detached.clone() };
+            let mut all = Sketch::new();
+            for w in e.by_caller.values() {
+                all.merge(&pick(w));
+            }
+            let work_callers: Vec<CallerSketch> = if e.by_caller.len() > 1 {
+                e.by_caller
+                    .iter()
+                    .filter(|(_, w)| w.count >= opts.min_caller_support)
+                    .map(|(c, w)| CallerSketch { caller: *c, sketch: pick(w) })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            Transition {
+                to: e.to.map(|t| id[t]),
+                count,
+                p: if visits == 0 { 0.0 } else { round6(count as f64 / visits as f64) },
+                by_caller,
+                work: CondSketch { all, by_caller: work_callers },
+            }
+        })
+        .collect();
+    State { calls: g.label[s].clone(), visits, lambda, next }
+}
+
+/// Six decimals: readable in model.json, and far below any sampling noise.
+pub(crate) fn round6(v: f64) -> f64 {
+    (v * 1e6).round() / 1e6
+}

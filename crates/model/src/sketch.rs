@@ -1,0 +1,219 @@
+//! A mergeable quantile sketch (DDSketch-style): log-spaced buckets with 1%
+//! relative accuracy. Merging adds counts, so it is exact and order-free —
+//! which is what makes sharded fitting give the same model as one pass.
+
+use serde::{Deserialize, Serialize};
+
+/// Relative accuracy of every quantile.
+pub const ALPHA: f64 = 0.01;
+
+fn gamma() -> f64 {
+    (1.0 + ALPHA) / (1.0 - ALPHA)
+}
+
+/// Values at or below this (nanoseconds) count as zero.
+const MIN_VALUE: f64 = 1.0;
+
+/// Counts of values in log-spaced buckets: bucket `i` holds values in
+/// (γ^(i-1), γ^i]. Values are non-negative (durations in nanoseconds).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sketch {
+    /// Values recorded.
+    pub n: u64,
+    /// Values at or below 1 ns.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub zeros: u64,
+    /// Exact extremes, so sampling never leaves the observed range.
+    pub min: f64,
+    pub max: f64,
+    /// (bucket index, count), sorted by index.
+    pub bins: Vec<(i32, u64)>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+impl Sketch {
+    pub fn new() -> Sketch {
+        Sketch::default()
+    }
+
+    fn index(value: f64) -> i32 {
+        (value.ln() / gamma().ln()).ceil() as i32
+    }
+
+    /// The representative value of bucket `i` (the point of least relative error).
+    fn value_of(i: i32) -> f64 {
+        2.0 * gamma().powi(i) / (gamma() + 1.0)
+    }
+
+    pub fn add(&mut self, value: f64) {
+        self.add_n(value, 1);
+    }
+
+    pub fn add_n(&mut self, value: f64, count: u64) {
+        if count == 0 || !value.is_finite() {
+            return;
+        }
+        let value = value.max(0.0);
+        if self.n == 0 {
+            self.min = value;
+            self.max = value;
+        } else {
+            self.min = self.min.min(value);
+            self.max = self.max.max(value);
+        }
+        self.n += count;
+        if value <= MIN_VALUE {
+            self.zeros += count;
+            return;
+        }
+        let i = Sketch::index(value);
+        match self.bins.binary_search_by_key(&i, |b| b.0) {
+            Ok(k) => self.bins[k].1 += count,
+            Err(k) => self.bins.insert(k, (i, count)),
+        }
+    }
+
+    /// Adds another sketch's counts: exact.
+    pub fn merge(&mut self, other: &Sketch) {
+        if other.n == 0 {
+            return;
+        }
+        if self.n == 0 {
+            *self = other.clone();
+            return;
+        }
+        self.n += other.n;
+        self.zeros += other.zeros;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        let mut merged = Vec::with_capacity(self.bins.len() + other.bins.len());
+        let (mut a, mut b) = (self.bins.iter().peekable(), other.bins.iter().peekable());
+        loop {
+            match (a.peek(), b.peek()) {
+                (Some(&&x), Some(&&y)) if x.0 == y.0 => {
+                    merged.push((x.0, x.1 + y.1));
+                    a.next();
+                    b.next();
+                }
+                (Some(&&x), Some(&&y)) if x.0 < y.0 => {
+                    merged.push(x);
+                    a.next();
+                }
+                (Some(_), Some(&&y)) => {
+                    merged.push(y);
+                    b.next();
+                }
+                (Some(&&x), None) => {
+                    merged.push(x);
+                    a.next();
+                }
+                (None, Some(&&y)) => {
+                    merged.push(y);
+                    b.next();
+                }
+                (None, None) => break,
+            }
+        }
+        self.bins = merged;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// The value at rank `r` (0-based, `r < n`).
+    fn at_rank(&self, r: u64) -> f64 {
+        if r < self.zeros {
+            return self.min.min(MIN_VALUE);
+        }
+        let mut seen = self.zeros;
+        for &(i, c) in &self.bins {
+            seen += c;
+            if r < seen {
+                return Sketch::value_of(i).clamp(self.min, self.max);
+            }
+        }
+        self.max
+    }
+
+    /// The `q` quantile (0 ≤ q ≤ 1); 0 for an empty sketch.
+    pub fn quantile(&self, q: f64) -> f64 {
+        if self.n == 0 {
+            return 0.0;
+        }
+        let r = ((q.clamp(0.0, 1.0) * (self.n - 1) as f64).round() as u64).min(self.n - 1);
+        self.at_rank(r)
+    }
+
+    /// A value drawn from the sketch's distribution, given a uniform `u` in [0, 1).
+    pub fn sample(&self, u: f64) -> f64 {
+        if self.n == 0 {
+            return 0.0;
+        }
+        let r = ((u * self.n as f64) as u64).min(self.n - 1);
+        self.at_rank(r)
+    }
+
+    pub fn mean(&self) -> f64 {
+        if self.n == 0 {
+            return 0.0;
+        }
+        let sum: f64 = self.bins.iter().map(|&(i, c)| Sketch::value_of(i).clamp(self.min, self.max) * c as f64).sum();
+        sum / self.n as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_are_within_one_percent() {
+        let mut s = Sketch::new();
+        for v in 1..=10_000 {
+            s.add(v as f64 * 1000.0);
+        }
+        for q in [0.01, 0.5, 0.9, 0.99] {
+            let truth = (q * 9999.0_f64).round() * 1000.0 + 1000.0;
+            let got = s.quantile(q);
+            assert!((got - truth).abs() / truth < 0.011, "q{q}: {got} vs {truth}");
+        }
+        assert_eq!(s.quantile(0.0), 1000.0);
+        assert_eq!(s.quantile(1.0), 10_000_000.0);
+    }
+
+    #[test]
+    fn merge_is_exact_and_order_free() {
+        let (mut a, mut b, mut all) = (Sketch::new(), Sketch::new(), Sketch::new());
+        for v in 0..500 {
+            let x = (v * 7919 % 1000) as f64 * 137.0;
+            if v % 3 == 0 {
+                a.add(x)
+            } else {
+                b.add(x)
+            }
+            all.add(x);
+        }
+        let mut ab = a.clone();
+        ab.merge(&b);
+        let mut ba = b.clone();
+        ba.merge(&a);
+        assert_eq!(ab, all);
+        assert_eq!(ba, all);
+    }
+
+    #[test]
+    fn zeros_and_sampling_stay_in_range() {
+        let mut s = Sketch::new();
+        s.add(0.0);
+        s.add(5e6);
+        assert_eq!(s.zeros, 1);
+        for u in [0.0, 0.49, 0.5, 0.99] {
+            let v = s.sample(u);
+            assert!((0.0..=5e6).contains(&v));
+        }
+    }
+}
