@@ -32,6 +32,12 @@ struct Cli {
 enum Command {
     /// Read traces and report what they hold: counts, topology, shapes, defects.
     Inspect(cmd::inspect::Args),
+    /// Learn a model from traces: topology, per-API PFA and causal latency model (model.json).
+    Fit(cmd::fit::Args),
+    /// Merge partial fits of disjoint inputs into one model (same bytes as one fit).
+    Merge(cmd::merge::Args),
+    /// Show a model: services, APIs, edges, PFA and latency summaries; Graphviz DOT.
+    Show(cmd::show::Args),
     /// Write the built-in example traces (a web shop and Alibaba-style calls) in every format.
     Example(cmd::example::Args),
     /// Measure Palette's own speed and memory; prints a table.
@@ -43,6 +49,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Example(args) => cmd::example::run(args),
+        Command::Fit(args) => cmd::fit::run(args),
+        Command::Merge(args) => cmd::merge::run(args),
+        Command::Show(args) => cmd::show::run(args),
         Command::Bench(args) => cmd::bench::run(args),
     };
     match result {

@@ -12,7 +12,8 @@ use crate::pfa::coarsen;
 use crate::sketch::Sketch;
 
 /// Builds the model of `kind` from everything a (possibly merged) partial counted.
-pub fn build_model(partial: &Partial, kind: ModelKind, opts: &FitOptions, min_root_support: u64) -> Model {
+pub fn build_model(partial: &Partial, kind: ModelKind, min_root_support: u64) -> Model {
+    let opts = &partial.options;
     let mut services: Vec<String> = partial.api_names.iter().map(|(s, _)| s.clone()).collect();
     services.dedup();
     let apis = partial
@@ -134,13 +135,25 @@ fn naive(p: &PartialApi) -> NaiveApi {
 
 /// Merges partials of disjoint inputs: exact, and the result is canonical,
 /// so the order of the partials does not matter beyond the input list.
-pub fn merge_partials(parts: &[Partial]) -> Partial {
+/// Partials fitted with different options do not merge.
+pub fn merge_partials(parts: &[Partial]) -> Result<Partial, String> {
+    if let Some(first) = parts.first()
+        && let Some((i, _)) = parts.iter().enumerate().find(|(_, p)| p.options != first.options)
+    {
+        return Err(format!(
+            "partial {} was fitted with other options than partial 1: {:?} vs {:?}",
+            i + 1,
+            parts[i].options,
+            first.options
+        ));
+    }
     let mut names: Vec<(String, String)> = parts.iter().flat_map(|p| p.api_names.iter().cloned()).collect();
     names.sort();
     names.dedup();
     let index: BTreeMap<&(String, String), PApi> = names.iter().enumerate().map(|(i, n)| (n, i as PApi)).collect();
     let mut out = Partial {
         format: crate::partial::PARTIAL_FORMAT.into(),
+        options: parts.first().map(|p| p.options.clone()).unwrap_or_default(),
         inputs: parts.iter().flat_map(|p| p.inputs.iter().cloned()).collect(),
         traces: parts.iter().map(|p| p.traces).sum(),
         spans: parts.iter().map(|p| p.spans).sum(),
@@ -180,7 +193,7 @@ pub fn merge_partials(parts: &[Partial]) -> Partial {
     }
     out.roots = roots.into_iter().collect();
     out.edges = edges.into_values().collect();
-    out
+    Ok(out)
 }
 
 fn merge_api(target: &mut PartialApi, api: &PartialApi, m: &dyn Fn(PApi) -> PApi, mc: &dyn Fn(PCaller) -> PCaller) {

@@ -353,6 +353,7 @@ impl Fitter {
         edges.sort_by(|a, b| (a.caller, a.callee, a.kind).cmp(&(b.caller, b.callee, b.kind)));
         Partial {
             format: PARTIAL_FORMAT.into(),
+            options: self.opts.clone(),
             inputs,
             traces: self.traces,
             spans: self.spans,

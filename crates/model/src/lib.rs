@@ -27,7 +27,7 @@
 //! };
 //! let read = read_traces(&[path], &ReadOptions::default(), &NoProgress, &mut sink)?;
 //! let partial = fitter.to_partial(&read.names, vec!["traces.jsonl".into()]);
-//! let model = build_model(&partial, ModelKind::Palette, &opts, 1);
+//! let model = build_model(&partial, ModelKind::Palette, 1);
 //! assert_eq!(model.services, ["A", "B", "C"]);
 //! # Ok::<(), palette_trace::Error>(())
 //! ```

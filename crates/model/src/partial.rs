@@ -17,9 +17,11 @@ pub type PApi = u32;
 /// A caller: an API, or `None` for a root request.
 pub type PCaller = Option<PApi>;
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Partial {
     pub format: String,
+    /// Options of the fit: partials merge only with equal options.
+    pub options: crate::model::FitOptions,
     pub inputs: Vec<String>,
     pub traces: u64,
     pub spans: u64,

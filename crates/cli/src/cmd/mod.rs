@@ -1,7 +1,10 @@
 pub mod bench;
 pub mod example;
+pub mod fit;
 pub mod inspect;
+pub mod merge;
 pub mod read;
+pub mod show;
 
 use std::fmt;
 

@@ -57,12 +57,20 @@ impl ReadArgs {
             format: self.format,
             window_ns,
             assemble: AssembleOptions { window_ns: None, adopt: !self.no_adopt, policies },
+            known_names: Vec::new(),
         })
     }
 
     /// Reads all inputs into `sink`, with a progress bar on a terminal.
     pub fn read(&self, sink: &mut dyn TraceSink) -> anyhow::Result<ReadSummary> {
-        let opts = self.options()?;
+        self.read_with_names(sink, Vec::new())
+    }
+
+    /// [`ReadArgs::read`], with `known_names` interned first (their symbols
+    /// are then known to the sink before reading starts).
+    pub fn read_with_names(&self, sink: &mut dyn TraceSink, known_names: Vec<String>) -> anyhow::Result<ReadSummary> {
+        let mut opts = self.options()?;
+        opts.known_names = known_names;
         let bar = progress::Bytes::new(progress::total_bytes(&self.inputs), "reading");
         let result = read_traces(&self.inputs, &opts, &bar, sink);
         bar.finish();
