@@ -65,8 +65,9 @@ impl TraceFilter {
 struct Node {
     parent: Option<u32>,
     label: Vec<Api>,
-    enter: FxHashMap<Option<Api>, WorkAcc>,
-    finish: FxHashMap<Option<Api>, WorkAcc>,
+    /// Per caller; a short list, since most nodes see one or two callers.
+    enter: Vec<(Option<Api>, WorkAcc)>,
+    finish: Vec<(Option<Api>, WorkAcc)>,
     lambda: LambdaSums,
 }
 
@@ -282,7 +283,7 @@ impl Fitter {
             let stage = &self.stages[k];
             let waited = stage.start - (prev_start + prev_x);
             let detached = stage.start - prev_start;
-            let w = acc.nodes[child as usize].enter.entry(caller).or_default();
+            let w = per_caller(&mut acc.nodes[child as usize].enter, caller);
             w.count += 1;
             w.waited.add(waited.max(0) as f64);
             w.detached.add(detached.max(0) as f64);
@@ -292,14 +293,15 @@ impl Fitter {
             prev_start = stage.start;
             prev_x = stage.max_latency;
         }
-        let w = acc.nodes[node as usize].finish.entry(caller).or_default();
+        let w = per_caller(&mut acc.nodes[node as usize].finish, caller);
         w.count += 1;
         w.waited.add((e.end_ns() - (prev_start + prev_x)).max(0) as f64);
         w.detached.add((e.end_ns() - prev_start).max(0) as f64);
     }
 
-    /// Everything counted so far, keyed by name (see [`Partial`]).
-    pub fn to_partial(&self, names: &Interner, inputs: Vec<String>) -> Partial {
+    /// Everything counted, keyed by name (see [`Partial`]); consumes the
+    /// fitter so nothing is held twice.
+    pub fn into_partial(self, names: &Interner, inputs: Vec<String>) -> Partial {
         let name_of = |a: Api| (names.resolve(a.service).to_string(), names.resolve(a.operation).to_string());
         let mut all: Vec<(String, String)> = self.apis.keys().map(|&a| name_of(a)).collect();
         all.sort();
@@ -309,28 +311,28 @@ impl Fitter {
         let id = |a: Api| index[&name_of(a)];
         let caller_id = |c: Option<Api>| c.map(id);
         let mut apis: Vec<PartialApi> = vec![PartialApi::default(); all.len()];
-        for (&api, acc) in &self.apis {
+        for (api, acc) in self.apis {
             let p = &mut apis[id(api) as usize];
             p.count = acc.count;
             p.callers = sorted(acc.callers.iter().map(|(&c, &n)| (caller_id(c), n)));
-            p.latency = acc.latency.clone();
-            p.request_bytes = acc.request_bytes.clone();
-            p.response_bytes = acc.response_bytes.clone();
-            p.overhead = sorted(acc.overhead.iter().map(|(&(callee, c), s)| ((id(callee), caller_id(c)), s.clone())));
+            p.latency = acc.latency;
+            p.request_bytes = acc.request_bytes;
+            p.response_bytes = acc.response_bytes;
+            p.overhead = sorted(acc.overhead.into_iter().map(|((callee, c), s)| ((id(callee), caller_id(c)), s)));
             p.calls_per_execution =
                 sorted(acc.calls_per_execution.iter().map(|(&(callee, n), &k)| ((id(callee), n), k)));
-            p.naive_work = acc.naive_work.clone();
+            p.naive_work = acc.naive_work;
             let nodes: Vec<PNode> = acc
                 .nodes
-                .iter()
+                .into_iter()
                 .map(|n| {
                     let mut label: Vec<PApi> = n.label.iter().map(|&a| id(a)).collect();
                     label.sort_unstable();
                     PNode {
                         parent: n.parent,
                         label,
-                        enter: sorted(n.enter.iter().map(|(&c, w)| (caller_id(c), w.clone()))),
-                        finish: sorted(n.finish.iter().map(|(&c, w)| (caller_id(c), w.clone()))),
+                        enter: sorted(n.enter.into_iter().map(|(c, w)| (caller_id(c), w))),
+                        finish: sorted(n.finish.into_iter().map(|(c, w)| (caller_id(c), w))),
                         lambda: n.lambda,
                     }
                 })
@@ -363,6 +365,17 @@ impl Fitter {
             edges,
         }
     }
+}
+
+fn per_caller(list: &mut Vec<(Option<Api>, WorkAcc)>, caller: Option<Api>) -> &mut WorkAcc {
+    let k = match list.iter().position(|(c, _)| *c == caller) {
+        Some(k) => k,
+        None => {
+            list.push((caller, WorkAcc::default()));
+            list.len() - 1
+        }
+    };
+    &mut list[k].1
 }
 
 fn edge_kind(e: palette_trace::EdgeKind) -> EdgeKind {

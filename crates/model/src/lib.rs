@@ -26,7 +26,7 @@
 //!     Ok(())
 //! };
 //! let read = read_traces(&[path], &ReadOptions::default(), &NoProgress, &mut sink)?;
-//! let partial = fitter.to_partial(&read.names, vec!["traces.jsonl".into()]);
+//! let partial = fitter.into_partial(&read.names, vec!["traces.jsonl".into()]);
 //! let model = build_model(&partial, ModelKind::Palette, 1);
 //! assert_eq!(model.services, ["A", "B", "C"]);
 //! # Ok::<(), palette_trace::Error>(())

@@ -2,11 +2,15 @@
 //! schemas (v2021 and v2022) as a stream.
 //!
 //! Shape, after the published characterisation of Alibaba's traces (Luo et
-//! al., SoCC 2021 and the 2022 cluster-trace release): service popularity is
-//! heavy-tailed, trace sizes are heavy-tailed (Pareto), call graphs vary from
-//! request to request, many leaves are cache (`mc`) and database (`db`)
-//! calls, and rows of concurrent traces interleave in time order. Rows are
-//! written in timestamp order while memory holds only traces in flight.
+//! al., SoCC 2021 and the 2022 cluster-trace release): every API has a fixed
+//! set of downstream calls (the static call graph) with heavy-tailed fan-out,
+//! and each request draws its own dynamic call graph from it (optional and
+//! repeated calls), so trace sizes are heavy-tailed and graphs vary from
+//! request to request; service popularity is skewed; depth is bounded by
+//! layers (most graphs shallow, some deep); many leaves are cache (`mc`) and
+//! database (`db`) calls; rows of concurrent traces interleave in time order.
+//! Rows are written in timestamp order while memory holds only traces in
+//! flight.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -66,66 +70,162 @@ struct Call {
     children: Vec<usize>,
 }
 
+/// What an API calls: the system's static call graph. Each trace draws its
+/// own dynamic call graph from it (every call is optional, some repeat).
+struct Template {
+    calls: Vec<TemplateCall>,
+    /// Median of the API's own work, ms.
+    work_median_ms: f64,
+}
+
+struct TemplateCall {
+    service: u32,
+    interface: u32,
+    rpctype: &'static str,
+    /// Chance the call is made in a given execution.
+    p: f64,
+    /// Most repetitions of the call in one execution.
+    max_repeat: u32,
+}
+
 struct Gen {
     cfg: AlibabaConfig,
     rng: Rng,
+    /// Templates, made the first time an API is called (so memory follows
+    /// the APIs in use, not the service count).
+    templates: std::collections::HashMap<(u32, u32), Template>,
 }
 
+/// Every third service is stateful (a cache or database): it calls nothing.
+fn is_stateful(service: u32) -> bool {
+    service % 3 == 0 && service > 0
+}
+
+/// Call-graph layers: services call only into deeper layers, which bounds
+/// depth as in Alibaba's traces (most call graphs are shallow, a few deep).
+const LAYERS: u32 = 6;
+
 impl Gen {
-    /// Heavy-tailed popularity: low ids are hot.
-    fn service(&mut self) -> u32 {
+    fn layer(&self, service: u32) -> u32 {
+        // Entry services are the first 1%; the rest spread over the layers.
+        let entry = (self.cfg.services / 100).max(1);
+        if service < entry { 0 } else { 1 + (service - entry) * (LAYERS - 1) / (self.cfg.services - entry).max(1) }
+    }
+
+    /// A service in `layer` or deeper, popular ones (low ids) more often.
+    fn service_below(&mut self, layer: u32) -> u32 {
+        let entry = (self.cfg.services / 100).max(1);
+        let rest = self.cfg.services.saturating_sub(entry).max(1);
+        let first = entry + (layer.saturating_sub(1)) * rest / (LAYERS - 1);
+        let span = (self.cfg.services - first).max(1);
         let u = self.rng.f64();
-        ((self.cfg.services as f64) * u * u * u) as u32
+        first + ((span as f64) * u * u) as u32
+    }
+
+    fn template(&mut self, service: u32, interface: u32) -> &Template {
+        if !self.templates.contains_key(&(service, interface)) {
+            let mut rng =
+                Rng::new(self.cfg.seed ^ ((service as u64) << 20 | interface as u64).wrapping_mul(0x9E37_79B9));
+            std::mem::swap(&mut self.rng, &mut rng);
+            let layer = self.layer(service);
+            // Heavy-tailed fan-out; stateful services (caches, databases) and
+            // the deepest layer call nothing.
+            let fan_out = if is_stateful(service) || layer + 1 >= LAYERS {
+                0
+            } else {
+                (self.rng.pareto(1.0, 1.1) as usize).min(40)
+            };
+            let calls = (0..fan_out)
+                .map(|_| {
+                    let mut callee = self.service_below(layer + 1);
+                    let stateful = self.rng.bernoulli(0.5);
+                    // Steer to a service of the drawn kind, keeping popularity.
+                    if stateful != is_stateful(callee) {
+                        callee = (callee / 3 * 3 + if stateful { 0 } else { 1 }).min(self.cfg.services - 1);
+                    }
+                    let rpctype = if is_stateful(callee) {
+                        if self.rng.bernoulli(0.6) { "mc" } else { "db" }
+                    } else {
+                        match self.rng.f64() {
+                            x if x < 0.8 => "rpc",
+                            x if x < 0.95 => "http",
+                            _ => "mq",
+                        }
+                    };
+                    TemplateCall {
+                        service: callee,
+                        interface: self.rng.range(0, 3) as u32,
+                        rpctype,
+                        p: if self.rng.bernoulli(0.6) { 1.0 } else { 0.2 + 0.7 * self.rng.f64() },
+                        max_repeat: if self.rng.bernoulli(0.1) { self.rng.range(2, 4) as u32 } else { 1 },
+                    }
+                })
+                .collect();
+            let work_median_ms = self.rng.lognormal(1.0, 0.8);
+            std::mem::swap(&mut self.rng, &mut rng);
+            self.templates.insert((service, interface), Template { calls, work_median_ms });
+        }
+        &self.templates[&(service, interface)]
     }
 
     fn trace(&mut self) -> Vec<Call> {
-        let size = (self.rng.pareto(1.0, 1.2) as u32).clamp(1, self.cfg.max_calls) as usize;
-        let entry = self.rng.range(0, (self.cfg.services / 50).max(1) as u64) as u32;
-        let mut calls: Vec<Call> = Vec::with_capacity(size);
-        calls.push(Call {
+        let entry = (self.cfg.services / 100).max(1);
+        let u = self.rng.f64();
+        let root_service = ((entry as f64) * u * u) as u32;
+        let mut calls: Vec<Call> = vec![Call {
             parent: usize::MAX,
             rpcid: "0.1".into(),
-            service: entry,
-            interface: 0,
+            service: root_service,
+            interface: self.rng.range(0, 2) as u32,
             rpctype: "http",
             work_ms: 0.0,
             start_ms: 0.0,
             rt_ms: 0.0,
             children: Vec::new(),
-        });
-        for i in 1..size {
-            // Deep chains and wide fan-out both occur: extend the latest
-            // call or pick any earlier one.
-            let parent = if self.rng.bernoulli(0.45) { i - 1 } else { self.rng.range(0, i as u64 - 1) as usize };
-            let ordinal = calls[parent].children.len() + 1;
-            let rpcid = format!("{}.{}", calls[parent].rpcid, ordinal);
-            calls[parent].children.push(i);
-            let service = self.service();
-            let rpctype = match self.rng.f64() {
-                x if x < 0.55 => "rpc",
-                x if x < 0.75 => "mc",
-                x if x < 0.88 => "db",
-                x if x < 0.95 => "http",
-                _ => "mq",
-            };
-            let interface = self.rng.range(0, 4) as u32;
-            calls.push(Call {
-                parent,
-                rpcid,
-                service,
-                interface,
-                rpctype,
-                work_ms: 0.0,
-                start_ms: 0.0,
-                rt_ms: 0.0,
-                children: Vec::new(),
-            });
+        }];
+        // Expand breadth-first from the templates.
+        let mut k = 0;
+        while k < calls.len() && calls.len() < self.cfg.max_calls as usize {
+            let (service, interface) = (calls[k].service, calls[k].interface);
+            let planned: Vec<(u32, u32, &'static str, f64, u32)> = self
+                .template(service, interface)
+                .calls
+                .iter()
+                .map(|c| (c.service, c.interface, c.rpctype, c.p, c.max_repeat))
+                .collect();
+            for (callee, iface, rpctype, p, max_repeat) in planned {
+                if !self.rng.bernoulli(p) {
+                    continue;
+                }
+                let repeats = if max_repeat > 1 { self.rng.range(1, max_repeat as u64) as u32 } else { 1 };
+                for _ in 0..repeats {
+                    if calls.len() >= self.cfg.max_calls as usize {
+                        break;
+                    }
+                    let i = calls.len();
+                    let ordinal = calls[k].children.len() + 1;
+                    let rpcid = format!("{}.{}", calls[k].rpcid, ordinal);
+                    calls[k].children.push(i);
+                    calls.push(Call {
+                        parent: k,
+                        rpcid,
+                        service: callee,
+                        interface: iface,
+                        rpctype,
+                        work_ms: 0.0,
+                        start_ms: 0.0,
+                        rt_ms: 0.0,
+                        children: Vec::new(),
+                    });
+                }
+            }
+            k += 1;
         }
-        // Latency bottom-up (children are created after parents), then start
-        // times top-down: sequential calls, each after some local work.
+        // Latency bottom-up (children come after parents), then start times
+        // top-down: sequential calls, each after some local work.
         for i in (0..calls.len()).rev() {
-            let leaf_like = matches!(calls[i].rpctype, "mc" | "db");
-            calls[i].work_ms = if leaf_like { self.rng.lognormal(0.8, 0.6) } else { self.rng.lognormal(2.0, 0.8) };
+            let median = self.template(calls[i].service, calls[i].interface).work_median_ms;
+            calls[i].work_ms = self.rng.lognormal(median, 0.4);
             let waited: f64 =
                 calls[i].children.iter().filter(|&&c| calls[c].rpctype != "mq").map(|&c| calls[c].rt_ms + 0.2).sum();
             calls[i].rt_ms = calls[i].work_ms + waited;
@@ -147,7 +247,7 @@ impl Gen {
 /// Writes Alibaba-like CallGraph rows to `out`; returns the rows written.
 pub fn write_alibaba(cfg: &AlibabaConfig, out: impl Write) -> io::Result<u64> {
     let mut out = io::BufWriter::with_capacity(1 << 20, out);
-    let mut g = Gen { cfg: cfg.clone(), rng: Rng::new(cfg.seed) };
+    let mut g = Gen { cfg: cfg.clone(), rng: Rng::new(cfg.seed), templates: std::collections::HashMap::new() };
     match cfg.schema {
         Schema::V2021 => writeln!(out, ",traceid,timestamp,rpcid,um,rpctype,dm,interface,rt")?,
         Schema::V2022 => {

@@ -25,6 +25,9 @@ pub struct Args {
     /// Rows of each Alibaba-style file.
     #[arg(long, default_value_t = 20_000)]
     pub alibaba_rows: u64,
+    /// Microservices in the Alibaba-style files.
+    #[arg(long, default_value_t = 200)]
+    pub alibaba_services: u32,
     /// Seed for the generators: same seed, same files.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -70,7 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let cfg = AlibabaConfig {
             schema,
             rows: args.alibaba_rows,
-            services: 200,
+            services: args.alibaba_services,
             seed: args.seed,
             ..AlibabaConfig::default()
         };

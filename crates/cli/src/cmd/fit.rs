@@ -136,7 +136,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if fitter.traces() == 0 {
         anyhow::bail!(UsageError("no trace is left to fit (check the input and the filters)".into()));
     }
-    let partial = fitter.to_partial(&read.names, input_names(&args.read.inputs));
+    let partial = fitter.into_partial(&read.names, input_names(&args.read.inputs));
     if args.partial {
         write_file(&args.output, &partial.to_json())?;
         eprintln!(

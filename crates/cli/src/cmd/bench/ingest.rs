@@ -39,7 +39,7 @@ pub struct Args {
 }
 
 /// The run with the median time.
-fn median(mut runs: Vec<Measured>) -> Measured {
+pub fn median(mut runs: Vec<Measured>) -> Measured {
     runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
     runs.swap_remove(runs.len() / 2)
 }
@@ -96,7 +96,7 @@ seconds = time.perf_counter() - t0
 print(json.dumps({"seconds": seconds, "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "traces": int(len(summary))}))
 "#;
 
-fn run_json(cmd: &mut Command) -> anyhow::Result<Measured> {
+pub fn run_json(cmd: &mut Command) -> anyhow::Result<Measured> {
     let out = cmd.output().with_context(|| format!("cannot run {cmd:?}"))?;
     if !out.status.success() {
         bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());

@@ -4,6 +4,7 @@
 //! baselines are measured in the same invocation, so ratios survive noisy,
 //! shared machines.
 
+mod fit;
 mod ingest;
 
 use std::path::Path;
@@ -22,12 +23,20 @@ pub enum What {
     /// One measured ingest, run as a child by `bench ingest`; prints JSON.
     #[command(hide = true)]
     IngestWorker { file: std::path::PathBuf },
+    /// Read + assemble + fit + build model.json of Alibaba-style CSV with at
+    /// least a million traces, against ingest alone.
+    Fit(fit::Args),
+    /// One measured fit, run as a child by `bench fit`; prints JSON.
+    #[command(hide = true)]
+    FitWorker { file: std::path::PathBuf },
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.what {
         What::Ingest(a) => ingest::run(a),
         What::IngestWorker { file } => ingest::worker(&file),
+        What::Fit(a) => fit::run(a),
+        What::FitWorker { file } => fit::worker(&file),
     }
 }
 
