@@ -13,13 +13,19 @@ use crate::sketch::Sketch;
 
 /// Builds the model of `kind` from everything a (possibly merged) partial counted.
 pub fn build_model(partial: &Partial, kind: ModelKind, min_root_support: u64) -> Model {
-    let opts = &partial.options;
+    build_model_owned(partial.clone(), kind, min_root_support)
+}
+
+/// [`build_model`], consuming the partial so its memory is reused.
+pub fn build_model_owned(mut partial: Partial, kind: ModelKind, min_root_support: u64) -> Model {
+    let opts = &partial.options.clone();
+    let parts = std::mem::take(&mut partial.apis);
     let mut services: Vec<String> = partial.api_names.iter().map(|(s, _)| s.clone()).collect();
     services.dedup();
     let apis = partial
         .api_names
         .iter()
-        .zip(&partial.apis)
+        .zip(parts)
         .map(|((service, operation), p)| api_model(service, operation, p, kind, opts))
         .collect();
     let roots = partial
@@ -57,7 +63,7 @@ pub fn build_model(partial: &Partial, kind: ModelKind, min_root_support: u64) ->
     }
 }
 
-fn api_model(service: &str, operation: &str, p: &PartialApi, kind: ModelKind, opts: &FitOptions) -> ApiModel {
+fn api_model(service: &str, operation: &str, mut p: PartialApi, kind: ModelKind, opts: &FitOptions) -> ApiModel {
     let callers = p.callers.iter().map(|&(caller, count)| CallerCount { caller, count }).collect();
     let some = |s: &Sketch| (!s.is_empty()).then(|| s.clone());
     let mut model = ApiModel {
@@ -65,7 +71,7 @@ fn api_model(service: &str, operation: &str, p: &PartialApi, kind: ModelKind, op
         operation: operation.into(),
         count: p.count,
         callers,
-        latency: p.latency.clone(),
+        latency: std::mem::take(&mut p.latency),
         request_bytes: some(&p.request_bytes),
         response_bytes: some(&p.response_bytes),
         states: Vec::new(),
@@ -74,10 +80,10 @@ fn api_model(service: &str, operation: &str, p: &PartialApi, kind: ModelKind, op
     };
     match kind {
         ModelKind::Palette => {
-            model.states = coarsen(&p.nodes, opts);
-            model.overhead = overheads(p, opts);
+            model.states = coarsen(std::mem::take(&mut p.nodes), opts);
+            model.overhead = overheads(&p, opts);
         }
-        ModelKind::Naive => model.naive = Some(naive(p)),
+        ModelKind::Naive => model.naive = Some(naive(&p)),
     }
     model
 }

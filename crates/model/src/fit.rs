@@ -92,7 +92,10 @@ struct ApiAcc {
 struct EdgeAcc {
     count: u64,
     latency: Sketch,
-    protocol: palette_trace::Sym,
+    /// Every protocol the edge was seen with; the partial keeps the
+    /// smallest by name, as merging partials does, so the choice does not
+    /// depend on the order symbols were interned in.
+    protocols: Vec<palette_trace::Sym>,
 }
 
 /// One stage of an execution, while cutting.
@@ -220,8 +223,8 @@ impl Fitter {
             let edge = self.edges.entry((e.api, call.api, edge_kind(call.edge))).or_default();
             edge.count += 1;
             edge.latency.add(call.call_duration_ns as f64);
-            if edge.protocol.is_empty() || (!call.protocol.is_empty() && call.protocol < edge.protocol) {
-                edge.protocol = call.protocol;
+            if !call.protocol.is_empty() && !edge.protocols.contains(&call.protocol) {
+                edge.protocols.push(call.protocol);
             }
         }
         let acc = self.apis.entry(e.api).or_default();
@@ -347,7 +350,7 @@ impl Fitter {
                 caller: id(caller),
                 callee: id(callee),
                 kind,
-                protocol: (!e.protocol.is_empty()).then(|| names.resolve(e.protocol).to_string()),
+                protocol: e.protocols.iter().map(|&p| names.resolve(p)).min().map(str::to_string),
                 count: e.count,
                 latency: e.latency.clone(),
             })
@@ -371,6 +374,9 @@ fn per_caller(list: &mut Vec<(Option<Api>, WorkAcc)>, caller: Option<Api>) -> &m
     let k = match list.iter().position(|(c, _)| *c == caller) {
         Some(k) => k,
         None => {
+            // Most nodes see one caller: room for exactly one, not Vec's
+            // default four (this alone halves a fit's memory).
+            list.reserve_exact(1);
             list.push((caller, WorkAcc::default()));
             list.len() - 1
         }

@@ -39,7 +39,7 @@ pub mod partial;
 pub mod pfa;
 pub mod sketch;
 
-pub use build::{build_model, merge_partials};
+pub use build::{build_model, build_model_owned, merge_partials};
 pub use fit::{FilterNames, Fitter, TraceFilter};
 pub use model::{ApiId, ApiModel, Caller, FitOptions, Model, ModelKind, State, Transition};
 pub use partial::Partial;

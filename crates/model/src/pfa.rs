@@ -52,24 +52,26 @@ struct Graph {
 }
 
 impl Graph {
-    fn from_tree(nodes: &[PNode]) -> Graph {
+    fn from_tree(nodes: Vec<PNode>) -> Graph {
         let n = nodes.len();
         let mut g = Graph {
-            label: nodes.iter().map(|x| x.label.clone()).collect(),
-            lambda: nodes.iter().map(|x| x.lambda).collect(),
+            label: Vec::with_capacity(n),
+            lambda: Vec::with_capacity(n),
             edges: (0..n).map(|_| Vec::new()).collect(),
             incoming: vec![0; n],
             red: vec![false; n],
             blue: BTreeSet::new(),
         };
-        for (i, node) in nodes.iter().enumerate() {
+        for (i, node) in nodes.into_iter().enumerate() {
             if let Some(p) = node.parent {
-                g.edges[p as usize].push(Edge { to: Some(i), by_caller: node.enter.iter().cloned().collect() });
+                g.edges[p as usize].push(Edge { to: Some(i), by_caller: node.enter.into_iter().collect() });
                 g.incoming[i] = p as usize;
             }
             if !node.finish.is_empty() {
-                g.edges[i].push(Edge { to: None, by_caller: node.finish.iter().cloned().collect() });
+                g.edges[i].push(Edge { to: None, by_caller: node.finish.into_iter().collect() });
             }
+            g.label.push(node.label);
+            g.lambda.push(node.lambda);
         }
         g
     }
@@ -169,7 +171,7 @@ impl Graph {
 
 /// Coarsens the prefix tree `nodes` (canonical order, node 0 = start) into
 /// PFA states with their GCM nodes.
-pub fn coarsen(nodes: &[PNode], opts: &FitOptions) -> Vec<State> {
+pub fn coarsen(nodes: Vec<PNode>, opts: &FitOptions) -> Vec<State> {
     if nodes.is_empty() {
         return Vec::new();
     }
@@ -235,7 +237,13 @@ pub fn coarsen(nodes: &[PNode], opts: &FitOptions) -> Vec<State> {
 
 fn state(g: &Graph, s: usize, id: &[u32], opts: &FitOptions) -> State {
     let visits = g.visits(s);
-    let lambda = if s == 0 { 0.0 } else { round6(g.lambda[s].lambda()) };
+    // λ is the share of the slowest call the caller waits for, so at most 1.
+    // The least-squares fit can exceed it (when a call's latency never
+    // varies, its intercept is pinned at 0 and λ = mean stage time / latency;
+    // or when the work after a call grows with it), but the work after a
+    // waited stage is measured from the call's end, so λ > 1 would count
+    // that work twice.
+    let lambda = if s == 0 { 0.0 } else { round6(g.lambda[s].lambda().min(1.0)) };
     let waited = lambda >= 0.5;
     // Callers with enough support at this state get their own choices.
     let mut caller_visits: BTreeMap<PCaller, u64> = BTreeMap::new();

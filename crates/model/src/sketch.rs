@@ -26,8 +26,9 @@ pub struct Sketch {
     /// Exact extremes, so sampling never leaves the observed range.
     pub min: f64,
     pub max: f64,
-    /// (bucket index, count), sorted by index.
-    pub bins: Vec<(i32, u64)>,
+    /// (bucket index, count), sorted by index. Narrow types: models hold
+    /// millions of small sketches before coarsening.
+    pub bins: Vec<(i16, u32)>,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -39,13 +40,14 @@ impl Sketch {
         Sketch::default()
     }
 
-    fn index(value: f64) -> i32 {
-        (value.ln() / gamma().ln()).ceil() as i32
+    fn index(value: f64) -> i16 {
+        // Index 1,400 is ~10⁶ s: every duration fits.
+        (value.ln() / gamma().ln()).ceil().clamp(i16::MIN as f64, i16::MAX as f64) as i16
     }
 
     /// The representative value of bucket `i` (the point of least relative error).
-    fn value_of(i: i32) -> f64 {
-        2.0 * gamma().powi(i) / (gamma() + 1.0)
+    fn value_of(i: i16) -> f64 {
+        2.0 * gamma().powi(i as i32) / (gamma() + 1.0)
     }
 
     pub fn add(&mut self, value: f64) {
@@ -70,9 +72,15 @@ impl Sketch {
             return;
         }
         let i = Sketch::index(value);
+        let count32 = count.min(u32::MAX as u64) as u32;
         match self.bins.binary_search_by_key(&i, |b| b.0) {
-            Ok(k) => self.bins[k].1 += count,
-            Err(k) => self.bins.insert(k, (i, count)),
+            Ok(k) => self.bins[k].1 = self.bins[k].1.saturating_add(count32),
+            Err(k) => {
+                if self.bins.capacity() == 0 {
+                    self.bins.reserve_exact(1);
+                }
+                self.bins.insert(k, (i, count32))
+            }
         }
     }
 
@@ -94,7 +102,7 @@ impl Sketch {
         loop {
             match (a.peek(), b.peek()) {
                 (Some(&&x), Some(&&y)) if x.0 == y.0 => {
-                    merged.push((x.0, x.1 + y.1));
+                    merged.push((x.0, x.1.saturating_add(y.1)));
                     a.next();
                     b.next();
                 }
@@ -131,7 +139,7 @@ impl Sketch {
         }
         let mut seen = self.zeros;
         for &(i, c) in &self.bins {
-            seen += c;
+            seen += c as u64;
             if r < seen {
                 return Sketch::value_of(i).clamp(self.min, self.max);
             }
@@ -144,7 +152,14 @@ impl Sketch {
         if self.n == 0 {
             return 0.0;
         }
-        let r = ((q.clamp(0.0, 1.0) * (self.n - 1) as f64).round() as u64).min(self.n - 1);
+        // The extremes are known exactly.
+        if q <= 0.0 {
+            return self.min;
+        }
+        if q >= 1.0 {
+            return self.max;
+        }
+        let r = ((q * (self.n - 1) as f64).round() as u64).min(self.n - 1);
         self.at_rank(r)
     }
 

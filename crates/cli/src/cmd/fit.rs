@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use palette_model::{FilterNames, FitOptions, Fitter, Model, ModelKind, TraceFilter, build_model};
+use palette_model::{FilterNames, FitOptions, Fitter, Model, ModelKind, TraceFilter, build_model_owned};
 use palette_trace::CallTree;
 
 use crate::cmd::read::ReadArgs;
@@ -149,7 +149,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let model = build_model(&partial, args.model.kind, args.model.min_support);
+    let model = build_model_owned(partial, args.model.kind, args.model.min_support);
     write_file(&args.output, &model.to_json())?;
     eprintln!("{}", summary(&model, &args.output, started));
     Ok(())

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use palette_model::{Partial, build_model, merge_partials};
+use palette_model::{Partial, build_model_owned, merge_partials};
 
 use crate::cmd::UsageError;
 use crate::cmd::fit::{ModelArgs, summary, write_file};
@@ -54,7 +54,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.partial {
         return write_file(&args.output, &merged.to_json());
     }
-    let model = build_model(&merged, args.model.kind, args.model.min_support);
+    let model = build_model_owned(merged, args.model.kind, args.model.min_support);
     write_file(&args.output, &model.to_json())?;
     eprintln!("{}", summary(&model, &args.output, started));
     Ok(())

@@ -80,6 +80,9 @@ fn bad_data(path: &Path, line: u64, message: String) -> anyhow::Error {
 pub fn load(path: &Path) -> anyhow::Result<Model> {
     let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => anyhow::Error::new(UsageError(format!("{}: no such file", path.display()))),
+        std::io::ErrorKind::IsADirectory => {
+            anyhow::Error::new(UsageError(format!("{}: is a directory, not a model file", path.display())))
+        }
         std::io::ErrorKind::InvalidData => bad_data(path, 0, "not a model: the file is not UTF-8 text".into()),
         _ => anyhow::Error::new(e).context(format!("cannot read {}", path.display())),
     })?;
@@ -190,6 +193,16 @@ fn check(model: &Model) -> Result<(), CheckError> {
         for (s, state) in api.states.iter().enumerate() {
             for (i, &c) in state.calls.iter().enumerate() {
                 api_ok(c, at(&[K("states"), I(s), K("calls"), I(i)]))?;
+            }
+            if !(state.lambda.is_finite() && state.lambda >= 0.0) {
+                return Err((at(&[K("states"), I(s), K("lambda")]), format!("λ {} is not a number ≥ 0", state.lambda)));
+            }
+            let total: f64 = state.next.iter().map(|t| t.p).sum();
+            if state.next.is_empty() || (total - 1.0).abs() > 1e-3 {
+                return Err((
+                    at(&[K("states"), I(s), K("next")]),
+                    format!("the probabilities out of state {s} sum to {total}, not 1"),
+                ));
             }
             for (t, tr) in state.next.iter().enumerate() {
                 let tat = |rest: &[OwnedSeg]| {
@@ -389,7 +402,7 @@ fn close_matches(model: &Model, name: &str) -> Vec<String> {
         } else {
             forms.iter().map(|f| edit_distance(f, &q)).min().unwrap_or(usize::MAX)
         };
-        let allowed = (q.chars().count() / 3).max(2);
+        let allowed = (q.chars().count() / 3).max(1);
         if score <= allowed {
             scored.push((score, full));
         }
@@ -744,10 +757,15 @@ pub fn render_api(model: &Model, id: ApiId) -> String {
         line(&mut out, "own work", dist_line(&n.work));
         for call in &n.calls {
             let (mean, some) = naive_call_stats(&call.per_execution);
-            let per = call.per_execution.iter().map(|(n, k)| format!("{n}×{k}")).collect::<Vec<_>>().join(" ");
+            let per = call
+                .per_execution
+                .iter()
+                .map(|(n, k)| format!("{n} call{} in {k}", if *n == 1 { "" } else { "s" }))
+                .collect::<Vec<_>>()
+                .join(", ");
             let _ = writeln!(
                 out,
-                "  {}: ×{mean:.2} per execution ({:.1}% call it; calls×executions {per})\n      overhead {}",
+                "  {}: ×{mean:.2} per execution, {:.1}% call it ({per})\n      overhead {}",
                 model.api_name(call.callee),
                 100.0 * some,
                 dist_line(&call.overhead)

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::Context;
-use palette_model::{FilterNames, FitOptions, Fitter, ModelKind, TraceFilter, build_model};
+use palette_model::{FilterNames, FitOptions, Fitter, ModelKind, TraceFilter, build_model_owned};
 use palette_testkit::alibaba::{AlibabaConfig, Schema, write_alibaba};
 use palette_trace::{CallTree, NoProgress, ReadOptions, read_traces};
 use serde::{Deserialize, Serialize};
@@ -56,7 +56,7 @@ pub fn worker(file: &Path) -> anyhow::Result<()> {
     };
     let read = read_traces(&[file.to_path_buf()], &ReadOptions::default(), &NoProgress, &mut sink)?;
     let partial = fitter.into_partial(&read.names, vec![file.display().to_string()]);
-    let model = build_model(&partial, ModelKind::Palette, 1);
+    let model = build_model_owned(partial, ModelKind::Palette, 1);
     let json = model.to_json();
     let m = FitMeasured {
         seconds: start.elapsed().as_secs_f64(),
