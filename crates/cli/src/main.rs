@@ -38,6 +38,8 @@ enum Command {
     Merge(cmd::merge::Args),
     /// Show a model: services, APIs, edges, PFA and latency summaries; Graphviz DOT.
     Show(cmd::show::Args),
+    /// Sample synthetic traces from a model, as OTLP/JSON lines.
+    Simulate(cmd::simulate::Args),
     /// Write the built-in example traces (a web shop and Alibaba-style calls) in every format.
     Example(cmd::example::Args),
     /// Measure Palette's own speed and memory; prints a table.
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         Command::Fit(args) => cmd::fit::run(args),
         Command::Merge(args) => cmd::merge::run(args),
         Command::Show(args) => cmd::show::run(args),
+        Command::Simulate(args) => cmd::simulate::run(args),
         Command::Bench(args) => cmd::bench::run(args),
     };
     match result {

@@ -37,10 +37,12 @@ pub mod fit;
 pub mod model;
 pub mod partial;
 pub mod pfa;
+pub mod simulate;
 pub mod sketch;
 
 pub use build::{build_model, build_model_owned, merge_partials};
 pub use fit::{FilterNames, Fitter, TraceFilter};
 pub use model::{ApiId, ApiModel, Caller, FitOptions, Model, ModelKind, State, Transition};
 pub use partial::Partial;
+pub use simulate::Simulator;
 pub use sketch::Sketch;

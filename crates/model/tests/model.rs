@@ -40,6 +40,36 @@ fn write(dir: &Path, name: &str, traces: &Traces, range: std::ops::Range<usize>)
     path
 }
 
+/// Writes `traces` like [`write`], with `rpc.system = protocol` on every CLIENT span.
+fn write_with_protocol(
+    dir: &Path,
+    name: &str,
+    traces: &Traces,
+    range: std::ops::Range<usize>,
+    protocol: &str,
+) -> PathBuf {
+    let plain = write(dir, &format!("{name}.plain"), traces, range);
+    let mut out = String::new();
+    for line in std::fs::read_to_string(&plain).unwrap().lines() {
+        let mut doc: serde_json::Value = serde_json::from_str(line).unwrap();
+        for rs in doc["resourceSpans"].as_array_mut().unwrap() {
+            for ss in rs["scopeSpans"].as_array_mut().unwrap() {
+                for span in ss["spans"].as_array_mut().unwrap() {
+                    if span["kind"] == 3 {
+                        span["attributes"] =
+                            serde_json::json!([{"key": "rpc.system", "value": {"stringValue": protocol}}]);
+                    }
+                }
+            }
+        }
+        out.push_str(&doc.to_string());
+        out.push('\n');
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
 /// Reads `paths` with one fitter and returns its partial (inputs: file names).
 fn fit_files(paths: &[PathBuf], opts: &FitOptions) -> Partial {
     let mut fitter = Fitter::new(opts.clone(), TraceFilter::default());
@@ -54,7 +84,7 @@ fn fit_files(paths: &[PathBuf], opts: &FitOptions) -> Partial {
     fitter.into_partial(&read.names, inputs)
 }
 
-/// Generates `n` traces of `spec`, writes them, fits them with default options.
+/// Writes `traces` to a temporary file and fits them with default options.
 fn fit_traces(traces: &Traces) -> Partial {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = write(dir.path(), "traces.jsonl", traces, 0..traces.traces.len());
@@ -63,6 +93,7 @@ fn fit_traces(traces: &Traces) -> Partial {
     partial
 }
 
+/// Generates `n` traces of `spec` and fits them.
 fn fit_spec(spec: &SystemSpec, n: usize, seed: u64) -> Partial {
     fit_traces(&system::generate(spec, n, seed))
 }
@@ -141,6 +172,12 @@ fn assert_stochastic(model: &Model) {
     for (i, a) in model.apis.iter().enumerate() {
         assert!(!a.states.is_empty(), "{} has a PFA", model.api_name(i as ApiId));
         for (s, state) in a.states.iter().enumerate() {
+            assert!(
+                (0.0..=1.0).contains(&state.lambda),
+                "{} state {s}: λ {} in [0, 1]",
+                model.api_name(i as ApiId),
+                state.lambda
+            );
             let sum: f64 = state.next.iter().map(|t| t.p).sum();
             assert!((sum - 1.0).abs() <= 1e-5, "{} state {s}: probabilities sum to {sum}", model.api_name(i as ApiId));
             let count: u64 = state.next.iter().map(|t| t.count).sum();
@@ -176,7 +213,8 @@ fn par(apis: &[&str]) -> Step {
 /// (work conditioned on the caller), the naive one cannot.
 #[test]
 fn figure1_work_is_conditioned_on_the_caller() {
-    let partial = fit_spec(&examples::figure1(), N, 1);
+    let traces = system::generate(&examples::figure1(), N, 1);
+    let partial = fit_traces(&traces);
     let model = palette(&partial);
     assert_eq!(model.services, ["A", "B", "C"]);
     let (a, c) = (id(&model, "A/a"), id(&model, "C/c"));
@@ -230,6 +268,22 @@ fn figure1_work_is_conditioned_on_the_caller() {
     assert!(!(ea <= 0.05 && ec <= 0.05));
     assert!(ea.max(ec) > 0.5, "the naive median {m} is far from one caller's truth");
     assert_eq!(work.n, nb.count);
+    // A's naive work is its latency minus its call's, as the spans say.
+    let mut truth: Vec<i64> = traces
+        .traces
+        .iter()
+        .filter(|t| traces.names.resolve(t[0].service) == "A")
+        .map(|t| {
+            t[0].duration_ns - t.iter().filter(|s| s.parent_id == t[0].span_id).map(|s| s.duration_ns).sum::<i64>()
+        })
+        .collect();
+    truth.sort_unstable();
+    let truth = truth[truth.len() / 2] as f64;
+    let na = &api(&naive, "A/a").naive.as_ref().unwrap();
+    println!("figure1: naive A work median {:.3} ms (spans say {:.3} ms)", na.work.quantile(0.5) / MS, truth / MS);
+    assert_rel("naive A work", na.work.quantile(0.5), truth, 0.02);
+    assert_eq!(na.calls.len(), 1);
+    assert_eq!(na.calls[0].per_execution, [(1, api(&naive, "A/a").count)]);
 }
 
 // ---------------------------------------------------------------- 2. Stages
@@ -369,8 +423,8 @@ fn lambda_system() -> SystemSpec {
     spec
 }
 
-/// Checks λ of the waited and the fire-and-forget stage; returns them.
-fn check_lambdas(model: &Model, label: &str) -> (f64, f64) {
+/// Checks λ of the waited and the fire-and-forget stage, and the work around them.
+fn check_lambdas(model: &Model, label: &str) {
     assert_stochastic(model);
     let (w, f) = (id(model, "W/w"), id(model, "F/f"));
     let rw = api(model, "R/wait");
@@ -400,7 +454,6 @@ fn check_lambdas(model: &Model, label: &str) -> (f64, f64) {
     // Work before the call: Uniform(0.5, 1) ms, median 0.75 ms.
     assert_rel("work before the waited call", rw.states[0].next[0].work.all.quantile(0.5), 0.75 * MS, 0.05);
     assert_rel("work before the detached call", rf.states[0].next[0].work.all.quantile(0.5), 0.75 * MS, 0.05);
-    (waited.lambda, fired.lambda)
 }
 
 #[test]
@@ -455,6 +508,26 @@ fn lambda_of_unmarked_fire_and_forget_comes_from_timing() {
         "lambda (unmarked fire then call): stages {:?}",
         r.states.iter().map(|s| (&s.calls, s.lambda)).collect::<Vec<_>>()
     );
+}
+
+/// A callee whose latency never varies: the stage's time cannot separate
+/// λ from the work after the call, but the caller plainly waited (it never
+/// resumed before the call returned), so λ must not exceed 1.
+#[test]
+fn lambda_of_a_constant_latency_call() {
+    let mut spec = SystemSpec::new("constant");
+    spec.call_overhead = Dist::Fixed(0.2);
+    spec.api("R/r", seq(vec![uniform(0.5, 1.0), call("W/w"), uniform(1.0, 2.0)]))
+        .api("W/w", Step::Work(Dist::Fixed(1.0)))
+        .root("R/r", 1.0);
+    let model = palette(&fit_spec(&spec, 2_000, 11));
+    let w = id(&model, "W/w");
+    let r = api(&model, "R/r");
+    let s = &r.states[state_calling(r, &[w]) as usize];
+    println!("constant: λ {} tail work median {:.3} ms", s.lambda, s.next[0].work.all.quantile(0.5) / MS);
+    assert_close("λ of a waited constant-latency call", s.lambda, 1.0, 0.05);
+    assert_rel("work after the constant-latency call", s.next[0].work.all.quantile(0.5), 1.5 * MS, 0.05);
+    assert_stochastic(&model);
 }
 
 // ---------------------------------------------------------------- 6. Loop
@@ -573,6 +646,34 @@ fn partials_with_huge_lambda_sums_survive_json() {
     assert!(back == partial, "partial round trip with 128-bit sums");
 }
 
+/// An edge seen with two protocols keeps one, chosen the same way by a
+/// one-pass fit and by merging shards (and whatever order the files are in).
+#[test]
+fn edge_protocol_does_not_depend_on_sharding() {
+    let n = 200;
+    let traces = system::generate(&examples::figure1(), n, 10);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = write_with_protocol(dir.path(), "a.jsonl", &traces, 0..n / 2, "http");
+    let b = write_with_protocol(dir.path(), "b.jsonl", &traces, n / 2..n, "grpc");
+    let opts = FitOptions::default();
+    let protocols = |p: &Partial| p.edges.iter().map(|e| e.protocol.clone()).collect::<Vec<_>>();
+    let (pa, pb) = (fit_files(std::slice::from_ref(&a), &opts), fit_files(std::slice::from_ref(&b), &opts));
+    assert!(protocols(&pa).iter().all(|p| p.as_deref() == Some("http")), "{:?}", protocols(&pa));
+    assert!(protocols(&pb).iter().all(|p| p.as_deref() == Some("grpc")), "{:?}", protocols(&pb));
+    let merged = merge_partials(&[pa, pb]).unwrap();
+    let ab = fit_files(&[a.clone(), b.clone()], &opts);
+    let ba = fit_files(&[b, a], &opts);
+    println!(
+        "protocols: merged {:?}, one pass a,b {:?}, one pass b,a {:?}",
+        protocols(&merged),
+        protocols(&ab),
+        protocols(&ba)
+    );
+    assert_eq!(protocols(&ab), protocols(&ba), "the order of the inputs does not choose the protocol");
+    assert_eq!(protocols(&merged), protocols(&ab), "merging shards chooses as a one-pass fit does");
+    assert!(merged == ab, "the merged partial equals the one-pass partial");
+}
+
 // ---------------------------------------------------------------- 8. Web shop
 
 #[test]
@@ -663,80 +764,4 @@ fn webshop_model_has_its_structure() {
     let naive = naive(&partial);
     assert_eq!(naive.services, model.services);
     assert_eq!(naive.edges, model.edges);
-}
-
-/// Writes `traces` like [`write`], with `rpc.system = protocol` on every CLIENT span.
-fn write_with_protocol(
-    dir: &Path,
-    name: &str,
-    traces: &Traces,
-    range: std::ops::Range<usize>,
-    protocol: &str,
-) -> PathBuf {
-    let plain = write(dir, &format!("{name}.plain"), traces, range);
-    let mut out = String::new();
-    for line in std::fs::read_to_string(&plain).unwrap().lines() {
-        let mut doc: serde_json::Value = serde_json::from_str(line).unwrap();
-        for rs in doc["resourceSpans"].as_array_mut().unwrap() {
-            for ss in rs["scopeSpans"].as_array_mut().unwrap() {
-                for span in ss["spans"].as_array_mut().unwrap() {
-                    if span["kind"] == 3 {
-                        span["attributes"] =
-                            serde_json::json!([{"key": "rpc.system", "value": {"stringValue": protocol}}]);
-                    }
-                }
-            }
-        }
-        out.push_str(&doc.to_string());
-        out.push('\n');
-    }
-    let path = dir.join(name);
-    std::fs::write(&path, out).unwrap();
-    path
-}
-
-/// An edge seen with two protocols keeps one, chosen the same way by a
-/// one-pass fit and by merging shards (and whatever order the files are in).
-#[test]
-fn edge_protocol_does_not_depend_on_sharding() {
-    let n = 200;
-    let traces = system::generate(&examples::figure1(), n, 10);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let a = write_with_protocol(dir.path(), "a.jsonl", &traces, 0..n / 2, "http");
-    let b = write_with_protocol(dir.path(), "b.jsonl", &traces, n / 2..n, "grpc");
-    let opts = FitOptions::default();
-    let protocols = |p: &Partial| p.edges.iter().map(|e| e.protocol.clone()).collect::<Vec<_>>();
-    let (pa, pb) = (fit_files(std::slice::from_ref(&a), &opts), fit_files(std::slice::from_ref(&b), &opts));
-    assert!(protocols(&pa).iter().all(|p| p.as_deref() == Some("http")), "{:?}", protocols(&pa));
-    assert!(protocols(&pb).iter().all(|p| p.as_deref() == Some("grpc")), "{:?}", protocols(&pb));
-    let merged = merge_partials(&[pa, pb]).unwrap();
-    let ab = fit_files(&[a.clone(), b.clone()], &opts);
-    let ba = fit_files(&[b, a], &opts);
-    println!(
-        "protocols: merged {:?}, one pass a,b {:?}, one pass b,a {:?}",
-        protocols(&merged),
-        protocols(&ab),
-        protocols(&ba)
-    );
-    assert_eq!(protocols(&ab), protocols(&ba), "the order of the inputs does not choose the protocol");
-    assert_eq!(protocols(&merged), protocols(&ab), "merging shards chooses as a one-pass fit does");
-    assert!(merged == ab, "the merged partial equals the one-pass partial");
-}
-
-/// A callee whose latency never varies: the stage's time cannot separate
-/// λ from the work after the call, but the caller plainly waited (it never
-/// resumed before the call returned), so λ must not exceed 1.
-#[test]
-fn lambda_of_a_constant_latency_call() {
-    let mut spec = SystemSpec::new("constant");
-    spec.call_overhead = Dist::Fixed(0.2);
-    spec.api("R/r", seq(vec![uniform(0.5, 1.0), call("W/w"), uniform(1.0, 2.0)]))
-        .api("W/w", Step::Work(Dist::Fixed(1.0)))
-        .root("R/r", 1.0);
-    let model = palette(&fit_spec(&spec, 2_000, 11));
-    let w = id(&model, "W/w");
-    let r = api(&model, "R/r");
-    let s = &r.states[state_calling(r, &[w]) as usize];
-    println!("constant: λ {} tail work median {:.3} ms", s.lambda, s.next[0].work.all.quantile(0.5) / MS);
-    assert_close("λ of a waited constant-latency call", s.lambda, 1.0, 0.05);
 }

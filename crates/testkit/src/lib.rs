@@ -16,5 +16,6 @@
 
 pub mod alibaba;
 pub mod examples;
-pub mod rng;
+/// The deterministic generator lives in `palette-trace` so the model can sample with it too.
+pub use palette_trace::rng;
 pub mod system;

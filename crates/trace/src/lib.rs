@@ -31,6 +31,7 @@ pub mod defect;
 pub mod error;
 pub mod format;
 pub mod input;
+pub mod rng;
 pub mod rpcid;
 pub mod span;
 pub mod stats;

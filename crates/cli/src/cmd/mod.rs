@@ -5,6 +5,7 @@ pub mod inspect;
 pub mod merge;
 pub mod read;
 pub mod show;
+pub mod simulate;
 
 use std::fmt;
 

@@ -357,6 +357,11 @@ fn webshop_fits_are_deterministic_and_merge_exactly() {
     let once = fit(&[&shop], &dir.path("once.json"), &[]);
     let twice = fit(&[&shop], &dir.path("twice.json"), &[]);
     assert!(once == twice, "two fits of the same traces differ");
+    // Neither where the file is nor the order of its traces matters.
+    let text = std::fs::read_to_string(&shop).unwrap();
+    let reversed: String = text.lines().rev().map(|l| format!("{l}\n")).collect();
+    let moved = dir.write("elsewhere/webshop.otlp.jsonl", reversed);
+    assert!(fit(&[&moved], &dir.path("reversed.json"), &[]) == once, "the order of traces changed the model");
 
     let (h1, h2) = halves(&dir, &shop);
     for kind in ["palette", "naive"] {
