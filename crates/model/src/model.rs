@@ -191,7 +191,9 @@ pub struct Transition {
     pub count: u64,
     /// Marginal probability.
     pub p: f64,
-    /// Counts per caller with enough support; others use `p`.
+    /// Counts per caller with enough support. A caller listed on any
+    /// transition of a state chooses by its own counts there (0 where it is
+    /// not listed); callers listed nowhere in the state use `p`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub by_caller: Vec<CallerCount>,
     /// Local work before the next stage's calls start (into `finish`: the

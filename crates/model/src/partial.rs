@@ -70,8 +70,15 @@ impl LambdaSums {
         self.xx += o.xx;
         self.xy += o.xy;
     }
-    /// λ ≥ 0 (and intercept ≥ 0) minimising squared error; 0 without data.
+    /// λ in [0, 1] (and intercept ≥ 0) minimising squared error; 0 without
+    /// data. The upper bound matters when a call's latency never varies:
+    /// then λ and the intercept cannot be told apart, and an unbounded fit
+    /// would count the following work twice.
     pub fn lambda(&self) -> f64 {
+        self.unbounded_lambda().min(1.0)
+    }
+
+    fn unbounded_lambda(&self) -> f64 {
         if self.n == 0 || self.xx == 0 {
             return 0.0;
         }

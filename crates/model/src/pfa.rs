@@ -243,7 +243,7 @@ fn state(g: &Graph, s: usize, id: &[u32], opts: &FitOptions) -> State {
     // or when the work after a call grows with it), but the work after a
     // waited stage is measured from the call's end, so λ > 1 would count
     // that work twice.
-    let lambda = if s == 0 { 0.0 } else { round6(g.lambda[s].lambda().min(1.0)) };
+    let lambda = if s == 0 { 0.0 } else { round6(g.lambda[s].lambda()) };
     let waited = lambda >= 0.5;
     // Callers with enough support at this state get their own choices.
     let mut caller_visits: BTreeMap<PCaller, u64> = BTreeMap::new();

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use palette_model::{Model, Simulator};
+use palette_model::Simulator;
 
 use crate::cmd::{UsageError, thousands};
 
@@ -28,25 +28,9 @@ pub struct Args {
     pub output: PathBuf,
 }
 
-/// Reads a model file, with exit-65 errors naming the file for bad content.
-pub fn load_model(path: &PathBuf) -> anyhow::Result<Model> {
-    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => anyhow::Error::new(UsageError(format!("{}: no such file", path.display()))),
-        _ => anyhow::Error::new(e).context(format!("cannot read {}", path.display())),
-    })?;
-    let bad =
-        |line: usize, message: String| palette_trace::Error::BadData { path: path.clone(), line: line as u64, message };
-    let model: Model = serde_json::from_str(&text)
-        .map_err(|e| bad(e.line(), format!("not a Palette model ({e}); write one with `palette fit`")))?;
-    if model.format != palette_model::model::FORMAT {
-        return Err(bad(1, format!("format `{}` is not {}", model.format, palette_model::model::FORMAT)).into());
-    }
-    Ok(model)
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
-    let model = load_model(&args.model)?;
+    let model = crate::cmd::show::load(&args.model)?;
     if model.roots.is_empty() {
         anyhow::bail!(UsageError(format!("{} has no root API to start traces from", args.model.display())));
     }
