@@ -11,7 +11,7 @@ use palette_trace::{CallTree, NoProgress, ReadOptions, read_traces};
 use serde::{Deserialize, Serialize};
 
 use crate::cmd::bench::ingest::{Measured, median, run_json};
-use crate::cmd::bench::{file_mib, machine, peak_rss_kib};
+use crate::cmd::bench::{TRACES_PER_S, file_mib, machine, peak_rss_kib};
 use crate::cmd::thousands;
 
 #[derive(clap::Args, Debug)]
@@ -85,7 +85,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let repeat = args.repeat.max(1);
     let mut rows_out = Vec::new();
     for &rows in &args.rows {
-        let file = args.dir.join(format!("alibaba-v2022-{rows}-{}.csv", args.services));
+        let file = args.dir.join(format!("alibaba-v2022-{rows}-{}-{TRACES_PER_S}tps.csv", args.services));
         if !file.exists() {
             eprintln!("generating {} ({} rows)…", file.display(), thousands(rows));
             let cfg = AlibabaConfig {
@@ -93,6 +93,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 rows,
                 services: args.services,
                 seed: 42,
+                traces_per_s: TRACES_PER_S,
                 ..AlibabaConfig::default()
             };
             palette_trace::write::write_atomically(&file, |w| write_alibaba(&cfg, w).map(|_| ()))

@@ -40,6 +40,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
+/// Request rate of the generated inputs: low enough that even the smallest
+/// input spans several assembly windows (60 s by default), so every size is
+/// measured in the steady state of streaming assembly.
+pub const TRACES_PER_S: f64 = 500.0;
+
 /// Peak resident memory of this process, from /proc (Linux), in KiB.
 pub fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
