@@ -27,65 +27,137 @@ fn otlp_kind(kind: SpanKind) -> u8 {
 /// Appends one OTLP/JSON document holding `spans` (one trace, or any
 /// spans), grouped into one resource per service, without a newline.
 pub fn otlp_document(spans: &[Span], names: &Interner, out: &mut String) {
-    use std::fmt::Write as _;
-    let mut services: Vec<_> = spans.iter().map(|s| s.service).collect();
-    services.sort_by(|a, b| names.resolve(*a).cmp(names.resolve(*b)));
-    services.dedup();
-    out.push_str("{\"resourceSpans\":[");
-    for (i, &service) in services.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
+    OtlpWriter::default().document(spans, names, out);
+}
+
+/// Writes OTLP/JSON documents fast: names are JSON-escaped once and ids and
+/// numbers are formatted by hand, since simulation and the runtime write
+/// millions of spans.
+#[derive(Default)]
+pub struct OtlpWriter {
+    /// JSON string literal of each symbol, filled on first use.
+    quoted: Vec<Option<Box<str>>>,
+    /// Services of the current document, reused.
+    services: Vec<crate::span::Sym>,
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn push_hex(out: &mut String, v: u128, digits: usize) {
+    let mut buf = [0u8; 32];
+    for (k, b) in buf[..digits].iter_mut().enumerate() {
+        *b = HEX[((v >> (4 * (digits - 1 - k))) & 0xF) as usize];
+    }
+    out.push_str(std::str::from_utf8(&buf[..digits]).expect("hex digits are ASCII"));
+}
+
+fn push_int(out: &mut String, v: i64) {
+    let mut buf = [0u8; 20];
+    let (neg, mut n) = (v < 0, v.unsigned_abs());
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
-        let _ = write!(
-            out,
-            "{{\"resource\":{{\"attributes\":[{{\"key\":\"service.name\",\"value\":{{\"stringValue\":{}}}}}]}},\"scopeSpans\":[{{\"scope\":{{\"name\":\"palette\"}},\"spans\":[",
-            quoted(names.resolve(service))
-        );
-        let mut first = true;
-        for s in spans.iter().filter(|s| s.service == service) {
-            if !first {
+    }
+    if neg {
+        out.push('-');
+    }
+    out.push_str(std::str::from_utf8(&buf[at..]).expect("digits are ASCII"));
+}
+
+impl OtlpWriter {
+    fn quoted(&mut self, sym: crate::span::Sym, names: &Interner) -> &str {
+        let i = sym.0 as usize;
+        if self.quoted.len() <= i {
+            self.quoted.resize(i + 1, None);
+        }
+        self.quoted[i].get_or_insert_with(|| quoted(names.resolve(sym)).into_boxed_str())
+    }
+
+    /// Appends one OTLP/JSON document holding `spans`, one resource per service.
+    pub fn document(&mut self, spans: &[Span], names: &Interner, out: &mut String) {
+        let mut services = std::mem::take(&mut self.services);
+        services.clear();
+        services.extend(spans.iter().map(|s| s.service));
+        services.sort_by(|a, b| names.resolve(*a).cmp(names.resolve(*b)));
+        services.dedup();
+        out.push_str("{\"resourceSpans\":[");
+        for (i, &service) in services.iter().enumerate() {
+            if i > 0 {
                 out.push(',');
             }
-            first = false;
-            let parent = if s.parent_id.is_none() { String::new() } else { s.parent_id.to_string() };
-            let _ = write!(
-                out,
-                "{{\"traceId\":\"{}\",\"spanId\":\"{}\",\"parentSpanId\":\"{}\",\"name\":{},\"kind\":{},\"startTimeUnixNano\":\"{}\",\"endTimeUnixNano\":\"{}\"",
-                s.trace_id,
-                s.span_id,
-                parent,
-                quoted(names.resolve(s.operation)),
-                otlp_kind(s.kind),
-                s.start_ns,
-                s.end_ns()
-            );
-            let mut attrs: Vec<String> = Vec::new();
-            if s.has(flags::FOLLOWS_FROM) {
-                attrs.push("{\"key\":\"palette.detached\",\"value\":{\"stringValue\":\"true\"}}".into());
+            out.push_str("{\"resource\":{\"attributes\":[{\"key\":\"service.name\",\"value\":{\"stringValue\":");
+            out.push_str(self.quoted(service, names));
+            out.push_str("}}]},\"scopeSpans\":[{\"scope\":{\"name\":\"palette\"},\"spans\":[");
+            let mut first = true;
+            for s in spans.iter().filter(|s| s.service == service) {
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                self.span(s, names, out);
             }
-            if !s.remote_service.is_empty() {
-                attrs.push(format!(
-                    "{{\"key\":\"peer.service\",\"value\":{{\"stringValue\":{}}}}}",
-                    quoted(names.resolve(s.remote_service))
-                ));
-            }
-            if let Some(b) = s.request_bytes {
-                attrs.push(format!("{{\"key\":\"palette.request_bytes\",\"value\":{{\"intValue\":\"{b}\"}}}}"));
-            }
-            if let Some(b) = s.response_bytes {
-                attrs.push(format!("{{\"key\":\"palette.response_bytes\",\"value\":{{\"intValue\":\"{b}\"}}}}"));
-            }
-            if !attrs.is_empty() {
-                let _ = write!(out, ",\"attributes\":[{}]", attrs.join(","));
-            }
-            if s.is_error() {
-                out.push_str(",\"status\":{\"code\":2}");
-            }
-            out.push('}');
+            out.push_str("]}]}");
         }
-        out.push_str("]}]}");
+        out.push_str("]}");
+        self.services = services;
     }
-    out.push_str("]}");
+
+    fn span(&mut self, s: &Span, names: &Interner, out: &mut String) {
+        out.push_str("{\"traceId\":\"");
+        push_hex(out, s.trace_id.as_u128(), 32);
+        out.push_str("\",\"spanId\":\"");
+        push_hex(out, s.span_id.0 as u128, 16);
+        out.push_str("\",\"parentSpanId\":\"");
+        if !s.parent_id.is_none() {
+            push_hex(out, s.parent_id.0 as u128, 16);
+        }
+        out.push_str("\",\"name\":");
+        out.push_str(self.quoted(s.operation, names));
+        out.push_str(",\"kind\":");
+        push_int(out, otlp_kind(s.kind) as i64);
+        out.push_str(",\"startTimeUnixNano\":\"");
+        push_int(out, s.start_ns);
+        out.push_str("\",\"endTimeUnixNano\":\"");
+        push_int(out, s.end_ns());
+        out.push('"');
+        let mut attrs = 0;
+        let mut attr = |out: &mut String| {
+            out.push_str(if attrs == 0 { ",\"attributes\":[" } else { "," });
+            attrs += 1;
+        };
+        if s.has(flags::FOLLOWS_FROM) {
+            attr(out);
+            out.push_str("{\"key\":\"palette.detached\",\"value\":{\"stringValue\":\"true\"}}");
+        }
+        if !s.remote_service.is_empty() {
+            attr(out);
+            out.push_str("{\"key\":\"peer.service\",\"value\":{\"stringValue\":");
+            out.push_str(self.quoted(s.remote_service, names));
+            out.push_str("}}");
+        }
+        for (key, value) in [("palette.request_bytes", s.request_bytes), ("palette.response_bytes", s.response_bytes)] {
+            if let Some(b) = value {
+                attr(out);
+                out.push_str("{\"key\":\"");
+                out.push_str(key);
+                out.push_str("\",\"value\":{\"intValue\":\"");
+                push_int(out, b as i64);
+                out.push_str("\"}}");
+            }
+        }
+        if attrs > 0 {
+            out.push(']');
+        }
+        if s.is_error() {
+            out.push_str(",\"status\":{\"code\":2}");
+        }
+        out.push('}');
+    }
 }
 
 /// Writes one OTLP/JSON line per trace (the collector file exporter's format).
@@ -95,9 +167,10 @@ pub fn write_otlp_lines<'a>(
     names: &Interner,
 ) -> io::Result<()> {
     let mut line = String::new();
+    let mut writer = OtlpWriter::default();
     for trace in traces {
         line.clear();
-        otlp_document(trace, names, &mut line);
+        writer.document(trace, names, &mut line);
         line.push('\n');
         w.write_all(line.as_bytes())?;
     }
@@ -237,7 +310,7 @@ pub fn write_span_csv<'a>(
 /// rename, so a failure never leaves a half-written file.
 pub fn write_atomically(
     path: &std::path::Path,
-    content: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    content: impl FnOnce(&mut (dyn Write + Send)) -> io::Result<()>,
 ) -> io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     let name = path.file_name().map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());

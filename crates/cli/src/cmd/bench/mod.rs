@@ -6,6 +6,7 @@
 
 mod fit;
 mod ingest;
+mod simulate;
 
 use std::path::Path;
 
@@ -26,6 +27,9 @@ pub enum What {
     /// Read + assemble + fit + build model.json of Alibaba-style CSV with at
     /// least a million traces, against ingest alone.
     Fit(fit::Args),
+    /// Sampling traces from a model: walk alone, with OTLP encoding, and
+    /// written to a file, against writing the same bytes.
+    Simulate(simulate::Args),
     /// One measured fit, run as a child by `bench fit`; prints JSON.
     #[command(hide = true)]
     FitWorker { file: std::path::PathBuf },
@@ -36,6 +40,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         What::Ingest(a) => ingest::run(a),
         What::IngestWorker { file } => ingest::worker(&file),
         What::Fit(a) => fit::run(a),
+        What::Simulate(a) => simulate::run(a),
         What::FitWorker { file } => fit::worker(&file),
     }
 }
