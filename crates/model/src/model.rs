@@ -38,7 +38,8 @@ pub struct FitOptions {
     pub stage_tolerance_ns: i64,
     /// ALERGIA confidence α: smaller merges more states.
     pub confidence: f64,
-    /// Same-stage repetitions longer than this always fold into a loop.
+    /// Kept for model-file compatibility: repetitions of a stage always fold
+    /// into one counted loop (see [`State::repeats`]).
     pub max_unrolled: u32,
     /// A caller's own distributions are used only with at least this many samples.
     pub min_caller_support: u64,
@@ -180,6 +181,13 @@ pub struct State {
     /// stage = lambda · max over calls of their latency (λ≈1: the caller
     /// waits; λ≈0: fire-and-forget), fitted by non-negative least squares.
     pub lambda: f64,
+    /// A counted loop: (consecutive visits, runs) — how many times in a row
+    /// the stage runs once entered. The self-transition carries the work
+    /// between repetitions; after the drawn number of visits the state leaves
+    /// by one of its other transitions (in proportion to their counts).
+    /// Empty for ordinary states.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repeats: Vec<(u32, u64)>,
     /// Transitions out; probabilities sum to 1.
     pub next: Vec<Transition>,
 }

@@ -10,10 +10,11 @@
 //!
 //! recursively for the choices both have (to a bounded depth). A merge folds
 //! the blue subtree into the red state, adding counts, λ sums and work
-//! sketches, so repeated stages become loops. Repetitions of one stage longer
-//! than `max_unrolled` always fold into a self-loop: a loop of 1–5 calls is
-//! one looping state (its exit probability keeps the mean repeat count), not
-//! five states.
+//! sketches. A stage repeated right after itself always folds into one
+//! *counted loop*: a single state that remembers how many consecutive visits
+//! each run made, so a loop of 1–5 calls is one state that repeats 1–5 times
+//! (exactly, not geometrically), and a page that always makes nine calls
+//! still makes nine.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -49,6 +50,8 @@ struct Graph {
     incoming: Vec<usize>,
     red: Vec<bool>,
     blue: BTreeSet<usize>,
+    /// For loop states: how many consecutive visits a run makes (counted loops).
+    repeats: Vec<BTreeMap<u32, u64>>,
 }
 
 impl Graph {
@@ -61,6 +64,7 @@ impl Graph {
             incoming: vec![0; n],
             red: vec![false; n],
             blue: BTreeSet::new(),
+            repeats: vec![BTreeMap::new(); n],
         };
         for (i, node) in nodes.into_iter().enumerate() {
             if let Some(p) = node.parent {
@@ -126,6 +130,17 @@ impl Graph {
 
     /// Folds tree state `b` (and its subtree) into state `r`.
     fn fold(&mut self, r: usize, b: usize) {
+        // A run into a counted loop: record how long it is (once, at its head).
+        if !self.repeats[r].is_empty() {
+            for (d, c) in self.chain_runs(b) {
+                *self.repeats[r].entry(d).or_default() += c;
+            }
+        }
+        self.fold_counted(r, b);
+    }
+
+    /// Folds without recording runs (the caller has counted them).
+    fn fold_counted(&mut self, r: usize, b: usize) {
         let sums = self.lambda[b];
         self.lambda[r].merge(&sums);
         let edges = std::mem::take(&mut self.edges[b]);
@@ -137,7 +152,8 @@ impl Graph {
                     if let (Some(rt), Some(t)) = (self.edges[r][k].to, e.to)
                         && rt != t
                     {
-                        self.fold(rt, t);
+                        // Continuing r's own loop is part of the run counted above.
+                        if rt == r { self.fold_counted(rt, t) } else { self.fold(rt, t) }
                     }
                 }
                 None => {
@@ -153,19 +169,28 @@ impl Graph {
         }
     }
 
-    /// Length of the run of same-label stages starting at `b`.
-    fn chain_len(&self, b: usize) -> u32 {
-        let mut n = 1;
-        let mut at = b;
-        while let Some(k) = self.edge_to(at, Some(&self.label[b]))
-            && let Some(t) = self.edges[at][k].to
-            && t != at
-            && n < 1000
-        {
-            n += 1;
-            at = t;
+    /// Run lengths of the same-stage chain starting at tree state `head`:
+    /// how many executions made exactly d consecutive visits.
+    fn chain_runs(&self, head: usize) -> BTreeMap<u32, u64> {
+        let mut runs = BTreeMap::new();
+        let (mut at, mut d) = (head, 1u32);
+        loop {
+            let visits = self.visits(at);
+            let next = self
+                .edge_to(at, Some(&self.label[head]))
+                .and_then(|k| self.edges[at][k].to.filter(|&t| t != at).map(|t| (t, self.edges[at][k].count())));
+            let flow = next.map_or(0, |(_, c)| c);
+            if visits > flow {
+                *runs.entry(d).or_default() += visits - flow;
+            }
+            match next {
+                Some((t, _)) if d < 100_000 => {
+                    at = t;
+                    d += 1;
+                }
+                _ => return runs,
+            }
         }
-        n
     }
 }
 
@@ -182,8 +207,17 @@ pub fn coarsen(nodes: Vec<PNode>, opts: &FitOptions) -> Vec<State> {
     g.blue.extend(first);
     while let Some(b) = g.blue.pop_first() {
         let p = g.incoming[b];
-        let forced = p != 0 && g.label[p] == g.label[b] && g.chain_len(b) + 1 > opts.max_unrolled;
-        let target = if forced {
+        // A stage repeated right after itself becomes a counted loop: one
+        // state, with the distribution of how many times it runs.
+        let repetition = p != 0 && g.label[p] == g.label[b];
+        if repetition && g.repeats[p].is_empty() {
+            g.repeats[p] = g.chain_runs(p);
+            let k = g.edges[p].iter().position(|e| e.to == Some(b)).expect("the parent points at b");
+            g.edges[p][k].to = Some(p);
+            g.fold_counted(p, b);
+            continue;
+        }
+        let target = if repetition {
             Some(p)
         } else {
             red_by_label
@@ -290,7 +324,13 @@ fn state(g: &Graph, s: usize, id: &[u32], opts: &FitOptions) -> State {
             }
         })
         .collect();
-    State { calls: g.label[s].clone(), visits, lambda, next }
+    State {
+        calls: g.label[s].clone(),
+        visits,
+        lambda,
+        repeats: g.repeats[s].iter().map(|(&d, &c)| (d, c)).collect(),
+        next,
+    }
 }
 
 /// Six decimals: readable in model.json, and far below any sampling noise.

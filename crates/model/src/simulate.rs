@@ -114,11 +114,24 @@ impl<'m> Simulator<'m> {
         }
         let mut t = start;
         let mut state = 0usize;
+        // Visits left in the current counted loop.
+        let mut runs_left = 0u32;
         for _ in 0..MAX_STAGES_PER_EXECUTION {
-            let Some(tr) = choose(&states[state], caller, &mut self.rng) else { break };
+            let here = &states[state];
+            let tr = if !here.repeats.is_empty() && runs_left > 0 {
+                here.next.iter().find(|t| t.to == Some(state as u32))
+            } else {
+                choose(here, state, caller, &mut self.rng)
+            };
+            let Some(tr) = tr else { break };
             t += tr.work.for_caller(caller).sample(self.rng.f64()) as i64;
             let Some(next) = tr.to else { return t };
-            state = next as usize;
+            if next as usize == state {
+                runs_left = runs_left.saturating_sub(1);
+            } else {
+                state = next as usize;
+                runs_left = draw_runs(&states[state].repeats, &mut self.rng).saturating_sub(1);
+            }
             let s = &states[state];
             let mut slowest = 0i64;
             for &callee in &s.calls {
@@ -186,16 +199,48 @@ impl<'m> Simulator<'m> {
     }
 }
 
-/// Draws a transition out of `state`, from `caller`'s own counts when it has any.
-fn choose<'s>(state: &'s State, caller: Caller, rng: &mut Rng) -> Option<&'s Transition> {
-    if state.next.is_empty() {
+/// How many consecutive visits a counted loop makes (1 for ordinary states).
+fn draw_runs(repeats: &[(u32, u64)], rng: &mut Rng) -> u32 {
+    if repeats.is_empty() {
+        return 1;
+    }
+    let total: u64 = repeats.iter().map(|r| r.1).sum();
+    let mut x = (rng.f64() * total as f64) as u64;
+    for &(d, c) in repeats {
+        if x < c {
+            return d.max(1);
+        }
+        x -= c;
+    }
+    repeats.last().map_or(1, |r| r.0.max(1))
+}
+
+/// Draws a transition out of state `index`, from `caller`'s own counts when
+/// it has any (see [`crate::model::Transition::by_caller`]). A counted loop
+/// that has done its runs leaves by one of its other transitions.
+fn choose<'s>(state: &'s State, index: usize, caller: Caller, rng: &mut Rng) -> Option<&'s Transition> {
+    let leaving_loop = !state.repeats.is_empty();
+    let usable = |t: &Transition| !(leaving_loop && t.to == Some(index as u32));
+    let own = |t: &Transition| {
+        if !usable(t) {
+            return 0.0;
+        }
+        t.by_caller.iter().find(|c| c.caller == caller).map_or(0.0, |c| c.count as f64)
+    };
+    let marginal = |t: &Transition| if usable(t) { t.p } else { 0.0 };
+    let own_total: f64 = state.next.iter().map(own).sum();
+    let (weight, total): (&dyn Fn(&Transition) -> f64, f64) =
+        if own_total > 0.0 { (&own, own_total) } else { (&marginal, state.next.iter().map(marginal).sum()) };
+    if total <= 0.0 {
         return None;
     }
-    let own: Vec<f64> = state
-        .next
-        .iter()
-        .map(|t| t.by_caller.iter().find(|c| c.caller == caller).map_or(0.0, |c| c.count as f64))
-        .collect();
-    let weights = if own.iter().sum::<f64>() > 0.0 { own } else { state.next.iter().map(|t| t.p).collect() };
-    Some(&state.next[rng.pick(&weights)])
+    let mut x = rng.f64() * total;
+    for t in &state.next {
+        let w = weight(t);
+        if x < w {
+            return Some(t);
+        }
+        x -= w;
+    }
+    state.next.iter().rfind(|t| usable(t))
 }

