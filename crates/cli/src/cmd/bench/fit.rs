@@ -6,12 +6,11 @@ use std::time::Instant;
 
 use anyhow::Context;
 use palette_model::{FilterNames, FitOptions, Fitter, ModelKind, TraceFilter, build_model_owned};
-use palette_testkit::alibaba::{AlibabaConfig, Schema, write_alibaba};
 use palette_trace::{CallTree, NoProgress, ReadOptions, read_traces};
 use serde::{Deserialize, Serialize};
 
 use crate::cmd::bench::ingest::{Measured, median, run_json};
-use crate::cmd::bench::{TRACES_PER_S, file_mib, machine, peak_rss_kib};
+use crate::cmd::bench::{file_mib, generated_input, machine, peak_rss_kib};
 use crate::cmd::thousands;
 
 #[derive(clap::Args, Debug)]
@@ -85,20 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let repeat = args.repeat.max(1);
     let mut rows_out = Vec::new();
     for &rows in &args.rows {
-        let file = args.dir.join(format!("alibaba-v2022-{rows}-{}-{TRACES_PER_S}tps.csv", args.services));
-        if !file.exists() {
-            eprintln!("generating {} ({} rows)…", file.display(), thousands(rows));
-            let cfg = AlibabaConfig {
-                schema: Schema::V2022,
-                rows,
-                services: args.services,
-                seed: 42,
-                traces_per_s: TRACES_PER_S,
-                ..AlibabaConfig::default()
-            };
-            palette_trace::write::write_atomically(&file, |w| write_alibaba(&cfg, w).map(|_| ()))
-                .with_context(|| format!("cannot write {}", file.display()))?;
-        }
+        let file = generated_input(&args.dir, rows, args.services)?;
         let mut fits = Vec::new();
         let mut ingests = Vec::new();
         for run in 1..=repeat {

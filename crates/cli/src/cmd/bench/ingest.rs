@@ -5,11 +5,10 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use palette_testkit::alibaba::{AlibabaConfig, Schema, write_alibaba};
 use palette_trace::{CallTree, NoProgress, ReadOptions, read_traces};
 use serde::{Deserialize, Serialize};
 
-use crate::cmd::bench::{TRACES_PER_S, file_mib, machine, peak_rss_kib};
+use crate::cmd::bench::{file_mib, generated_input, machine, peak_rss_kib};
 use crate::cmd::thousands;
 
 #[derive(clap::Args, Debug)]
@@ -121,20 +120,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let mut rows_out = Vec::new();
     for &rows in &args.rows {
-        let file = args.dir.join(format!("alibaba-v2022-{rows}-{}-{TRACES_PER_S}tps.csv", args.services));
-        if !file.exists() {
-            eprintln!("generating {} ({} rows)…", file.display(), thousands(rows));
-            let cfg = AlibabaConfig {
-                schema: Schema::V2022,
-                rows,
-                services: args.services,
-                seed: 42,
-                traces_per_s: TRACES_PER_S,
-                ..AlibabaConfig::default()
-            };
-            palette_trace::write::write_atomically(&file, |w| write_alibaba(&cfg, w).map(|_| ()))
-                .with_context(|| format!("cannot write {}", file.display()))?;
-        }
+        let file = generated_input(&args.dir, rows, args.services)?;
         // Warm the page cache so every tool reads from memory.
         let _ = Command::new("wc").arg("-l").arg(&file).output();
         let repeat = args.repeat.max(1);

@@ -50,6 +50,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 /// measured in the steady state of streaming assembly.
 pub const TRACES_PER_S: f64 = 500.0;
 
+/// The benchmark input of `rows` Alibaba-style v2022 rows over `services`
+/// services in `dir`, generated (deterministically) unless already there.
+pub fn generated_input(dir: &Path, rows: u64, services: u32) -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context;
+    use palette_testkit::alibaba::{AlibabaConfig, Schema, write_alibaba};
+    let file = dir.join(format!("alibaba-v2022-{rows}-{services}-{TRACES_PER_S}tps.csv"));
+    if !file.exists() {
+        eprintln!("generating {} ({} rows)…", file.display(), crate::cmd::thousands(rows));
+        let cfg = AlibabaConfig {
+            schema: Schema::V2022,
+            rows,
+            services,
+            seed: 42,
+            traces_per_s: TRACES_PER_S,
+            ..AlibabaConfig::default()
+        };
+        palette_trace::write::write_atomically(&file, |w| write_alibaba(&cfg, w).map(|_| ()))
+            .with_context(|| format!("cannot write {}", file.display()))?;
+    }
+    Ok(file)
+}
+
 /// Peak resident memory of this process, from /proc (Linux), in KiB.
 pub fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
