@@ -40,6 +40,8 @@ enum Command {
     Show(cmd::show::Args),
     /// Sample synthetic traces from a model, as OTLP/JSON lines.
     Simulate(cmd::simulate::Args),
+    /// Compare traces with the original's: latency and structure fidelity (table, JSON, HTML with CDF plots).
+    Compare(cmd::compare::Args),
     /// Write the built-in example traces (a web shop and Alibaba-style calls) in every format.
     Example(cmd::example::Args),
     /// Measure Palette's own speed and memory; prints a table.
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         Command::Show(args) => cmd::show::run(args),
         Command::Simulate(args) => cmd::simulate::run(args),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::Compare(args) => cmd::compare::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,4 +1,5 @@
 pub mod bench;
+pub mod compare;
 pub mod example;
 pub mod fit;
 pub mod inspect;

@@ -1,0 +1,501 @@
+//! Comparing candidates with the original: every metric, as data.
+//!
+//! [`compare`] matches APIs across inputs by service and operation name and
+//! computes, for each candidate:
+//! - per root API, per API and per (caller, API) pair: the KS statistic and
+//!   its p-value, Wasserstein-1 normalised by the original's mean, and the
+//!   relative error of the mean, p50, p90 and p99;
+//! - structure: the KS statistic of the spans-per-trace, depth and fan-out
+//!   distributions, the mean absolute error of per-edge call probabilities
+//!   over the union of edges, and the fraction of concurrent stages.
+//!
+//! The result serialises as the `--json` report; its maps are keyed by
+//! candidate label.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use palette_trace::stats::Distribution;
+use serde::Serialize;
+
+use crate::collect::{ApiName, Profile, Sample};
+use crate::error::Error;
+use crate::metrics;
+
+/// One input of a comparison: its profile and how to name it.
+#[derive(Clone, Debug)]
+pub struct Input {
+    /// Short name used in tables, legends and as the JSON key (`palette`,
+    /// `naive`, or the file stem).
+    pub label: String,
+    /// Where it was read from, for the reader of the report.
+    pub source: String,
+    /// What was collected from it.
+    pub profile: Profile,
+}
+
+impl Input {
+    pub fn new(label: impl Into<String>, source: impl Into<String>, profile: Profile) -> Input {
+        Input { label: label.into(), source: source.into(), profile }
+    }
+}
+
+/// Thresholds of the verdicts.
+#[derive(Clone, Debug)]
+pub struct CompareOptions {
+    /// A latency distribution is "close" when its KS statistic is at most
+    /// this (and W1 within [`CompareOptions::close_w1`]). The KS p-value is
+    /// not used: with thousands of samples it rejects differences too small
+    /// to matter for a benchmark.
+    pub close_ks: f64,
+    /// ... and Wasserstein-1 is at most this fraction of the original's mean.
+    pub close_w1: f64,
+    /// Edges listed under the largest call-probability errors.
+    pub worst_edges: usize,
+}
+
+impl Default for CompareOptions {
+    fn default() -> Self {
+        CompareOptions { close_ks: 0.10, close_w1: 0.10, worst_edges: 10 }
+    }
+}
+
+/// Everything `palette compare` reports; `--json` prints it as is.
+#[derive(Clone, Debug, Serialize)]
+pub struct Comparison {
+    /// The reference input.
+    pub original: InputSummary,
+    /// Each candidate, in command-line order (the maps below are keyed by
+    /// their labels).
+    pub candidates: Vec<InputSummary>,
+    /// The KS threshold of a "close" verdict, so readers of the JSON know
+    /// what `close` meant.
+    pub close_ks: f64,
+    /// The W1 threshold (fraction of the original's mean) of a "close" verdict.
+    pub close_w1: f64,
+    /// End-to-end latency per root API of the original, most traces first.
+    pub roots: BTreeMap<String, Vec<LatencyComparison>>,
+    /// Execution latency per API of the original, most executions first.
+    pub apis: BTreeMap<String, Vec<LatencyComparison>>,
+    /// Execution latency of each API per caller (every caller → callee edge
+    /// of the original), callees by executions then callers by calls.
+    pub callers: BTreeMap<String, Vec<LatencyComparison>>,
+    /// Shape of the call trees.
+    pub structure: BTreeMap<String, StructureComparison>,
+}
+
+/// What an input holds, in brief.
+#[derive(Clone, Debug, Serialize)]
+pub struct InputSummary {
+    /// The label it is shown and keyed by.
+    pub label: String,
+    /// The file or directory read.
+    pub source: String,
+    /// Traces read.
+    pub traces: u64,
+    /// Canonical spans in them.
+    pub spans: u64,
+    /// Executions (one per API call).
+    pub executions: u64,
+    /// Distinct APIs executed.
+    pub apis: u64,
+    /// Distinct root APIs.
+    pub root_apis: u64,
+}
+
+impl InputSummary {
+    fn of(input: &Input) -> InputSummary {
+        let p = &input.profile;
+        InputSummary {
+            label: input.label.clone(),
+            source: input.source.clone(),
+            traces: p.traces,
+            spans: p.spans,
+            executions: p.executions,
+            apis: p.apis.len() as u64,
+            root_apis: p.roots.len() as u64,
+        }
+    }
+}
+
+/// The verdict on one latency distribution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// KS and W1 within the thresholds.
+    Close,
+    /// At least one of them beyond its threshold.
+    Differs,
+    /// The candidate never executed it (in this context).
+    Missing,
+}
+
+/// One statistic of the original and the candidate.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Stat {
+    /// The original's value, ms.
+    pub original_ms: f64,
+    /// The candidate's value, ms; `null` when it has no samples.
+    pub candidate_ms: Option<f64>,
+    /// `(candidate − original) / original`; `null` when undefined.
+    pub rel_error: Option<f64>,
+}
+
+/// One latency distribution of the original against a candidate's.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct LatencyComparison {
+    /// Service of the API whose latency this is.
+    pub service: String,
+    /// Operation of the API whose latency this is.
+    pub operation: String,
+    /// For per-caller latency, the calling API (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caller: Option<ApiName>,
+    /// Observations in the original (executions, traces or calls).
+    pub original_count: u64,
+    /// Observations in the candidate.
+    pub candidate_count: u64,
+    /// Values the metrics ran on in the original (its reservoir).
+    pub original_sample: u64,
+    /// Values the metrics ran on in the candidate.
+    pub candidate_sample: u64,
+    /// Two-sample KS statistic, in [0, 1]; `null` when the candidate lacks it.
+    pub ks: Option<f64>,
+    /// Asymptotic p-value of the KS test over the samples compared.
+    pub p_value: Option<f64>,
+    /// Wasserstein-1 divided by the original's mean (0.05 = 5%).
+    pub w1: Option<f64>,
+    /// Wasserstein-1 in ms.
+    pub w1_ms: Option<f64>,
+    /// Mean latency.
+    pub mean: Stat,
+    /// Median latency.
+    pub p50: Stat,
+    /// 90th percentile.
+    pub p90: Stat,
+    /// 99th percentile.
+    pub p99: Stat,
+    /// Close, differs or missing.
+    pub verdict: Verdict,
+}
+
+/// A distribution of small integers, original against candidate.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct DistributionComparison {
+    /// Two-sample KS statistic of the two distributions.
+    pub ks: f64,
+    /// The original's summary.
+    pub original: Distribution,
+    /// The candidate's summary.
+    pub candidate: Distribution,
+}
+
+/// One edge's call probability on both sides.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct EdgeError {
+    /// The calling API.
+    pub caller: ApiName,
+    /// The called API.
+    pub callee: ApiName,
+    /// Calls per execution of the caller in the original (0: absent).
+    pub original: f64,
+    /// Calls per execution of the caller in the candidate (0: absent).
+    pub candidate: f64,
+}
+
+/// Per-edge call probabilities compared.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct EdgeComparison {
+    /// Mean absolute error over the union of edges (an absent edge has
+    /// probability 0 on its side).
+    pub mae: f64,
+    /// Edges in the union.
+    pub edges: u64,
+    /// Edges of the original the candidate never calls.
+    pub missing: u64,
+    /// Edges the candidate calls that the original never does.
+    pub extra: u64,
+    /// The largest errors, largest first.
+    pub worst: Vec<EdgeError>,
+}
+
+/// A fraction on both sides.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct FractionComparison {
+    /// The original's fraction.
+    pub original: f64,
+    /// The candidate's fraction.
+    pub candidate: f64,
+    /// `candidate − original`.
+    pub difference: f64,
+}
+
+/// API sets compared.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ApiSetComparison {
+    /// APIs of the original the candidate never executes (first 20 by name).
+    pub missing: Vec<ApiName>,
+    /// How many of them there are.
+    pub missing_count: u64,
+    /// APIs the candidate executes that the original never does (first 20).
+    pub extra: Vec<ApiName>,
+    /// How many of them there are.
+    pub extra_count: u64,
+}
+
+/// The shape of the call trees, original against a candidate.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct StructureComparison {
+    /// Executions per trace (one per API call, client spans folded).
+    pub spans_per_trace: DistributionComparison,
+    /// Call-tree depth.
+    pub depth: DistributionComparison,
+    /// Calls per execution that makes any.
+    pub fan_out: DistributionComparison,
+    /// Per-edge call probability.
+    pub edge_probability: EdgeComparison,
+    /// Fraction of stages whose calls run concurrently.
+    pub concurrent_stages: FractionComparison,
+    /// APIs present on one side only.
+    pub apis: ApiSetComparison,
+}
+
+/// Compares each candidate with the original.
+pub fn compare(original: &Input, candidates: &[Input], opts: &CompareOptions) -> Result<Comparison, Error> {
+    let mut seen = BTreeSet::new();
+    for c in candidates {
+        if c.label.is_empty() {
+            return Err(Error::EmptyLabel);
+        }
+        if !seen.insert(c.label.as_str()) {
+            return Err(Error::DuplicateLabel(c.label.clone()));
+        }
+    }
+    let o = &original.profile;
+    let mut cmp = Comparison {
+        original: InputSummary::of(original),
+        candidates: candidates.iter().map(InputSummary::of).collect(),
+        close_ks: opts.close_ks,
+        close_w1: opts.close_w1,
+        roots: BTreeMap::new(),
+        apis: BTreeMap::new(),
+        callers: BTreeMap::new(),
+        structure: BTreeMap::new(),
+    };
+    let apis = o.apis_by_count();
+    for cand in candidates {
+        let c = &cand.profile;
+        let roots = o
+            .roots_by_count()
+            .into_iter()
+            .map(|name| latency(name, None, &o.roots[name], c.roots.get(name), opts))
+            .collect();
+        let api_rows = apis
+            .iter()
+            .map(|&name| latency(name, None, &o.apis[name].latency, c.apis.get(name).map(|a| &a.latency), opts))
+            .collect();
+        let mut caller_rows = Vec::new();
+        for &callee in &apis {
+            for (caller, s) in o.callers_of(callee) {
+                let key = (caller.clone(), callee.clone());
+                caller_rows.push(latency(callee, Some(caller), s, c.callers.get(&key), opts));
+            }
+        }
+        cmp.roots.insert(cand.label.clone(), roots);
+        cmp.apis.insert(cand.label.clone(), api_rows);
+        cmp.callers.insert(cand.label.clone(), caller_rows);
+        cmp.structure.insert(cand.label.clone(), structure(o, c, opts));
+    }
+    Ok(cmp)
+}
+
+fn ms(ns: f64) -> f64 {
+    ns / 1e6
+}
+
+/// One latency distribution compared.
+fn latency(
+    name: &ApiName,
+    caller: Option<&ApiName>,
+    original: &Sample,
+    candidate: Option<&Sample>,
+    opts: &CompareOptions,
+) -> LatencyComparison {
+    let candidate = candidate.filter(|s| !s.values.is_empty());
+    let (a, b) = (&original.values, candidate.map(|s| s.values.as_slice()));
+    let q = |s: &[i64], p: f64| metrics::quantile(s, p).map_or(0.0, |v| ms(v as f64));
+    let stat = |orig: f64, cand: Option<f64>| Stat {
+        original_ms: orig,
+        candidate_ms: cand,
+        rel_error: cand.and_then(|c| metrics::relative_error(orig, c)),
+    };
+    let quantile = |p: f64| stat(q(a, p), b.map(|b| q(b, p)));
+    let mean = original.mean_ns();
+    let ks = b.map(|b| metrics::ks_statistic(a, b));
+    let w1_ns = b.map(|b| metrics::wasserstein1(a, b));
+    let w1 = w1_ns.and_then(|w| (mean > 0.0).then(|| w / mean));
+    let verdict = match (ks, w1) {
+        (None, _) => Verdict::Missing,
+        (Some(d), w) if d <= opts.close_ks && w.is_none_or(|w| w <= opts.close_w1) => Verdict::Close,
+        _ => Verdict::Differs,
+    };
+    LatencyComparison {
+        service: name.service.clone(),
+        operation: name.operation.clone(),
+        caller: caller.cloned(),
+        original_count: original.count,
+        candidate_count: candidate.map_or(0, |s| s.count),
+        original_sample: a.len() as u64,
+        candidate_sample: b.map_or(0, |b| b.len() as u64),
+        ks,
+        p_value: ks.map(|d| metrics::ks_p_value(d, a.len(), b.map_or(0, <[i64]>::len))),
+        w1,
+        w1_ms: w1_ns.map(ms),
+        mean: stat(ms(mean), candidate.map(|s| ms(s.mean_ns()))),
+        p50: quantile(0.5),
+        p90: quantile(0.9),
+        p99: quantile(0.99),
+        verdict,
+    }
+}
+
+fn distribution(a: &palette_trace::stats::Histogram, b: &palette_trace::stats::Histogram) -> DistributionComparison {
+    DistributionComparison { ks: metrics::ks_histograms(a, b), original: a.summary(), candidate: b.summary() }
+}
+
+/// The first names of a set, and its size.
+fn first_names<'a>(names: impl Iterator<Item = &'a ApiName>) -> (Vec<ApiName>, u64) {
+    let mut list = Vec::new();
+    let mut n = 0;
+    for name in names {
+        if list.len() < 20 {
+            list.push(name.clone());
+        }
+        n += 1;
+    }
+    (list, n)
+}
+
+fn structure(o: &Profile, c: &Profile, opts: &CompareOptions) -> StructureComparison {
+    let edges: BTreeSet<&(ApiName, ApiName)> = o.callers.keys().chain(c.callers.keys()).collect();
+    let mut errors: Vec<EdgeError> = edges
+        .iter()
+        .map(|(caller, callee)| EdgeError {
+            caller: caller.clone(),
+            callee: callee.clone(),
+            original: o.call_probability(caller, callee),
+            candidate: c.call_probability(caller, callee),
+        })
+        .collect();
+    let mae = metrics::mean_absolute_error(errors.iter().map(|e| (e.original, e.candidate)));
+    let missing = edges.iter().filter(|k| !c.callers.contains_key(k)).count() as u64;
+    let extra = edges.iter().filter(|k| !o.callers.contains_key(k)).count() as u64;
+    errors.sort_by(|x, y| (y.original - y.candidate).abs().total_cmp(&(x.original - x.candidate).abs()));
+    errors.retain(|e| e.original != e.candidate);
+    errors.truncate(opts.worst_edges);
+    let (missing_apis, missing_count) = first_names(o.apis.keys().filter(|k| !c.apis.contains_key(*k)));
+    let (extra_apis, extra_count) = first_names(c.apis.keys().filter(|k| !o.apis.contains_key(*k)));
+    let (fo, fc) = (o.concurrent_fraction(), c.concurrent_fraction());
+    StructureComparison {
+        spans_per_trace: distribution(&o.spans_per_trace, &c.spans_per_trace),
+        depth: distribution(&o.depth, &c.depth),
+        fan_out: distribution(&o.fan_out, &c.fan_out),
+        edge_probability: EdgeComparison { mae, edges: edges.len() as u64, missing, extra, worst: errors },
+        concurrent_stages: FractionComparison { original: fo, candidate: fc, difference: fc - fo },
+        apis: ApiSetComparison { missing: missing_apis, missing_count, extra: extra_apis, extra_count },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::tests::tree;
+    use crate::collect::{CollectOptions, Profile};
+    use palette_trace::Interner;
+    use palette_trace::tree::NO_PARENT;
+
+    /// Figure-1-like traces: A and C call B; B's latency per caller is given.
+    fn profile(b_via_a: &[i64], b_via_c: &[i64], concurrent: bool) -> Profile {
+        let mut names = Interner::default();
+        let mut trees = Vec::new();
+        for &d in b_via_a {
+            trees.push(tree(&mut names, &[("A/a", NO_PARENT, 0, 1000), ("B/b", 0, 10, 10 + d)]));
+        }
+        for &d in b_via_c {
+            let second = if concurrent { 20 } else { 10 + d };
+            trees.push(tree(
+                &mut names,
+                &[("C/c", NO_PARENT, 0, 1000), ("B/b", 0, 10, 10 + d), ("D/d", 0, second, second + 5)],
+            ));
+        }
+        Profile::from_traces(&trees, &names, CollectOptions::default())
+    }
+
+    fn find<'a>(rows: &'a [LatencyComparison], op: &str, caller: Option<&str>) -> &'a LatencyComparison {
+        rows.iter()
+            .find(|r| r.operation == op && r.caller.as_ref().map(|c| c.operation.as_str()) == caller)
+            .unwrap_or_else(|| panic!("no row {op} {caller:?}"))
+    }
+
+    #[test]
+    fn identical_inputs_match_everywhere() {
+        let p = profile(&[10, 20, 30], &[100, 200], true);
+        let o = Input::new("orig", "o", p.clone());
+        let cmp = compare(&o, &[Input::new("same", "s", p)], &CompareOptions::default()).unwrap();
+        for rows in [&cmp.roots["same"], &cmp.apis["same"], &cmp.callers["same"]] {
+            for r in rows {
+                assert_eq!((r.ks, r.w1, r.verdict), (Some(0.0), Some(0.0), Verdict::Close), "{r:?}");
+                assert_eq!(r.p_value, Some(1.0));
+                assert_eq!(r.p99.rel_error, Some(0.0));
+            }
+        }
+        let s = &cmp.structure["same"];
+        assert_eq!((s.spans_per_trace.ks, s.depth.ks, s.fan_out.ks), (0.0, 0.0, 0.0));
+        assert_eq!((s.edge_probability.mae, s.edge_probability.edges, s.concurrent_stages.difference), (0.0, 3, 0.0));
+        assert!(s.edge_probability.worst.is_empty());
+    }
+
+    #[test]
+    fn per_caller_latency_shows_what_per_api_hides() {
+        // Original: B takes 10 via A and 100 via C. The candidate swaps them:
+        // B's overall distribution is the same, but per caller it is disjoint.
+        let o = Input::new("orig", "o", profile(&[10; 5], &[100; 5], true));
+        let c = Input::new("swapped", "s", profile(&[100; 5], &[10; 5], false));
+        let cmp = compare(&o, &[c], &CompareOptions::default()).unwrap();
+        assert_eq!(find(&cmp.apis["swapped"], "b", None).ks, Some(0.0));
+        let via_a = find(&cmp.callers["swapped"], "b", Some("a"));
+        assert_eq!((via_a.ks, via_a.verdict), (Some(1.0), Verdict::Differs));
+        // W1 moves the whole mass by 90, normalised by the original's mean of 10.
+        assert_eq!(via_a.w1, Some(9.0));
+        assert_eq!(via_a.p50.rel_error, Some(9.0));
+        let s = &cmp.structure["swapped"];
+        assert_eq!(s.concurrent_stages.original, 0.5);
+        assert_eq!(s.concurrent_stages.candidate, 0.0);
+        assert_eq!(s.edge_probability.mae, 0.0);
+    }
+
+    #[test]
+    fn missing_apis_and_edges() {
+        let o = Input::new("orig", "o", profile(&[10, 20], &[30], true));
+        let c = Input::new("only-a", "c", profile(&[10, 20], &[], true));
+        let cmp = compare(&o, &[c], &CompareOptions::default()).unwrap();
+        let row = find(&cmp.roots["only-a"], "c", None);
+        assert_eq!((row.verdict, row.ks, row.candidate_count), (Verdict::Missing, None, 0));
+        let s = &cmp.structure["only-a"];
+        // Edges: A→B (1 vs 1), C→B (1 vs 0), C→D (1 vs 0): MAE 2/3.
+        assert_eq!((s.edge_probability.edges, s.edge_probability.missing, s.edge_probability.extra), (3, 2, 0));
+        assert!((s.edge_probability.mae - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(s.apis.missing_count, 2);
+        let json = serde_json::to_value(&cmp).unwrap();
+        assert!(json["roots"]["only-a"][0]["ks"].is_number());
+        assert!(json["structure"]["only-a"]["edge_probability"]["mae"].is_number());
+    }
+
+    #[test]
+    fn labels_must_differ() {
+        let p = profile(&[1], &[1], false);
+        let o = Input::new("o", "o", p.clone());
+        let twice = [Input::new("x", "1", p.clone()), Input::new("x", "2", p.clone())];
+        assert!(matches!(compare(&o, &twice, &CompareOptions::default()), Err(Error::DuplicateLabel(_))));
+        assert!(matches!(compare(&o, &[Input::new("", "1", p)], &CompareOptions::default()), Err(Error::EmptyLabel)));
+    }
+}

@@ -1,0 +1,234 @@
+//! The terminal report: one verdict line per distribution and candidate,
+//! then the structure table.
+
+use std::fmt::Write;
+
+use crate::compare::{Comparison, LatencyComparison, Verdict};
+
+/// `1234567` → `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `+1.2%`, or `n/a` when undefined.
+pub fn signed_percent(x: Option<f64>) -> String {
+    x.map_or_else(|| "n/a".into(), |x| format!("{:+.1}%", x * 100.0))
+}
+
+/// `p=0.62`, or `p<0.01`.
+pub fn p_value(p: f64) -> String {
+    if p < 0.01 { "p<0.01".into() } else { format!("p={p:.2}") }
+}
+
+/// `✓ close`, `✗ differs` or `✗ missing`.
+pub fn verdict(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Close => "✓ close",
+        Verdict::Differs => "✗ differs",
+        Verdict::Missing => "✗ missing",
+    }
+}
+
+/// The metrics of one row, after the label: `KS 0.04 (p=0.62) W1 3.1% p50 +1.2% p90 -2.0% p99 +5.5%`.
+pub fn metrics_line(r: &LatencyComparison) -> String {
+    match r.ks {
+        None => format!("not in the candidate ({} in the original)", thousands(r.original_count)),
+        Some(ks) => format!(
+            "KS {ks:.2} ({}) W1 {} p50 {} p90 {} p99 {}",
+            p_value(r.p_value.unwrap_or(1.0)),
+            r.w1.map_or_else(|| "n/a".into(), |w| format!("{:.1}%", w * 100.0)),
+            signed_percent(r.p50.rel_error),
+            signed_percent(r.p90.rel_error),
+            signed_percent(r.p99.rel_error),
+        ),
+    }
+}
+
+/// What a row is about: `service operation`, or `service operation ← caller`.
+fn row_name(r: &LatencyComparison) -> String {
+    match &r.caller {
+        None => format!("{} {}", r.service, r.operation),
+        Some(c) => format!("{} {} ← {}", r.service, r.operation, c),
+    }
+}
+
+/// Cuts `s` to `width` characters, marking the cut.
+fn fit(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// One section of verdict lines: for each row index, one line per candidate.
+fn section<'c>(out: &mut String, cmp: &'c Comparison, rows: impl Fn(&str) -> Vec<&'c LatencyComparison>) {
+    let labels: Vec<&str> = cmp.candidates.iter().map(|c| c.label.as_str()).collect();
+    let per_label: Vec<Vec<&LatencyComparison>> = labels.iter().map(|l| rows(l)).collect();
+    let n = per_label.first().map_or(0, Vec::len);
+    let names: Vec<String> = (0..n).map(|i| row_name(per_label[0][i])).collect();
+    let name_w = names.iter().map(|s| s.chars().count()).max().unwrap_or(0).min(48);
+    let label_w = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0) + 1;
+    for (i, name) in names.iter().enumerate() {
+        for (k, label) in labels.iter().enumerate() {
+            let r = per_label[k][i];
+            let shown = if k == 0 { fit(name, name_w) } else { String::new() };
+            let head = format!("{shown:<name_w$}  {:<label_w$}", format!("{label}:"));
+            let _ = writeln!(out, "{head} {:<62} {}", metrics_line(r), verdict(r.verdict));
+        }
+    }
+}
+
+/// The terminal report; `top` limits the API and per-caller sections.
+pub fn render(cmp: &Comparison, top: usize) -> String {
+    let mut out = String::new();
+    let inputs: Vec<_> = std::iter::once(&cmp.original).chain(&cmp.candidates).collect();
+    let label_w = inputs.iter().map(|i| i.label.chars().count()).max().unwrap_or(0).max("original".len());
+    for (i, s) in inputs.iter().enumerate() {
+        let role = if i == 0 { "original" } else { &s.label };
+        let _ = writeln!(
+            out,
+            "{role:<label_w$}  {} traces, {} spans, {} APIs  ({})",
+            thousands(s.traces),
+            thousands(s.spans),
+            thousands(s.apis),
+            s.source
+        );
+    }
+    let rule = format!("KS ≤ {:.2} and W1 ≤ {:.0}% of the original's mean", cmp.close_ks, cmp.close_w1 * 100.0);
+    let _ = writeln!(out, "\nrequest latency by root API (close: {rule})");
+    section(&mut out, cmp, |l| cmp.roots[l].iter().collect());
+
+    // Per-caller rows of the most executed APIs with two or more callers.
+    let Some(first) = cmp.candidates.first() else {
+        return out;
+    };
+    let multi: Vec<(&str, &str)> = {
+        let mut callers: std::collections::HashMap<(&str, &str), usize> = std::collections::HashMap::new();
+        let mut order: Vec<(&str, &str)> = Vec::new();
+        for r in &cmp.callers[&first.label] {
+            let key = (r.service.as_str(), r.operation.as_str());
+            let n = callers.entry(key).or_insert(0);
+            if *n == 0 {
+                order.push(key);
+            }
+            *n += 1;
+        }
+        order.retain(|k| callers[k] >= 2);
+        order.truncate(top);
+        order
+    };
+    if !multi.is_empty() {
+        let _ = writeln!(out, "\nlatency by caller (APIs with two or more callers, most executed first)");
+        section(&mut out, cmp, |l| {
+            cmp.callers[l].iter().filter(|r| multi.contains(&(r.service.as_str(), r.operation.as_str()))).collect()
+        });
+    }
+    let _ = writeln!(out, "\nAPI latency (top {top} by executions)");
+    section(&mut out, cmp, |l| cmp.apis[l].iter().take(top).collect());
+    let total = cmp.apis[&first.label].len();
+    if total > top {
+        let _ = writeln!(out, "  … {} more APIs (--top N, or --json for all)", total - top);
+    }
+    out += "\n";
+    out += &structure_table(cmp);
+    out
+}
+
+/// The structure table: one row per metric, one column per input.
+pub fn structure_table(cmp: &Comparison) -> String {
+    let labels: Vec<&str> = cmp.candidates.iter().map(|c| c.label.as_str()).collect();
+    let s: Vec<_> = labels.iter().map(|l| &cmp.structure[*l]).collect();
+    let Some(first) = s.first() else {
+        return String::new();
+    };
+    let mut rows: Vec<(String, String, Vec<String>)> = Vec::new();
+    let dist = |name: &str, o: f64, cells: Vec<String>| (name.to_string(), format!("mean {o:.2}"), cells);
+    rows.push(dist(
+        "spans/trace",
+        first.spans_per_trace.original.mean,
+        s.iter().map(|x| format!("{:.2} KS {:.3}", x.spans_per_trace.candidate.mean, x.spans_per_trace.ks)).collect(),
+    ));
+    rows.push(dist(
+        "depth",
+        first.depth.original.mean,
+        s.iter().map(|x| format!("{:.2} KS {:.3}", x.depth.candidate.mean, x.depth.ks)).collect(),
+    ));
+    rows.push(dist(
+        "fan-out",
+        first.fan_out.original.mean,
+        s.iter().map(|x| format!("{:.2} KS {:.3}", x.fan_out.candidate.mean, x.fan_out.ks)).collect(),
+    ));
+    rows.push((
+        "edge call probability".into(),
+        format!("{} edges", thousands(first.edge_probability.edges - first.edge_probability.extra)),
+        s.iter()
+            .map(|x| {
+                let e = &x.edge_probability;
+                format!("MAE {:.3} ({} missing, {} extra)", e.mae, e.missing, e.extra)
+            })
+            .collect(),
+    ));
+    rows.push((
+        "concurrent stages".into(),
+        format!("{:.1}%", first.concurrent_stages.original * 100.0),
+        s.iter()
+            .map(|x| {
+                let c = &x.concurrent_stages;
+                format!("{:.1}% ({:+.1} pts)", c.candidate * 100.0, c.difference * 100.0)
+            })
+            .collect(),
+    ));
+    rows.push((
+        "APIs missing / extra".into(),
+        format!("{} APIs", thousands(cmp.original.apis)),
+        s.iter().map(|x| format!("{} / {}", x.apis.missing_count, x.apis.extra_count)).collect(),
+    ));
+    let name_w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let orig_w = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0).max("original".len());
+    let widths: Vec<usize> = (0..labels.len())
+        .map(|k| rows.iter().map(|r| r.2[k].chars().count()).max().unwrap_or(0).max(labels[k].chars().count()))
+        .collect();
+    let mut out = String::new();
+    let _ = write!(out, "{:<name_w$}  {:>orig_w$}", "structure", "original");
+    for (k, l) in labels.iter().enumerate() {
+        let w = widths[k];
+        let _ = write!(out, "  {l:>w$}");
+    }
+    out += "\n";
+    for (name, orig, cells) in &rows {
+        let _ = write!(out, "{name:<name_w$}  {orig:>orig_w$}");
+        for (k, c) in cells.iter().enumerate() {
+            let w = widths[k];
+            let _ = write!(out, "  {c:>w$}");
+        }
+        out += "\n";
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(signed_percent(Some(0.012)), "+1.2%");
+        assert_eq!(signed_percent(Some(-0.02)), "-2.0%");
+        assert_eq!(signed_percent(None), "n/a");
+        assert_eq!(p_value(0.621), "p=0.62");
+        assert_eq!(p_value(0.001), "p<0.01");
+        assert_eq!(fit("abcdef", 4), "abc…");
+        assert_eq!(fit("abc", 4), "abc");
+    }
+}

@@ -1,0 +1,252 @@
+//! A picture of a profile's service call graph, as inline SVG.
+//!
+//! Services sit on concentric rings by the smallest depth any of their APIs
+//! ran at (the root services in the middle), ordered around each ring by the
+//! mean angle of their callers so edges stay short. Arrows go from caller
+//! to callee, thicker for more calls. Calls inside a service are not drawn
+//! (they are counted in the service's tooltip). Only the most called
+//! services are drawn when there are many.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::f64::consts::{PI, TAU};
+use std::fmt::Write;
+
+use crate::collect::Profile;
+
+/// Picture size (square), px.
+const SIZE: f64 = 760.0;
+/// Room left outside the outer ring for labels.
+const MARGIN: f64 = 110.0;
+
+/// Escapes text for XML content and attributes.
+pub fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One drawn service.
+struct Service {
+    /// Label and tooltip.
+    name: String,
+    /// Executions of its APIs.
+    calls: u64,
+    /// Calls between its own APIs.
+    local_calls: u64,
+    /// Its ring (smallest depth of its APIs), shown in the tooltip and
+    /// deciding its colour (roots are dark).
+    depth: u32,
+    /// Centre, px.
+    x: f64,
+    y: f64,
+    /// Radius, px: grows with the log of its executions.
+    r: f64,
+}
+
+/// The SVG, drawing at most `max_services` services (the most executed).
+pub fn topology_svg(profile: &Profile, max_services: usize) -> String {
+    // Services with their executions and depth.
+    let mut by_name: BTreeMap<&str, (u64, u32)> = BTreeMap::new();
+    for (api, a) in &profile.apis {
+        let e = by_name.entry(api.service.as_str()).or_insert((0, u32::MAX));
+        e.0 += a.latency.count;
+        e.1 = e.1.min(a.min_depth);
+    }
+    let total_services = by_name.len();
+    let mut ranked: Vec<(&str, u64, u32)> = by_name.into_iter().map(|(n, (c, d))| (n, c, d)).collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    ranked.truncate(max_services.max(1));
+    let kept: BTreeSet<&str> = ranked.iter().map(|r| r.0).collect();
+
+    // Service edges with call counts; local (same-service) calls per service.
+    let mut edges: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    let mut local: BTreeMap<&str, u64> = BTreeMap::new();
+    for ((caller, callee), s) in &profile.callers {
+        let (a, b) = (caller.service.as_str(), callee.service.as_str());
+        if a == b {
+            *local.entry(a).or_default() += s.count;
+        } else if kept.contains(a) && kept.contains(b) {
+            *edges.entry((a, b)).or_default() += s.count;
+        }
+    }
+
+    // Rings: distinct depths, in order.
+    let depths: Vec<u32> = ranked.iter().map(|r| r.2).collect::<BTreeSet<_>>().into_iter().collect();
+    let center = SIZE / 2.0;
+    let first_ring_count = ranked.iter().filter(|r| Some(&r.2) == depths.first()).count();
+    let centered = first_ring_count == 1;
+    let rings = depths.len() - usize::from(centered);
+    let step = if rings == 0 { 0.0 } else { (center - MARGIN) / rings as f64 };
+
+    let max_calls = ranked.iter().map(|r| r.1).max().unwrap_or(1).max(1) as f64;
+    let mut services: Vec<Service> = Vec::new();
+    let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+    for (ring, &depth) in depths.iter().enumerate() {
+        let mut members: Vec<(&str, u64, f64)> = ranked
+            .iter()
+            .filter(|r| r.2 == depth)
+            .map(|&(name, calls, _)| {
+                // Mean direction of already-placed callers (circular mean).
+                let (mut sx, mut sy, mut w) = (0.0, 0.0, 0.0);
+                for (&(a, b), &n) in &edges {
+                    if b == name
+                        && let Some(&i) = index.get(a)
+                    {
+                        let s = &services[i];
+                        let (dx, dy) = (s.x - center, s.y - center);
+                        let len = (dx * dx + dy * dy).sqrt();
+                        if len > 0.0 {
+                            sx += dx / len * n as f64;
+                            sy += dy / len * n as f64;
+                            w += n as f64;
+                        }
+                    }
+                }
+                // Callers in opposite directions: no useful mean; place it
+                // after the others (at the top when it is alone).
+                let strong = w > 0.0 && (sx * sx + sy * sy).sqrt() / w >= 0.25;
+                let angle = if strong { sy.atan2(sx) } else { f64::INFINITY };
+                (name, calls, angle)
+            })
+            .collect();
+        members.sort_by(|a, b| a.2.total_cmp(&b.2).then_with(|| a.0.cmp(b.0)));
+        let radius = if centered { step * ring as f64 } else { step * (ring + 1) as f64 };
+        let n = members.len();
+        // The first ring starts half a step past the top, so two roots sit
+        // left and right and what they both call can go on top.
+        let unplaced = if ring == 0 && n > 1 { -PI / 2.0 + PI / n as f64 } else { -PI / 2.0 };
+        let start = members.first().map(|m| m.2).filter(|a| a.is_finite()).unwrap_or(unplaced);
+        for (k, &(name, calls, _)) in members.iter().enumerate() {
+            let angle = start + TAU * k as f64 / n as f64;
+            let r = 5.0 + 9.0 * ((calls as f64).ln_1p() / max_calls.ln_1p()).clamp(0.0, 1.0);
+            index.insert(name, services.len());
+            services.push(Service {
+                name: name.to_string(),
+                calls,
+                local_calls: local.get(name).copied().unwrap_or(0),
+                depth,
+                x: center + radius * angle.cos(),
+                y: center + radius * angle.sin(),
+                r,
+            });
+        }
+    }
+
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg class="topology" width="{SIZE}" height="{SIZE}" viewBox="0 0 {SIZE} {SIZE}" xmlns="http://www.w3.org/2000/svg" font-family="sans-serif" font-size="11">"#
+    );
+    svg += r##"<defs><marker id="palette-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>"##;
+    svg += "\n";
+    for ring in 0..depths.len() {
+        let radius = if centered { step * ring as f64 } else { step * (ring + 1) as f64 };
+        if radius > 0.0 {
+            let _ = writeln!(
+                svg,
+                r##"<circle cx="{center}" cy="{center}" r="{radius:.1}" fill="none" stroke="#e4e4e4" stroke-dasharray="3 4"/>"##
+            );
+        }
+    }
+    let max_edge = edges.values().copied().max().unwrap_or(1).max(1) as f64;
+    for (&(a, b), &n) in &edges {
+        let (s, t) = (&services[index[a]], &services[index[b]]);
+        let (dx, dy) = (t.x - s.x, t.y - s.y);
+        let len = (dx * dx + dy * dy).sqrt();
+        if len < s.r + t.r + 2.0 {
+            continue;
+        }
+        let (ux, uy) = (dx / len, dy / len);
+        let (x1, y1) = (s.x + ux * (s.r + 1.0), s.y + uy * (s.r + 1.0));
+        let (x2, y2) = (t.x - ux * (t.r + 2.0), t.y - uy * (t.r + 2.0));
+        let width = 0.8 + 2.4 * ((n as f64).ln_1p() / max_edge.ln_1p());
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{x1:.1}" y1="{y1:.1}" x2="{x2:.1}" y2="{y2:.1}" stroke="#555" stroke-opacity="0.55" stroke-width="{width:.2}" marker-end="url(#palette-arrow)"><title>{} → {}: {n} calls</title></line>"##,
+            xml_escape(a),
+            xml_escape(b)
+        );
+    }
+    for s in &services {
+        let (dx, dy) = (s.x - center, s.y - center);
+        let len = (dx * dx + dy * dy).sqrt();
+        // Labels point outward; the center node's label goes below it.
+        let (lx, ly, anchor) = if len < 1.0 {
+            (s.x, s.y + s.r + 13.0, "middle")
+        } else {
+            let (ux, uy) = (dx / len, dy / len);
+            let anchor = if ux > 0.3 {
+                "start"
+            } else if ux < -0.3 {
+                "end"
+            } else {
+                "middle"
+            };
+            (s.x + ux * (s.r + 5.0), s.y + uy * (s.r + 5.0) + 4.0 + uy * 4.0, anchor)
+        };
+        let label: String = if s.name.chars().count() > 26 {
+            s.name.chars().take(25).chain(std::iter::once('…')).collect()
+        } else {
+            s.name.clone()
+        };
+        let fill = if s.depth == depths[0] { "#222" } else { "#6a8caf" };
+        let _ = writeln!(
+            svg,
+            r##"<g><title>{name}: {calls} executions, depth {depth}, {local} local calls</title><circle cx="{x:.1}" cy="{y:.1}" r="{r:.1}" fill="{fill}" stroke="#fff"/><text x="{lx:.1}" y="{ly:.1}" text-anchor="{anchor}">{label}</text></g>"##,
+            name = xml_escape(&s.name),
+            calls = s.calls,
+            depth = s.depth,
+            local = s.local_calls,
+            x = s.x,
+            y = s.y,
+            r = s.r,
+            label = xml_escape(&label),
+        );
+    }
+    if total_services > services.len() {
+        let _ = writeln!(
+            svg,
+            r##"<text x="8" y="{}" fill="#666">the {} most executed of {} services</text>"##,
+            SIZE - 8.0,
+            services.len(),
+            total_services
+        );
+    }
+    svg += "</svg>\n";
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::tests::tree;
+    use crate::collect::{CollectOptions, Profile};
+    use palette_trace::Interner;
+    use palette_trace::tree::NO_PARENT;
+
+    #[test]
+    fn draws_services_and_arrows() {
+        let mut names = Interner::default();
+        let t = tree(
+            &mut names,
+            &[("front/GET <x>", NO_PARENT, 0, 100), ("b/b", 0, 1, 20), ("c/c", 0, 30, 40), ("b/b2", 1, 2, 10)],
+        );
+        let svg = topology_svg(&Profile::from_traces([&t], &names, CollectOptions::default()), 60);
+        assert_eq!(svg.matches("<circle cx").count() - svg.matches("fill=\"none\"").count(), 3);
+        assert_eq!(svg.matches("<line").count(), 2, "{svg}");
+        assert!(svg.contains(">front<") && svg.contains("1 local calls"));
+        assert!(!svg.contains("NaN"));
+        let capped = topology_svg(&Profile::from_traces([&t], &names, CollectOptions::default()), 2);
+        assert!(capped.contains("the 2 most executed of 3 services"));
+        assert_eq!(xml_escape("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&#39;");
+    }
+}
