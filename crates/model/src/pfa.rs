@@ -52,6 +52,11 @@ struct Graph {
     blue: BTreeSet<usize>,
     /// For loop states: how many consecutive visits a run makes (counted loops).
     repeats: Vec<BTreeMap<u32, u64>>,
+    /// Runs of stages from start to the state (a repeated stage counts once).
+    /// Only states of equal depth merge, so merging never closes a cycle:
+    /// paths stay as long as the traced ones, and repetition is left to
+    /// counted loops.
+    depth: Vec<u32>,
 }
 
 impl Graph {
@@ -65,11 +70,14 @@ impl Graph {
             red: vec![false; n],
             blue: BTreeSet::new(),
             repeats: vec![BTreeMap::new(); n],
+            depth: vec![0; n],
         };
         for (i, node) in nodes.into_iter().enumerate() {
             if let Some(p) = node.parent {
                 g.edges[p as usize].push(Edge { to: Some(i), by_caller: node.enter.into_iter().collect() });
                 g.incoming[i] = p as usize;
+                // Parents come first in the canonical (breadth-first) order.
+                g.depth[i] = g.depth[p as usize] + u32::from(g.label[p as usize] != node.label);
             }
             if !node.finish.is_empty() {
                 g.edges[i].push(Edge { to: None, by_caller: node.finish.into_iter().collect() });
@@ -220,9 +228,9 @@ pub fn coarsen(nodes: Vec<PNode>, opts: &FitOptions) -> Vec<State> {
         let target = if repetition {
             Some(p)
         } else {
-            red_by_label
-                .get(&g.label[b])
-                .and_then(|reds| reds.iter().copied().find(|&r| g.compatible(r, b, opts.confidence, 0)))
+            red_by_label.get(&g.label[b]).and_then(|reds| {
+                reds.iter().copied().find(|&r| g.depth[r] == g.depth[b] && g.compatible(r, b, opts.confidence, 0))
+            })
         };
         match target {
             Some(r) => {

@@ -35,7 +35,7 @@ pub struct CollectOptions {
 
 impl Default for CollectOptions {
     fn default() -> Self {
-        CollectOptions { sample_cap: 200_000, seed: 1, stage_tolerance_ns: 0 }
+        CollectOptions { sample_cap: 200_000, seed: 1, stage_tolerance_ns: 100_000 }
     }
 }
 
@@ -212,7 +212,9 @@ impl Collector {
         let mut stage_end = i64::MIN;
         let mut size = 0u32;
         for c in tree.children(i) {
-            if size > 0 && c.call_start_ns.saturating_sub(stage_end) < tolerance {
+            // Overlaps shorter than the tolerance are clock noise, not
+            // concurrency: the same rule `palette fit` cuts stages by.
+            if size > 0 && c.call_start_ns < stage_end.saturating_sub(tolerance) {
                 size += 1;
                 stage_end = stage_end.max(c.call_end_ns());
                 continue;
@@ -410,7 +412,8 @@ pub(crate) mod tests {
                 ("B/b", 3, 50, 80),
             ],
         );
-        let p = Profile::from_traces([&t], &names, CollectOptions::default());
+        let p =
+            Profile::from_traces([&t], &names, CollectOptions { stage_tolerance_ns: 0, ..CollectOptions::default() });
         assert_eq!((p.traces, p.executions, p.stages, p.concurrent_stages), (1, 5, 3, 1));
         assert_eq!(p.depth.quantile(1.0), 3);
         assert_eq!(p.fan_out.iter().collect::<Vec<_>>(), vec![(1, 1), (3, 1)]);
@@ -426,10 +429,10 @@ pub(crate) mod tests {
         assert_eq!(p.callers_of(&b).len(), 2);
         assert!((p.concurrent_fraction() - 1.0 / 3.0).abs() < 1e-12);
 
-        // With a tolerance, a call starting within it of the stage's end joins.
-        let opts = CollectOptions { stage_tolerance_ns: 1, ..CollectOptions::default() };
+        // Overlaps shorter than the tolerance do not make calls concurrent.
+        let opts = CollectOptions { stage_tolerance_ns: 1_000_000_000, ..CollectOptions::default() };
         let p = Profile::from_traces([&t], &names, opts);
-        assert_eq!((p.stages, p.concurrent_stages), (2, 1));
+        assert_eq!((p.stages, p.concurrent_stages), (4, 0));
     }
 
     #[test]

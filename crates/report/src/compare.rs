@@ -427,7 +427,7 @@ mod tests {
                 &[("C/c", NO_PARENT, 0, 1000), ("B/b", 0, 10, 10 + d), ("D/d", 0, second, second + 5)],
             ));
         }
-        Profile::from_traces(&trees, &names, CollectOptions::default())
+        Profile::from_traces(&trees, &names, CollectOptions { stage_tolerance_ns: 0, ..CollectOptions::default() })
     }
 
     fn find<'a>(rows: &'a [LatencyComparison], op: &str, caller: Option<&str>) -> &'a LatencyComparison {

@@ -40,9 +40,10 @@ pub struct Args {
     /// beyond that), which bounds memory.
     #[arg(long, default_value_t = 200_000, value_name = "N")]
     pub sample_cap: usize,
-    /// Two calls share a stage unless the later starts this long after every
-    /// call of the stage ended (0: it must start before they all end).
-    #[arg(long, value_name = "DURATION", default_value = "0")]
+    /// A call joins the current stage only if it starts more than this
+    /// before every call of the stage has ended (as `palette fit` cuts
+    /// stages): shorter overlaps are clock noise, not concurrency.
+    #[arg(long, value_name = "DURATION", default_value = "100us")]
     pub stage_tolerance: String,
     /// Verdict "close" needs a KS statistic at most this ...
     #[arg(long, default_value_t = 0.10, value_name = "D")]
