@@ -193,7 +193,7 @@ fn graphviz_accepts(dot: &str, what: &str) {
     let mut child = match child {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!("SKIP: Graphviz `dot` is not on PATH; {what} checked structurally only");
+            skip(&format!("Graphviz `dot` is not on PATH; {what} checked structurally only"));
             return;
         }
         Err(e) => panic!("cannot run dot: {e}"),

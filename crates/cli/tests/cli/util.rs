@@ -70,7 +70,7 @@ pub fn shared_data(rel: &str) -> Option<PathBuf> {
     if p.exists() {
         Some(p)
     } else {
-        eprintln!("SKIP: {} is absent (no ../shared/data in this checkout)", p.display());
+        skip(&format!("{} is absent (no ../shared/data in this checkout)", p.display()));
         None
     }
 }
@@ -78,4 +78,11 @@ pub fn shared_data(rel: &str) -> Option<PathBuf> {
 /// The fixture folder of this crate's tests.
 pub fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(rel)
+}
+
+/// Says that a check was skipped, on the real stderr: the test harness
+/// captures `eprintln!`, and a skip must be visible in a passing run.
+pub fn skip(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIP: {why}");
 }
