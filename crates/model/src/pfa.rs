@@ -14,7 +14,9 @@
 //! *counted loop*: a single state that remembers how many consecutive visits
 //! each run made, so a loop of 1–5 calls is one state that repeats 1–5 times
 //! (exactly, not geometrically), and a page that always makes nine calls
-//! still makes nine.
+//! still makes nine. Merges are only between states at the same depth (runs
+//! of stages from start), so they never close a cycle: every path of the PFA
+//! is as long as some traced one, and repetition is the counted loops' job.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -710,6 +710,10 @@ pub fn render_api(model: &Model, id: ApiId) -> String {
         for (k, s) in a.states.iter().enumerate() {
             let lambda = if k == 0 { String::new() } else { format!("  λ {:.3}", s.lambda) };
             let _ = writeln!(out, "{}  visits {}{lambda}", state_name(model, a, Some(k as u32)), thousands(s.visits));
+            if !s.repeats.is_empty() {
+                let runs: Vec<String> = s.repeats.iter().map(|(d, c)| format!("{d}×{}", thousands(*c))).collect();
+                let _ = writeln!(out, "  counted loop: consecutive visits per run {}", runs.join(", "));
+            }
             let totals = caller_totals(s);
             for t in &s.next {
                 let _ = writeln!(
@@ -891,6 +895,7 @@ pub fn api_json(model: &Model, id: ApiId) -> Value {
                 "state": k,
                 "calls": s.calls.iter().map(|&c| model.api_name(c)).collect::<Vec<_>>(),
                 "visits": s.visits,
+                "repeats": s.repeats,
                 "lambda": s.lambda,
                 "next": next,
             })
