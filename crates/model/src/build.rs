@@ -76,12 +76,14 @@ fn api_model(service: &str, operation: &str, mut p: PartialApi, kind: ModelKind,
         response_bytes: some(&p.response_bytes),
         states: Vec::new(),
         overhead: Vec::new(),
+        overhead_correlation: 0.0,
         naive: None,
     };
     match kind {
         ModelKind::Palette => {
             model.states = coarsen(std::mem::take(&mut p.nodes), opts);
             model.overhead = overheads(&p, opts);
+            model.overhead_correlation = crate::pfa::round6(p.overhead_pairs.correlation());
         }
         ModelKind::Naive => model.naive = Some(naive(&p)),
     }
@@ -209,6 +211,7 @@ fn merge_api(target: &mut PartialApi, api: &PartialApi, m: &dyn Fn(PApi) -> PApi
     target.request_bytes.merge(&api.request_bytes);
     target.response_bytes.merge(&api.response_bytes);
     target.naive_work.merge(&api.naive_work);
+    target.overhead_pairs.merge(&api.overhead_pairs);
     let mut overhead: BTreeMap<(PApi, PCaller), Sketch> = target.overhead.drain(..).collect();
     for ((callee, caller), s) in &api.overhead {
         overhead.entry((m(*callee), mc(*caller))).or_default().merge(s);

@@ -86,6 +86,7 @@ struct ApiAcc {
     overhead: FxHashMap<(Api, Option<Api>), Sketch>,
     calls_per_execution: FxHashMap<(Api, u32), u64>,
     naive_work: Sketch,
+    overhead_pairs: crate::partial::PairSums,
 }
 
 #[derive(Default)]
@@ -239,22 +240,26 @@ impl Fitter {
         }
         acc.naive_work.add((e.duration_ns - in_calls).max(0) as f64);
         // Calls per callee, and overheads.
-        let mut per_callee: Vec<(Api, u32)> = Vec::new();
+        // (callee, calls, log-bucket of the last call's overhead)
+        let mut per_callee: Vec<(Api, u32, i64)> = Vec::new();
         for c in e.children() {
             if !self.removed.is_empty() && self.removed[c] {
                 continue;
             }
             let call = &tree.execs[c];
-            match per_callee.iter_mut().find(|(a, _)| *a == call.api) {
-                Some((_, n)) => *n += 1,
-                None => per_callee.push((call.api, 1)),
+            let overhead = (call.call_duration_ns - call.duration_ns).max(0);
+            let level = crate::sketch::Sketch::bucket(overhead as f64) as i64;
+            match per_callee.iter_mut().find(|(a, _, _)| *a == call.api) {
+                Some((_, n, last)) => {
+                    *n += 1;
+                    acc.overhead_pairs.add(*last, level);
+                    *last = level;
+                }
+                None => per_callee.push((call.api, 1, level)),
             }
-            acc.overhead
-                .entry((call.api, caller))
-                .or_default()
-                .add((call.call_duration_ns - call.duration_ns).max(0) as f64);
+            acc.overhead.entry((call.api, caller)).or_default().add(overhead as f64);
         }
-        for (callee, n) in per_callee {
+        for (callee, n, _) in per_callee {
             *acc.calls_per_execution.entry((callee, n)).or_default() += 1;
         }
         // Walk the prefix tree.
@@ -325,6 +330,7 @@ impl Fitter {
             p.calls_per_execution =
                 sorted(acc.calls_per_execution.iter().map(|(&(callee, n), &k)| ((id(callee), n), k)));
             p.naive_work = acc.naive_work;
+            p.overhead_pairs = acc.overhead_pairs;
             let nodes: Vec<PNode> = acc
                 .nodes
                 .into_iter()

@@ -154,6 +154,13 @@ pub struct ApiModel {
     /// own, conditioned on this API's caller.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub overhead: Vec<CalleeOverhead>,
+    /// How alike the overheads of one execution's calls are (0: independent,
+    /// 1: all at the same quantile): the correlation of repeated calls'
+    /// log overheads. A slow moment of the caller (a throttled pod, a busy
+    /// network) slows all its calls at once; sampling them independently
+    /// would average that away. Used as a Gaussian copula's ρ.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub overhead_correlation: f64,
     /// Naive models: independent calls, made one after another.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub naive: Option<NaiveApi>,
@@ -234,6 +241,10 @@ impl CondSketch {
 pub struct CalleeOverhead {
     pub callee: ApiId,
     pub overhead: CondSketch,
+}
+
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// The naive baseline for one API.

@@ -100,6 +100,54 @@ impl LambdaSums {
     }
 }
 
+/// Sums for the correlation of overheads of repeated calls to one callee
+/// within one execution, on a log scale quantised to sketch buckets:
+/// integers, so they merge exactly.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PairSums {
+    pub n: u64,
+    pub x: i128,
+    pub y: i128,
+    pub xx: i128,
+    pub yy: i128,
+    pub xy: i128,
+}
+
+impl PairSums {
+    pub fn add(&mut self, x: i64, y: i64) {
+        let (x, y) = (x as i128, y as i128);
+        self.n += 1;
+        self.x += x;
+        self.y += y;
+        self.xx += x * x;
+        self.yy += y * y;
+        self.xy += x * y;
+    }
+    pub fn merge(&mut self, o: &PairSums) {
+        self.n += o.n;
+        self.x += o.x;
+        self.y += o.y;
+        self.xx += o.xx;
+        self.yy += o.yy;
+        self.xy += o.xy;
+    }
+    /// Pearson correlation, in [0, 1] (a negative one is treated as none);
+    /// 0 with too few pairs to say.
+    pub fn correlation(&self) -> f64 {
+        if self.n < 30 {
+            return 0.0;
+        }
+        let n = self.n as f64;
+        let cov = n * self.xy as f64 - self.x as f64 * self.y as f64;
+        let vx = n * self.xx as f64 - (self.x as f64).powi(2);
+        let vy = n * self.yy as f64 - (self.y as f64).powi(2);
+        if vx <= 0.0 || vy <= 0.0 {
+            return 0.0;
+        }
+        (cov / (vx * vy).sqrt()).clamp(0.0, 1.0)
+    }
+}
+
 /// Work samples of one transition for one caller, measured two ways: as if
 /// the source stage was waited for (resume at its end) and as if not
 /// (resume at its start). The fitted λ picks one.
@@ -148,6 +196,9 @@ pub struct PartialApi {
     pub calls_per_execution: Vec<((PApi, u32), u64)>,
     /// Execution time minus time in calls: the naive model's work.
     pub naive_work: Sketch,
+    /// Overheads of repeated calls to one callee in one execution, in pairs.
+    #[serde(default)]
+    pub overhead_pairs: PairSums,
 }
 
 impl Partial {
@@ -155,5 +206,34 @@ impl Partial {
         let mut s = serde_json::to_string(self).expect("partials always serialise");
         s.push('\n');
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pair_correlation_tells_shared_from_independent() {
+        let (mut same, mut independent) = (PairSums::default(), PairSums::default());
+        let mut rng = palette_trace::rng::Rng::new(5);
+        for _ in 0..5000 {
+            let level = rng.range(400, 800) as i64;
+            same.add(level, level + rng.range(0, 2) as i64);
+            independent.add(rng.range(400, 800) as i64, rng.range(400, 800) as i64);
+        }
+        assert!(same.correlation() > 0.99, "{}", same.correlation());
+        assert!(independent.correlation() < 0.05, "{}", independent.correlation());
+        // Too few pairs say nothing.
+        let mut few = PairSums::default();
+        few.add(1, 1);
+        few.add(2, 2);
+        assert_eq!(few.correlation(), 0.0);
+        // Merging is exact.
+        let mut a = same;
+        a.merge(&independent);
+        let mut b = independent;
+        b.merge(&same);
+        assert_eq!(a, b);
     }
 }

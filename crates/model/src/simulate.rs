@@ -114,6 +114,9 @@ impl<'m> Simulator<'m> {
         }
         let mut t = start;
         let mut state = 0usize;
+        // The execution's shared share of its calls' overheads (Gaussian copula).
+        let rho = model.apis[api as usize].overhead_correlation;
+        let shared = (rho > 0.0).then(|| Copula { shared: rho.sqrt() * self.rng.normal(), own: (1.0 - rho).sqrt() });
         // Visits left in the current counted loop.
         let mut runs_left = 0u32;
         for _ in 0..MAX_STAGES_PER_EXECUTION {
@@ -135,7 +138,7 @@ impl<'m> Simulator<'m> {
             let s = &states[state];
             let mut slowest = 0i64;
             for &callee in &s.calls {
-                let latency = self.call(api, caller, callee, id, t, depth);
+                let latency = self.call(api, caller, callee, id, t, depth, shared);
                 slowest = slowest.max(latency);
             }
             // The work around a stage was measured as if the caller waited
@@ -150,13 +153,27 @@ impl<'m> Simulator<'m> {
 
     /// A call from `api` to `callee` at `t`: CLIENT span around the callee's
     /// execution. Returns the caller-observed latency.
-    fn call(&mut self, api: ApiId, caller: Caller, callee: ApiId, from: SpanId, t: i64, depth: u32) -> i64 {
+    #[allow(clippy::too_many_arguments)]
+    fn call(
+        &mut self,
+        api: ApiId,
+        caller: Caller,
+        callee: ApiId,
+        from: SpanId,
+        t: i64,
+        depth: u32,
+        copula: Option<Copula>,
+    ) -> i64 {
         let model = self.model;
+        let u = match copula {
+            Some(c) => normal_cdf(c.shared + c.own * self.rng.normal()).clamp(0.0, 1.0 - 1e-12),
+            None => self.rng.f64(),
+        };
         let overhead = model.apis[api as usize]
             .overhead
             .iter()
             .find(|o| o.callee == callee)
-            .map_or(0.0, |o| o.overhead.for_caller(caller).sample(self.rng.f64())) as i64;
+            .map_or(0.0, |o| o.overhead.for_caller(caller).sample(u)) as i64;
         self.client_call(api, callee, from, t, overhead, depth)
     }
 
@@ -202,6 +219,23 @@ impl<'m> Simulator<'m> {
         }
         t + naive.work.sample(self.rng.f64()) as i64
     }
+}
+
+/// The part of an overhead's normal score that one execution's calls share,
+/// and the weight of each call's own part.
+#[derive(Clone, Copy)]
+struct Copula {
+    shared: f64,
+    own: f64,
+}
+
+/// The standard normal CDF (Abramowitz–Stegun 7.1.26; error below 1e-7).
+fn normal_cdf(x: f64) -> f64 {
+    let z = x.abs() / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.3275911 * z);
+    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+    let erfc = poly * (-z * z).exp();
+    if x >= 0.0 { 1.0 - 0.5 * erfc } else { 0.5 * erfc }
 }
 
 /// How many consecutive visits a counted loop makes (1 for ordinary states).

@@ -40,6 +40,12 @@ impl Sketch {
         Sketch::default()
     }
 
+    /// The bucket a value falls in (0 for values at or below 1 ns): a log
+    /// scale, for statistics that must add exactly.
+    pub fn bucket(value: f64) -> i16 {
+        if value <= MIN_VALUE || !value.is_finite() { 0 } else { Sketch::index(value) }
+    }
+
     fn index(value: f64) -> i16 {
         // Index 1,400 is ~10⁶ s: every duration fits.
         (value.ln() / gamma().ln()).ceil().clamp(i16::MIN as f64, i16::MAX as f64) as i16
