@@ -13,7 +13,7 @@ use rustc_hash::FxHashMap;
 use palette_trace::{Api, CallTree, Interner};
 
 use crate::model::{EdgeKind, FitOptions};
-use crate::partial::{LambdaSums, PARTIAL_FORMAT, PApi, PNode, Partial, PartialApi, PartialEdge, WorkAcc};
+use crate::partial::{Moments, PARTIAL_FORMAT, PApi, PNode, Partial, PartialApi, PartialEdge, WorkAcc};
 use crate::sketch::Sketch;
 
 /// Which traces (and parts of traces) a fit uses.
@@ -68,7 +68,7 @@ struct Node {
     /// Per caller; a short list, since most nodes see one or two callers.
     enter: Vec<(Option<Api>, WorkAcc)>,
     finish: Vec<(Option<Api>, WorkAcc)>,
-    lambda: LambdaSums,
+    lambda: Moments,
 }
 
 #[derive(Default)]
@@ -86,7 +86,7 @@ struct ApiAcc {
     overhead: FxHashMap<(Api, Option<Api>), Sketch>,
     calls_per_execution: FxHashMap<(Api, u32), u64>,
     naive_work: Sketch,
-    overhead_pairs: crate::partial::PairSums,
+    overhead_pairs: crate::partial::Moments,
 }
 
 #[derive(Default)]

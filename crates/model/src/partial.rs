@@ -43,37 +43,43 @@ pub struct PartialEdge {
     pub latency: Sketch,
 }
 
-/// Non-negative least squares sums for `y = λ·x + c`, in integer
-/// nanoseconds so they add exactly in any order.
+/// Sums of x, y and their products over (x, y) pairs, in integers so they
+/// add exactly in any order: enough for least squares (λ of a stage, in
+/// nanoseconds) and for a correlation (overheads of repeated calls, in
+/// log-scale sketch buckets).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct LambdaSums {
+pub struct Moments {
     pub n: u64,
     pub x: i128,
     pub y: i128,
     pub xx: i128,
+    #[serde(default)]
+    pub yy: i128,
     pub xy: i128,
 }
 
-impl LambdaSums {
+impl Moments {
     pub fn add(&mut self, x: i64, y: i64) {
         let (x, y) = (x as i128, y as i128);
         self.n += 1;
         self.x += x;
         self.y += y;
         self.xx += x * x;
+        self.yy += y * y;
         self.xy += x * y;
     }
-    pub fn merge(&mut self, o: &LambdaSums) {
+    pub fn merge(&mut self, o: &Moments) {
         self.n += o.n;
         self.x += o.x;
         self.y += o.y;
         self.xx += o.xx;
+        self.yy += o.yy;
         self.xy += o.xy;
     }
-    /// λ in [0, 1] (and intercept ≥ 0) minimising squared error; 0 without
-    /// data. The upper bound matters when a call's latency never varies:
-    /// then λ and the intercept cannot be told apart, and an unbounded fit
-    /// would count the following work twice.
+    /// λ in [0, 1] (and intercept ≥ 0) of `y = λ·x + c` minimising squared
+    /// error; 0 without data. The upper bound matters when a call's latency
+    /// never varies: then λ and the intercept cannot be told apart, and an
+    /// unbounded fit would count the following work twice.
     pub fn lambda(&self) -> f64 {
         self.unbounded_lambda().min(1.0)
     }
@@ -98,39 +104,7 @@ impl LambdaSums {
         // Intercept pinned at 0.
         (sxy / sxx).max(0.0)
     }
-}
 
-/// Sums for the correlation of overheads of repeated calls to one callee
-/// within one execution, on a log scale quantised to sketch buckets:
-/// integers, so they merge exactly.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct PairSums {
-    pub n: u64,
-    pub x: i128,
-    pub y: i128,
-    pub xx: i128,
-    pub yy: i128,
-    pub xy: i128,
-}
-
-impl PairSums {
-    pub fn add(&mut self, x: i64, y: i64) {
-        let (x, y) = (x as i128, y as i128);
-        self.n += 1;
-        self.x += x;
-        self.y += y;
-        self.xx += x * x;
-        self.yy += y * y;
-        self.xy += x * y;
-    }
-    pub fn merge(&mut self, o: &PairSums) {
-        self.n += o.n;
-        self.x += o.x;
-        self.y += o.y;
-        self.xx += o.xx;
-        self.yy += o.yy;
-        self.xy += o.xy;
-    }
     /// Pearson correlation, in [0, 1] (a negative one is treated as none);
     /// 0 with too few pairs to say.
     pub fn correlation(&self) -> f64 {
@@ -177,7 +151,7 @@ pub struct PNode {
     pub enter: Vec<(PCaller, WorkAcc)>,
     /// Executions that finished after this node, per caller (tail work).
     pub finish: Vec<(PCaller, WorkAcc)>,
-    pub lambda: LambdaSums,
+    pub lambda: Moments,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -198,7 +172,7 @@ pub struct PartialApi {
     pub naive_work: Sketch,
     /// Overheads of repeated calls to one callee in one execution, in pairs.
     #[serde(default)]
-    pub overhead_pairs: PairSums,
+    pub overhead_pairs: Moments,
 }
 
 impl Partial {
@@ -215,7 +189,7 @@ mod tests {
 
     #[test]
     fn pair_correlation_tells_shared_from_independent() {
-        let (mut same, mut independent) = (PairSums::default(), PairSums::default());
+        let (mut same, mut independent) = (Moments::default(), Moments::default());
         let mut rng = palette_trace::rng::Rng::new(5);
         for _ in 0..5000 {
             let level = rng.range(400, 800) as i64;
@@ -225,7 +199,7 @@ mod tests {
         assert!(same.correlation() > 0.99, "{}", same.correlation());
         assert!(independent.correlation() < 0.05, "{}", independent.correlation());
         // Too few pairs say nothing.
-        let mut few = PairSums::default();
+        let mut few = Moments::default();
         few.add(1, 1);
         few.add(2, 2);
         assert_eq!(few.correlation(), 0.0);

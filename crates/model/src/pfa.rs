@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{CallerCount, CallerSketch, CondSketch, FitOptions, State, Transition};
-use crate::partial::{LambdaSums, PApi, PCaller, PNode, WorkAcc};
+use crate::partial::{Moments, PApi, PCaller, PNode, WorkAcc};
 use crate::sketch::Sketch;
 
 /// How deep the compatibility test looks.
@@ -46,7 +46,7 @@ impl Edge {
 
 struct Graph {
     label: Vec<Vec<PApi>>,
-    lambda: Vec<LambdaSums>,
+    lambda: Vec<Moments>,
     edges: Vec<Vec<Edge>>,
     /// The red state that points at each blue or tree state.
     incoming: Vec<usize>,
