@@ -30,6 +30,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the pipeline on the built-in examples: traces → models → simulation → fidelity report.
+    Demo(cmd::demo::Args),
     /// Read traces and report what they hold: counts, topology, shapes, defects.
     Inspect(cmd::inspect::Args),
     /// Learn a model from traces: topology, per-API PFA and causal latency model (model.json).
@@ -51,6 +53,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => cmd::demo::run(args),
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Example(args) => cmd::example::run(args),
         Command::Fit(args) => cmd::fit::run(args),

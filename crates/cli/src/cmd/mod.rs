@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod compare;
+pub mod demo;
 pub mod example;
 pub mod fit;
 pub mod inspect;

@@ -632,3 +632,24 @@ fn fit_and_merge_reject_bad_requests() {
     );
     assert!(!out.exists(), "no output after a failed merge");
 }
+
+/// The README's first command: the whole pipeline on the built-in examples.
+#[test]
+fn demo_runs_the_pipeline_and_writes_its_reports() {
+    let dir = Dir::new();
+    let out = dir.path("demo");
+    let run = palette(["demo".as_ref(), "-o".as_ref(), out.as_os_str(), "--traces".as_ref(), "300".as_ref()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stderr.contains("panicked"));
+    assert!(run.stdout.contains("demo done"), "{}", run.stdout);
+    for system in ["figure1", "webshop"] {
+        let report = std::fs::read_to_string(out.join(format!("report-{system}/index.html"))).expect("report written");
+        assert!(report.contains("<svg"), "{system}: no plot");
+        for kind in ["palette", "naive"] {
+            assert!(out.join(format!("models/{system}-{kind}.json")).is_file());
+            assert!(out.join(format!("simulated/{system}-{kind}.jsonl")).is_file());
+        }
+    }
+    // Figure 1: Palette gets B right for both callers, the naive model for neither.
+    assert!(run.stdout.contains("B b ← A a  palette:"), "{}", run.stdout);
+}
