@@ -361,7 +361,7 @@ impl Fitter {
                 latency: e.latency.clone(),
             })
             .collect();
-        edges.sort_by(|a, b| (a.caller, a.callee, a.kind).cmp(&(b.caller, b.callee, b.kind)));
+        edges.sort_by_key(|a| (a.caller, a.callee, a.kind));
         Partial {
             format: PARTIAL_FORMAT.into(),
             options: self.opts.clone(),

@@ -98,7 +98,7 @@ struct Gen {
 
 /// Every third service is stateful (a cache or database): it calls nothing.
 fn is_stateful(service: u32) -> bool {
-    service % 3 == 0 && service > 0
+    service.is_multiple_of(3) && service > 0
 }
 
 /// Call-graph layers: services call only into deeper layers, which bounds

@@ -406,7 +406,7 @@ fn build_tree(
         if policy == Policy::Drop {
             return Ok(None);
         }
-        let sizes: Vec<usize> = roots.iter().map(|&r| subtree_size(&kids, r)).collect();
+        let sizes: Vec<usize> = roots.iter().map(|&r| subtree_size(kids, r)).collect();
         let best = (0..roots.len())
             .max_by_key(|&k| (sizes[k], std::cmp::Reverse((spans[roots[k] as usize].start_ns, roots[k]))))
             .expect("several roots");
@@ -423,7 +423,7 @@ fn build_tree(
 
     // Breadth-first layout, folding client spans into their call. Each
     // execution's calls are appended together, so they are contiguous.
-    let (root_exec, root_body, folded) = make_exec(&spans, &kids, root as usize, None);
+    let (root_exec, root_body, folded) = make_exec(&spans, kids, root as usize, None);
     let mut folded_spans = folded as u32;
     let mut execs: Vec<Exec> = Vec::with_capacity(n);
     execs.push(root_exec);
@@ -434,7 +434,7 @@ fn build_tree(
         let body = body_of[next] as usize;
         let mut calls: Vec<(Exec, u32)> = Vec::with_capacity(kids[body].len());
         for &c in &kids[body] {
-            let (mut exec, callee, folded) = make_exec(&spans, &kids, c as usize, Some(&execs[next]));
+            let (mut exec, callee, folded) = make_exec(&spans, kids, c as usize, Some(&execs[next]));
             folded_spans += folded as u32;
             exec.parent = next as u32;
             calls.push((exec, callee as u32));
