@@ -43,18 +43,8 @@ pub fn parse_duration_ns(s: &str) -> Result<i64, String> {
     Ok((value * scale).round() as i64)
 }
 
-/// `1234567` → `1,234,567`.
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+/// `1234567` → `1,234,567`: the report crate's, so every table reads alike.
+pub use palette_report::text::thousands;
 
 #[cfg(test)]
 mod tests {
