@@ -33,6 +33,8 @@
 //! ```
 
 pub mod build;
+pub mod check;
+pub mod exec;
 pub mod fit;
 pub mod model;
 pub mod partial;
@@ -41,6 +43,7 @@ pub mod simulate;
 pub mod sketch;
 
 pub use build::{build_model, build_model_owned, merge_partials};
+pub use exec::{Context, Execution, Step};
 pub use fit::{FilterNames, Fitter, TraceFilter};
 pub use model::{ApiId, ApiModel, Caller, FitOptions, Model, ModelKind, State, Transition};
 pub use partial::Partial;

@@ -1,0 +1,261 @@
+//! Checking a model's internal references, and finding values in its text.
+//!
+//! A model that parsed can still refer to an API or state that does not
+//! exist (a hand edit, a truncated intervention). [`check`] finds the first
+//! such reference and says where it is as a JSON path; [`locate_line`] turns
+//! the path into a line of the file, so errors can name `file:line`.
+
+use std::fmt::Write as _;
+
+use crate::model::{ApiId, Caller, CondSketch, Model};
+
+/// A step of a path into the JSON document.
+#[derive(Clone, Debug)]
+pub enum OwnedSeg {
+    Key(&'static str),
+    Index(usize),
+}
+
+impl OwnedSeg {
+    pub fn as_seg(&self) -> Seg<'_> {
+        match self {
+            OwnedSeg::Key(k) => Seg::Key(k),
+            OwnedSeg::Index(i) => Seg::Index(*i),
+        }
+    }
+}
+
+pub fn path_string(segs: &[OwnedSeg]) -> String {
+    let mut s = String::new();
+    for seg in segs {
+        match seg {
+            OwnedSeg::Key(k) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s += k;
+            }
+            OwnedSeg::Index(i) => {
+                let _ = write!(s, "[{i}]");
+            }
+        }
+    }
+    s
+}
+
+/// A reference that points nowhere: where (a JSON path) and what is wrong.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{}: {message}", path_string(path))]
+pub struct CheckError {
+    pub path: Vec<OwnedSeg>,
+    pub message: String,
+}
+
+impl CheckError {
+    /// The 1-based line of `text` (the model file) where the bad value is; 0 if not found.
+    pub fn line(&self, text: &str) -> u64 {
+        locate_line(text, &self.path.iter().map(OwnedSeg::as_seg).collect::<Vec<_>>()).unwrap_or(0)
+    }
+}
+
+fn err(path: Vec<OwnedSeg>, message: String) -> CheckError {
+    CheckError { path, message }
+}
+
+/// Every reference inside the model points at something that exists.
+pub fn check(model: &Model) -> Result<(), CheckError> {
+    use OwnedSeg::{Index as I, Key as K};
+    let n = model.apis.len();
+    let api_ok = |id: ApiId, at: Vec<OwnedSeg>| -> Result<(), CheckError> {
+        if (id as usize) < n {
+            Ok(())
+        } else {
+            Err(err(at, format!("API {id} does not exist (the model has {n} APIs)")))
+        }
+    };
+    let caller_ok = |c: Caller, at: Vec<OwnedSeg>| c.map_or(Ok(()), |id| api_ok(id, at));
+    let cond_ok = |c: &CondSketch, at: Vec<OwnedSeg>| -> Result<(), CheckError> {
+        for (k, cs) in c.by_caller.iter().enumerate() {
+            let mut p = at.clone();
+            p.extend([K("by_caller"), I(k), K("caller")]);
+            caller_ok(cs.caller, p)?;
+        }
+        Ok(())
+    };
+    for (i, r) in model.roots.iter().enumerate() {
+        api_ok(r.api, vec![K("roots"), I(i), K("api")])?;
+    }
+    for (i, e) in model.edges.iter().enumerate() {
+        api_ok(e.caller, vec![K("edges"), I(i), K("caller")])?;
+        api_ok(e.callee, vec![K("edges"), I(i), K("callee")])?;
+    }
+    for (a, api) in model.apis.iter().enumerate() {
+        let at = |rest: &[OwnedSeg]| {
+            let mut p = vec![K("apis"), I(a)];
+            p.extend_from_slice(rest);
+            p
+        };
+        for (i, c) in api.callers.iter().enumerate() {
+            caller_ok(c.caller, at(&[K("callers"), I(i), K("caller")]))?;
+        }
+        for (s, state) in api.states.iter().enumerate() {
+            for (i, &c) in state.calls.iter().enumerate() {
+                api_ok(c, at(&[K("states"), I(s), K("calls"), I(i)]))?;
+            }
+            if !(state.lambda.is_finite() && state.lambda >= 0.0) {
+                return Err(err(
+                    at(&[K("states"), I(s), K("lambda")]),
+                    format!("λ {} is not a number ≥ 0", state.lambda),
+                ));
+            }
+            let total: f64 = state.next.iter().map(|t| t.p).sum();
+            if state.next.is_empty() || (total - 1.0).abs() > 1e-3 {
+                return Err(err(
+                    at(&[K("states"), I(s), K("next")]),
+                    format!("the probabilities out of state {s} sum to {total}, not 1"),
+                ));
+            }
+            for (t, tr) in state.next.iter().enumerate() {
+                let tat = |rest: &[OwnedSeg]| {
+                    let mut p = at(&[K("states"), I(s), K("next"), I(t)]);
+                    p.extend_from_slice(rest);
+                    p
+                };
+                if let Some(to) = tr.to
+                    && to as usize >= api.states.len()
+                {
+                    return Err(err(
+                        tat(&[K("to")]),
+                        format!("state {to} does not exist (this API has {} states)", api.states.len()),
+                    ));
+                }
+                if !(tr.p.is_finite() && (0.0..=1.0).contains(&tr.p)) {
+                    return Err(err(tat(&[K("p")]), format!("probability {} is not between 0 and 1", tr.p)));
+                }
+                for (i, c) in tr.by_caller.iter().enumerate() {
+                    caller_ok(c.caller, tat(&[K("by_caller"), I(i), K("caller")]))?;
+                }
+                cond_ok(&tr.work, tat(&[K("work")]))?;
+            }
+        }
+        for (i, o) in api.overhead.iter().enumerate() {
+            api_ok(o.callee, at(&[K("overhead"), I(i), K("callee")]))?;
+            cond_ok(&o.overhead, at(&[K("overhead"), I(i), K("overhead")]))?;
+        }
+        if let Some(naive) = &api.naive {
+            for (i, c) in naive.calls.iter().enumerate() {
+                api_ok(c.callee, at(&[K("naive"), K("calls"), I(i), K("callee")]))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A step of a path into a JSON document.
+#[derive(Clone, Copy, Debug)]
+pub enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// The 1-based line where the value at `path` starts, by scanning the text
+/// (serde keeps no positions for values that parsed fine).
+pub fn locate_line(text: &str, path: &[Seg]) -> Option<u64> {
+    let offset = locate(text.as_bytes(), path)?;
+    Some(text.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() as u64 + 1)
+}
+
+fn locate(b: &[u8], path: &[Seg]) -> Option<usize> {
+    let mut pos = ws(b, 0);
+    for seg in path {
+        match *seg {
+            Seg::Key(key) => {
+                if b.get(pos) != Some(&b'{') {
+                    return None;
+                }
+                pos += 1;
+                loop {
+                    pos = ws(b, pos);
+                    if b.get(pos) != Some(&b'"') {
+                        return None;
+                    }
+                    let end = skip_value(b, pos)?;
+                    let found = &b[pos + 1..end - 1] == key.as_bytes();
+                    pos = ws(b, end);
+                    if b.get(pos) != Some(&b':') {
+                        return None;
+                    }
+                    pos = ws(b, pos + 1);
+                    if found {
+                        break;
+                    }
+                    pos = ws(b, skip_value(b, pos)?);
+                    if b.get(pos) != Some(&b',') {
+                        return None;
+                    }
+                    pos += 1;
+                }
+            }
+            Seg::Index(i) => {
+                if b.get(pos) != Some(&b'[') {
+                    return None;
+                }
+                pos = ws(b, pos + 1);
+                for _ in 0..i {
+                    pos = ws(b, skip_value(b, pos)?);
+                    if b.get(pos) != Some(&b',') {
+                        return None;
+                    }
+                    pos = ws(b, pos + 1);
+                }
+                if matches!(b.get(pos), None | Some(b']')) {
+                    return None;
+                }
+            }
+        }
+    }
+    Some(pos)
+}
+
+fn ws(b: &[u8], mut pos: usize) -> usize {
+    while pos < b.len() && b[pos].is_ascii_whitespace() {
+        pos += 1;
+    }
+    pos
+}
+
+/// The end of the JSON value starting at `pos`.
+fn skip_value(b: &[u8], pos: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = pos;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+                if depth == 0 {
+                    return (i <= b.len()).then_some(i);
+                }
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                if depth == 0 {
+                    return Some(i);
+                }
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            b',' if depth == 0 => return Some(i),
+            c if depth == 0 && c.is_ascii_whitespace() => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    (depth == 0).then_some(i)
+}

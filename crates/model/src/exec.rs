@@ -1,0 +1,263 @@
+//! Executing one API's model, step by step.
+//!
+//! The same walk drives the offline [`crate::Simulator`] and the live
+//! runtime: an [`Execution`] yields [`Step`]s — do this much local work, then
+//! make these calls concurrently (and wait for them or not) — and finally
+//! the tail work. Whoever drives it decides what "work" and "call" mean:
+//! the simulator adds numbers, the runtime sleeps or computes and sends
+//! real requests. Choices are drawn from the caller's (and the request
+//! class's) own counts where the model has them, the marginal otherwise.
+
+use palette_trace::rng::Rng;
+
+use crate::model::{ApiId, Caller, Model, ModelKind, State, Transition};
+
+/// At most this many stages per execution, so a hand-edited model with a
+/// cycle of certain transitions still ends.
+pub const MAX_STAGES_PER_EXECUTION: u32 = 10_000;
+
+/// What an execution is conditioned on, besides its API.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Context {
+    /// The API that called this execution; `None` for a root request.
+    pub caller: Caller,
+    /// The request class decided at the root (an index into
+    /// [`Model::classes`]), when known.
+    pub class: Option<u32>,
+}
+
+impl Context {
+    /// A root request: no caller, class not decided yet.
+    pub const ROOT: Context = Context { caller: None, class: None };
+}
+
+/// One step of an execution.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Step<'m> {
+    /// Do `work_ns` of local work, then call every API of `calls`
+    /// concurrently (a multiset: an API listed twice is called twice).
+    Stage {
+        work_ns: i64,
+        /// The PFA state entered (for span attributes; 0 for naive models).
+        state: u32,
+        calls: &'m [ApiId],
+        /// Whether the execution waits for the calls before its next step
+        /// (λ ≥ 0.5: the work was measured that way) or lets them run on.
+        wait: bool,
+    },
+    /// Do `work_ns` of tail work; the execution is over.
+    Finish { work_ns: i64 },
+}
+
+/// The walk of one execution of one API.
+pub struct Execution<'m> {
+    model: &'m Model,
+    api: ApiId,
+    ctx: Context,
+    /// Current PFA state (Palette models).
+    state: usize,
+    /// Visits left in the current counted loop.
+    runs_left: u32,
+    stages: u32,
+    /// This execution's shared share of its calls' overheads.
+    copula: Option<Copula>,
+    /// Naive models: the calls still to make, one per step.
+    naive_calls: Vec<ApiId>,
+    /// Makes no calls: its work is the API's observed latency.
+    leaf: bool,
+    finished: bool,
+}
+
+impl<'m> Execution<'m> {
+    /// Starts an execution of `api` in `ctx`. With `truncated` (a depth or
+    /// size limit was reached) the execution makes no calls and takes the
+    /// API's observed latency as its work.
+    pub fn new(model: &'m Model, api: ApiId, ctx: Context, truncated: bool, rng: &mut Rng) -> Execution<'m> {
+        let a = &model.apis[api as usize];
+        let rho = a.overhead_correlation;
+        let copula = (rho > 0.0).then(|| Copula { shared: rho.sqrt() * rng.normal(), own: (1.0 - rho).sqrt() });
+        let mut naive_calls = Vec::new();
+        if let (ModelKind::Naive, Some(naive), false) = (model.kind, &a.naive, truncated) {
+            for call in &naive.calls {
+                let weights: Vec<f64> = call.per_execution.iter().map(|&(_, k)| k as f64).collect();
+                let n = call.per_execution[rng.pick(&weights)].0;
+                naive_calls.extend(std::iter::repeat_n(call.callee, n as usize));
+            }
+            naive_calls.reverse();
+        }
+        let leaf = truncated || (model.kind == ModelKind::Palette && a.states.is_empty()) || {
+            model.kind == ModelKind::Naive && a.naive.is_none()
+        };
+        Execution { model, api, ctx, state: 0, runs_left: 0, stages: 0, copula, naive_calls, leaf, finished: false }
+    }
+
+    /// The context this execution's own calls run in: called by this API,
+    /// in the request class (decided by a root execution's first step).
+    pub fn child_context(&self) -> Context {
+        Context { caller: Some(self.api), class: self.ctx.class }
+    }
+
+    /// The request class, once known.
+    pub fn class(&self) -> Option<u32> {
+        self.ctx.class
+    }
+
+    /// The next step; after [`Step::Finish`] it keeps returning a zero finish.
+    pub fn next_step(&mut self, rng: &mut Rng) -> Step<'m> {
+        if self.finished {
+            return Step::Finish { work_ns: 0 };
+        }
+        let model = self.model;
+        let a = &model.apis[self.api as usize];
+        if self.leaf {
+            self.finished = true;
+            return Step::Finish { work_ns: a.latency.sample(rng.f64()) as i64 };
+        }
+        if self.stages >= MAX_STAGES_PER_EXECUTION {
+            self.finished = true;
+            return Step::Finish { work_ns: 0 };
+        }
+        self.stages += 1;
+        if model.kind == ModelKind::Naive {
+            let Some(naive) = &a.naive else { unreachable!("leaf executions finish above") };
+            return match self.naive_calls.pop() {
+                Some(callee) => {
+                    let call = naive.calls.iter().position(|c| c.callee == callee).expect("drawn from this list");
+                    Step::Stage {
+                        work_ns: 0,
+                        state: 0,
+                        calls: std::slice::from_ref(&naive.calls[call].callee),
+                        wait: true,
+                    }
+                }
+                None => {
+                    self.finished = true;
+                    Step::Finish { work_ns: naive.work.sample(rng.f64()) as i64 }
+                }
+            };
+        }
+        let states = &a.states;
+        let here = &states[self.state];
+        let tr = if !here.repeats.is_empty() && self.runs_left > 0 {
+            here.next.iter().find(|t| t.to == Some(self.state as u32))
+        } else {
+            choose(here, self.state, self.ctx, rng)
+        };
+        let Some(tr) = tr else {
+            self.finished = true;
+            return Step::Finish { work_ns: 0 };
+        };
+        let work_ns = tr.work.for_caller(self.ctx.caller).sample(rng.f64()) as i64;
+        let Some(next) = tr.to else {
+            self.finished = true;
+            return Step::Finish { work_ns };
+        };
+        if next as usize == self.state {
+            self.runs_left = self.runs_left.saturating_sub(1);
+        } else {
+            self.state = next as usize;
+            self.runs_left = draw_runs(&states[self.state].repeats, rng).saturating_sub(1);
+        }
+        let s = &states[self.state];
+        if self.ctx.caller.is_none() && self.ctx.class.is_none() {
+            self.ctx.class = model.class_of(self.api, &s.calls);
+        }
+        Step::Stage { work_ns, state: self.state as u32, calls: &s.calls, wait: s.lambda >= 0.5 }
+    }
+
+    /// A call overhead (caller-observed latency minus the callee's own) for
+    /// a call to `callee`, nanoseconds. Calls of one execution share part
+    /// of their randomness (a Gaussian copula), as slow moments of a caller
+    /// slow all its calls.
+    pub fn overhead_ns(&self, callee: ApiId, rng: &mut Rng) -> i64 {
+        let a = &self.model.apis[self.api as usize];
+        if let Some(naive) = &a.naive {
+            return naive.calls.iter().find(|c| c.callee == callee).map_or(0.0, |c| c.overhead.sample(rng.f64()))
+                as i64;
+        }
+        let u = match self.copula {
+            Some(c) => normal_cdf(c.shared + c.own * rng.normal()).clamp(0.0, 1.0 - 1e-12),
+            None => rng.f64(),
+        };
+        a.overhead.iter().find(|o| o.callee == callee).map_or(0.0, |o| o.overhead.for_caller(self.ctx.caller).sample(u))
+            as i64
+    }
+}
+
+/// The part of an overhead's normal score that one execution's calls share,
+/// and the weight of each call's own part.
+#[derive(Clone, Copy)]
+struct Copula {
+    shared: f64,
+    own: f64,
+}
+
+/// The standard normal CDF (Abramowitz–Stegun 7.1.26; error below 1e-7).
+fn normal_cdf(x: f64) -> f64 {
+    let z = x.abs() / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.3275911 * z);
+    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+    let erfc = poly * (-z * z).exp();
+    if x >= 0.0 { 1.0 - 0.5 * erfc } else { 0.5 * erfc }
+}
+
+/// How many consecutive visits a counted loop makes (1 for ordinary states).
+fn draw_runs(repeats: &[(u32, u64)], rng: &mut Rng) -> u32 {
+    if repeats.is_empty() {
+        return 1;
+    }
+    let total: u64 = repeats.iter().map(|r| r.1).sum();
+    let mut x = (rng.f64() * total as f64) as u64;
+    for &(d, c) in repeats {
+        if x < c {
+            return d.max(1);
+        }
+        x -= c;
+    }
+    repeats.last().map_or(1, |r| r.0.max(1))
+}
+
+/// Draws a transition out of state `index`. The most specific counts the
+/// model kept (it keeps only those with enough support) decide: the
+/// (caller, request class) pair's ([`Transition::by_class`]), then the
+/// caller's ([`Transition::by_caller`]), then the marginal. A
+/// counted loop that has done its runs leaves by one of its other transitions.
+fn choose<'s>(state: &'s State, index: usize, ctx: Context, rng: &mut Rng) -> Option<&'s Transition> {
+    let leaving_loop = !state.repeats.is_empty();
+    let usable = |t: &Transition| !(leaving_loop && t.to == Some(index as u32));
+    let by_class = |t: &Transition| {
+        if !usable(t) {
+            return 0.0;
+        }
+        let Some(class) = ctx.class else { return 0.0 };
+        t.by_class.iter().find(|c| c.caller == ctx.caller && c.class == class).map_or(0.0, |c| c.count as f64)
+    };
+    let by_caller = |t: &Transition| {
+        if !usable(t) {
+            return 0.0;
+        }
+        t.by_caller.iter().find(|c| c.caller == ctx.caller).map_or(0.0, |c| c.count as f64)
+    };
+    let marginal = |t: &Transition| if usable(t) { t.p } else { 0.0 };
+    let class_total: f64 = state.next.iter().map(by_class).sum();
+    let caller_total: f64 = state.next.iter().map(by_caller).sum();
+    let (weight, total): (&dyn Fn(&Transition) -> f64, f64) = if class_total > 0.0 {
+        (&by_class, class_total)
+    } else if caller_total > 0.0 {
+        (&by_caller, caller_total)
+    } else {
+        (&marginal, state.next.iter().map(marginal).sum())
+    };
+    if total <= 0.0 {
+        return None;
+    }
+    let mut x = rng.f64() * total;
+    for t in &state.next {
+        let w = weight(t);
+        if x < w {
+            return Some(t);
+        }
+        x -= w;
+    }
+    state.next.iter().rfind(|t| usable(t))
+}
