@@ -60,7 +60,6 @@ pub fn build_model_owned(mut partial: Partial, kind: ModelKind, min_root_support
         apis,
         roots,
         edges,
-        classes: Vec::new(),
     }
 }
 

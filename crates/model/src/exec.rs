@@ -5,8 +5,8 @@
 //! make these calls concurrently (and wait for them or not) — and finally
 //! the tail work. Whoever drives it decides what "work" and "call" mean:
 //! the simulator adds numbers, the runtime sleeps or computes and sends
-//! real requests. Choices are drawn from the caller's (and the request
-//! class's) own counts where the model has them, the marginal otherwise.
+//! real requests. Choices are drawn from the caller's own counts where the
+//! model has them, the marginal otherwise.
 
 use palette_trace::rng::Rng;
 
@@ -21,14 +21,11 @@ pub const MAX_STAGES_PER_EXECUTION: u32 = 10_000;
 pub struct Context {
     /// The API that called this execution; `None` for a root request.
     pub caller: Caller,
-    /// The request class decided at the root (an index into
-    /// [`Model::classes`]), when known.
-    pub class: Option<u32>,
 }
 
 impl Context {
-    /// A root request: no caller, class not decided yet.
-    pub const ROOT: Context = Context { caller: None, class: None };
+    /// A root request.
+    pub const ROOT: Context = Context { caller: None };
 }
 
 /// One step of an execution.
@@ -91,15 +88,9 @@ impl<'m> Execution<'m> {
         Execution { model, api, ctx, state: 0, runs_left: 0, stages: 0, copula, naive_calls, leaf, finished: false }
     }
 
-    /// The context this execution's own calls run in: called by this API,
-    /// in the request class (decided by a root execution's first step).
+    /// The context this execution's own calls run in.
     pub fn child_context(&self) -> Context {
-        Context { caller: Some(self.api), class: self.ctx.class }
-    }
-
-    /// The request class, once known.
-    pub fn class(&self) -> Option<u32> {
-        self.ctx.class
+        Context { caller: Some(self.api) }
     }
 
     /// The next step; after [`Step::Finish`] it keeps returning a zero finish.
@@ -159,9 +150,6 @@ impl<'m> Execution<'m> {
             self.runs_left = draw_runs(&states[self.state].repeats, rng).saturating_sub(1);
         }
         let s = &states[self.state];
-        if self.ctx.caller.is_none() && self.ctx.class.is_none() {
-            self.ctx.class = model.class_of(self.api, &s.calls);
-        }
         Step::Stage { work_ns, state: self.state as u32, calls: &s.calls, wait: s.lambda >= 0.5 }
     }
 
@@ -217,21 +205,12 @@ fn draw_runs(repeats: &[(u32, u64)], rng: &mut Rng) -> u32 {
     repeats.last().map_or(1, |r| r.0.max(1))
 }
 
-/// Draws a transition out of state `index`. The most specific counts the
-/// model kept (it keeps only those with enough support) decide: the
-/// (caller, request class) pair's ([`Transition::by_class`]), then the
-/// caller's ([`Transition::by_caller`]), then the marginal. A
-/// counted loop that has done its runs leaves by one of its other transitions.
+/// Draws a transition out of state `index`, from the caller's own counts
+/// when it has any (see [`Transition::by_caller`]). A counted loop that has
+/// done its runs leaves by one of its other transitions.
 fn choose<'s>(state: &'s State, index: usize, ctx: Context, rng: &mut Rng) -> Option<&'s Transition> {
     let leaving_loop = !state.repeats.is_empty();
     let usable = |t: &Transition| !(leaving_loop && t.to == Some(index as u32));
-    let by_class = |t: &Transition| {
-        if !usable(t) {
-            return 0.0;
-        }
-        let Some(class) = ctx.class else { return 0.0 };
-        t.by_class.iter().find(|c| c.caller == ctx.caller && c.class == class).map_or(0.0, |c| c.count as f64)
-    };
     let by_caller = |t: &Transition| {
         if !usable(t) {
             return 0.0;
@@ -239,11 +218,8 @@ fn choose<'s>(state: &'s State, index: usize, ctx: Context, rng: &mut Rng) -> Op
         t.by_caller.iter().find(|c| c.caller == ctx.caller).map_or(0.0, |c| c.count as f64)
     };
     let marginal = |t: &Transition| if usable(t) { t.p } else { 0.0 };
-    let class_total: f64 = state.next.iter().map(by_class).sum();
     let caller_total: f64 = state.next.iter().map(by_caller).sum();
-    let (weight, total): (&dyn Fn(&Transition) -> f64, f64) = if class_total > 0.0 {
-        (&by_class, class_total)
-    } else if caller_total > 0.0 {
+    let (weight, total): (&dyn Fn(&Transition) -> f64, f64) = if caller_total > 0.0 {
         (&by_caller, caller_total)
     } else {
         (&marginal, state.next.iter().map(marginal).sum())

@@ -79,22 +79,6 @@ pub struct Model {
     pub roots: Vec<RootCount>,
     /// Call edges of the topology.
     pub edges: Vec<Edge>,
-    /// Request classes: what a root execution does first. A class is one
-    /// more causal parent of the choices below it, for request types that
-    /// are decided at the root and shape calls further down than the
-    /// caller context reaches.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub classes: Vec<RequestClass>,
-}
-
-/// A request class: a root API and the callees of its first stage (empty:
-/// it made no calls).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RequestClass {
-    pub root: ApiId,
-    pub first: Vec<ApiId>,
-    /// Traces of the class.
-    pub count: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -183,14 +167,6 @@ pub struct ApiModel {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ClassCount {
-    pub caller: Caller,
-    /// Index into [`Model::classes`].
-    pub class: u32,
-    pub count: u64,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CallerCount {
     pub caller: Caller,
     pub count: u64,
@@ -235,10 +211,6 @@ pub struct Transition {
     /// not listed); callers listed nowhere in the state use `p`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub by_caller: Vec<CallerCount>,
-    /// Counts per (caller, request class) with enough support; used over
-    /// `by_caller` the same way.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub by_class: Vec<ClassCount>,
     /// Local work before the next stage's calls start (into `finish`: the
     /// tail), nanoseconds.
     pub work: CondSketch,
@@ -314,12 +286,6 @@ impl Model {
             (Some((i, _)), None) => Some(i as ApiId),
             _ => None,
         }
-    }
-
-    /// The request class a root execution of `root` is in once its first
-    /// stage calls `first`.
-    pub fn class_of(&self, root: ApiId, first: &[ApiId]) -> Option<u32> {
-        self.classes.iter().position(|c| c.root == root && c.first == first).map(|i| i as u32)
     }
 
     /// Serialises deterministically (pretty JSON, trailing newline).

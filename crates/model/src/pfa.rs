@@ -330,7 +330,6 @@ fn state(g: &Graph, s: usize, id: &[u32], opts: &FitOptions) -> State {
                 count,
                 p: if visits == 0 { 0.0 } else { round6(count as f64 / visits as f64) },
                 by_caller,
-                by_class: Vec::new(),
                 work: CondSketch { all, by_caller: work_callers },
             }
         })
