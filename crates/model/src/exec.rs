@@ -205,28 +205,36 @@ fn draw_runs(repeats: &[(u32, u64)], rng: &mut Rng) -> u32 {
     repeats.last().map_or(1, |r| r.0.max(1))
 }
 
-/// Draws a transition out of state `index`, from the caller's own counts
-/// when it has any (see [`Transition::by_caller`]). A counted loop that has
-/// done its runs leaves by one of its other transitions.
+/// Draws a transition out of state `index`. A caller with its own counts
+/// there (see [`Transition::by_caller`]) chooses by them; any other caller
+/// chooses by what is left when those are taken out — the callers without
+/// enough support for their own counts, pooled — and by the marginal only
+/// if nothing is left. (Using the marginal for them would hand them the
+/// well-supported callers' habits: a rare caller that always takes branch
+/// A would take the common caller's branch B most of the time.) A counted
+/// loop that has done its runs leaves by one of its other transitions.
 fn choose<'s>(state: &'s State, index: usize, ctx: Context, rng: &mut Rng) -> Option<&'s Transition> {
     let leaving_loop = !state.repeats.is_empty();
     let usable = |t: &Transition| !(leaving_loop && t.to == Some(index as u32));
-    let by_caller = |t: &Transition| {
+    let listed = state.next.iter().any(|t| t.by_caller.iter().any(|c| c.caller == ctx.caller));
+    let own = |t: &Transition| {
         if !usable(t) {
             return 0.0;
         }
         t.by_caller.iter().find(|c| c.caller == ctx.caller).map_or(0.0, |c| c.count as f64)
     };
-    let marginal = |t: &Transition| if usable(t) { t.p } else { 0.0 };
-    let caller_total: f64 = state.next.iter().map(by_caller).sum();
-    let (weight, total): (&dyn Fn(&Transition) -> f64, f64) = if caller_total > 0.0 {
-        (&by_caller, caller_total)
-    } else {
-        (&marginal, state.next.iter().map(marginal).sum())
+    let rest = |t: &Transition| {
+        if !usable(t) {
+            return 0.0;
+        }
+        t.count.saturating_sub(t.by_caller.iter().map(|c| c.count).sum()) as f64
     };
-    if total <= 0.0 {
+    let marginal = |t: &Transition| if usable(t) { t.p } else { 0.0 };
+    let total_of = |w: &dyn Fn(&Transition) -> f64| state.next.iter().map(w).sum::<f64>();
+    let candidates: [&dyn Fn(&Transition) -> f64; 2] = if listed { [&own, &marginal] } else { [&rest, &marginal] };
+    let Some((weight, total)) = candidates.into_iter().map(|w| (w, total_of(w))).find(|(_, total)| *total > 0.0) else {
         return None;
-    }
+    };
     let mut x = rng.f64() * total;
     for t in &state.next {
         let w = weight(t);

@@ -400,6 +400,38 @@ fn calls_are_conditioned_on_the_caller() {
     assert_eq!(executions(pp) + executions(q), x.count);
 }
 
+/// A caller too rare for counts of its own must not inherit the common
+/// caller's choices: it chooses by what is left once the common caller's
+/// counts are taken out (here: always Y), not by the marginal (mostly none).
+#[test]
+fn a_rare_caller_keeps_its_own_choices_in_simulation() {
+    let mut spec = SystemSpec::new("rarecaller");
+    spec.api("P/p", seq(vec![work(1.0), call("X/x"), work(0.5)]))
+        .api("Q/q", seq(vec![work(1.0), call("X/x"), work(0.5)]))
+        .api("X/x", seq(vec![work(1.0), Step::IfCaller { caller: "Q/q".into(), then: Box::new(call("Y/y")) }]))
+        .api("Y/y", work(1.0))
+        .root("P/p", 0.95)
+        .root("Q/q", 0.05);
+    let model = palette(&fit_spec(&spec, 300, 8));
+    let q = id(&model, "Q/q");
+    let x = api(&model, "X/x");
+    let from_q = x.callers.iter().find(|c| c.caller == Some(q)).map_or(0, |c| c.count);
+    assert!(from_q > 0 && from_q < model.options.min_caller_support, "Q must be rare: {from_q}");
+    let mut sim = palette_model::Simulator::new(&model, 3);
+    let (mut q_roots, mut q_with_y, mut p_with_y) = (0, 0, 0);
+    for _ in 0..2000 {
+        let (spans, names) = sim.trace().expect("the model has roots");
+        let q_root = names.resolve(spans[0].service) == "Q";
+        let calls_y = spans.iter().any(|s| names.resolve(s.service) == "Y");
+        q_roots += u32::from(q_root);
+        q_with_y += u32::from(q_root && calls_y);
+        p_with_y += u32::from(!q_root && calls_y);
+    }
+    assert!(q_roots > 0);
+    assert_eq!(q_with_y, q_roots, "every request through Q calls Y, as traced");
+    assert_eq!(p_with_y, 0, "no request through P calls Y");
+}
+
 // ---------------------------------------------------------------- 5. λ
 
 fn lambda_system() -> SystemSpec {
