@@ -60,6 +60,10 @@ pub struct Execution<'m> {
     copula: Option<Copula>,
     /// Naive models: the calls still to make, one per step.
     naive_calls: Vec<ApiId>,
+    /// What the last stage's calls did (see [`Execution::observe_outcome`]).
+    outcome: Option<u32>,
+    /// Calls made so far: this execution's own outcome, for its caller.
+    calls_made: u32,
     /// Makes no calls: its work is the API's observed latency.
     leaf: bool,
     finished: bool,
@@ -85,12 +89,38 @@ impl<'m> Execution<'m> {
         let leaf = truncated || (model.kind == ModelKind::Palette && a.states.is_empty()) || {
             model.kind == ModelKind::Naive && a.naive.is_none()
         };
-        Execution { model, api, ctx, state: 0, runs_left: 0, stages: 0, copula, naive_calls, leaf, finished: false }
+        Execution {
+            model,
+            api,
+            ctx,
+            state: 0,
+            runs_left: 0,
+            stages: 0,
+            copula,
+            naive_calls,
+            outcome: None,
+            calls_made: 0,
+            leaf,
+            finished: false,
+        }
     }
 
     /// The context this execution's own calls run in.
     pub fn child_context(&self) -> Context {
         Context { caller: Some(self.api) }
+    }
+
+    /// Tells the execution what the last stage's calls did: how many calls
+    /// they made in turn (each callee's [`Execution::calls_made`], summed;
+    /// the runtime carries it in a response header). The next choice is
+    /// conditioned on it where the model says it matters.
+    pub fn observe_outcome(&mut self, outcome: u32) {
+        self.outcome = Some(outcome);
+    }
+
+    /// How many calls this execution has made so far.
+    pub fn calls_made(&self) -> u32 {
+        self.calls_made
     }
 
     /// The next step; after [`Step::Finish`] it keeps returning a zero finish.
@@ -114,6 +144,7 @@ impl<'m> Execution<'m> {
             return match self.naive_calls.pop() {
                 Some(callee) => {
                     let call = naive.calls.iter().position(|c| c.callee == callee).expect("drawn from this list");
+                    self.calls_made += 1;
                     Step::Stage {
                         work_ns: 0,
                         state: 0,
@@ -132,7 +163,7 @@ impl<'m> Execution<'m> {
         let tr = if !here.repeats.is_empty() && self.runs_left > 0 {
             here.next.iter().find(|t| t.to == Some(self.state as u32))
         } else {
-            choose(here, self.state, self.ctx, rng)
+            choose(here, self.state, self.ctx, self.outcome.take(), rng)
         };
         let Some(tr) = tr else {
             self.finished = true;
@@ -150,6 +181,7 @@ impl<'m> Execution<'m> {
             self.runs_left = draw_runs(&states[self.state].repeats, rng).saturating_sub(1);
         }
         let s = &states[self.state];
+        self.calls_made = self.calls_made.saturating_add(s.calls.len() as u32);
         Step::Stage { work_ns, state: self.state as u32, calls: &s.calls, wait: s.lambda >= 0.5 }
     }
 
@@ -205,18 +237,33 @@ fn draw_runs(repeats: &[(u32, u64)], rng: &mut Rng) -> u32 {
     repeats.last().map_or(1, |r| r.0.max(1))
 }
 
-/// Draws a transition out of state `index`. A caller with its own counts
-/// there (see [`Transition::by_caller`]) chooses by them; any other caller
-/// chooses by what is left when those are taken out — the callers without
-/// enough support for their own counts, pooled — and by the marginal only
-/// if nothing is left. (Using the marginal for them would hand them the
-/// well-supported callers' habits: a rare caller that always takes branch
-/// A would take the common caller's branch B most of the time.) A counted
-/// loop that has done its runs leaves by one of its other transitions.
-fn choose<'s>(state: &'s State, index: usize, ctx: Context, rng: &mut Rng) -> Option<&'s Transition> {
+/// Draws a transition out of state `index`. The most specific counts the
+/// model kept decide: the caller's for the outcome of the stage just run
+/// ([`Transition::by_outcome`]), then the caller's own
+/// ([`Transition::by_caller`]). Any other caller chooses by what is left
+/// when the listed callers' counts are taken out — the callers without
+/// enough support for counts of their own, pooled — and by the marginal only
+/// if nothing is left. (The marginal would hand a rare caller the common
+/// callers' habits: one that always takes branch A would mostly take the
+/// common caller's branch B.) A counted loop that has done its runs leaves
+/// by one of its other transitions.
+fn choose<'s>(
+    state: &'s State,
+    index: usize,
+    ctx: Context,
+    outcome: Option<u32>,
+    rng: &mut Rng,
+) -> Option<&'s Transition> {
     let leaving_loop = !state.repeats.is_empty();
     let usable = |t: &Transition| !(leaving_loop && t.to == Some(index as u32));
     let listed = state.next.iter().any(|t| t.by_caller.iter().any(|c| c.caller == ctx.caller));
+    let by_outcome = |t: &Transition| {
+        if !usable(t) {
+            return 0.0;
+        }
+        let Some(o) = outcome else { return 0.0 };
+        t.by_outcome.iter().find(|c| c.caller == ctx.caller && c.outcome == o).map_or(0.0, |c| c.count as f64)
+    };
     let own = |t: &Transition| {
         if !usable(t) {
             return 0.0;
@@ -231,10 +278,9 @@ fn choose<'s>(state: &'s State, index: usize, ctx: Context, rng: &mut Rng) -> Op
     };
     let marginal = |t: &Transition| if usable(t) { t.p } else { 0.0 };
     let total_of = |w: &dyn Fn(&Transition) -> f64| state.next.iter().map(w).sum::<f64>();
-    let candidates: [&dyn Fn(&Transition) -> f64; 2] = if listed { [&own, &marginal] } else { [&rest, &marginal] };
-    let Some((weight, total)) = candidates.into_iter().map(|w| (w, total_of(w))).find(|(_, total)| *total > 0.0) else {
-        return None;
-    };
+    let candidates: [&dyn Fn(&Transition) -> f64; 3] =
+        if listed { [&by_outcome, &own, &marginal] } else { [&by_outcome, &rest, &marginal] };
+    let (weight, total) = candidates.into_iter().map(|w| (w, total_of(w))).find(|(_, total)| *total > 0.0)?;
     let mut x = rng.f64() * total;
     for t in &state.next {
         let w = weight(t);

@@ -43,11 +43,25 @@ pub struct FitOptions {
     pub max_unrolled: u32,
     /// A caller's own distributions are used only with at least this many samples.
     pub min_caller_support: u64,
+    /// Choices conditioned on a stage's outcome are kept only with at least
+    /// this many samples, and only where they differ from the caller's.
+    #[serde(default = "default_min_outcome_support")]
+    pub min_outcome_support: u64,
+}
+
+fn default_min_outcome_support() -> u64 {
+    5
 }
 
 impl Default for FitOptions {
     fn default() -> Self {
-        FitOptions { stage_tolerance_ns: 100_000, confidence: 0.05, max_unrolled: 3, min_caller_support: 20 }
+        FitOptions {
+            stage_tolerance_ns: 100_000,
+            confidence: 0.05,
+            max_unrolled: 3,
+            min_caller_support: 20,
+            min_outcome_support: default_min_outcome_support(),
+        }
     }
 }
 
@@ -167,6 +181,14 @@ pub struct ApiModel {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutcomeCount {
+    pub caller: Caller,
+    /// Calls made by the callees of the stage just run, summed.
+    pub outcome: u32,
+    pub count: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CallerCount {
     pub caller: Caller,
     pub count: u64,
@@ -211,6 +233,13 @@ pub struct Transition {
     /// not listed); callers listed nowhere in the state use `p`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub by_caller: Vec<CallerCount>,
+    /// Counts per (caller, outcome of the state's stage) where the outcome
+    /// changes the choice: what the calls just made did (the calls they
+    /// made in turn, summed) is a causal parent of what happens next — an
+    /// API that calls an error handler only when a lookup came back empty.
+    /// Used before `by_caller`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_outcome: Vec<OutcomeCount>,
     /// Local work before the next stage's calls start (into `finish`: the
     /// tail), nanoseconds.
     pub work: CondSketch,
