@@ -44,6 +44,10 @@ enum Command {
     Simulate(cmd::simulate::Args),
     /// Compare traces with the original's: latency and structure fidelity (table, JSON, HTML with CDF plots).
     Compare(cmd::compare::Args),
+    /// Generate a runnable system from a model: system.json, compose.yaml, k8s/, Dockerfile, README.
+    Generate(cmd::generate::Args),
+    /// Run a generated system as supervised local processes until Ctrl-C.
+    Up(cmd::up::Args),
     /// Write the built-in example traces (a web shop and Alibaba-style calls) in every format.
     Example(cmd::example::Args),
     /// Measure Palette's own speed and memory; prints a table.
@@ -62,6 +66,8 @@ fn main() -> ExitCode {
         Command::Simulate(args) => cmd::simulate::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Compare(args) => cmd::compare::run(args),
+        Command::Generate(args) => cmd::generate::run(args),
+        Command::Up(args) => cmd::up::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
