@@ -6,6 +6,7 @@ pub mod fit;
 pub mod inspect;
 pub mod merge;
 pub mod read;
+pub mod serve;
 pub mod show;
 pub mod simulate;
 

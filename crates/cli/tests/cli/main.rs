@@ -5,4 +5,5 @@ mod bad_input;
 mod compare;
 mod inspect;
 mod model;
+mod serve;
 mod util;
