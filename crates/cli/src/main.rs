@@ -52,6 +52,8 @@ enum Command {
     Example(cmd::example::Args),
     /// Measure Palette's own speed and memory; prints a table.
     Bench(cmd::bench::Args),
+    /// Serve services of a generated system (system.json) until SIGINT/SIGTERM.
+    Serve(cmd::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Command::Compare(args) => cmd::compare::run(args),
         Command::Generate(args) => cmd::generate::run(args),
         Command::Up(args) => cmd::up::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -90,6 +93,12 @@ fn exit_code(err: &anyhow::Error) -> u8 {
             }
         }
         if cause.downcast_ref::<cmd::UsageError>().is_some() {
+            return 2;
+        }
+        if cause.downcast_ref::<palette_runtime::config::ConfigError>().is_some_and(|e| e.is_bad_data()) {
+            return 65;
+        }
+        if cause.downcast_ref::<palette_runtime::server::ServeError>().is_some_and(|e| e.is_usage()) {
             return 2;
         }
     }

@@ -7,6 +7,7 @@ pub mod generate;
 pub mod inspect;
 pub mod merge;
 pub mod read;
+pub mod serve;
 pub mod show;
 pub mod simulate;
 pub mod up;
