@@ -96,6 +96,8 @@ pub enum SupervisorError {
     Spawn { name: String, program: PathBuf, error: std::io::Error },
     #[error("not healthy after {:.1}s:\n{details}", timeout.as_secs_f64())]
     Unhealthy { timeout: Duration, details: String },
+    #[error("interrupted while waiting for the services to be healthy")]
+    Interrupted,
     #[error("`{name}` exited ({status}) and is not restarted: its exit code says restarting will not help\n{details}")]
     Exited { name: String, status: String, details: String },
 }
@@ -196,7 +198,19 @@ impl Supervisor {
 
     /// Waits until every endpoint answers `GET /healthz` with 200; on
     /// timeout, the error names those that did not, with their log's tail.
+    /// A child that exits with a permanent exit code fails the wait at once.
     pub fn wait_healthy(&self, timeout: Duration) -> Result<(), SupervisorError> {
+        self.wait_healthy_unless(timeout, || false)
+    }
+
+    /// [`Supervisor::wait_healthy`], giving up with
+    /// [`SupervisorError::Interrupted`] as soon as `interrupted` says so (a
+    /// signal arrived).
+    pub fn wait_healthy_unless(
+        &self,
+        timeout: Duration,
+        mut interrupted: impl FnMut() -> bool,
+    ) -> Result<(), SupervisorError> {
         let deadline = Instant::now() + timeout;
         let mut pending: Vec<(usize, Endpoint, PathBuf)> = self
             .shared
@@ -209,6 +223,9 @@ impl Supervisor {
             pending.retain(|(_, e, _)| !healthy(e.addr));
             if pending.is_empty() {
                 return Ok(());
+            }
+            if interrupted() {
+                return Err(SupervisorError::Interrupted);
             }
             {
                 let slots = self.shared.slots();

@@ -102,16 +102,52 @@ pub fn start(system: &LocalSystem, opts: &UpOptions) -> Result<Supervisor, Super
     Supervisor::start(system.children(opts), opts.supervisor.clone())
 }
 
-/// Blocks until SIGINT (Ctrl-C) or SIGTERM arrives; returns its name.
-pub fn wait_for_signal() -> std::io::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(async {
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        tokio::select! {
-            _ = term.recv() => Ok("SIGTERM"),
-            _ = int.recv() => Ok("SIGINT"),
-        }
-    })
+/// SIGINT (Ctrl-C) and SIGTERM, caught from the moment of
+/// [`Signals::install`]: installed before children start, a signal during
+/// start-up stops them instead of killing the supervisor and orphaning them.
+pub struct Signals {
+    rx: std::sync::mpsc::Receiver<&'static str>,
+}
+
+impl Signals {
+    /// Catches the signals on a thread of its own, for the rest of the process's life.
+    pub fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new().name("palette-signals".into()).spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => return drop(ready_tx.send(Err(e))),
+            };
+            rt.block_on(async move {
+                let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+                    (Ok(t), Ok(i)) => (t, i),
+                    (Err(e), _) | (_, Err(e)) => return drop(ready_tx.send(Err(e))),
+                };
+                let _ = ready_tx.send(Ok(()));
+                loop {
+                    let name = tokio::select! {
+                        _ = term.recv() => "SIGTERM",
+                        _ = int.recv() => "SIGINT",
+                    };
+                    if tx.send(name).is_err() {
+                        return;
+                    }
+                }
+            })
+        })?;
+        ready_rx.recv().map_err(|_| std::io::Error::other("the signal thread stopped"))??;
+        Ok(Signals { rx })
+    }
+
+    /// The signal that arrived, if one did.
+    pub fn received(&self) -> Option<&'static str> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Blocks until a signal arrives; returns its name.
+    pub fn wait(&self) -> &'static str {
+        self.rx.recv().unwrap_or("SIGTERM")
+    }
 }

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use palette_runtime::config::ConfigError;
-use palette_system::up::{self, LocalSystem, UpOptions};
+use palette_system::SupervisorError;
+use palette_system::up::{self, LocalSystem, Signals, UpOptions};
 
 use crate::cmd::UsageError;
 
@@ -43,10 +44,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     opts.packed = args.packed;
     opts.log_dir = args.log_dir.as_ref().map(std::path::absolute).transpose()?;
     opts.health_timeout = Duration::from_nanos(args.health_timeout.max(0) as u64);
+    // Caught from here on: Ctrl-C during start-up stops the children too.
+    let signals = Signals::install()?;
     let supervisor = up::start(&system, &opts)?;
-    if let Err(e) = supervisor.wait_healthy(opts.health_timeout) {
-        supervisor.stop();
-        return Err(e.into());
+    match supervisor.wait_healthy_unless(opts.health_timeout, || signals.received().is_some()) {
+        Ok(()) => {}
+        Err(SupervisorError::Interrupted) => {
+            let report = supervisor.stop();
+            eprintln!("palette up: interrupted while starting; stopped ({} restarts)", report.restarts);
+            return Ok(());
+        }
+        Err(e) => {
+            supervisor.stop();
+            return Err(e.into());
+        }
     }
 
     let c = &system.config;
@@ -73,7 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     println!("press Ctrl-C to stop");
 
-    let signal = up::wait_for_signal()?;
+    let signal = signals.wait();
     eprintln!("palette up: {signal}: stopping {} process(es)", children.len());
     let report = supervisor.stop();
     eprintln!(

@@ -160,6 +160,15 @@ fn an_unhealthy_child_shows_its_log() {
     assert!(err.starts_with("not healthy after 0.6s:"), "{err}");
     assert!(err.contains(&format!("service `M` at http://127.0.0.1:{port} did not answer /healthz")), "{err}");
     assert!(err.contains("| cannot read model: boom"), "{err}");
+    // A signal while waiting ends the wait at once.
+    let mut polls = 0;
+    let started = Instant::now();
+    let err = sup.wait_healthy_unless(Duration::from_secs(30), || {
+        polls += 1;
+        polls > 2
+    });
+    assert!(matches!(err, Err(SupervisorError::Interrupted)), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
     let pid = sup.pids()[0].1.unwrap();
     let report = sup.stop();
     assert_eq!(report.killed, 0);
