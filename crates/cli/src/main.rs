@@ -44,10 +44,16 @@ enum Command {
     Simulate(cmd::simulate::Args),
     /// Compare traces with the original's: latency and structure fidelity (table, JSON, HTML with CDF plots).
     Compare(cmd::compare::Args),
+    /// Generate a runnable system from a model: system.json, compose.yaml, k8s/, Dockerfile, README.
+    Generate(cmd::generate::Args),
+    /// Run a generated system as supervised local processes until Ctrl-C.
+    Up(cmd::up::Args),
     /// Write the built-in example traces (a web shop and Alibaba-style calls) in every format.
     Example(cmd::example::Args),
     /// Measure Palette's own speed and memory; prints a table.
     Bench(cmd::bench::Args),
+    /// Serve services of a generated system (system.json) until SIGINT/SIGTERM.
+    Serve(cmd::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +68,9 @@ fn main() -> ExitCode {
         Command::Simulate(args) => cmd::simulate::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Compare(args) => cmd::compare::run(args),
+        Command::Generate(args) => cmd::generate::run(args),
+        Command::Up(args) => cmd::up::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -84,6 +93,12 @@ fn exit_code(err: &anyhow::Error) -> u8 {
             }
         }
         if cause.downcast_ref::<cmd::UsageError>().is_some() {
+            return 2;
+        }
+        if cause.downcast_ref::<palette_runtime::config::ConfigError>().is_some_and(|e| e.is_bad_data()) {
+            return 65;
+        }
+        if cause.downcast_ref::<palette_runtime::server::ServeError>().is_some_and(|e| e.is_usage()) {
             return 2;
         }
     }

@@ -17,5 +17,10 @@
 pub mod config;
 
 pub use config::SystemConfig;
+pub mod context;
+pub mod execute;
 pub mod export;
+pub mod server;
+pub mod synthetic;
+pub mod transport;
 pub mod work;

@@ -43,7 +43,8 @@ pub struct OtlpWriter {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-fn push_hex(out: &mut String, v: u128, digits: usize) {
+/// Appends the low `digits` hex digits of `v` (lower case, zero padded): OTLP/JSON ids.
+pub fn push_hex(out: &mut String, v: u128, digits: usize) {
     let mut buf = [0u8; 32];
     for (k, b) in buf[..digits].iter_mut().enumerate() {
         *b = HEX[((v >> (4 * (digits - 1 - k))) & 0xF) as usize];
@@ -51,7 +52,8 @@ fn push_hex(out: &mut String, v: u128, digits: usize) {
     out.push_str(std::str::from_utf8(&buf[..digits]).expect("hex digits are ASCII"));
 }
 
-fn push_int(out: &mut String, v: i64) {
+/// Appends `v` in decimal without going through `fmt`.
+pub fn push_int(out: &mut String, v: i64) {
     let mut buf = [0u8; 20];
     let (neg, mut n) = (v < 0, v.unsigned_abs());
     let mut at = buf.len();

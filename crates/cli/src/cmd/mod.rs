@@ -3,11 +3,14 @@ pub mod compare;
 pub mod demo;
 pub mod example;
 pub mod fit;
+pub mod generate;
 pub mod inspect;
 pub mod merge;
 pub mod read;
+pub mod serve;
 pub mod show;
 pub mod simulate;
+pub mod up;
 
 use std::fmt;
 

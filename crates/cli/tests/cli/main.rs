@@ -5,4 +5,6 @@ mod bad_input;
 mod compare;
 mod inspect;
 mod model;
+mod serve;
+mod system;
 mod util;

@@ -1,0 +1,426 @@
+//! One request's execution: the model's walk made real.
+//!
+//! [`palette_model::Execution`] says what to do; this module does it. Per
+//! stage: the sampled local work, then the stage's calls, concurrently —
+//! over the transport, or in-process for calls the traces recorded inside
+//! one service — waited for or fired and forgotten as the model says. The
+//! causal equation is evaluated as the execution goes: its target is the
+//! sum of the sampled work and the measured latency of every waited stage
+//! (its slowest call), and each piece of work is sized to bring the elapsed
+//! time up to the target so far (live correction: a timer that overshot or a
+//! fast stage is made up at the next piece, and at the end). Each call
+//! reproduces its sampled overhead: the caller-observed latency minus the
+//! callee's own, topped up where the real network was faster.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use palette_model::exec::{Context, Execution, Step};
+use palette_model::{ApiId, Sketch};
+use palette_trace::rng::Rng;
+use rustc_hash::FxHashSet;
+
+use crate::config::{SystemConfig, WorkMode};
+use crate::context::{Baggage, TraceParent};
+use crate::export::{AttrValue, Exporter, Kind, SpanRecord};
+use crate::transport::{CallHeaders, Transport, ns_since};
+use crate::work::Worker;
+
+/// A boxed future that owns what it uses (spawnable).
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Wall-clock time of a monotonic instant: spans need Unix times, durations
+/// need a clock that does not jump.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    unix_ns: u64,
+    at: Instant,
+}
+
+impl Clock {
+    pub fn new() -> Clock {
+        let unix_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        Clock { unix_ns, at: Instant::now() }
+    }
+
+    pub fn unix_ns(&self, t: Instant) -> u64 {
+        self.unix_ns + u64::try_from(t.saturating_duration_since(self.at).as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+/// What a process shares between its services and requests.
+pub struct Shared {
+    pub config: SystemConfig,
+    pub transport: Arc<dyn Transport>,
+    pub worker: Worker,
+    pub exporter: Exporter,
+    pub clock: Clock,
+    /// Per API: the index of the service that serves it (its peer number).
+    pub service_of: Vec<usize>,
+    /// Per API: how its local work is produced.
+    pub modes: Vec<WorkMode>,
+    /// Per service: its name, shared by all its spans.
+    pub service_names: Vec<Arc<str>>,
+    /// Per service: the system seed mixed with its name; a request's random
+    /// stream is this mixed with its span id.
+    pub service_seeds: Vec<u64>,
+    /// (caller, callee) pairs the traces recorded inside one service: made
+    /// in-process, with an INTERNAL span, as the original did.
+    pub local: FxHashSet<(ApiId, ApiId)>,
+    /// Payload bytes; bodies are slices of it (no copy per request).
+    pub zeros: Bytes,
+    /// Requests executing and detached calls running, for the drain at shutdown.
+    pub active: AtomicUsize,
+    pub call_timeout: Duration,
+}
+
+/// One trace's context, shared by an execution's calls.
+#[derive(Debug)]
+pub struct TraceCtx {
+    pub trace_id: [u8; 16],
+    pub sampled: bool,
+    /// Passed on unchanged (already bounded).
+    pub tracestate: Option<String>,
+    /// The root API of the request.
+    pub root: ApiId,
+    /// Baggage members of other tools, `,`-led, bounded.
+    pub tail: String,
+}
+
+/// Why an execution failed, as its caller is told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// 504: a call timed out; 502: a call failed.
+    pub status: u16,
+    pub message: String,
+}
+
+/// How an execution ended.
+#[derive(Debug)]
+pub struct Outcome {
+    pub failure: Option<Failure>,
+    /// Its duration (the span's), nanoseconds.
+    pub elapsed_ns: u64,
+    /// The response payload size drawn from the API's model.
+    pub response_bytes: usize,
+}
+
+/// Where an execution starts: its API, context, place in the trace.
+pub struct Start {
+    pub api: ApiId,
+    pub ctx: Context,
+    pub trace: Arc<TraceCtx>,
+    /// Calls from the root (0: the root).
+    pub depth: u32,
+    pub span_id: [u8; 8],
+    /// The calling span; all zero for a root.
+    pub parent_span: [u8; 8],
+    /// Server for a request that came over the transport, internal for an in-process call.
+    pub kind: Kind,
+    /// Request payload received (for the span's size attribute).
+    pub request_bytes: usize,
+    /// When the request arrived.
+    pub t0: Instant,
+}
+
+/// One call of a stage, drawn before any is made so the draws do not
+/// depend on the order calls finish in.
+struct Plan {
+    callee: ApiId,
+    overhead_ns: u64,
+    request_bytes: usize,
+}
+
+/// The caller's side of a call.
+#[derive(Clone, Copy)]
+struct From {
+    api: ApiId,
+    span_id: [u8; 8],
+    depth: u32,
+    detached: bool,
+}
+
+struct CallResult {
+    observed_ns: u64,
+    failure: Option<Failure>,
+}
+
+/// Drives futures concurrently on the current task and collects their
+/// outputs in order (no spawn: dropping the execution cancels its calls).
+async fn join_all<T>(futs: Vec<BoxFuture<T>>) -> Vec<T> {
+    let mut slots: Vec<(Option<BoxFuture<T>>, Option<T>)> = futs.into_iter().map(|f| (Some(f), None)).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (fut, out) in &mut slots {
+            if let Some(f) = fut {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => {
+                        *out = Some(v);
+                        *fut = None;
+                    }
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { Poll::Pending } else { Poll::Ready(()) }
+    })
+    .await;
+    slots.into_iter().filter_map(|(_, out)| out).collect()
+}
+
+fn draw_bytes(sketch: Option<&Sketch>, cap: usize, rng: &mut Rng) -> usize {
+    sketch.map_or(0, |s| (s.sample(rng.f64()).max(0.0) as usize).min(cap))
+}
+
+impl Shared {
+    /// The random stream of one execution: (system seed, service, span id).
+    pub fn rng_for(&self, service: usize, span_id: [u8; 8]) -> Rng {
+        Rng::new(self.service_seeds[service] ^ u64::from_be_bytes(span_id))
+    }
+
+    /// Works until `target_ns` have passed since `t0`.
+    async fn work_until(&self, mode: WorkMode, t0: Instant, target_ns: u64) {
+        let elapsed = ns_since(t0);
+        if target_ns > elapsed {
+            self.worker.work(mode, target_ns - elapsed).await;
+        }
+    }
+
+    /// Runs one execution to its end and records its span.
+    pub fn execute(self: Arc<Self>, start: Start, mut rng: Rng) -> BoxFuture<Outcome> {
+        Box::pin(async move {
+            let Start { api, ctx, trace, depth, span_id, parent_span, kind, request_bytes, t0 } = start;
+            let model = &self.config.model;
+            let limits = &self.config.limits;
+            let truncated = depth >= limits.max_depth;
+            let mut exec = Execution::new(model, api, ctx, truncated, &mut rng);
+            let mode = self.modes[api as usize];
+            let body_cap = self.zeros.len();
+            let (mut target, mut stages, mut failure) = (0u64, 0u32, None);
+            loop {
+                let (work_ns, calls, wait) = match exec.next_step(&mut rng) {
+                    Step::Finish { work_ns } => {
+                        target += work_ns.max(0) as u64;
+                        self.work_until(mode, t0, target).await;
+                        break;
+                    }
+                    Step::Stage { work_ns, calls, wait, .. } => (work_ns, calls, wait),
+                };
+                target += work_ns.max(0) as u64;
+                self.work_until(mode, t0, target).await;
+                stages += 1;
+                if stages > limits.max_stages {
+                    break;
+                }
+                if calls.is_empty() {
+                    continue;
+                }
+                let child = exec.child_context();
+                let plans: Vec<Plan> = calls
+                    .iter()
+                    .map(|&callee| Plan {
+                        callee,
+                        overhead_ns: exec.overhead_ns(callee, &mut rng).max(0) as u64,
+                        request_bytes: draw_bytes(
+                            model.apis[callee as usize].request_bytes.as_ref(),
+                            body_cap,
+                            &mut rng,
+                        ),
+                    })
+                    .collect();
+                let from = From { api, span_id, depth, detached: !wait };
+                if wait {
+                    let futs =
+                        plans.into_iter().map(|p| self.clone().call(from, child, p, trace.clone())).collect::<Vec<_>>();
+                    let results = if futs.len() == 1 {
+                        vec![futs.into_iter().next().expect("one call").await]
+                    } else {
+                        join_all(futs).await
+                    };
+                    target += results.iter().map(|r| r.observed_ns).max().unwrap_or(0);
+                    if let Some(f) = results.into_iter().find_map(|r| r.failure) {
+                        failure = Some(f);
+                        break;
+                    }
+                } else {
+                    for p in plans {
+                        let call = self.clone().call(from, child, p, trace.clone());
+                        let shared = self.clone();
+                        shared.active.fetch_add(1, Ordering::AcqRel);
+                        tokio::spawn(async move {
+                            call.await;
+                            shared.active.fetch_sub(1, Ordering::AcqRel);
+                        });
+                    }
+                }
+            }
+            let response_bytes = draw_bytes(model.apis[api as usize].response_bytes.as_ref(), body_cap, &mut rng);
+            let elapsed_ns = ns_since(t0);
+            if trace.sampled {
+                let a = &model.apis[api as usize];
+                let mut attributes = vec![("palette.api", AttrValue::Int(i64::from(api)))];
+                if let Some(c) = ctx.caller {
+                    attributes.push(("palette.caller", AttrValue::Int(i64::from(c))));
+                }
+                if let Some(c) = exec.class() {
+                    attributes.push(("palette.class", AttrValue::Int(i64::from(c))));
+                }
+                if kind == Kind::Server {
+                    let status = failure.as_ref().map_or(200, |f| f.status);
+                    attributes.push(("http.response.status_code", AttrValue::Int(i64::from(status))));
+                }
+                if request_bytes > 0 {
+                    attributes.push(("http.request.body.size", AttrValue::Int(request_bytes as i64)));
+                }
+                if response_bytes > 0 && failure.is_none() {
+                    attributes.push(("http.response.body.size", AttrValue::Int(response_bytes as i64)));
+                }
+                let start_unix_ns = self.clock.unix_ns(t0);
+                self.exporter.record(SpanRecord {
+                    service: self.service_names[self.service_of[api as usize]].clone(),
+                    trace_id: trace.trace_id,
+                    span_id,
+                    parent_span_id: parent_span,
+                    name: a.operation.clone(),
+                    kind,
+                    start_unix_ns,
+                    end_unix_ns: start_unix_ns + elapsed_ns,
+                    error: failure.as_ref().map(|f| f.message.clone()),
+                    attributes,
+                });
+            }
+            Outcome { failure, elapsed_ns, response_bytes }
+        })
+    }
+
+    /// One call of a stage: in-process for a local edge, else over the
+    /// transport with a CLIENT span around it.
+    fn call(self: Arc<Self>, from: From, ctx: Context, plan: Plan, trace: Arc<TraceCtx>) -> BoxFuture<CallResult> {
+        Box::pin(async move {
+            let t0 = Instant::now();
+            let callee = plan.callee;
+            let peer = self.service_of[callee as usize];
+            if self.local.contains(&(from.api, callee)) {
+                let span_id = crate::context::Ids::span_id();
+                let rng = self.rng_for(peer, span_id);
+                let start = Start {
+                    api: callee,
+                    ctx,
+                    trace,
+                    depth: from.depth + 1,
+                    span_id,
+                    parent_span: from.span_id,
+                    kind: Kind::Internal,
+                    request_bytes: 0,
+                    t0,
+                };
+                let out = self.clone().execute(start, rng).await;
+                // In process the real overhead is nil: all of it is added.
+                if plan.overhead_ns > 0 {
+                    self.worker.work(WorkMode::Sleep, plan.overhead_ns).await;
+                }
+                return CallResult { observed_ns: ns_since(t0), failure: out.failure };
+            }
+            let client_span = crate::context::Ids::span_id();
+            let tp = TraceParent { trace_id: trace.trace_id, parent_id: client_span, flags: u8::from(trace.sampled) };
+            let headers = CallHeaders {
+                traceparent: Some(tp.format()),
+                tracestate: trace.tracestate.clone(),
+                baggage: Some(Baggage::format(trace.root, from.api, ctx.class, from.depth + 1, &trace.tail)),
+            };
+            let operation = &self.config.model.apis[callee as usize].operation;
+            let body = self.zeros.slice(..plan.request_bytes);
+            let name = || self.config.model.api_name(callee);
+            let failure = match tokio::time::timeout(
+                self.call_timeout,
+                self.transport.call(peer, operation, headers, body),
+            )
+            .await
+            {
+                Err(_) => Some(Failure {
+                    status: 504,
+                    message: format!("call to `{}` timed out after {} ms", name(), self.call_timeout.as_millis()),
+                }),
+                Ok(Err(e)) => Some(Failure { status: 502, message: format!("call to `{}` failed: {e}", name()) }),
+                Ok(Ok(r)) if r.status != 200 => {
+                    let text = String::from_utf8_lossy(&r.body[..r.body.len().min(200)]);
+                    Some(Failure {
+                        status: 502,
+                        message: format!("call to `{}` returned {}: {}", name(), r.status, text.trim()),
+                    })
+                }
+                Ok(Ok(r)) => {
+                    let actual = ns_since(t0).saturating_sub(r.server_ns.unwrap_or(0));
+                    if plan.overhead_ns > actual {
+                        self.worker.work(WorkMode::Sleep, plan.overhead_ns - actual).await;
+                    }
+                    None
+                }
+            };
+            let observed_ns = ns_since(t0);
+            if trace.sampled {
+                let mut attributes = vec![("peer.service", AttrValue::Str(self.service_names[peer].to_string()))];
+                if from.detached {
+                    attributes.push(("palette.detached", AttrValue::Str("true".into())));
+                }
+                let start_unix_ns = self.clock.unix_ns(t0);
+                self.exporter.record(SpanRecord {
+                    service: self.service_names[self.service_of[from.api as usize]].clone(),
+                    trace_id: trace.trace_id,
+                    span_id: client_span,
+                    parent_span_id: from.span_id,
+                    name: operation.clone(),
+                    kind: Kind::Client,
+                    start_unix_ns,
+                    end_unix_ns: start_unix_ns + observed_ns,
+                    error: failure.as_ref().map(|f| f.message.clone()),
+                    attributes,
+                });
+            }
+            CallResult { observed_ns, failure }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn join_all_keeps_order_and_runs_concurrently() {
+        let t = Instant::now();
+        let futs: Vec<BoxFuture<u32>> = (0..4u32)
+            .map(|i| -> BoxFuture<u32> {
+                Box::pin(async move {
+                    tokio::time::sleep(Duration::from_millis(u64::from(40 - 10 * i))).await;
+                    i
+                })
+            })
+            .collect();
+        assert_eq!(join_all(futs).await, [0, 1, 2, 3]);
+        // Sequential would take 100 ms.
+        assert!(t.elapsed() < Duration::from_millis(90), "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn clock_is_monotonic_unix_time() {
+        let c = Clock::new();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let t = c.unix_ns(Instant::now());
+        assert!(t.abs_diff(now) < 1_000_000_000);
+        assert!(c.unix_ns(Instant::now()) >= t);
+    }
+}

@@ -1,0 +1,354 @@
+//! Serving a system: one or many of its services in this process, each on
+//! its own port.
+//!
+//! [`start`] binds every chosen service's port (all of them, or none: a
+//! port in use fails the start before anything serves), starts span export
+//! and serves. Per request a service checks the operation, the context
+//! headers and its in-flight bound, then runs the execution
+//! ([`crate::execute`]). [`Running::shutdown`] stops accepting, waits
+//! (bounded) for in-flight requests and detached calls, closes connections
+//! and flushes the spans.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use palette_model::ApiId;
+use palette_model::exec::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{PeerHosts, SystemConfig};
+use crate::context::{Baggage, Ids, TraceParent, bound_tracestate};
+use crate::execute::{Clock, Shared, Start, TraceCtx};
+use crate::export::{AttrValue, ExportError, ExportStats, Exporter, Kind, SpanRecord};
+use crate::transport::{Handler, HttpClient, Inbound, Outbound, Phase, Transport, serve_http};
+use crate::work::Worker;
+
+/// What to serve and how.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// Names of the services to run here; `None`: all of them (packing).
+    pub services: Option<Vec<String>>,
+    /// Address to listen on: loopback by default, so a system started on a
+    /// laptop is not reachable from the network; `0.0.0.0` in containers.
+    pub listen_host: IpAddr,
+    /// How this process reaches the other services.
+    pub peers: PeerHosts,
+    /// The directory of `system.json`: a relative span file is under it.
+    pub base_dir: PathBuf,
+    /// Longest wait for in-flight requests at shutdown.
+    pub drain: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            services: None,
+            listen_host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            peers: PeerHosts::Loopback,
+            base_dir: PathBuf::from("."),
+            drain: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a system cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("no service `{name}` in the system (it has {known})")]
+    UnknownService { name: String, known: String },
+    #[error("cannot listen on {addr} for service `{service}`: {source}")]
+    Bind { service: String, addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Export(#[from] ExportError),
+}
+
+impl ServeError {
+    /// A wrong service name is a usage error (exit 2).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, ServeError::UnknownService { .. })
+    }
+}
+
+/// One service's request handler.
+struct Service {
+    shared: Arc<Shared>,
+    index: usize,
+    /// Operation name → API, for this service's APIs.
+    ops: HashMap<String, ApiId>,
+    /// Requests executing now, against `limits.max_in_flight`.
+    in_flight: AtomicU32,
+}
+
+/// Decrements the counters a request holds when it ends, however it ends
+/// (a dropped connection cancels the request's future).
+struct Held<'a>(&'a AtomicU32, &'a AtomicUsize);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.1.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn error(status: u16, message: String) -> Outbound {
+    Outbound::Error { status, message }
+}
+
+impl Service {
+    async fn serve(&self, req: Inbound) -> Outbound {
+        let t0 = Instant::now();
+        let sh = &self.shared;
+        let name = &sh.service_names[self.index];
+        let Some(&api) = self.ops.get(&req.operation) else {
+            return error(404, format!("service `{name}` has no operation `{}`", req.operation));
+        };
+        let model = &sh.config.model;
+        let limits = &sh.config.limits;
+        let baggage = match req.baggage.as_deref().map(|b| Baggage::parse(b, limits.max_baggage_bytes)).transpose() {
+            Ok(b) => b.unwrap_or_default(),
+            Err(e) => return error(400, e.to_string()),
+        };
+        let apis = model.apis.len() as u32;
+        for (key, value) in [("palette.root", baggage.root), ("palette.caller", baggage.caller)] {
+            if let Some(v) = value.filter(|&v| v >= apis) {
+                return error(400, format!("baggage {key}={v} is not an API of this system ({apis} APIs)"));
+            }
+        }
+        if let Some(c) = baggage.class.filter(|&c| c as usize >= model.classes.len()) {
+            return error(400, format!("baggage palette.class={c} is not a request class of this system"));
+        }
+        let parent = req.traceparent.as_deref().and_then(TraceParent::parse);
+        let span_id = Ids::span_id();
+        let mut rng = sh.rng_for(self.index, span_id);
+        let (trace_id, parent_span, sampled) = match parent {
+            Some(p) => (p.trace_id, p.parent_id, p.sampled()),
+            // Head sampling at the root; the decision travels in traceparent.
+            None => (Ids::trace_id(), [0; 8], rng.f64() < sh.config.tracing.sample_rate),
+        };
+        // W3C: tracestate is only meaningful beside a valid traceparent.
+        let tracestate = if parent.is_some() { req.tracestate.as_deref().and_then(bound_tracestate) } else { None };
+        sh.active.fetch_add(1, Ordering::AcqRel);
+        let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let _held = Held(&self.in_flight, &sh.active);
+        if before >= limits.max_in_flight {
+            if sampled {
+                let now = sh.clock.unix_ns(t0);
+                sh.exporter.record(SpanRecord {
+                    service: name.clone(),
+                    trace_id,
+                    span_id,
+                    parent_span_id: parent_span,
+                    name: req.operation.clone(),
+                    kind: Kind::Server,
+                    start_unix_ns: now,
+                    end_unix_ns: now + crate::transport::ns_since(t0),
+                    error: Some("overloaded".into()),
+                    attributes: vec![
+                        ("palette.api", AttrValue::Int(i64::from(api))),
+                        ("http.response.status_code", AttrValue::Int(503)),
+                    ],
+                });
+            }
+            return error(503, format!("service `{name}` is overloaded: {} requests in flight", limits.max_in_flight));
+        }
+        let trace = Arc::new(TraceCtx {
+            trace_id,
+            sampled,
+            tracestate,
+            root: baggage.root.unwrap_or(api),
+            tail: baggage.other_tail(limits.max_baggage_bytes),
+        });
+        let start = Start {
+            api,
+            ctx: Context { caller: baggage.caller, class: baggage.class },
+            trace,
+            depth: baggage.depth,
+            span_id,
+            parent_span,
+            kind: Kind::Server,
+            request_bytes: req.body.len(),
+            t0,
+        };
+        let out = sh.clone().execute(start, rng).await;
+        match out.failure {
+            None => Outbound::Ok { body: sh.zeros.slice(..out.response_bytes), server_ns: out.elapsed_ns },
+            Some(f) => error(f.status, f.message),
+        }
+    }
+}
+
+impl Handler for Service {
+    fn handle(self: Arc<Self>, req: Inbound) -> Pin<Box<dyn std::future::Future<Output = Outbound> + Send>> {
+        Box::pin(async move { self.serve(req).await })
+    }
+
+    fn max_body_bytes(&self) -> u64 {
+        self.shared.config.limits.max_body_bytes
+    }
+}
+
+/// A system being served.
+pub struct Running {
+    listening: Vec<(String, SocketAddr)>,
+    phase: watch::Sender<Phase>,
+    shared: Arc<Shared>,
+    servers: Vec<JoinHandle<()>>,
+    drain: Duration,
+}
+
+/// Largest payload any API of `config` can be asked to send, within the limit.
+fn largest_body(config: &SystemConfig) -> usize {
+    let most = config
+        .model
+        .apis
+        .iter()
+        .flat_map(|a| [a.request_bytes.as_ref(), a.response_bytes.as_ref()])
+        .flatten()
+        .map(|s| s.max.max(0.0) as u64)
+        .max()
+        .unwrap_or(0);
+    most.min(config.limits.max_body_bytes) as usize
+}
+
+/// Starts serving `opts.services` of `config`; returns once every port is
+/// bound. Must run inside a Tokio runtime.
+pub async fn start(config: SystemConfig, opts: &ServeOptions) -> Result<Running, ServeError> {
+    let chosen: Vec<usize> = match &opts.services {
+        None => (0..config.services.len()).collect(),
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                config.services.iter().position(|s| &s.name == n).ok_or_else(|| ServeError::UnknownService {
+                    name: n.clone(),
+                    known: config.services.iter().map(|s| format!("`{}`", s.name)).collect::<Vec<_>>().join(", "),
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let mut listeners = Vec::with_capacity(chosen.len());
+    for &i in &chosen {
+        let s = &config.services[i];
+        let addr = SocketAddr::new(opts.listen_host, s.port);
+        let l = TcpListener::bind(addr).await.map_err(|source| ServeError::Bind {
+            service: s.name.clone(),
+            addr,
+            source,
+        })?;
+        listeners.push((i, l));
+    }
+    let exporter = Exporter::start(&config.tracing, &opts.base_dir)?;
+    let transport: Arc<dyn Transport> = Arc::new(HttpClient::new(
+        config.services.iter().map(|s| s.peer_address(opts.peers)).collect(),
+        config.limits.max_body_bytes,
+    ));
+    let shared = Arc::new(shared_state(config, transport, exporter));
+    let (phase, phase_rx) = watch::channel(Phase::Running);
+    let mut listening = Vec::new();
+    let mut servers = Vec::new();
+    for (i, listener) in listeners {
+        let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+            service: shared.config.services[i].name.clone(),
+            addr: SocketAddr::new(opts.listen_host, shared.config.services[i].port),
+            source,
+        })?;
+        listening.push((shared.config.services[i].name.clone(), addr));
+        let ops = shared.config.services[i]
+            .apis
+            .iter()
+            .map(|&a| (shared.config.model.apis[a as usize].operation.clone(), a))
+            .collect();
+        let handler = Arc::new(Service { shared: shared.clone(), index: i, ops, in_flight: AtomicU32::new(0) });
+        servers.push(tokio::spawn(serve_http(listener, handler, phase_rx.clone())));
+    }
+    Ok(Running { listening, phase, shared, servers, drain: opts.drain })
+}
+
+/// The state every service of the process shares.
+fn shared_state(config: SystemConfig, transport: Arc<dyn Transport>, exporter: Exporter) -> Shared {
+    let apis = config.model.apis.len();
+    let mut service_of = vec![0; apis];
+    for (i, s) in config.services.iter().enumerate() {
+        for &a in &s.apis {
+            service_of[a as usize] = i;
+        }
+    }
+    let modes = config.model.apis.iter().map(|a| config.work.mode_for(&a.service, &a.operation)).collect();
+    let service_names = config.services.iter().map(|s| Arc::<str>::from(s.name.as_str())).collect();
+    let service_seeds =
+        config.services.iter().map(|s| config.seed ^ palette_trace::span::hash64(s.name.as_bytes())).collect();
+    let local = config
+        .model
+        .edges
+        .iter()
+        .filter(|e| e.kind == palette_model::model::EdgeKind::Local)
+        .map(|e| (e.caller, e.callee))
+        .collect();
+    Shared {
+        zeros: Bytes::from(vec![0u8; largest_body(&config)]),
+        worker: Worker::new(&config.limits),
+        call_timeout: Duration::from_millis(config.limits.call_timeout_ms),
+        transport,
+        exporter,
+        clock: Clock::new(),
+        service_of,
+        modes,
+        service_names,
+        service_seeds,
+        local,
+        active: AtomicUsize::new(0),
+        config,
+    }
+}
+
+impl Running {
+    /// (service, address) of each service served here, in the order asked.
+    pub fn listening(&self) -> &[(String, SocketAddr)] {
+        &self.listening
+    }
+
+    /// Stops accepting, waits up to the drain time for in-flight requests
+    /// and detached calls, closes connections and flushes the spans.
+    pub async fn shutdown(self) -> ExportStats {
+        let _ = self.phase.send(Phase::Draining);
+        for s in self.servers {
+            let _ = s.await;
+        }
+        let deadline = Instant::now() + self.drain;
+        while self.shared.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let _ = self.phase.send(Phase::Closing);
+        self.shared.exporter.clone().shutdown().await
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

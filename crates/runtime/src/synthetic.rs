@@ -1,0 +1,145 @@
+//! Systems built in code rather than learned: a chain of services, each
+//! calling the next, with a fixed amount of local work each. With zero work
+//! it measures what the runtime itself costs per hop (`palette bench
+//! runtime`); with work it is a known system for tests (timeouts,
+//! overload, drains).
+
+use palette_model::model::{
+    ApiModel, CallerCount, CondSketch, Edge, EdgeKind, FORMAT, FitOptions, Model, ModelKind, Provenance, RootCount,
+    State, Summary, Transition,
+};
+use palette_model::{ApiId, Sketch};
+
+use crate::config::{Limits, RpcMode, SYSTEM_FORMAT, ServiceConfig, SystemConfig, TracingConfig, WorkConfig};
+
+/// The operation every chain service serves.
+pub const CHAIN_OPERATION: &str = "hop";
+
+/// Name of the `i`-th service of a chain (0-based): `s01`, `s02`, … (sorted
+/// like the model's services, up to 99).
+pub fn chain_service(i: usize) -> String {
+    format!("s{:02}", i + 1)
+}
+
+fn fixed(ns: u64) -> Sketch {
+    let mut s = Sketch::new();
+    s.add(ns as f64);
+    s
+}
+
+fn transition(to: Option<u32>, work_ns: u64) -> Transition {
+    Transition {
+        to,
+        count: 1,
+        p: 1.0,
+        by_caller: Vec::new(),
+        by_class: Vec::new(),
+        work: CondSketch { all: fixed(work_ns), by_caller: Vec::new() },
+    }
+}
+
+/// A chain of `ports.len()` services: service `i` listens on `ports[i]`,
+/// serves `hop`, does `work_ns[i]` of local work after its call returns,
+/// and calls service `i + 1`; the first is the root. Spans go to
+/// `spans.jsonl` (relative to the system's directory), work is sleep.
+pub fn chain(ports: &[u16], work_ns: &[u64]) -> SystemConfig {
+    assert_eq!(ports.len(), work_ns.len(), "one work amount per service");
+    let n = ports.len();
+    let apis = (0..n)
+        .map(|i| {
+            let caller: Option<ApiId> = i.checked_sub(1).map(|c| c as ApiId);
+            let mut states = vec![State {
+                calls: Vec::new(),
+                visits: 1,
+                lambda: 0.0,
+                repeats: Vec::new(),
+                next: vec![if i + 1 < n { transition(Some(1), 0) } else { transition(None, work_ns[i]) }],
+            }];
+            if i + 1 < n {
+                states.push(State {
+                    calls: vec![(i + 1) as ApiId],
+                    visits: 1,
+                    lambda: 1.0,
+                    repeats: Vec::new(),
+                    next: vec![transition(None, work_ns[i])],
+                });
+            }
+            ApiModel {
+                service: chain_service(i),
+                operation: CHAIN_OPERATION.into(),
+                count: 1,
+                callers: vec![CallerCount { caller, count: 1 }],
+                latency: fixed(work_ns[i..].iter().sum()),
+                request_bytes: None,
+                response_bytes: None,
+                states,
+                overhead: Vec::new(),
+                overhead_correlation: 0.0,
+                naive: None,
+            }
+        })
+        .collect();
+    let edges = (1..n)
+        .map(|i| Edge {
+            caller: (i - 1) as ApiId,
+            callee: i as ApiId,
+            kind: EdgeKind::Rpc,
+            protocol: None,
+            count: 1,
+            latency: Summary::default(),
+        })
+        .collect();
+    let model = Model {
+        format: FORMAT.into(),
+        kind: ModelKind::Palette,
+        options: FitOptions::default(),
+        provenance: Provenance::default(),
+        services: (0..n).map(chain_service).collect(),
+        apis,
+        roots: vec![RootCount { api: 0, count: 1 }],
+        edges,
+        classes: Vec::new(),
+    };
+    SystemConfig {
+        format: SYSTEM_FORMAT.into(),
+        name: "chain".into(),
+        seed: 1,
+        rpc: RpcMode::Http,
+        work: WorkConfig::default(),
+        tracing: TracingConfig::default(),
+        limits: Limits::default(),
+        services: (0..n)
+            .map(|i| ServiceConfig {
+                name: chain_service(i),
+                host: chain_service(i),
+                port: ports[i],
+                apis: vec![i as ApiId],
+            })
+            .collect(),
+        model,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chains_are_valid_systems() {
+        let system = chain(&[9001, 9002, 9003], &[0, 1000, 5000]);
+        let text = system.to_json();
+        let back = SystemConfig::parse(&text, "chain.json".as_ref()).unwrap();
+        assert_eq!(back, system);
+        assert_eq!(back.model.apis[2].latency.quantile(0.5).round(), 5000.0);
+        assert_eq!(back.model.api_name(1), "s02 hop");
+        // The walk: the first two call the next, the last only works.
+        let mut rng = palette_trace::rng::Rng::new(1);
+        let mut e = palette_model::Execution::new(&back.model, 0, palette_model::Context::ROOT, false, &mut rng);
+        assert!(matches!(e.next_step(&mut rng), palette_model::Step::Stage { calls: [1], wait: true, .. }));
+        assert!(matches!(e.next_step(&mut rng), palette_model::Step::Finish { work_ns: 0 }));
+        let mut e = palette_model::Execution::new(&back.model, 2, palette_model::Context::ROOT, false, &mut rng);
+        assert!(
+            matches!(e.next_step(&mut rng), palette_model::Step::Finish { work_ns } if (4950..=5050).contains(&work_ns))
+        );
+    }
+}

@@ -1,0 +1,390 @@
+//! How services talk: one small [`Transport`] trait for "call operation X on
+//! peer Y with these headers and this body", and its HTTP/1.1
+//! implementation on hyper — a client with pooled keep-alive connections per
+//! peer, and a server that hands each request to a [`Handler`]. gRPC can be
+//! added as a second implementation of both without touching the executor.
+//!
+//! Wire protocol: `POST /op/{operation}` (percent-encoded), W3C context
+//! headers, `palette-server-ns` on 200 responses, one-line error bodies,
+//! `GET /healthz`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// The response header with the callee's own duration (its SERVER span):
+/// the caller subtracts it from the latency it observed to get the call
+/// overhead it must reproduce.
+pub const SERVER_NS_HEADER: &str = "palette-server-ns";
+
+/// Path prefix of operations.
+pub const OP_PREFIX: &str = "/op/";
+
+/// RFC 3986 percent-encoding: unreserved characters kept, every other byte as `%XX`.
+pub fn percent_encode(s: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 15) as usize] as char);
+        }
+    }
+    out
+}
+
+/// Decodes `%XX` escapes (either case); `None` for a bad escape or bytes
+/// that are not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The context headers of a call; `None` leaves a header out (a root
+/// request from an outside client has none).
+#[derive(Clone, Debug, Default)]
+pub struct CallHeaders {
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
+    pub baggage: Option<String>,
+}
+
+/// What came back from a call.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: u16,
+    /// The callee's own duration (`palette-server-ns`), when it sent one.
+    pub server_ns: Option<u64>,
+    pub body: Bytes,
+}
+
+/// Why a call got no reply.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("cannot connect to {peer}: {source}")]
+    Connect { peer: String, source: std::io::Error },
+    #[error("{peer}: {message}")]
+    Protocol { peer: String, message: String },
+    #[error("no peer {0}")]
+    NoPeer(usize),
+}
+
+/// A boxed call in flight.
+pub type CallFuture<'a> = Pin<Box<dyn Future<Output = Result<Reply, CallError>> + Send + 'a>>;
+
+/// Calls an operation on a peer. Peers are numbered as the system's
+/// services are (`SystemConfig::services`).
+pub trait Transport: Send + Sync + 'static {
+    fn call<'a>(&'a self, peer: usize, operation: &'a str, headers: CallHeaders, body: Bytes) -> CallFuture<'a>;
+}
+
+/// Idle keep-alive connections kept per peer; more are closed when returned.
+const MAX_IDLE_PER_PEER: usize = 1024;
+
+struct Peer {
+    /// `host:port`, for connecting and for the `host` header.
+    addr: String,
+    host: HeaderValue,
+    /// Connections not carrying a request right now.
+    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+}
+
+/// HTTP/1.1 client: keep-alive connections pooled per peer, `TCP_NODELAY`
+/// (the requests are small; Nagle would add 40 ms waits).
+pub struct HttpClient {
+    peers: Vec<Peer>,
+    /// Largest response body read.
+    max_body_bytes: u64,
+}
+
+impl HttpClient {
+    /// A client for peers at `host:port` addresses.
+    pub fn new(addrs: Vec<String>, max_body_bytes: u64) -> HttpClient {
+        let peers = addrs
+            .into_iter()
+            .map(|addr| Peer {
+                host: HeaderValue::from_str(&addr).unwrap_or(HeaderValue::from_static("localhost")),
+                addr,
+                idle: Mutex::new(Vec::new()),
+            })
+            .collect();
+        HttpClient { peers, max_body_bytes }
+    }
+
+    async fn connect(p: &Peer) -> Result<SendRequest<Full<Bytes>>, CallError> {
+        let stream =
+            TcpStream::connect(&p.addr).await.map_err(|source| CallError::Connect { peer: p.addr.clone(), source })?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| CallError::Protocol { peer: p.addr.clone(), message: e.to_string() })?;
+        tokio::spawn(async move {
+            // The connection ends when the peer closes it or the pool drops it.
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+
+    async fn call_http(
+        &self,
+        peer: usize,
+        operation: &str,
+        headers: CallHeaders,
+        body: Bytes,
+    ) -> Result<Reply, CallError> {
+        let p = self.peers.get(peer).ok_or(CallError::NoPeer(peer))?;
+        let protocol = |e: &dyn std::fmt::Display| CallError::Protocol { peer: p.addr.clone(), message: e.to_string() };
+        let mut req = http::Request::builder()
+            .method(Method::POST)
+            .uri(format!("{OP_PREFIX}{}", percent_encode(operation)))
+            .header(http::header::HOST, p.host.clone());
+        for (name, value) in
+            [("traceparent", headers.traceparent), ("tracestate", headers.tracestate), ("baggage", headers.baggage)]
+        {
+            if let Some(v) = value {
+                req = req.header(name, v);
+            }
+        }
+        let mut req = req.body(Full::new(body)).map_err(|e| protocol(&e))?;
+        loop {
+            let pooled = p.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let fresh = pooled.is_none();
+            let mut sender = match pooled {
+                Some(s) => s,
+                None => HttpClient::connect(p).await?,
+            };
+            if let Err(e) = sender.ready().await {
+                if fresh {
+                    return Err(protocol(&e));
+                }
+                continue;
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    let (parts, incoming) = resp.into_parts();
+                    let body = Limited::new(incoming, self.max_body_bytes as usize)
+                        .collect()
+                        .await
+                        .map_err(|e| protocol(&format!("reading the response: {e}")))?
+                        .to_bytes();
+                    if !sender.is_closed() {
+                        let mut idle = p.idle.lock().unwrap_or_else(|e| e.into_inner());
+                        if idle.len() < MAX_IDLE_PER_PEER {
+                            idle.push(sender);
+                        }
+                    }
+                    let server_ns =
+                        parts.headers.get(SERVER_NS_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+                    return Ok(Reply { status: parts.status.as_u16(), server_ns, body });
+                }
+                Err(mut e) => match e.take_message() {
+                    // A pooled connection closed before it took the request:
+                    // the callee never saw it, so sending it again is safe.
+                    Some(back) if !fresh => req = back,
+                    _ => return Err(protocol(e.error())),
+                },
+            }
+        }
+    }
+}
+
+impl Transport for HttpClient {
+    fn call<'a>(&'a self, peer: usize, operation: &'a str, headers: CallHeaders, body: Bytes) -> CallFuture<'a> {
+        Box::pin(self.call_http(peer, operation, headers, body))
+    }
+}
+
+/// A request as a service sees it, whatever the transport.
+#[derive(Debug)]
+pub struct Inbound {
+    pub operation: String,
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
+    /// Every `baggage` header, joined with `,`.
+    pub baggage: Option<String>,
+    pub body: Bytes,
+}
+
+/// A service's answer.
+#[derive(Debug)]
+pub enum Outbound {
+    /// 200 with the response payload and the server-side duration.
+    Ok { body: Bytes, server_ns: u64 },
+    /// An error status with a one-line message.
+    Error { status: u16, message: String },
+}
+
+/// What serves requests: the executor of one service.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(self: Arc<Self>, req: Inbound) -> Pin<Box<dyn Future<Output = Outbound> + Send>>;
+    /// Largest request body accepted (413 beyond).
+    fn max_body_bytes(&self) -> u64;
+}
+
+/// Where a server is in its shutdown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    Running,
+    /// No new connections; open ones keep serving (in-flight requests drain).
+    Draining,
+    /// Open connections finish their current request and close.
+    Closing,
+}
+
+fn text(status: StatusCode, message: &str) -> http::Response<Full<Bytes>> {
+    let mut r = http::Response::new(Full::new(Bytes::from(format!("{message}\n"))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
+}
+
+fn header_text(req: &http::Request<Incoming>, name: &str) -> Result<Option<String>, ()> {
+    let mut all = req.headers().get_all(name).iter();
+    let Some(first) = all.next() else { return Ok(None) };
+    let mut s = first.to_str().map_err(|_| ())?.to_string();
+    for v in all {
+        s.push(',');
+        s.push_str(v.to_str().map_err(|_| ())?);
+    }
+    Ok(Some(s))
+}
+
+async fn dispatch(handler: Arc<dyn Handler>, req: http::Request<Incoming>) -> http::Response<Full<Bytes>> {
+    let path = req.uri().path();
+    if path == "/healthz" {
+        return text(StatusCode::OK, "ok");
+    }
+    let Some(encoded) = path.strip_prefix(OP_PREFIX) else {
+        return text(StatusCode::NOT_FOUND, &format!("unknown path {path}; operations are POST /op/NAME"));
+    };
+    if req.method() != Method::POST {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "operations take POST");
+    }
+    let Some(operation) = percent_decode(encoded) else {
+        return text(StatusCode::BAD_REQUEST, "the operation in the path is not percent-encoded UTF-8");
+    };
+    let max = handler.max_body_bytes();
+    if let Some(len) = req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok())
+        && len.parse::<u64>().is_ok_and(|n| n > max)
+    {
+        return text(StatusCode::PAYLOAD_TOO_LARGE, &format!("request body over {max} bytes"));
+    }
+    // A traceparent a header cannot hold as text is malformed: a new root.
+    let traceparent = header_text(&req, "traceparent").ok().flatten();
+    let tracestate = header_text(&req, "tracestate").ok().flatten();
+    let Ok(baggage) = header_text(&req, "baggage") else {
+        return text(StatusCode::BAD_REQUEST, "baggage holds characters a header cannot carry");
+    };
+    let body = match Limited::new(req.into_body(), max as usize).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return text(StatusCode::PAYLOAD_TOO_LARGE, &format!("request body over {max} bytes"));
+        }
+        Err(e) => return text(StatusCode::BAD_REQUEST, &format!("cannot read the request body: {e}")),
+    };
+    match handler.handle(Inbound { operation, traceparent, tracestate, baggage, body }).await {
+        Outbound::Ok { body, server_ns } => {
+            let mut r = http::Response::new(Full::new(body));
+            r.headers_mut().insert(SERVER_NS_HEADER, HeaderValue::from(server_ns));
+            r
+        }
+        Outbound::Error { status, message } => {
+            text(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &message)
+        }
+    }
+}
+
+/// Serves HTTP/1.1 on `listener` until `phase` leaves [`Phase::Running`];
+/// each connection then serves on until [`Phase::Closing`], when it
+/// finishes its current request and closes.
+pub async fn serve_http(listener: TcpListener, handler: Arc<dyn Handler>, mut phase: watch::Receiver<Phase>) {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.keep_alive(true);
+    let builder = Arc::new(builder);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = phase.wait_for(|p| *p != Phase::Running) => return,
+        };
+        let stream = match accepted {
+            Ok((s, _)) => s,
+            Err(_) => {
+                // Out of descriptors or a reset before accept: back off, go on.
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let builder = builder.clone();
+        let mut phase = phase.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let handler = handler.clone();
+                async move { Ok::<_, Infallible>(dispatch(handler, req).await) }
+            });
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = phase.wait_for(|p| *p == Phase::Closing) => conn.as_mut().graceful_shutdown(),
+            }
+            let _ = conn.await;
+        });
+    }
+}
+
+/// Nanoseconds since `t`, saturating.
+pub fn ns_since(t: Instant) -> u64 {
+    u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_are_percent_encoded() {
+        assert_eq!(percent_encode("GET /cart?x=1"), "GET%20%2Fcart%3Fx%3D1");
+        assert_eq!(percent_encode("hipstershop.CartService/GetCart"), "hipstershop.CartService%2FGetCart");
+        assert_eq!(percent_encode("a-b_c.d~e"), "a-b_c.d~e");
+        assert_eq!(percent_encode("é"), "%C3%A9");
+        for s in ["GET /", "ts-order-service POST /api/v1/{id}", "é ü %", ""] {
+            assert_eq!(percent_decode(&percent_encode(s)).as_deref(), Some(s));
+        }
+        assert_eq!(percent_decode("%c3%a9").as_deref(), Some("é"));
+        assert_eq!(percent_decode("%"), None);
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%+1"), None);
+        assert_eq!(percent_decode("%ff"), None);
+    }
+}

@@ -1,0 +1,550 @@
+//! Serving systems on real sockets: the wire protocol, context propagation,
+//! limits (overload, timeouts, depth), detached calls, the drain at
+//! shutdown, the paper's Figure-1 system against its ground truth, and a
+//! real OpenTelemetry client starting the trace.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use palette_model::{ApiId, FitOptions, Fitter, ModelKind, TraceFilter, build_model};
+use palette_report::collect::{ApiName, CollectOptions, Collector, Profile};
+use palette_report::metrics::ks_statistic;
+use palette_runtime::SystemConfig;
+use palette_runtime::config::{ServiceConfig, TracingConfig};
+use palette_runtime::server::{Running, ServeOptions, start};
+use palette_runtime::synthetic::chain;
+use palette_runtime::transport::{CallHeaders, HttpClient, Reply, Transport};
+use palette_trace::{CallTree, NoProgress, ReadOptions, read_traces};
+
+const MS: u64 = 1_000_000;
+
+/// Ports free right now (bound to port 0, then released).
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> =
+        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+/// Spans to `spans.jsonl` in the test's directory, flushed often.
+fn tracing() -> TracingConfig {
+    TracingConfig { flush_interval_ms: 50, ..TracingConfig::default() }
+}
+
+/// A system served in-process for one test.
+struct Served {
+    dir: tempfile::TempDir,
+    running: Running,
+    /// A client that reaches every service of the system (peer = service index).
+    client: HttpClient,
+}
+
+async fn serve(config: SystemConfig, services: Option<&[&str]>) -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let client = HttpClient::new(
+        config.services.iter().map(|s| format!("127.0.0.1:{}", s.port)).collect(),
+        config.limits.max_body_bytes,
+    );
+    let opts = ServeOptions {
+        services: services.map(|s| s.iter().map(|n| n.to_string()).collect()),
+        base_dir: dir.path().to_path_buf(),
+        drain: Duration::from_secs(5),
+        ..ServeOptions::default()
+    };
+    let running = start(config, &opts).await.unwrap();
+    Served { dir, running, client }
+}
+
+impl Served {
+    fn spans_path(&self) -> PathBuf {
+        self.dir.path().join("spans.jsonl")
+    }
+
+    async fn root(&self, peer: usize, operation: &str) -> Reply {
+        self.client.call(peer, operation, CallHeaders::default(), bytes::Bytes::new()).await.unwrap()
+    }
+
+    /// Shuts down (flushing spans) and returns the spans written, with
+    /// their services, and the directory (kept alive for further reading).
+    async fn finish(self) -> (Vec<Span>, tempfile::TempDir) {
+        let path = self.spans_path();
+        let stats = self.running.shutdown().await;
+        assert_eq!(stats.dropped, 0);
+        let spans = read_spans(&path);
+        assert_eq!(spans.len() as u64, stats.exported);
+        (spans, self.dir)
+    }
+}
+
+/// A span as written, the fields the tests look at.
+#[derive(Clone, Debug)]
+struct Span {
+    service: String,
+    trace_id: String,
+    span_id: String,
+    parent: Option<String>,
+    name: String,
+    kind: i64,
+    duration_ns: u64,
+    error: bool,
+    attrs: BTreeMap<String, serde_json::Value>,
+}
+
+impl Span {
+    fn int(&self, key: &str) -> Option<i64> {
+        self.attrs.get(key).and_then(|v| v["intValue"].as_str().and_then(|s| s.parse().ok()).or(v["intValue"].as_i64()))
+    }
+    fn str(&self, key: &str) -> Option<&str> {
+        self.attrs.get(key).and_then(|v| v["stringValue"].as_str())
+    }
+}
+
+fn read_spans(path: &Path) -> Vec<Span> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let doc: serde_json::Value = serde_json::from_str(line).unwrap();
+        for rs in doc["resourceSpans"].as_array().unwrap() {
+            let service = rs["resource"]["attributes"][0]["value"]["stringValue"].as_str().unwrap().to_string();
+            for ss in rs["scopeSpans"].as_array().unwrap() {
+                for s in ss["spans"].as_array().unwrap() {
+                    let num = |k: &str| s[k].as_str().unwrap().parse::<u64>().unwrap();
+                    out.push(Span {
+                        service: service.clone(),
+                        trace_id: s["traceId"].as_str().unwrap().into(),
+                        span_id: s["spanId"].as_str().unwrap().into(),
+                        parent: s.get("parentSpanId").and_then(|p| p.as_str()).map(String::from),
+                        name: s["name"].as_str().unwrap().into(),
+                        kind: s["kind"].as_i64().unwrap(),
+                        duration_ns: num("endTimeUnixNano") - num("startTimeUnixNano"),
+                        error: s["status"]["code"].as_i64() == Some(2),
+                        attrs: s["attributes"]
+                            .as_array()
+                            .map(|a| {
+                                a.iter().map(|kv| (kv["key"].as_str().unwrap().into(), kv["value"].clone())).collect()
+                            })
+                            .unwrap_or_default(),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A raw HTTP/1.1 exchange (for what the client never sends: GET, bad paths,
+/// bad headers). Returns the status and the body.
+fn raw(port: u16, request: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string());
+    (status, body)
+}
+
+fn post(port: u16, path: &str, headers: &str, body: &str) -> (u16, String) {
+    raw(
+        port,
+        &format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n{headers}\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wire_protocol_answers_as_specified() {
+    let ports = free_ports(2);
+    let mut config = chain(&ports, &[0, 0]);
+    config.limits.max_body_bytes = 100;
+    config.limits.max_baggage_bytes = 200;
+    config.model.apis[1].operation = "GET /cart/{id}".into();
+    let port = ports[0];
+    let served = serve(config, None).await;
+    let (code, body) =
+        tokio::task::spawn_blocking(move || raw(port, "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"))
+            .await
+            .unwrap();
+    assert_eq!((code, body.trim()), (200, "ok"));
+    let cases: Vec<(&str, String, String, u16, &str)> = vec![
+        ("/op/hop", String::new(), String::new(), 200, ""),
+        ("/op/nope", String::new(), String::new(), 404, "no operation `nope`"),
+        ("/elsewhere", String::new(), String::new(), 404, "unknown path"),
+        ("/op/h%zzop", String::new(), String::new(), 400, "percent-encoded"),
+        ("/op/hop", String::new(), "x".repeat(101), 413, "over 100 bytes"),
+        ("/op/hop", "baggage: palette.caller=x\r\n".into(), String::new(), 400, "bad value"),
+        ("/op/hop", format!("baggage: k={}\r\n", "v".repeat(300)), String::new(), 400, "exceeds"),
+        ("/op/hop", "baggage: palette.caller=77\r\n".into(), String::new(), 400, "not an API"),
+        // A malformed traceparent is not an error: the request starts a new trace.
+        ("/op/hop", "traceparent: 00-zz-00\r\n".into(), String::new(), 200, ""),
+    ];
+    for (path, headers, body, want, text) in cases {
+        let (code, got) = tokio::task::spawn_blocking({
+            let (path, headers, body) = (path.to_string(), headers.clone(), body.clone());
+            move || post(port, &path, &headers, &body)
+        })
+        .await
+        .unwrap();
+        assert_eq!(code, want, "{path} {headers:?}: {got}");
+        assert!(got.contains(text), "{path}: {got:?} lacks {text:?}");
+        if code != 200 {
+            assert_eq!(got.lines().count(), 1, "error bodies are one line: {got:?}");
+        }
+    }
+    let (code, _) =
+        tokio::task::spawn_blocking(move || raw(port, "GET /op/hop HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"))
+            .await
+            .unwrap();
+    assert_eq!(code, 405);
+    // s01 calls s02's operation (a space, slashes, braces) percent-encoded.
+    let r = served.root(0, "hop").await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert!(r.server_ns.is_some(), "200 responses carry palette-server-ns");
+    let r = served.root(1, "GET /cart/{id}").await;
+    assert_eq!(r.status, 200);
+    let (spans, _dir) = served.finish().await;
+    assert!(spans.iter().any(|s| s.service == "s02" && s.name == "GET /cart/{id}" && s.kind == 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_carries_the_trace_and_records_every_hop() {
+    let ports = free_ports(3);
+    let mut config = chain(&ports, &[2 * MS, 2 * MS, 2 * MS]);
+    config.tracing = tracing();
+    let served = serve(config, None).await;
+    let client_span = "00f067aa0ba902b7";
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let headers = CallHeaders {
+        traceparent: Some(format!("00-{trace}-{client_span}-01")),
+        tracestate: Some("vendor=abc".into()),
+        baggage: Some("user=alice".into()),
+    };
+    let t = Instant::now();
+    let r = served.client.call(0, "hop", headers, bytes::Bytes::new()).await.unwrap();
+    let took = t.elapsed();
+    assert_eq!(r.status, 200);
+    let server_ns = r.server_ns.unwrap();
+    assert!(server_ns >= 6 * MS, "three hops of 2 ms work: {server_ns} ns");
+    assert!(took.as_nanos() as u64 >= server_ns);
+    // An unsampled trace is served and not recorded.
+    let unsampled =
+        CallHeaders { traceparent: Some(format!("00-{}-{client_span}-00", "1".repeat(32))), ..CallHeaders::default() };
+    assert_eq!(served.client.call(0, "hop", unsampled, bytes::Bytes::new()).await.unwrap().status, 200);
+    let (spans, _dir) = served.finish().await;
+
+    assert_eq!(spans.len(), 5, "3 SERVER + 2 CLIENT spans: {spans:#?}");
+    assert!(spans.iter().all(|s| s.trace_id == trace), "every span joins the caller's trace");
+    let by_id: BTreeMap<&str, &Span> = spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
+    let servers: Vec<&Span> = {
+        let mut v: Vec<&Span> = spans.iter().filter(|s| s.kind == 2).collect();
+        v.sort_by(|a, b| a.service.cmp(&b.service));
+        v
+    };
+    assert_eq!(servers.iter().map(|s| s.service.as_str()).collect::<Vec<_>>(), ["s01", "s02", "s03"]);
+    assert_eq!(servers[0].parent.as_deref(), Some(client_span), "the root's parent is the caller's span");
+    for (i, s) in servers.iter().enumerate() {
+        assert_eq!(s.name, "hop");
+        assert_eq!(s.int("palette.api"), Some(i as i64));
+        assert_eq!(s.int("palette.caller"), i.checked_sub(1).map(|c| c as i64));
+        assert_eq!(s.int("http.response.status_code"), Some(200));
+        assert!(!s.error);
+        if i > 0 {
+            // SERVER ← CLIENT (of the caller's service) ← caller's SERVER.
+            let client = by_id[s.parent.as_deref().unwrap()];
+            assert_eq!(
+                (client.kind, client.service.as_str(), client.name.as_str()),
+                (3, servers[i - 1].service.as_str(), "hop")
+            );
+            assert_eq!(client.str("peer.service"), Some(s.service.as_str()));
+            assert_eq!(client.parent.as_deref(), Some(servers[i - 1].span_id.as_str()));
+            assert!(client.duration_ns >= s.duration_ns, "the caller waits for the callee");
+        }
+    }
+    let durations: Vec<u64> = servers.iter().map(|s| s.duration_ns).collect();
+    assert!(durations[0] >= 6 * MS && durations[1] >= 4 * MS && durations[2] >= 2 * MS, "{durations:?}");
+    assert!(durations[0] < 30 * MS, "{durations:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overloaded_service_answers_503_at_once_with_an_error_span() {
+    let ports = free_ports(1);
+    let mut config = chain(&ports, &[400 * MS]);
+    config.limits.max_in_flight = 1;
+    config.tracing = tracing();
+    let served = Arc::new(serve(config, None).await);
+    let slow = tokio::spawn({
+        let s = served.clone();
+        async move { s.root(0, "hop").await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t = Instant::now();
+    let r = served.root(0, "hop").await;
+    assert_eq!(r.status, 503);
+    assert!(t.elapsed() < Duration::from_millis(200), "503 is immediate, not queued: {:?}", t.elapsed());
+    assert!(String::from_utf8_lossy(&r.body).contains("overloaded"));
+    assert_eq!(slow.await.unwrap().status, 200);
+    let served = Arc::into_inner(served).unwrap();
+    let (spans, _dir) = served.finish().await;
+    assert_eq!(spans.len(), 2);
+    let rejected: Vec<&Span> = spans.iter().filter(|s| s.error).collect();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!((rejected[0].kind, rejected[0].int("http.response.status_code")), (2, Some(503)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_give_504_and_missing_peers_502_with_error_spans() {
+    let ports = free_ports(2);
+    let mut config = chain(&ports, &[0, 2_000 * MS]);
+    config.limits.call_timeout_ms = 100;
+    config.tracing = tracing();
+    let served = serve(config.clone(), None).await;
+    let t = Instant::now();
+    let r = served.root(0, "hop").await;
+    assert_eq!(r.status, 504, "{}", String::from_utf8_lossy(&r.body));
+    assert!(t.elapsed() < Duration::from_millis(1_000), "{:?}", t.elapsed());
+    assert!(String::from_utf8_lossy(&r.body).contains("timed out after 100 ms"));
+    let (spans, _dir) = served.finish().await;
+    let root = spans.iter().find(|s| s.service == "s01" && s.kind == 2).unwrap();
+    assert!(root.error);
+    assert_eq!(root.int("http.response.status_code"), Some(504));
+    let client = spans.iter().find(|s| s.kind == 3).unwrap();
+    assert!(client.error);
+
+    // Only the first service runs: its call cannot connect.
+    let served = serve(config, Some(&["s01"])).await;
+    let r = served.root(0, "hop").await;
+    assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
+    assert!(String::from_utf8_lossy(&r.body).contains("call to `s02 hop` failed"));
+    let (spans, _dir) = served.finish().await;
+    assert_eq!(spans.len(), 2);
+    assert!(spans.iter().all(|s| s.error));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_stop_at_the_depth_limit() {
+    let ports = free_ports(4);
+    let mut config = chain(&ports, &[0, 0, 0, 0]);
+    config.limits.max_depth = 2;
+    config.tracing = tracing();
+    let served = serve(config, None).await;
+    assert_eq!(served.root(0, "hop").await.status, 200);
+    let (spans, _dir) = served.finish().await;
+    let servers: BTreeSet<&str> = spans.iter().filter(|s| s.kind == 2).map(|s| s.service.as_str()).collect();
+    assert_eq!(servers, BTreeSet::from(["s01", "s02", "s03"]), "depth 2 (s03) makes no calls");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detached_calls_run_on_and_are_drained_at_shutdown() {
+    let ports = free_ports(2);
+    let mut config = chain(&ports, &[0, 300 * MS]);
+    // λ < 0.5: the caller does not wait for the stage.
+    config.model.apis[0].states[1].lambda = 0.0;
+    config.tracing = tracing();
+    let served = serve(config, None).await;
+    let t = Instant::now();
+    let r = served.root(0, "hop").await;
+    assert_eq!(r.status, 200);
+    assert!(t.elapsed() < Duration::from_millis(150), "the root does not wait: {:?}", t.elapsed());
+    // Shut down at once: the drain waits for the detached call.
+    let (spans, _dir) = served.finish().await;
+    assert_eq!(spans.len(), 3, "{spans:#?}");
+    let callee = spans.iter().find(|s| s.service == "s02").unwrap();
+    assert!(callee.duration_ns >= 300 * MS);
+    let client = spans.iter().find(|s| s.kind == 3).unwrap();
+    assert_eq!(client.str("palette.detached"), Some("true"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_in_flight_requests() {
+    let ports = free_ports(1);
+    let mut config = chain(&ports, &[300 * MS]);
+    config.tracing = tracing();
+    let served = serve(config, None).await;
+    let client = HttpClient::new(vec![format!("127.0.0.1:{}", ports[0])], 1 << 20);
+    let request = tokio::spawn(async move { client.call(0, "hop", CallHeaders::default(), bytes::Bytes::new()).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (spans, _dir) = served.finish().await;
+    assert_eq!(request.await.unwrap().unwrap().status, 200, "the in-flight request completes");
+    assert_eq!(spans.len(), 1);
+    // New connections are refused once shut down.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", ports[0])).is_err());
+}
+
+/// The Figure-1 system: traces from the ground truth, a model fitted on
+/// them, and a system built on the model, in this test's directory.
+struct Figure1 {
+    truth: PathBuf,
+    config: SystemConfig,
+}
+
+fn figure1(dir: &Path, traces: usize) -> Figure1 {
+    let t = palette_testkit::system::generate(&palette_testkit::examples::figure1(), traces, 1);
+    let truth = dir.join("truth.jsonl");
+    palette_trace::write::write_otlp_lines(
+        std::fs::File::create(&truth).unwrap(),
+        t.traces.iter().map(Vec::as_slice),
+        &t.names,
+    )
+    .unwrap();
+    let mut fitter = Fitter::new(FitOptions::default(), TraceFilter::default());
+    let names = palette_model::FilterNames::default();
+    let mut sink = |tree: &CallTree| {
+        fitter.add(tree, &names);
+        Ok(())
+    };
+    let read = read_traces(std::slice::from_ref(&truth), &ReadOptions::default(), &NoProgress, &mut sink).unwrap();
+    let partial = fitter.into_partial(&read.names, vec!["truth.jsonl".into()]);
+    let model = build_model(&partial, ModelKind::Palette, 1);
+    let ports = free_ports(model.services.len());
+    let services = model
+        .services
+        .iter()
+        .zip(ports)
+        .map(|(name, port)| ServiceConfig {
+            name: name.clone(),
+            host: name.to_lowercase(),
+            port,
+            apis: (0..model.apis.len() as ApiId).filter(|&a| &model.apis[a as usize].service == name).collect(),
+        })
+        .collect();
+    let config = SystemConfig {
+        format: palette_runtime::config::SYSTEM_FORMAT.into(),
+        name: "figure1".into(),
+        seed: 1,
+        rpc: Default::default(),
+        work: Default::default(),
+        tracing: tracing(),
+        limits: Default::default(),
+        services,
+        model,
+    };
+    // What a user's system file would hold parses back the same.
+    assert_eq!(SystemConfig::parse(&config.to_json(), "system.json".as_ref()).unwrap(), config);
+    Figure1 { truth, config }
+}
+
+fn profile(path: &Path) -> Profile {
+    let mut c = Collector::new(CollectOptions::default());
+    let mut sink = |t: &CallTree| {
+        c.add(t);
+        Ok(())
+    };
+    let read = read_traces(&[path.to_path_buf()], &ReadOptions::default(), &NoProgress, &mut sink).unwrap();
+    c.finish(&read.names)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn figure1_served_matches_its_ground_truth() {
+    let work = tempfile::tempdir().unwrap();
+    let fig = figure1(work.path(), 2000);
+    let model = fig.config.model.clone();
+    let served = Arc::new(serve(fig.config.clone(), None).await);
+    // Root requests in the traced mix, from 8 concurrent clients.
+    let requests = 400;
+    let weights: Vec<f64> = model.roots.iter().map(|r| r.count as f64).collect();
+    let mut rng = palette_trace::rng::Rng::new(7);
+    let plan: Vec<ApiId> = (0..requests).map(|_| model.roots[rng.pick(&weights)].api).collect();
+    let clients: Vec<_> = plan
+        .chunks(requests / 8)
+        .map(|chunk| {
+            let (served, chunk, config) = (served.clone(), chunk.to_vec(), fig.config.clone());
+            tokio::spawn(async move {
+                let mut codes = Vec::new();
+                for api in chunk {
+                    let peer = config.service_of(api).unwrap();
+                    codes.push(served.root(peer, &config.model.apis[api as usize].operation).await.status);
+                }
+                codes
+            })
+        })
+        .collect();
+    for c in clients {
+        assert!(c.await.unwrap().iter().all(|&s| s == 200));
+    }
+    let served = Arc::into_inner(served).unwrap();
+    let (_, dir) = served.finish().await;
+    let generated = profile(&dir.path().join("spans.jsonl"));
+    let truth = profile(&fig.truth);
+
+    // Topology: the same APIs and calls.
+    assert_eq!(generated.traces, requests as u64);
+    assert_eq!(generated.apis.keys().collect::<Vec<_>>(), truth.apis.keys().collect::<Vec<_>>());
+    assert_eq!(generated.callers.keys().collect::<Vec<_>>(), truth.callers.keys().collect::<Vec<_>>());
+    let (a, b, c) = (ApiName::new("A", "a"), ApiName::new("B", "b"), ApiName::new("C", "c"));
+    assert_eq!(generated.call_probability(&a, &b), 1.0);
+    assert_eq!(generated.call_probability(&c, &b), 1.0);
+
+    let q = |s: &palette_report::collect::Sample| {
+        [0.1, 0.5, 0.9].map(|p| s.values[(p * (s.values.len() - 1) as f64) as usize] as f64 / 1e6)
+    };
+    for (k, s) in &generated.callers {
+        eprintln!("generated {k:?}: {:?} truth {:?}", q(s), q(&truth.callers[k]));
+    }
+    for (k, s) in &generated.roots {
+        eprintln!("generated root {k:?}: {:?} truth {:?}", q(s), q(&truth.roots[k]));
+    }
+    // B's latency depends on its caller, as in the model (10× for C).
+    let median = |s: &palette_report::collect::Sample| s.values[s.values.len() / 2] as f64;
+    let b_from_a = &generated.callers[&(a.clone(), b.clone())];
+    let b_from_c = &generated.callers[&(c.clone(), b.clone())];
+    let ratio = median(b_from_c) / median(b_from_a);
+    assert!((7.0..13.0).contains(&ratio), "B from C / B from A medians: {ratio:.2}");
+    let mut report = Vec::new();
+    for caller in [&a, &c] {
+        let key = (caller.clone(), b.clone());
+        let ks = ks_statistic(&generated.callers[&key].values, &truth.callers[&key].values);
+        report.push(format!("B from {caller}: KS {ks:.3}"));
+        assert!(ks <= 0.2, "{}", report.join("; "));
+    }
+    // End-to-end latency of each root API against the ground truth.
+    for (root, sample) in &truth.roots {
+        let ks = ks_statistic(&generated.roots[root].values, &sample.values);
+        report.push(format!("root {root}: KS {ks:.3}"));
+        assert!(ks <= 0.15, "{}", report.join("; "));
+    }
+    eprintln!("figure1 served: {}", report.join("; "));
+}
+
+/// `python3` with `opentelemetry-sdk`, or why not.
+fn python_with_otel_sdk() -> Result<(), String> {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import opentelemetry.sdk.trace, opentelemetry.propagate"])
+        .output()
+        .map_err(|e| format!("python3 not runnable ({e})"))?;
+    if out.status.success() { Ok(()) } else { Err("opentelemetry-sdk is not installed".into()) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opentelemetry_client_starts_the_trace() {
+    if let Err(why) = python_with_otel_sdk() {
+        return eprintln!("SKIP: OpenTelemetry client not tried: {why}");
+    }
+    let work = tempfile::tempdir().unwrap();
+    let fig = figure1(work.path(), 300);
+    let port = fig.config.service("A").unwrap().port;
+    let served = serve(fig.config, None).await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/otel_client.py");
+    let out = tokio::process::Command::new("python3")
+        .arg(&script)
+        .arg(format!("http://127.0.0.1:{port}/op/a"))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    // The script prints the trace id and span id of its own span.
+    let printed: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let (trace_id, span_id) = (printed["trace_id"].as_str().unwrap(), printed["span_id"].as_str().unwrap());
+    assert_eq!(printed["status"], 200);
+    let (spans, _dir) = served.finish().await;
+    assert_eq!(spans.len(), 3, "A's SERVER, its CLIENT to B, B's SERVER: {spans:#?}");
+    assert!(spans.iter().all(|s| s.trace_id == trace_id), "every span carries the client's trace id");
+    let root = spans.iter().find(|s| s.service == "A" && s.kind == 2).unwrap();
+    assert_eq!(root.parent.as_deref(), Some(span_id), "the root SERVER span's parent is the client's span");
+}
