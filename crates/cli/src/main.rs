@@ -48,6 +48,8 @@ enum Command {
     Example(cmd::example::Args),
     /// Measure Palette's own speed and memory; prints a table.
     Bench(cmd::bench::Args),
+    /// Open-loop load against a running system's root APIs: Poisson or replayed arrivals, latency table.
+    Load(cmd::load::Args),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => cmd::simulate::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Compare(args) => cmd::compare::run(args),
+        Command::Load(args) => cmd::load::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -76,6 +79,14 @@ fn main() -> ExitCode {
 fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<palette_trace::Error>() {
+            if e.is_bad_data() {
+                return 65;
+            }
+            if e.is_usage() {
+                return 2;
+            }
+        }
+        if let Some(e) = cause.downcast_ref::<palette_load::LoadError>() {
             if e.is_bad_data() {
                 return 65;
             }

@@ -212,7 +212,9 @@ impl Schedule {
                 phase: None,
                 next_phase: 0,
             },
-            Arrivals::Replay { replay, speed } => Kind::Replay { replay: replay.clone(), speed: *speed, next: 0, at: 0.0 },
+            Arrivals::Replay { replay, speed } => {
+                Kind::Replay { replay: replay.clone(), speed: *speed, next: 0, at: 0.0 }
+            }
         };
         Schedule { kind, warmup_ns, end_ns: warmup_ns.saturating_add(duration_ns) }
     }

@@ -81,7 +81,8 @@ impl Pool {
         let stream = TcpStream::connect(&self.address).await?;
         // Requests are small and latency is what is measured: no Nagle delay.
         stream.set_nodelay(true)?;
-        let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(std::io::Error::other)?;
+        let (tx, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(std::io::Error::other)?;
         tokio::spawn(async move {
             // Ends when the server closes or the last sender is dropped.
             let _ = conn.await;
@@ -92,7 +93,13 @@ impl Pool {
     /// Sends one request and reads the whole response. A reused connection
     /// that turns out closed before the request went out is replaced once
     /// (the request was not sent, so it is safe to send again).
-    pub async fn send(&self, method: Method, uri: &Uri, headers: &[(&'static str, HeaderValue)], body: Bytes) -> Outcome {
+    pub async fn send(
+        &self,
+        method: Method,
+        uri: &Uri,
+        headers: &[(&'static str, HeaderValue)],
+        body: Bytes,
+    ) -> Outcome {
         for _ in 0..2 {
             let (mut tx, reused) = match self.take_idle() {
                 Some(tx) => (tx, true),

@@ -96,7 +96,7 @@ impl Recorder {
             return;
         }
         let latency_us = (t.done.saturating_sub(t.scheduled) / 1000).max(1);
-        let _ = self.lag.saturating_record((t.sent.saturating_sub(t.scheduled) / 1000).max(1));
+        self.lag.saturating_record((t.sent.saturating_sub(t.scheduled) / 1000).max(1));
         let s = &mut self.apis[api];
         s.requests += 1;
         if outcome == Outcome::Ok {
@@ -148,13 +148,7 @@ impl Recorder {
         };
         let rows: Vec<ApiReport> =
             self.apis.iter().enumerate().map(|(i, s)| row(names[i].clone(), targets[i].clone(), s)).collect();
-        let mut all = ApiStats {
-            latency: histogram(3),
-            requests: 0,
-            ok: 0,
-            ok_in_window: 0,
-            errors: BTreeMap::new(),
-        };
+        let mut all = ApiStats { latency: histogram(3), requests: 0, ok: 0, ok_in_window: 0, errors: BTreeMap::new() };
         for s in &self.apis {
             all.latency.add(&s.latency).expect("same bounds");
             all.requests += s.requests;
@@ -211,7 +205,12 @@ mod tests {
         r.finished(0, false, Times { scheduled: 900_000_000, sent: 900_000_000, done: 1_100_000_000 }, Outcome::Ok);
         // Measured: 50 ms, of which 20 ms waiting to be sent.
         r.finished(0, true, Times { scheduled: 1_500_000_000, sent: 1_520_000_000, done: 1_550_000_000 }, Outcome::Ok);
-        r.finished(0, true, Times { scheduled: 1_600_000_000, sent: 1_600_000_000, done: 1_700_000_000 }, Outcome::Status(503));
+        r.finished(
+            0,
+            true,
+            Times { scheduled: 1_600_000_000, sent: 1_600_000_000, done: 1_700_000_000 },
+            Outcome::Status(503),
+        );
         r.unsent(0, 1_900_000_000);
         let (rows, total, lag, _, timeline) = r.summarise(&["a op".into()], &["127.0.0.1:1".into()]);
         assert_eq!(rows[0].requests, 3);

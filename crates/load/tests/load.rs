@@ -317,7 +317,8 @@ fn replay_keeps_traced_gaps_scaled_by_speed_and_loops() {
 fn replay_reads_root_spans_from_trace_files() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("spans.csv");
-    let mut csv = String::from("TraceID,SpanID,ParentID,PodName,OperationName,StartTimeUnixNano,EndTimeUnixNano,Duration\n");
+    let mut csv =
+        String::from("TraceID,SpanID,ParentID,PodName,OperationName,StartTimeUnixNano,EndTimeUnixNano,Duration\n");
     // Three traces at web's root, 100 ms apart, each making two calls; one
     // more rooted at an API the system does not have as a root.
     for (i, (svc, op)) in [("web", "GET /"), ("web", "GET /"), ("db", "query"), ("web", "GET /")].iter().enumerate() {
@@ -328,13 +329,14 @@ fn replay_reads_root_spans_from_trace_files() {
     }
     std::fs::write(&path, csv).unwrap();
     let m = model(&[("web", "GET /", 3)], None);
-    let replay = Replay::read(&[path.clone()], &Default::default(), &palette_trace::NoProgress, &m).unwrap();
+    let replay = Replay::read(std::slice::from_ref(&path), &Default::default(), &palette_trace::NoProgress, &m).unwrap();
     assert_eq!((replay.traces(), replay.unmatched), (3, 1));
     // Two gaps (100 and 200 ms) in 300 ms; the mean, 150 ms, closes the loop.
     assert!((replay.rate() - 20.0 / 3.0).abs() < 1e-6, "{}", replay.rate());
-    let got: Vec<u64> = Schedule::new(&Arrivals::Replay { replay: Arc::new(replay), speed: 0.5 }, &m, 0, 2_000_000_000, 1)
-        .map(|a| a.at_ns / 1_000_000)
-        .collect();
+    let got: Vec<u64> =
+        Schedule::new(&Arrivals::Replay { replay: Arc::new(replay), speed: 0.5 }, &m, 0, 2_000_000_000, 1)
+            .map(|a| a.at_ns / 1_000_000)
+            .collect();
     assert_eq!(got, [0, 200, 600, 900, 1100, 1500, 1800]);
     // Nothing to replay: a clear error, bad data.
     let none = model(&[("other", "op", 1)], None);

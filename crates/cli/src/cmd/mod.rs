@@ -4,6 +4,7 @@ pub mod demo;
 pub mod example;
 pub mod fit;
 pub mod inspect;
+pub mod load;
 pub mod merge;
 pub mod read;
 pub mod show;

@@ -4,5 +4,6 @@
 mod bad_input;
 mod compare;
 mod inspect;
+mod load;
 mod model;
 mod util;
