@@ -44,6 +44,7 @@
 //! ```
 
 pub mod arrivals;
+pub mod bench;
 pub mod client;
 pub mod error;
 pub mod record;

@@ -8,12 +8,14 @@ use hdrhistogram::Histogram;
 use crate::client::Outcome;
 use crate::report::{ApiReport, Interval, Latency};
 
-/// Latencies are recorded in microseconds up to an hour, to 3 significant
-/// digits (0.1%).
-const MAX_US: u64 = 3_600_000_000;
+/// Latencies are recorded in microseconds, to 3 significant digits (0.1%)
+/// in total and per root API; with more root APIs than this, per-API
+/// histograms keep 2 digits (1%), so a system with thousands of roots needs
+/// tens of megabytes, not hundreds.
+const PRECISE_APIS: usize = 64;
 
-fn histogram(digits: u8) -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_US, digits).expect("static bounds are valid")
+fn histogram(max_us: u64, digits: u8) -> Histogram<u64> {
+    Histogram::new_with_bounds(1, max_us.max(2), digits).expect("bounds are valid")
 }
 
 /// What one root API's requests did.
@@ -38,6 +40,8 @@ struct Bucket {
 /// Results so far; one per run, behind a mutex held only to record.
 pub struct Recorder {
     apis: Vec<ApiStats>,
+    /// All root APIs' latencies, at full precision whatever their number.
+    total: Histogram<u64>,
     timeline: Vec<Bucket>,
     step_ns: u64,
     lag: Histogram<u64>,
@@ -53,14 +57,19 @@ pub struct Times {
 }
 
 impl Recorder {
-    pub fn new(apis: usize, window: (u64, u64)) -> Recorder {
+    /// A recorder for `apis` root APIs, the measured `window` (ns after the
+    /// run's start) and latencies up to `max_ns` (longer ones are recorded
+    /// as `max_ns`).
+    pub fn new(apis: usize, window: (u64, u64), max_ns: u64) -> Recorder {
+        let max_us = max_ns.div_ceil(1000).max(3_600_000_000);
+        let api_digits = if apis <= PRECISE_APIS { 3 } else { 2 };
         let len = window.1 - window.0;
         let step_ns = timeline_step_ns(len);
         let buckets = len.div_ceil(step_ns) as usize;
         Recorder {
             apis: (0..apis)
                 .map(|_| ApiStats {
-                    latency: histogram(3),
+                    latency: histogram(max_us, api_digits),
                     requests: 0,
                     ok: 0,
                     ok_in_window: 0,
@@ -68,10 +77,11 @@ impl Recorder {
                 })
                 .collect(),
             timeline: (0..buckets)
-                .map(|_| Bucket { latency: histogram(2), requests: 0, ok_done: 0, errors: 0 })
+                .map(|_| Bucket { latency: histogram(max_us, 2), requests: 0, ok_done: 0, errors: 0 })
                 .collect(),
+            total: histogram(max_us, 3),
             step_ns,
-            lag: histogram(3),
+            lag: histogram(max_us, 3),
             window,
         }
     }
@@ -102,6 +112,7 @@ impl Recorder {
         if outcome == Outcome::Ok {
             s.ok += 1;
             s.latency.saturating_record(latency_us);
+            self.total.saturating_record(latency_us);
         } else {
             *s.errors.entry(outcome.kind()).or_default() += 1;
         }
@@ -148,9 +159,9 @@ impl Recorder {
         };
         let rows: Vec<ApiReport> =
             self.apis.iter().enumerate().map(|(i, s)| row(names[i].clone(), targets[i].clone(), s)).collect();
-        let mut all = ApiStats { latency: histogram(3), requests: 0, ok: 0, ok_in_window: 0, errors: BTreeMap::new() };
+        let mut all =
+            ApiStats { latency: self.total.clone(), requests: 0, ok: 0, ok_in_window: 0, errors: BTreeMap::new() };
         for s in &self.apis {
-            all.latency.add(&s.latency).expect("same bounds");
             all.requests += s.requests;
             all.ok += s.ok;
             all.ok_in_window += s.ok_in_window;
@@ -183,9 +194,10 @@ impl Recorder {
 
 /// About 30 intervals over the window, each a round length from 100 ms up.
 fn timeline_step_ns(window_ns: u64) -> u64 {
-    const STEPS_MS: [u64; 12] = [100, 200, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000, 300_000, 600_000, 3_600_000];
+    const STEPS_MS: [u64; 14] =
+        [100, 200, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000, 300_000, 600_000, 3_600_000, 21_600_000, 86_400_000];
     let want = window_ns / 30;
-    STEPS_MS.iter().map(|ms| ms * 1_000_000).find(|&s| s >= want).unwrap_or(3_600_000_000_000)
+    STEPS_MS.iter().map(|ms| ms * 1_000_000).find(|&s| s >= want).unwrap_or(86_400_000_000_000)
 }
 
 #[cfg(test)]
@@ -200,7 +212,7 @@ mod tests {
 
     #[test]
     fn warmup_is_not_recorded_but_its_late_answers_count_as_throughput() {
-        let mut r = Recorder::new(1, (1_000_000_000, 2_000_000_000));
+        let mut r = Recorder::new(1, (1_000_000_000, 2_000_000_000), 10_000_000_000);
         // Scheduled in warm-up, answered inside the window.
         r.finished(0, false, Times { scheduled: 900_000_000, sent: 900_000_000, done: 1_100_000_000 }, Outcome::Ok);
         // Measured: 50 ms, of which 20 ms waiting to be sent.

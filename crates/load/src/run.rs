@@ -279,7 +279,11 @@ pub async fn run_load(
     let t0 = Instant::now() + Duration::from_millis(20);
     let shared = Arc::new(Shared {
         roots,
-        recorder: Mutex::new(Recorder::new(system.model.roots.len(), (warmup_ns, warmup_ns + duration_ns))),
+        recorder: Mutex::new(Recorder::new(
+            system.model.roots.len(),
+            (warmup_ns, warmup_ns + duration_ns),
+            (opts.warmup + opts.duration + opts.timeout * 2).as_nanos() as u64,
+        )),
         permits: Arc::new(Semaphore::new(opts.connections)),
         timeout: opts.timeout,
         t0,
@@ -302,6 +306,8 @@ pub async fn run_load(
             let _ = done_tx.send(());
         })
         .map_err(LoadError::Runtime)?;
+    // If this future is dropped mid-run, the scheduler thread stops sending.
+    let _stop_on_drop = StopOnDrop(&shared.stop);
     let planned = opts.warmup + opts.duration;
     let snapshot = |shared: &Shared| Progress {
         elapsed: shared.t0.elapsed(),
@@ -357,6 +363,15 @@ pub async fn run_load(
         timeline_step_s,
         timeline,
     })
+}
+
+/// Tells the scheduler thread to stop when dropped.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// [`run_load`] on a runtime of its own (one worker per core).

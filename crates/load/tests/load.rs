@@ -329,7 +329,8 @@ fn replay_reads_root_spans_from_trace_files() {
     }
     std::fs::write(&path, csv).unwrap();
     let m = model(&[("web", "GET /", 3)], None);
-    let replay = Replay::read(std::slice::from_ref(&path), &Default::default(), &palette_trace::NoProgress, &m).unwrap();
+    let replay =
+        Replay::read(std::slice::from_ref(&path), &Default::default(), &palette_trace::NoProgress, &m).unwrap();
     assert_eq!((replay.traces(), replay.unmatched), (3, 1));
     // Two gaps (100 and 200 ms) in 300 ms; the mean, 150 ms, closes the loop.
     assert!((replay.rate() - 20.0 / 3.0).abs() < 1e-6, "{}", replay.rate());
@@ -419,4 +420,27 @@ fn the_report_renders_as_a_table_and_json() {
     assert!(v["total"]["latency"]["p99_ms"].as_f64().unwrap() >= 10.0, "{v}");
     assert_eq!(v["arrivals"], "poisson");
     assert!(v["timeline"].as_array().unwrap().len() == 5);
+}
+
+#[test]
+fn a_stop_request_ends_the_run_early_with_what_was_measured() {
+    struct StopAfter(Instant);
+    impl palette_load::LoadObserver for StopAfter {
+        fn stop_requested(&self) -> bool {
+            self.0.elapsed() > Duration::from_millis(600)
+        }
+    }
+    let rt = runtime();
+    let started = Instant::now();
+    let r = rt.block_on(async {
+        let port = serve(Some(Duration::from_millis(1)), Arc::default()).await;
+        let sys = system(model(&[("svc", "work", 1)], None), &[("svc", port)]);
+        run_load(&poisson(100.0, 0, 10_000, 64), &sys, Path::new("system.json"), &StopAfter(Instant::now())).await
+    });
+    let r = r.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(r.stopped_early);
+    assert!(r.total.requests > 20 && r.total.requests < 200, "{}", r.total.requests);
+    assert_eq!(r.total.errors, 0, "arrivals not yet due are not errors: {:?}", r.total.errors_by_kind);
+    assert!(r.to_text().contains("stopped early"));
 }

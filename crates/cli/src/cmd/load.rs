@@ -146,9 +146,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     opts.validate()?;
     let bar = ProgressBar::with_draw_target(Some(1), ProgressDrawTarget::stderr_with_hz(4));
     bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {elapsed}/{duration}")
-            .expect("static template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template("{msg} [{bar:30}] {elapsed}").expect("static template").progress_chars("=> "),
     );
     let observer = Bar { bar, stop: Arc::new(AtomicBool::new(false)) };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
