@@ -190,11 +190,15 @@ enum Kind {
     },
 }
 
+/// A phase of Poisson arrivals being generated.
 struct Phase {
     start_ns: u64,
     len_ns: f64,
+    /// Arrivals still to place.
     left: u64,
+    /// Exponentials drawn so far, summed: the next point is at `sum / total`.
     sum: f64,
+    /// All `count + 1` exponentials of the phase, summed.
     total: f64,
 }
 

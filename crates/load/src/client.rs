@@ -49,6 +49,7 @@ pub struct Pool {
     pub address: String,
     /// The `Host` header: HTTP/1.1 requires one.
     host: HeaderValue,
+    /// Open connections with nothing on them, most recently used last.
     idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
     /// Idle connections kept at most (more are closed): the in-flight bound.
     max_idle: usize,

@@ -20,11 +20,14 @@ fn histogram(max_us: u64, digits: u8) -> Histogram<u64> {
 
 /// What one root API's requests did.
 struct ApiStats {
+    /// Microseconds from scheduled time to the end of each 2xx response.
     latency: Histogram<u64>,
+    /// Measured requests: scheduled in the window.
     requests: u64,
     ok: u64,
     /// 2xx responses received inside the measured window (whenever scheduled).
     ok_in_window: u64,
+    /// Failed measured requests by kind.
     errors: BTreeMap<String, u64>,
 }
 
@@ -32,8 +35,11 @@ struct ApiStats {
 struct Bucket {
     /// Two digits: a timeline is many histograms, and 1% is plenty to see a trend.
     latency: Histogram<u64>,
+    /// Requests scheduled in the interval.
     requests: u64,
+    /// 2xx responses received in the interval (its throughput).
     ok_done: u64,
+    /// Requests scheduled in the interval that failed.
     errors: u64,
 }
 
@@ -42,8 +48,10 @@ pub struct Recorder {
     apis: Vec<ApiStats>,
     /// All root APIs' latencies, at full precision whatever their number.
     total: Histogram<u64>,
+    /// The measured window in intervals of `step_ns`.
     timeline: Vec<Bucket>,
     step_ns: u64,
+    /// Microseconds from scheduled time to sent, of measured requests.
     lag: Histogram<u64>,
     /// The measured window, ns after the run's start.
     window: (u64, u64),
@@ -51,8 +59,11 @@ pub struct Recorder {
 
 /// Times of one finished request, ns after the run's start.
 pub struct Times {
+    /// When it should have been sent: where its latency starts.
     pub scheduled: u64,
+    /// When it was: the difference is the send lag.
     pub sent: u64,
+    /// When its response (or failure) was complete.
     pub done: u64,
 }
 

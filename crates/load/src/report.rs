@@ -74,6 +74,7 @@ pub struct ApiReport {
 /// A latency distribution's summary, milliseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Latency {
+    /// Latencies summarised.
     pub count: u64,
     pub mean_ms: f64,
     pub p50_ms: f64,

@@ -142,6 +142,7 @@ pub struct Progress {
     pub warming_up: bool,
     /// Arrivals scheduled and sent so far.
     pub sent: u64,
+    /// Requests answered with 2xx, and failed (unsent ones included).
     pub ok: u64,
     pub errors: u64,
     /// Requests on the wire now.
@@ -165,8 +166,11 @@ pub fn load_system(path: &Path) -> Result<(SystemConfig, PathBuf), LoadError> {
 
 /// Everything needed to call one root API.
 struct Root {
+    /// The API, to name it and to map arrivals to this entry.
     api: ApiId,
+    /// Connections to the service serving it (shared by its other root APIs).
     pool: Arc<Pool>,
+    /// `/op/{operation}`, encoded once.
     uri: Uri,
     /// Request body sizes, when the traces recorded them.
     request_bytes: Option<Sketch>,
@@ -174,18 +178,24 @@ struct Root {
 
 /// State shared by the scheduler thread, the request tasks and the async side.
 struct Shared {
+    /// In `model.roots` order; arrivals and results refer to them by index.
     roots: Vec<Root>,
+    /// Results; locked only for the moment of recording one.
     recorder: Mutex<Recorder>,
+    /// The in-flight bound: one permit per request on the wire.
     permits: Arc<Semaphore>,
+    /// Per request, so a hung system cannot hold permits forever.
     timeout: Duration,
     /// The run's time zero.
     t0: Instant,
     /// Zeros that request bodies are cut from.
     payload: Bytes,
+    /// Counters for progress reports, readable without the recorder's lock.
     sent: AtomicU64,
     in_flight: AtomicU64,
     ok: AtomicU64,
     errors: AtomicU64,
+    /// Set to end the run early (Ctrl-C, or the run's future was dropped).
     stop: AtomicBool,
 }
 
