@@ -54,6 +54,8 @@ enum Command {
     Bench(cmd::bench::Args),
     /// Serve services of a generated system (system.json) until SIGINT/SIGTERM.
     Serve(cmd::serve::Args),
+    /// Open-loop load against a running system's root APIs: Poisson or replayed arrivals, latency table.
+    Load(cmd::load::Args),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => cmd::generate::run(args),
         Command::Up(args) => cmd::up::run(args),
         Command::Serve(args) => cmd::serve::run(args),
+        Command::Load(args) => cmd::load::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -85,6 +88,14 @@ fn main() -> ExitCode {
 fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<palette_trace::Error>() {
+            if e.is_bad_data() {
+                return 65;
+            }
+            if e.is_usage() {
+                return 2;
+            }
+        }
+        if let Some(e) = cause.downcast_ref::<palette_load::LoadError>() {
             if e.is_bad_data() {
                 return 65;
             }

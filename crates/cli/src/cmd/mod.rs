@@ -5,6 +5,7 @@ pub mod example;
 pub mod fit;
 pub mod generate;
 pub mod inspect;
+pub mod load;
 pub mod merge;
 pub mod read;
 pub mod serve;

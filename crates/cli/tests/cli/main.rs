@@ -4,6 +4,7 @@
 mod bad_input;
 mod compare;
 mod inspect;
+mod load;
 mod model;
 mod serve;
 mod system;

@@ -6,6 +6,7 @@
 
 mod fit;
 mod ingest;
+mod load;
 mod simulate;
 
 use std::path::Path;
@@ -33,6 +34,9 @@ pub enum What {
     /// One measured fit, run as a child by `bench fit`; prints JSON.
     #[command(hide = true)]
     FitWorker { file: std::path::PathBuf },
+    /// The load generator's own ceiling: rising Poisson rates against a
+    /// zero-latency server.
+    Load(load::Args),
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -42,6 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         What::Fit(a) => fit::run(a),
         What::Simulate(a) => simulate::run(a),
         What::FitWorker { file } => fit::worker(&file),
+        What::Load(a) => load::run(a),
     }
 }
 
