@@ -34,6 +34,8 @@ enum Command {
     Demo(cmd::demo::Args),
     /// Read traces and report what they hold: counts, topology, shapes, defects.
     Inspect(cmd::inspect::Args),
+    /// The whole job: traces → model → running system under load → its spans → fidelity report.
+    Run(cmd::run::Args),
     /// Learn a model from traces: topology, per-API PFA and causal latency model (model.json).
     Fit(cmd::fit::Args),
     /// Merge partial fits of disjoint inputs into one model (same bytes as one fit).
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Example(args) => cmd::example::run(args),
         Command::Fit(args) => cmd::fit::run(args),
+        Command::Run(args) => cmd::run::run(args),
         Command::Merge(args) => cmd::merge::run(args),
         Command::Show(args) => cmd::show::run(args),
         Command::Simulate(args) => cmd::simulate::run(args),

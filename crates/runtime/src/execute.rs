@@ -275,9 +275,6 @@ impl Shared {
                 if let Some(c) = ctx.caller {
                     attributes.push(("palette.caller", AttrValue::Int(i64::from(c))));
                 }
-                if let Some(c) = exec.class() {
-                    attributes.push(("palette.class", AttrValue::Int(i64::from(c))));
-                }
                 if kind == Kind::Server {
                     let status = failure.as_ref().map_or(200, |f| f.status);
                     attributes.push(("http.response.status_code", AttrValue::Int(i64::from(status))));
@@ -339,7 +336,7 @@ impl Shared {
             let headers = CallHeaders {
                 traceparent: Some(tp.format()),
                 tracestate: trace.tracestate.clone(),
-                baggage: Some(Baggage::format(trace.root, from.api, ctx.class, from.depth + 1, &trace.tail)),
+                baggage: Some(Baggage::format(trace.root, from.api, None, from.depth + 1, &trace.tail)),
             };
             let operation = &self.config.model.apis[callee as usize].operation;
             let body = self.zeros.slice(..plan.request_bytes);

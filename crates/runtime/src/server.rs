@@ -122,9 +122,6 @@ impl Service {
                 return error(400, format!("baggage {key}={v} is not an API of this system ({apis} APIs)"));
             }
         }
-        if let Some(c) = baggage.class.filter(|&c| c as usize >= model.classes.len()) {
-            return error(400, format!("baggage palette.class={c} is not a request class of this system"));
-        }
         let parent = req.traceparent.as_deref().and_then(TraceParent::parse);
         let span_id = Ids::span_id();
         let mut rng = sh.rng_for(self.index, span_id);
@@ -168,7 +165,7 @@ impl Service {
         });
         let start = Start {
             api,
-            ctx: Context { caller: baggage.caller, class: baggage.class },
+            ctx: Context { caller: baggage.caller },
             trace,
             depth: baggage.depth,
             span_id,

@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use clap::Parser;
 
-use crate::cmd;
+use crate::cmd::{self, verb};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Writes DIR/traces, DIR/models, DIR/simulated and one HTML report per example system \
@@ -25,18 +24,6 @@ pub struct Args {
     /// Seed for generation and simulation: same seed, same files.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-}
-
-/// Parses a verb's arguments as the command line would.
-#[derive(Parser)]
-#[command(no_binary_name = true)]
-struct Verb<A: clap::Args> {
-    #[command(flatten)]
-    args: A,
-}
-
-fn verb<A: clap::Args>(argv: &[&str]) -> anyhow::Result<A> {
-    Ok(Verb::<A>::try_parse_from(argv).with_context(|| format!("demo step {argv:?}"))?.args)
 }
 
 fn s(p: &Path) -> &str {

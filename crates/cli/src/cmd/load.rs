@@ -78,9 +78,24 @@ fn rate(s: &str) -> Result<f64, UsageError> {
 }
 
 /// A progress bar over the planned run time, on a terminal only.
-struct Bar {
+pub(crate) struct Bar {
     bar: ProgressBar,
     stop: Arc<AtomicBool>,
+}
+
+impl Bar {
+    /// A bar on stderr; setting `stop` ends the run early.
+    pub(crate) fn new(stop: Arc<AtomicBool>) -> Bar {
+        let bar = ProgressBar::with_draw_target(Some(1), ProgressDrawTarget::stderr_with_hz(4));
+        bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {elapsed}").expect("static template").progress_chars("=> "),
+        );
+        Bar { bar, stop }
+    }
+
+    pub(crate) fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
 }
 
 impl LoadObserver for Bar {
@@ -144,11 +159,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         health_check: !args.no_health_check,
     };
     opts.validate()?;
-    let bar = ProgressBar::with_draw_target(Some(1), ProgressDrawTarget::stderr_with_hz(4));
-    bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {elapsed}").expect("static template").progress_chars("=> "),
-    );
-    let observer = Bar { bar, stop: Arc::new(AtomicBool::new(false)) };
+    let observer = Bar::new(Arc::new(AtomicBool::new(false)));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     let report = rt.block_on(async {
         // Ctrl-C ends the run early with a report of what was measured; a
@@ -165,7 +176,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         });
         run_load(&opts, &config, &path, &observer).await
     });
-    observer.bar.finish_and_clear();
+    observer.finish();
     let report = report?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
