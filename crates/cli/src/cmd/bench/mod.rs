@@ -7,6 +7,7 @@
 mod fit;
 mod ingest;
 mod simulate;
+mod work;
 
 use std::path::Path;
 
@@ -33,6 +34,9 @@ pub enum What {
     /// One measured fit, run as a child by `bench fit`; prints JSON.
     #[command(hide = true)]
     FitWorker { file: std::path::PathBuf },
+    /// The runtime's local work (sleep, cpu, memory): how far from its
+    /// target it ends, p50 and p90, at low load.
+    Work(work::Args),
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -42,6 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         What::Fit(a) => fit::run(a),
         What::Simulate(a) => simulate::run(a),
         What::FitWorker { file } => fit::worker(&file),
+        What::Work(a) => work::run(a),
     }
 }
 
