@@ -22,7 +22,7 @@ use std::fs::File;
 use std::io::{self, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -50,16 +50,22 @@ pub enum AttrValue {
 pub struct SpanRecord {
     /// `service.name` of the resource the span is exported under.
     pub service: Arc<str>,
+    /// W3C trace id: the trace this span belongs to.
     pub trace_id: [u8; 16],
+    /// W3C span id (parent id of the spans this one calls).
     pub span_id: [u8; 8],
     /// All zero for a root span.
     pub parent_span_id: [u8; 8],
+    /// The operation: what `palette fit` reads back as the API's name.
     pub name: String,
+    /// Server for an execution, client for a call, internal for a local call.
     pub kind: Kind,
+    /// Wall-clock start and end, Unix nanoseconds.
     pub start_unix_ns: u64,
     pub end_unix_ns: u64,
     /// `Some(message)`: status ERROR with that message.
     pub error: Option<String>,
+    /// Extra facts (peer service, PFA state, body sizes); keys are fixed names.
     pub attributes: Vec<(&'static str, AttrValue)>,
 }
 
@@ -94,6 +100,7 @@ const MAX_QUEUE: usize = 1 << 20;
 
 /// What travels to the export thread.
 enum Msg {
+    /// A finished span to export.
     Span(SpanRecord),
     /// Makes the thread look at the stop flag now.
     Wake,
@@ -102,10 +109,14 @@ enum Msg {
 /// Counters shared by the exporter's handles and its thread.
 #[derive(Default)]
 struct Counters {
+    /// See [`ExportStats`].
     exported: AtomicU64,
     dropped: AtomicU64,
     /// Set by `shutdown`: the thread drains the queue, exports and stops.
     stop: AtomicBool,
+    /// `record` calls between their look at `stop` and their send: the
+    /// thread's last drain waits for them, so no span is lost uncounted.
+    sending: AtomicU64,
     /// The latest export failure, for the server to report.
     last_error: Mutex<Option<String>>,
 }
@@ -118,7 +129,9 @@ impl Counters {
 
 /// What every clone of an exporter shares.
 struct Shared {
+    /// The queue: bounded, and only ever `try_send`, so `record` never blocks.
     tx: SyncSender<Msg>,
+    /// Shared with the thread, which outlives no handle but owns no sender.
     counters: Arc<Counters>,
     /// Becomes true when the thread has exported everything and stopped.
     done: tokio::sync::watch::Receiver<bool>,
@@ -176,11 +189,12 @@ impl Exporter {
     /// Queues a span; never blocks (a full queue drops the span and counts it).
     pub fn record(&self, span: SpanRecord) {
         let Some(shared) = &self.shared else { return };
-        match shared.tx.try_send(Msg::Span(span)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+        let c = &shared.counters;
+        c.sending.fetch_add(1, Ordering::SeqCst);
+        let sent = !c.stop.load(Ordering::SeqCst) && shared.tx.try_send(Msg::Span(span)).is_ok();
+        c.sending.fetch_sub(1, Ordering::SeqCst);
+        if !sent {
+            c.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -212,8 +226,11 @@ impl Exporter {
 struct ExportThread {
     rx: Receiver<Msg>,
     counters: Arc<Counters>,
+    /// Spans per export request (`tracing.batch_size`).
     batch_size: usize,
+    /// Longest a span waits in a partial batch (`tracing.flush_interval_ms`).
     interval: Duration,
+    /// Destinations: each batch goes to every one configured.
     file: Option<SpanFile>,
     otlp: Option<http::Client>,
     /// Encoding buffers, reused across batches.
@@ -251,13 +268,22 @@ impl ExportThread {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             if self.counters.stop.load(Ordering::SeqCst) {
-                while let Ok(msg) = self.rx.try_recv() {
-                    if let Msg::Span(span) = msg {
-                        batch.push(span);
-                        if batch.len() >= self.batch_size {
-                            self.export(&mut batch);
+                // Drain until no `record` is between its look at the flag and
+                // its send; one more drain then takes the last of them.
+                loop {
+                    let quiet = self.counters.sending.load(Ordering::SeqCst) == 0;
+                    while let Ok(msg) = self.rx.try_recv() {
+                        if let Msg::Span(span) = msg {
+                            batch.push(span);
+                            if batch.len() >= self.batch_size {
+                                self.export(&mut batch);
+                            }
                         }
                     }
+                    if quiet {
+                        break;
+                    }
+                    std::thread::yield_now();
                 }
                 break;
             }
@@ -302,7 +328,9 @@ impl ExportThread {
 
 /// The span file, opened for appending.
 struct SpanFile {
+    /// For error messages.
     path: PathBuf,
+    /// Opened with O_APPEND: every write lands at the current end.
     file: File,
 }
 

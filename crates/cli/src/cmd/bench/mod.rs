@@ -8,6 +8,7 @@ mod fit;
 mod ingest;
 mod load;
 mod simulate;
+mod work;
 
 use std::path::Path;
 
@@ -37,6 +38,9 @@ pub enum What {
     /// The load generator's own ceiling: rising Poisson rates against a
     /// zero-latency server.
     Load(load::Args),
+    /// The runtime's local work (sleep, cpu, memory): how far from its
+    /// target it ends, p50 and p90, at low load.
+    Work(work::Args),
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -47,6 +51,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         What::Simulate(a) => simulate::run(a),
         What::FitWorker { file } => fit::worker(&file),
         What::Load(a) => load::run(a),
+        What::Work(a) => work::run(a),
     }
 }
 
