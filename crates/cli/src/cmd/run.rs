@@ -104,7 +104,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 pub fn run_pipeline(args: &Args) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
     if !(args.rate > 0.0 && args.rate.is_finite()) {
-        anyhow::bail!(UsageError(format!("--rate must be a positive number of requests per second, not {}", args.rate)));
+        anyhow::bail!(UsageError(format!(
+            "--rate must be a positive number of requests per second, not {}",
+            args.rate
+        )));
     }
     if args.duration <= 0 {
         anyhow::bail!(UsageError("--duration must be longer than 0".into()));
