@@ -6,6 +6,7 @@ mod compare;
 mod inspect;
 mod load;
 mod model;
+mod run;
 mod serve;
 mod system;
 mod util;

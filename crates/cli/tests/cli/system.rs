@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{Dir, palette, skip};
+use crate::util::{Dir, free_ports, palette, skip};
 
 /// A Figure-1 model fitted from `palette example`'s traces.
 fn figure1_model(dir: &Dir) -> PathBuf {
@@ -76,19 +76,6 @@ fn generate_and_up_exit_codes() {
         assert_eq!(run.code, code, "{args:?}: {}", run.stderr);
         assert!(run.stderr.contains(message), "{args:?}: {}", run.stderr);
     }
-}
-
-/// `base..base+n` all free right now.
-fn free_ports(n: u16) -> u16 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
-    let seed = std::process::id() as u64 * 7919 + now.subsec_nanos() as u64;
-    for k in 0..200u64 {
-        let base = 20_000 + ((seed + k * 613) % 40_000) as u16;
-        if (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no {n} free ports in a row");
 }
 
 #[test]
