@@ -6,6 +6,7 @@
 
 mod fit;
 mod ingest;
+mod runtime;
 mod simulate;
 
 use std::path::Path;
@@ -33,6 +34,15 @@ pub enum What {
     /// One measured fit, run as a child by `bench fit`; prints JSON.
     #[command(hide = true)]
     FitWorker { file: std::path::PathBuf },
+    /// Per-hop latency of a zero-work chain of services and requests/s of one
+    /// service on one core, against a bare hyper server.
+    Runtime(runtime::Args),
+    /// The bare hyper server `bench runtime` compares with, run as a child.
+    #[command(hide = true)]
+    RuntimeBare {
+        #[arg(long)]
+        port: u16,
+    },
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -42,6 +52,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         What::Fit(a) => fit::run(a),
         What::Simulate(a) => simulate::run(a),
         What::FitWorker { file } => fit::worker(&file),
+        What::Runtime(a) => runtime::run(a),
+        What::RuntimeBare { port } => runtime::bare_server(port),
     }
 }
 
