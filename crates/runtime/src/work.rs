@@ -1,23 +1,512 @@
 //! Local work: sleep, cpu (calibrated matrix multiply) or memory (strided buffer touches).
 //!
-//! INTERFACE ONLY — being implemented.
+//! The model says how long each piece of an execution's local work took in
+//! production; a [`Worker`] spends that long here in one of three ways:
+//!
+//! - **sleep**: waits, precisely also below tokio's 1 ms timer granularity. A
+//!   dedicated timer thread holds every pending deadline; it parks until
+//!   shortly before the earliest one and spins the rest, then wakes the
+//!   waiting task. How early it wakes up follows how late the kernel
+//!   actually wakes it (timer slack, load), so the spinning stays short.
+//! - **cpu**: multiplies small matrices, as many times as the calibration at
+//!   start-up says fit into the time on an idle core. The amount of work is
+//!   fixed, so on a busy machine it takes longer, as real work does.
+//! - **memory**: read-modify-writes a buffer with a stride of a page plus a
+//!   cache line, so each touch lands in another line and page; again a
+//!   calibrated, fixed number of touches, competing for caches and memory
+//!   bandwidth.
+//!
+//! CPU and memory work run on tokio's blocking pool, never on the reactor
+//! threads that serve requests.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::config::{Limits, WorkMode};
 
-/// Does an execution's local work. Shared by every request of a process.
-pub struct Worker {}
+/// Side of the matrices CPU work multiplies: small enough to stay in L1, so
+/// the work is arithmetic, not memory traffic.
+const N: usize = 16;
+/// Largest buffer memory work uses, whatever the limit allows: bigger than
+/// any core's private caches, so touches leave the core.
+const MEMORY_BUFFER_CAP: u64 = 16 << 20;
+/// Distance between consecutive touches, in 8-byte words: a page and a
+/// cache line, so each touch is another line of another page and the
+/// hardware prefetcher (which stops at page boundaries) does not hide it.
+const STRIDE_WORDS: usize = (4096 + 64) / 8;
+/// Timed runs per calibration; the fastest counts, since other load only
+/// ever slows a run down. Many short runs rather than a few long ones: on
+/// a busy machine some short run still gets a core to itself.
+const CALIBRATION_RUNS: u32 = 25;
+/// Length of one calibration run.
+const CALIBRATION_RUN: Duration = Duration::from_millis(1);
+
+/// What calibration found, for reports and benchmarks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Calibration {
+    /// 16×16 f64 matrix multiplies per microsecond on an idle core.
+    pub cpu_multiplies_per_us: f64,
+    /// Buffer touches per microsecond on an idle core.
+    pub memory_touches_per_us: f64,
+    /// Size of memory work's buffer.
+    pub memory_buffer_bytes: u64,
+    /// How long before a deadline the timer thread currently wakes up to
+    /// spin (follows the kernel's wake-up lateness).
+    pub sleep_spin_ns: u64,
+}
+
+/// Does an execution's local work. Shared by every request of a process;
+/// cheap to clone.
+#[derive(Clone)]
+pub struct Worker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cpu_multiplies_per_ns: f64,
+    memory: Arc<Memory>,
+    timer: Timer,
+}
 
 impl Worker {
     /// Calibrates CPU work and sizes memory work's buffer within `limits`.
+    /// Takes a few tens of milliseconds.
     pub fn new(limits: &Limits) -> Worker {
-        let _ = limits;
-        Worker {}
+        let cpu_multiplies_per_ns = calibrate(cpu_work);
+        let mut memory = Memory::new(limits.max_memory_work_bytes);
+        let touches_per_ns = calibrate(|n| memory.touch(n));
+        memory.touches_per_ns = touches_per_ns;
+        Worker { inner: Arc::new(Inner { cpu_multiplies_per_ns, memory: Arc::new(memory), timer: Timer::start() }) }
+    }
+
+    /// What calibration found.
+    pub fn calibration(&self) -> Calibration {
+        let i = &self.inner;
+        Calibration {
+            cpu_multiplies_per_us: i.cpu_multiplies_per_ns * 1e3,
+            memory_touches_per_us: i.memory.touches_per_ns * 1e3,
+            memory_buffer_bytes: i.memory.words.len() as u64 * 8,
+            sleep_spin_ns: i.timer.shared.spin_ns.load(Ordering::Relaxed),
+        }
     }
 
     /// Spends `ns` nanoseconds of work in `mode`. CPU and memory work run
     /// off the async reactor; sleep is precise below a millisecond too.
     pub async fn work(&self, mode: WorkMode, ns: u64) {
-        let _ = mode;
-        tokio::time::sleep(std::time::Duration::from_nanos(ns)).await;
+        if ns == 0 {
+            return;
+        }
+        match mode {
+            WorkMode::Sleep => self.inner.timer.sleep(Duration::from_nanos(ns)).await,
+            WorkMode::Cpu => {
+                let multiplies = (ns as f64 * self.inner.cpu_multiplies_per_ns).round() as u64;
+                if multiplies > 0 {
+                    let _ = tokio::task::spawn_blocking(move || cpu_work(multiplies)).await;
+                }
+            }
+            WorkMode::Memory => {
+                let touches = (ns as f64 * self.inner.memory.touches_per_ns).round() as u64;
+                if touches > 0 {
+                    let memory = self.inner.memory.clone();
+                    let _ = tokio::task::spawn_blocking(move || memory.touch(touches)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Units of work per nanosecond of `work(units)`: the fastest of a few short
+/// runs, after a warm-up run that also sizes them.
+fn calibrate(mut work: impl FnMut(u64)) -> f64 {
+    let mut units = 16u64;
+    // Warm up (caches, page tables, clock) and find a run of about CALIBRATION_RUN.
+    loop {
+        let t = Instant::now();
+        work(units);
+        let took = t.elapsed();
+        if took >= CALIBRATION_RUN / 4 || units >= 1 << 40 {
+            let scale = CALIBRATION_RUN.as_secs_f64() / took.as_secs_f64().max(1e-9);
+            units = ((units as f64 * scale) as u64).max(1);
+            break;
+        }
+        units *= 4;
+    }
+    let mut best = f64::MAX;
+    for _ in 0..CALIBRATION_RUNS {
+        let t = Instant::now();
+        work(units);
+        best = best.min(t.elapsed().as_nanos().max(1) as f64);
+    }
+    units as f64 / best
+}
+
+type Matrix = [[f64; N]; N];
+
+fn multiply(a: &Matrix, b: &Matrix, c: &mut Matrix) {
+    for (ci, ai) in c.iter_mut().zip(a) {
+        *ci = [0.0; N];
+        for (&aik, bk) in ai.iter().zip(b) {
+            for (cij, &bkj) in ci.iter_mut().zip(bk) {
+                *cij += aik * bkj;
+            }
+        }
+    }
+}
+
+/// `multiplies` products of two fixed matrices. The inputs and result pass
+/// through `black_box`, so none can be hoisted or skipped; the values stay
+/// well away from denormals, which would slow some products down.
+fn cpu_work(multiplies: u64) {
+    let mut a = [[0.0; N]; N];
+    let mut b = [[0.0; N]; N];
+    for i in 0..N {
+        for j in 0..N {
+            a[i][j] = 1.0 + (i * N + j) as f64 / 256.0;
+            b[i][j] = 0.5 - (i + 2 * j) as f64 / 128.0;
+        }
+    }
+    let mut c = [[0.0; N]; N];
+    for _ in 0..multiplies {
+        multiply(black_box(&a), black_box(&b), &mut c);
+        black_box(&mut c);
+    }
+}
+
+/// Memory work's buffer. Words are atomics so concurrent work can share one
+/// buffer safely; relaxed loads and stores compile to plain moves.
+struct Memory {
+    words: Vec<AtomicU64>,
+    /// Where the next piece of work starts, so concurrent pieces walk
+    /// different parts of the buffer.
+    cursor: AtomicUsize,
+    touches_per_ns: f64,
+}
+
+impl Memory {
+    /// A buffer of at most `limit` bytes (a power of two, at least one word),
+    /// written once so every page is mapped before calibration.
+    fn new(limit: u64) -> Memory {
+        let bytes = limit.clamp(8, MEMORY_BUFFER_CAP);
+        let words = 1usize << (bytes / 8).ilog2();
+        Memory {
+            words: (0..words as u64).map(AtomicU64::new).collect(),
+            cursor: AtomicUsize::new(0),
+            touches_per_ns: 0.0,
+        }
+    }
+
+    /// `touches` read-modify-writes, a stride apart: with a power-of-two
+    /// buffer and a stride of 65 cache lines, the walk visits every line
+    /// before it repeats.
+    fn touch(&self, touches: u64) {
+        let mask = self.words.len() - 1;
+        let steps = STRIDE_WORDS.wrapping_mul(touches as usize);
+        let mut at = self.cursor.fetch_add(steps, Ordering::Relaxed) & mask;
+        for _ in 0..touches {
+            let w = &self.words[at];
+            w.store(w.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+            at = (at + STRIDE_WORDS) & mask;
+        }
+    }
+}
+
+/// The precise sleep: deadlines served by one thread that parks and spins.
+struct Timer {
+    shared: Arc<TimerShared>,
+}
+
+struct TimerShared {
+    state: Mutex<TimerState>,
+    wake: Condvar,
+    /// Deadlines are nanoseconds since this instant.
+    epoch: Instant,
+    /// The earliest pending deadline (`u64::MAX`: none), readable without
+    /// the lock, so the spinning thread notices an earlier deadline added
+    /// meanwhile.
+    earliest: AtomicU64,
+    /// How long before a deadline the thread wakes to spin.
+    spin_ns: AtomicU64,
+    stop: AtomicBool,
+}
+
+struct TimerState {
+    pending: BinaryHeap<Reverse<Pending>>,
+    /// Orders deadlines that are equal.
+    seq: u64,
+}
+
+struct Pending {
+    deadline_ns: u64,
+    seq: u64,
+    done: tokio::sync::oneshot::Sender<()>,
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, other: &Self) -> bool {
+        (self.deadline_ns, self.seq) == (other.deadline_ns, other.seq)
+    }
+}
+impl Eq for Pending {}
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Pending {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.deadline_ns, self.seq).cmp(&(other.deadline_ns, other.seq))
+    }
+}
+
+/// Spin time before the first wake-up is measured.
+const INITIAL_SPIN: Duration = Duration::from_micros(150);
+/// Bounds of the spin time: at least what an idle kernel's wake-up takes,
+/// at most what a loaded one's can (beyond that, spinning only burns CPU).
+const MIN_SPIN: Duration = Duration::from_micros(20);
+const MAX_SPIN: Duration = Duration::from_millis(1);
+/// Added to the lateness estimate: wake-ups vary.
+const SPIN_HEADROOM: Duration = Duration::from_micros(20);
+
+impl Timer {
+    fn start() -> Timer {
+        let shared = Arc::new(TimerShared {
+            state: Mutex::new(TimerState { pending: BinaryHeap::new(), seq: 0 }),
+            wake: Condvar::new(),
+            epoch: Instant::now(),
+            earliest: AtomicU64::new(u64::MAX),
+            spin_ns: AtomicU64::new(INITIAL_SPIN.as_nanos() as u64),
+            stop: AtomicBool::new(false),
+        });
+        let thread = shared.clone();
+        std::thread::Builder::new()
+            .name("palette-timer".into())
+            .spawn(move || thread.run())
+            .expect("the timer thread starts");
+        Timer { shared }
+    }
+
+    async fn sleep(&self, d: Duration) {
+        let s = &self.shared;
+        let deadline_ns = (s.epoch.elapsed() + d).as_nanos() as u64;
+        let (done, rx) = tokio::sync::oneshot::channel();
+        {
+            let mut st = s.lock();
+            st.seq += 1;
+            let seq = st.seq;
+            st.pending.push(Reverse(Pending { deadline_ns, seq, done }));
+            if deadline_ns < s.earliest.load(Ordering::SeqCst) {
+                s.earliest.store(deadline_ns, Ordering::SeqCst);
+                s.wake.notify_one();
+            }
+        }
+        let _ = rx.await;
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let _guard = self.shared.lock();
+        self.shared.wake.notify_one();
+    }
+}
+
+impl TimerShared {
+    fn lock(&self) -> MutexGuard<'_, TimerState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    fn run(&self) {
+        let mut late_ns = INITIAL_SPIN.as_nanos() as f64 - SPIN_HEADROOM.as_nanos() as f64;
+        let mut st = self.lock();
+        while !self.stop.load(Ordering::SeqCst) {
+            let now = self.now_ns();
+            while st.pending.peek().is_some_and(|p| p.0.deadline_ns <= now) {
+                let Reverse(p) = st.pending.pop().expect("peeked");
+                // The sleeper may have gone (request cancelled): nothing to wake.
+                let _ = p.done.send(());
+            }
+            let next = st.pending.peek().map_or(u64::MAX, |p| p.0.deadline_ns);
+            self.earliest.store(next, Ordering::SeqCst);
+            if next == u64::MAX {
+                st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            let spin = self.spin_ns.load(Ordering::Relaxed);
+            let wake_at = next.saturating_sub(spin);
+            if wake_at > now {
+                let (guard, result) =
+                    self.wake.wait_timeout(st, Duration::from_nanos(wake_at - now)).unwrap_or_else(|e| e.into_inner());
+                st = guard;
+                if result.timed_out() {
+                    // Track a high quantile of the kernel's lateness: up fast, down slowly.
+                    let late = self.now_ns().saturating_sub(wake_at) as f64;
+                    late_ns += if late > late_ns { (late - late_ns) / 4.0 } else { (late - late_ns) / 64.0 };
+                    let spin = (late_ns + SPIN_HEADROOM.as_nanos() as f64)
+                        .clamp(MIN_SPIN.as_nanos() as f64, MAX_SPIN.as_nanos() as f64);
+                    self.spin_ns.store(spin as u64, Ordering::Relaxed);
+                }
+            } else {
+                // Spin without the lock, so sleepers can still register.
+                drop(st);
+                while self.now_ns() < self.earliest.load(Ordering::SeqCst) && !self.stop.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+                st = self.lock();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Timing tests run one at a time: run together they would measure each
+    /// other. Other load on the machine remains, hence the generous bounds.
+    static TIMING: Mutex<()> = Mutex::new(());
+
+    fn timing() -> MutexGuard<'static, ()> {
+        TIMING.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Two reactor threads, like a server on this machine.
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    }
+
+    fn quantile(mut v: Vec<f64>, q: f64) -> f64 {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() - 1) as f64 * q).round() as usize]
+    }
+
+    #[test]
+    fn calibration_is_quick_and_sane() {
+        let _serial = timing();
+        let t = Instant::now();
+        let w = Worker::new(&Limits::default());
+        let took = t.elapsed();
+        assert!(took < Duration::from_secs(2), "calibration took {took:?}");
+        let c = w.calibration();
+        assert!(c.cpu_multiplies_per_us.is_finite() && c.cpu_multiplies_per_us > 1e-3, "{c:?}");
+        assert!(c.memory_touches_per_us.is_finite() && c.memory_touches_per_us > 1e-2, "{c:?}");
+        assert_eq!(c.memory_buffer_bytes, MEMORY_BUFFER_CAP);
+        // Calibrated work takes about the time it was calibrated for (the
+        // fastest of a few runs: a loaded machine only makes it slower).
+        for (name, rate, run) in [
+            ("cpu", w.inner.cpu_multiplies_per_ns, &cpu_work as &dyn Fn(u64)),
+            ("memory", w.inner.memory.touches_per_ns, &|n| w.inner.memory.touch(n)),
+        ] {
+            let target = 20e6;
+            let took: Vec<f64> = (0..5)
+                .map(|_| {
+                    let t = Instant::now();
+                    run((target * rate) as u64);
+                    t.elapsed().as_nanos() as f64
+                })
+                .collect();
+            let best = took.iter().copied().fold(f64::MAX, f64::min);
+            // Below half: work was skipped; above 5×: a wrong rate, not just load.
+            assert!(best > 0.5 * target && best < 5.0 * target, "{name}: 20 ms of work took {took:?} ns");
+        }
+    }
+
+    #[test]
+    fn memory_buffers_stay_within_the_limit() {
+        for (limit, bytes) in [(0, 8), (100, 64), (4096, 4096), (5000, 4096), (u64::MAX, MEMORY_BUFFER_CAP)] {
+            let m = Memory::new(limit);
+            assert_eq!(m.words.len() as u64 * 8, bytes, "limit {limit}");
+            m.touch(1000);
+        }
+    }
+
+    #[test]
+    fn the_strided_walk_visits_every_cache_line() {
+        let m = Memory::new(1 << 16);
+        let lines = (1 << 16) / 64;
+        m.touch(lines as u64);
+        let touched = m.words.iter().enumerate().filter(|(i, w)| w.load(Ordering::Relaxed) != *i as u64).count();
+        assert_eq!(touched, lines);
+    }
+
+    #[test]
+    fn sleep_is_precise_below_a_millisecond() {
+        let _serial = timing();
+        runtime().block_on(async {
+            let w = Worker::new(&Limits::default());
+            for target_us in [50u64, 300, 3000] {
+                let mut late = Vec::new();
+                for _ in 0..40 {
+                    let t = Instant::now();
+                    w.work(WorkMode::Sleep, target_us * 1000).await;
+                    late.push(t.elapsed().as_nanos() as f64 - (target_us * 1000) as f64);
+                }
+                let min = late.iter().copied().fold(f64::MAX, f64::min);
+                assert!(min >= 0.0, "{target_us} µs: a sleep ended {} ns early", -min);
+                // Generous: tokio's own timer would be ~1 ms late; benchmarks measure the real figure.
+                let p50 = quantile(late, 0.5);
+                assert!(p50 < 500_000.0, "{target_us} µs: median {p50} ns late");
+            }
+        });
+    }
+
+    #[test]
+    fn concurrent_sleeps_end_in_deadline_order() {
+        let _serial = timing();
+        runtime().block_on(async {
+            let w = Worker::new(&Limits::default());
+            let start = Instant::now();
+            let order = Arc::new(Mutex::new(Vec::new()));
+            let tasks: Vec<_> = [20u64, 4, 12, 8, 16]
+                .into_iter()
+                .map(|ms| {
+                    let (w, order) = (w.clone(), order.clone());
+                    tokio::spawn(async move {
+                        w.work(WorkMode::Sleep, ms * 1_000_000).await;
+                        order.lock().unwrap().push((ms, start.elapsed()));
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+            let order = order.lock().unwrap().clone();
+            assert_eq!(order.iter().map(|o| o.0).collect::<Vec<_>>(), [4, 8, 12, 16, 20], "{order:?}");
+            for (ms, at) in order {
+                assert!(at >= Duration::from_millis(ms), "{ms} ms sleep ended at {at:?}");
+            }
+        });
+    }
+
+    #[test]
+    fn cpu_and_memory_work_take_about_their_time() {
+        let _serial = timing();
+        runtime().block_on(async {
+            let w = Worker::new(&Limits::default());
+            for mode in [WorkMode::Cpu, WorkMode::Memory] {
+                let mut took = Vec::new();
+                for _ in 0..5 {
+                    let t = Instant::now();
+                    w.work(mode, 10_000_000).await;
+                    took.push(t.elapsed().as_nanos() as f64);
+                }
+                let best = took.iter().copied().fold(f64::MAX, f64::min);
+                assert!(best > 5e6 && best < 50e6, "{mode:?}: 10 ms of work took {took:?} ns");
+            }
+            // No work: returns at once, whatever the mode.
+            for mode in [WorkMode::Sleep, WorkMode::Cpu, WorkMode::Memory] {
+                let t = Instant::now();
+                w.work(mode, 0).await;
+                assert!(t.elapsed() < Duration::from_millis(5));
+            }
+        });
     }
 }

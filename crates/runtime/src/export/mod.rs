@@ -22,7 +22,7 @@ use std::fs::File;
 use std::io::{self, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -106,6 +106,9 @@ struct Counters {
     dropped: AtomicU64,
     /// Set by `shutdown`: the thread drains the queue, exports and stops.
     stop: AtomicBool,
+    /// `record` calls between their look at `stop` and their send: the
+    /// thread's last drain waits for them, so no span is lost uncounted.
+    sending: AtomicU64,
     /// The latest export failure, for the server to report.
     last_error: Mutex<Option<String>>,
 }
@@ -176,11 +179,12 @@ impl Exporter {
     /// Queues a span; never blocks (a full queue drops the span and counts it).
     pub fn record(&self, span: SpanRecord) {
         let Some(shared) = &self.shared else { return };
-        match shared.tx.try_send(Msg::Span(span)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+        let c = &shared.counters;
+        c.sending.fetch_add(1, Ordering::SeqCst);
+        let sent = !c.stop.load(Ordering::SeqCst) && shared.tx.try_send(Msg::Span(span)).is_ok();
+        c.sending.fetch_sub(1, Ordering::SeqCst);
+        if !sent {
+            c.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -251,13 +255,22 @@ impl ExportThread {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             if self.counters.stop.load(Ordering::SeqCst) {
-                while let Ok(msg) = self.rx.try_recv() {
-                    if let Msg::Span(span) = msg {
-                        batch.push(span);
-                        if batch.len() >= self.batch_size {
-                            self.export(&mut batch);
+                // Drain until no `record` is between its look at the flag and
+                // its send; one more drain then takes the last of them.
+                loop {
+                    let quiet = self.counters.sending.load(Ordering::SeqCst) == 0;
+                    while let Ok(msg) = self.rx.try_recv() {
+                        if let Msg::Span(span) = msg {
+                            batch.push(span);
+                            if batch.len() >= self.batch_size {
+                                self.export(&mut batch);
+                            }
                         }
                     }
+                    if quiet {
+                        break;
+                    }
+                    std::thread::yield_now();
                 }
                 break;
             }

@@ -409,3 +409,33 @@ async fn the_span_file_decodes_with_the_official_definitions() {
     assert!(out.status.success(), "opentelemetry-proto rejects the span file: {stderr}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "80");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_span_is_counted_once_when_shutdown_races_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let exporter = Exporter::start(&config(Some("s.jsonl"), None, 100, 60_000), dir.path()).unwrap();
+    let per_thread = 20_000u64;
+    let threads: Vec<_> = (0..2u64)
+        .map(|k| {
+            let e = exporter.clone();
+            std::thread::spawn(move || {
+                for t in 0..per_thread / 4 {
+                    for s in trace_spans(k << 32 | t, 0) {
+                        e.record(s);
+                    }
+                }
+            })
+        })
+        .collect();
+    let probe = exporter.clone();
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let at_shutdown = exporter.shutdown().await;
+    for t in threads {
+        t.join().unwrap();
+    }
+    let end = probe.stats();
+    assert_eq!(end.exported + end.dropped, 2 * per_thread, "{end:?}");
+    assert_eq!(end.exported, at_shutdown.exported, "nothing is exported after shutdown");
+    let written = spans_of(&read_lines(&dir.path().join("s.jsonl"))).len() as u64;
+    assert_eq!(written, end.exported);
+}

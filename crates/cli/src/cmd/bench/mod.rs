@@ -8,6 +8,7 @@ mod fit;
 mod ingest;
 mod runtime;
 mod simulate;
+mod work;
 
 use std::path::Path;
 
@@ -43,6 +44,9 @@ pub enum What {
         #[arg(long)]
         port: u16,
     },
+    /// The runtime's local work (sleep, cpu, memory): how far from its
+    /// target it ends, p50 and p90, at low load.
+    Work(work::Args),
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -54,6 +58,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         What::FitWorker { file } => fit::worker(&file),
         What::Runtime(a) => runtime::run(a),
         What::RuntimeBare { port } => runtime::bare_server(port),
+        What::Work(a) => work::run(a),
     }
 }
 
