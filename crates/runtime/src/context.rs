@@ -106,17 +106,16 @@ pub fn bound_tracestate(value: &str) -> Option<String> {
         return None;
     }
     let mut out = String::new();
-    let mut members = 0;
-    for m in value.split(',').map(|m| m.trim_matches([' ', '\t'])).filter(|m| !m.is_empty()) {
+    let members = value.split(',').map(|m| m.trim_matches([' ', '\t'])).filter(|m| !m.is_empty());
+    for m in members.take(MAX_TRACESTATE_MEMBERS) {
         let extra = m.len() + usize::from(!out.is_empty());
-        if members == MAX_TRACESTATE_MEMBERS || out.len() + extra > MAX_TRACESTATE_BYTES {
+        if out.len() + extra > MAX_TRACESTATE_BYTES {
             break;
         }
         if !out.is_empty() {
             out.push(',');
         }
         out.push_str(m);
-        members += 1;
     }
     (!out.is_empty()).then_some(out)
 }

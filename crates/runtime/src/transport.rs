@@ -254,9 +254,7 @@ pub trait Handler: Send + Sync + 'static {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {
     Running,
-    /// No new connections; open ones keep serving (in-flight requests drain).
-    Draining,
-    /// Open connections finish their current request and close.
+    /// No new connections; open ones finish their current request and close.
     Closing,
 }
 
@@ -323,9 +321,9 @@ async fn dispatch(handler: Arc<dyn Handler>, req: http::Request<Incoming>) -> ht
     }
 }
 
-/// Serves HTTP/1.1 on `listener` until `phase` leaves [`Phase::Running`];
-/// each connection then serves on until [`Phase::Closing`], when it
-/// finishes its current request and closes.
+/// Serves HTTP/1.1 on `listener` until [`Phase::Closing`], when the
+/// listener closes and each connection finishes its current request and
+/// closes.
 pub async fn serve_http(listener: TcpListener, handler: Arc<dyn Handler>, mut phase: watch::Receiver<Phase>) {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.keep_alive(true);
@@ -333,7 +331,7 @@ pub async fn serve_http(listener: TcpListener, handler: Arc<dyn Handler>, mut ph
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = phase.wait_for(|p| *p != Phase::Running) => return,
+            _ = phase.wait_for(|p| *p == Phase::Closing) => return,
         };
         let stream = match accepted {
             Ok((s, _)) => s,

@@ -129,7 +129,8 @@ const REQUEST: &[u8] = b"POST /op/hop HTTP/1.1\r\nhost: bench\r\ncontent-length:
 
 impl Conn {
     async fn open(port: u16) -> anyhow::Result<Conn> {
-        let stream = TcpStream::connect(("127.0.0.1", port)).await?;
+        let stream =
+            TcpStream::connect(("127.0.0.1", port)).await.with_context(|| format!("cannot connect to port {port}"))?;
         stream.set_nodelay(true)?;
         Ok(Conn { stream, buf: Vec::with_capacity(4096) })
     }
@@ -217,11 +218,15 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Writes a zero-work chain of `n` services on free ports to `dir/system.json`.
-fn write_chain(dir: &Path, n: usize) -> anyhow::Result<(PathBuf, u16)> {
+/// Writes a zero-work chain of `n` services on free ports to
+/// `dir/system.json`, with spans to `dir/spans.jsonl` or none.
+fn write_chain(dir: &Path, n: usize, traced: bool) -> anyhow::Result<(PathBuf, u16)> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let ports = free_ports(n)?;
-    let config = palette_runtime::synthetic::chain(&ports, &vec![0; n]);
+    let mut config = palette_runtime::synthetic::chain(&ports, &vec![0; n]);
+    if !traced {
+        config.tracing.file = None;
+    }
     let path = dir.join("system.json");
     std::fs::write(&path, config.to_json()).with_context(|| format!("cannot write {}", path.display()))?;
     let _ = std::fs::remove_file(dir.join("spans.jsonl"));
@@ -231,10 +236,8 @@ fn write_chain(dir: &Path, n: usize) -> anyhow::Result<(PathBuf, u16)> {
 /// The spans a stopped `palette serve` says it exported and dropped.
 fn span_counts(stderr: &str) -> (u64, u64) {
     let line = stderr.lines().find(|l| l.contains("spans exported")).unwrap_or("");
-    let nums: Vec<u64> = line
-        .split(|c: char| !c.is_ascii_digit() && c != ',')
-        .filter_map(|w| w.replace(',', "").parse().ok())
-        .collect();
+    let nums: Vec<u64> =
+        line.split(|c: char| !c.is_ascii_digit() && c != ',').filter_map(|w| w.replace(',', "").parse().ok()).collect();
     (nums.first().copied().unwrap_or(0), nums.get(1).copied().unwrap_or(0))
 }
 
@@ -244,79 +247,97 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let repeat = args.repeat.max(1);
     let hops = args.hops.max(1);
-    let (chain, chain_port) = write_chain(&args.dir.join("runtime-chain"), hops)?;
-    let (single, single_port) = write_chain(&args.dir.join("runtime-single"), 1)?;
+    let dirs = ["runtime-chain", "runtime-chain-untraced", "runtime-single", "runtime-single-untraced"];
+    let (chain, chain_port) = write_chain(&args.dir.join(dirs[0]), hops, true)?;
+    let (chain_off, chain_off_port) = write_chain(&args.dir.join(dirs[1]), hops, false)?;
+    let (single, single_port) = write_chain(&args.dir.join(dirs[2]), 1, true)?;
+    let (single_off, single_off_port) = write_chain(&args.dir.join(dirs[3]), 1, false)?;
     let bare_ports = free_ports(2)?;
-    let chain_s = chain.to_str().context("non-UTF-8 path")?;
-    let single_s = single.to_str().context("non-UTF-8 path")?;
+    let path = |p: &Path| p.to_str().map(String::from).context("non-UTF-8 path");
     let (bare_port, pinned_bare_port) = (bare_ports[0].to_string(), bare_ports[1].to_string());
-    let chain_server = Server::start(&["serve", chain_s, "--all"], false, hops)?;
-    let bare = Server::start(&["bench", "runtime-bare", "--port", &bare_port], false, 1)?;
-    let single_server = Server::start(&["serve", single_s, "--all"], true, 1)?;
-    let pinned_bare = Server::start(&["bench", "runtime-bare", "--port", &pinned_bare_port], true, 1)?;
+    let servers = [
+        Server::start(&["serve", &path(&chain)?, "--all"], false, hops)?,
+        Server::start(&["serve", &path(&chain_off)?, "--all"], false, hops)?,
+        Server::start(&["serve", &path(&single)?, "--all"], true, 1)?,
+        Server::start(&["serve", &path(&single_off)?, "--all"], true, 1)?,
+        Server::start(&["bench", "runtime-bare", "--port", &bare_port], false, 1)?,
+        Server::start(&["bench", "runtime-bare", "--port", &pinned_bare_port], true, 1)?,
+    ];
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let duration = Duration::from_nanos(args.duration.max(1) as u64);
-    let (mut bare_lat, mut chain_lat, mut bare_rps, mut palette_rps) = (vec![], vec![], vec![], vec![]);
+    let (mut bare_lat, mut chain_lat, mut chain_off_lat) = (vec![], vec![], vec![]);
+    let (mut bare_rps, mut palette_rps, mut palette_off_rps) = (vec![], vec![], vec![]);
     rt.block_on(async {
         // Warm-up: connections, pools, caches, the CPU governor.
-        latencies(chain_port, 500).await?;
-        latencies(bare_ports[0], 500).await?;
-        throughput(single_port, args.connections, Duration::from_millis(500)).await?;
-        throughput(bare_ports[1], args.connections, Duration::from_millis(500)).await?;
+        for port in [chain_port, chain_off_port, bare_ports[0]] {
+            latencies(port, 500).await?;
+        }
+        for port in [single_port, single_off_port, bare_ports[1]] {
+            throughput(port, args.connections, Duration::from_millis(500)).await?;
+        }
         for run in 1..=repeat {
             eprintln!("run {run}/{repeat}…");
             bare_lat.push(latencies(bare_ports[0], args.requests).await?);
             chain_lat.push(latencies(chain_port, args.requests).await?);
+            chain_off_lat.push(latencies(chain_off_port, args.requests).await?);
             bare_rps.push(throughput(bare_ports[1], args.connections, duration).await?);
             palette_rps.push(throughput(single_port, args.connections, duration).await?);
+            palette_off_rps.push(throughput(single_off_port, args.connections, duration).await?);
         }
         Ok::<(), anyhow::Error>(())
     })?;
-    let (chain_spans, chain_dropped) = span_counts(&chain_server.stop()?);
-    let (single_spans, single_dropped) = span_counts(&single_server.stop()?);
-    bare.stop()?;
-    pinned_bare.stop()?;
-    let _ = std::fs::remove_dir_all(args.dir.join("runtime-chain"));
-    let _ = std::fs::remove_dir_all(args.dir.join("runtime-single"));
+    let mut said = Vec::new();
+    for s in servers {
+        said.push(s.stop()?);
+    }
+    let (chain_spans, chain_dropped) = span_counts(&said[0]);
+    let (single_spans, single_dropped) = span_counts(&said[2]);
+    for d in dirs {
+        let _ = std::fs::remove_dir_all(args.dir.join(d));
+    }
 
     let us = |runs: &[Vec<u64>], q: f64, per: f64| median(runs.iter().map(|r| quantile(r, q) / per / 1e3).collect());
     let h = hops as f64;
     println!(
-        "runtime: {hops}-service zero-work chain and one pinned service vs bare hyper; tracing on (spans to a file); \
-         median of {repeat} runs; {}",
+        "runtime: {hops}-service zero-work chain and one pinned service vs bare hyper; spans to a file \
+         unless `tracing off`; median of {repeat} runs; {}",
         machine()
     );
     println!("(a) round trip, 1 connection, {} sequential requests", thousands(args.requests as u64));
     println!("{:<34} {:>9} {:>9}", "", "p50 µs", "p99 µs");
-    println!("{:<34} {:>9.1} {:>9.1}", "bare hyper (1 hop)", us(&bare_lat, 0.5, 1.0), us(&bare_lat, 0.99, 1.0));
+    let bare50 = us(&bare_lat, 0.5, 1.0);
+    let bare99 = us(&bare_lat, 0.99, 1.0);
+    println!("{:<34} {bare50:>9.1} {bare99:>9.1}", "bare hyper (1 hop)");
     println!(
         "{:<34} {:>9.1} {:>9.1}",
         format!("palette chain ({hops} hops)"),
         us(&chain_lat, 0.5, 1.0),
         us(&chain_lat, 0.99, 1.0)
     );
-    let (p50, p99) = (us(&chain_lat, 0.5, h), us(&chain_lat, 0.99, h));
-    println!("{:<34} {:>9.1} {:>9.1}", "palette per hop (chain / hops)", p50, p99);
-    println!(
-        "{:<34} {:>8.2}x {:>8.2}x   (target ≤ 1.5x)",
-        "per hop / bare round trip",
-        p50 / us(&bare_lat, 0.5, 1.0),
-        p99 / us(&bare_lat, 0.99, 1.0)
-    );
+    for (name, runs) in [("palette per hop (chain / hops)", &chain_lat), ("  same, tracing off", &chain_off_lat)] {
+        let (p50, p99) = (us(runs, 0.5, h), us(runs, 0.99, h));
+        println!(
+            "{name:<34} {p50:>9.1} {p99:>9.1}   {:.2}x / {:.2}x of bare (target ≤ 1.5x)",
+            p50 / bare50,
+            p99 / bare99
+        );
+    }
     println!(
         "(b) throughput, server pinned to core 0, {} connections, {:.0} s per run",
         args.connections,
         duration.as_secs_f64()
     );
-    let (b, p) = (median(bare_rps), median(palette_rps));
+    let b = median(bare_rps);
     println!("{:<34} {:>12}", "bare hyper", format!("{} req/s", thousands(b as u64)));
-    println!(
-        "{:<34} {:>12}   ({:.0}% of bare; target ≥ 50%)",
-        "palette (1 zero-work service)",
-        format!("{} req/s", thousands(p as u64)),
-        100.0 * p / b
-    );
+    for (name, runs) in [("palette (1 zero-work service)", palette_rps), ("  same, tracing off", palette_off_rps)] {
+        let p = median(runs);
+        println!(
+            "{name:<34} {:>12}   ({:.0}% of bare; target ≥ 50%)",
+            format!("{} req/s", thousands(p as u64)),
+            100.0 * p / b
+        );
+    }
     println!(
         "spans: chain {} exported, {} dropped; pinned service {} exported, {} dropped",
         thousands(chain_spans),
