@@ -91,6 +91,8 @@ impl Server {
             }
             seen += usize::from(line.contains(" listening on "));
         }
+        // Whatever else it prints is read, so it never writes to a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
         Ok(Server { child, stopped: false })
     }
 
