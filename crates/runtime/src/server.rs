@@ -5,16 +5,18 @@
 //! port in use fails the start before anything serves), starts span export
 //! and serves. Per request a service checks the operation, the context
 //! headers and its in-flight bound, then runs the execution
-//! ([`crate::execute`]). [`Running::shutdown`] stops accepting, waits
-//! (bounded) for in-flight requests and detached calls, closes connections
-//! and flushes the spans.
+//! ([`crate::execute`]). [`Running::shutdown`] stops taking new root
+//! requests (503), waits (bounded) for in-flight requests and detached
+//! calls — still serving the calls they make, which may need new
+//! connections to services in this process — then closes the listeners and
+//! connections and flushes the spans.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -122,6 +124,9 @@ impl Service {
                 return error(400, format!("baggage {key}={v} is not an API of this system ({apis} APIs)"));
             }
         }
+        if baggage.caller.is_none() && sh.draining.load(Ordering::Acquire) {
+            return error(503, format!("service `{name}` is shutting down"));
+        }
         let parent = req.traceparent.as_deref().and_then(TraceParent::parse);
         let span_id = Ids::span_id();
         let mut rng = sh.rng_for(self.index, span_id);
@@ -176,7 +181,11 @@ impl Service {
         };
         let out = sh.clone().execute(start, rng).await;
         match out.failure {
-            None => Outbound::Ok { body: sh.zeros.slice(..out.response_bytes), server_ns: out.elapsed_ns },
+            None => Outbound::Ok {
+                body: sh.zeros.slice(..out.response_bytes),
+                server_ns: out.elapsed_ns,
+                calls: out.calls_made,
+            },
             Some(f) => error(f.status, f.message),
         }
     }
@@ -301,6 +310,8 @@ fn shared_state(config: SystemConfig, transport: Arc<dyn Transport>, exporter: E
         service_seeds,
         local,
         active: AtomicUsize::new(0),
+        lag: Default::default(),
+        draining: AtomicBool::new(false),
         config,
     }
 }
@@ -311,18 +322,19 @@ impl Running {
         &self.listening
     }
 
-    /// Stops accepting, waits up to the drain time for in-flight requests
-    /// and detached calls, closes connections and flushes the spans.
+    /// Refuses new root requests (503), waits up to the drain time for
+    /// in-flight requests and detached calls (serving the calls they make),
+    /// closes listeners and connections and flushes the spans.
     pub async fn shutdown(self) -> ExportStats {
-        let _ = self.phase.send(Phase::Draining);
-        for s in self.servers {
-            let _ = s.await;
-        }
+        self.shared.draining.store(true, Ordering::Release);
         let deadline = Instant::now() + self.drain;
         while self.shared.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let _ = self.phase.send(Phase::Closing);
+        for s in self.servers {
+            let _ = s.await;
+        }
         self.shared.exporter.clone().shutdown().await
     }
 }

@@ -1,5 +1,6 @@
 //! `palette serve`: run services of a generated system until a signal.
 
+use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -77,10 +78,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start Tokio")?;
     runtime.block_on(async move {
         let running = start(config, &opts).await?;
+        // A closed stdout (`palette serve … | head -1`) must not stop the
+        // services: what is printed is for people, so errors are ignored.
+        let mut out = std::io::stdout();
         for (name, addr) in running.listening() {
-            println!("{name} listening on http://{addr}");
+            let _ = writeln!(out, "{name} listening on http://{addr}");
         }
-        println!("{spans}");
+        let _ = writeln!(out, "{spans}");
         shutdown_signal().await;
         eprintln!("palette serve: stopping (draining for up to {:?})…", opts.drain);
         let stats = running.shutdown().await;

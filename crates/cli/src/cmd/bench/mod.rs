@@ -7,6 +7,7 @@
 mod fit;
 mod ingest;
 mod load;
+mod runtime;
 mod simulate;
 mod work;
 
@@ -38,6 +39,15 @@ pub enum What {
     /// The load generator's own ceiling: rising Poisson rates against a
     /// zero-latency server.
     Load(load::Args),
+    /// Per-hop latency of a zero-work chain of services and requests/s of one
+    /// service on one core, against a bare hyper server.
+    Runtime(runtime::Args),
+    /// The bare hyper server `bench runtime` compares with, run as a child.
+    #[command(hide = true)]
+    RuntimeBare {
+        #[arg(long)]
+        port: u16,
+    },
     /// The runtime's local work (sleep, cpu, memory): how far from its
     /// target it ends, p50 and p90, at low load.
     Work(work::Args),
@@ -51,6 +61,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         What::Simulate(a) => simulate::run(a),
         What::FitWorker { file } => fit::worker(&file),
         What::Load(a) => load::run(a),
+        What::Runtime(a) => runtime::run(a),
+        What::RuntimeBare { port } => runtime::bare_server(port),
         What::Work(a) => work::run(a),
     }
 }
