@@ -30,7 +30,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the pipeline on the built-in examples: traces → models → simulation → fidelity report.
+    /// The main job on the built-in examples (Figure 1, a web shop): live systems under load, fidelity reports.
     Demo(cmd::demo::Args),
     /// Read traces and report what they hold: counts, topology, shapes, defects.
     Inspect(cmd::inspect::Args),

@@ -40,14 +40,18 @@ const MEMORY_BUFFER_CAP: u64 = 16 << 20;
 /// `palette bench work` it then ran ~40 % faster than calibrated, run after
 /// run — likely huge pages backing the buffer only after calibration.)
 const STRIDE_WORDS: usize = 64 / 8;
-/// Timed runs per calibration; the fastest counts, since other load only
-/// ever slows a run down. Many short runs rather than a few long ones: on
-/// a busy machine some short run still gets a core to itself.
-const CALIBRATION_RUNS: u32 = 30;
+/// Calibration runs in bursts of back-to-back short runs, the bursts
+/// spread out in time; the fastest run counts, since other load only ever
+/// slows a run down. Short runs: on a busy machine some still get a core
+/// to themselves. Back to back: memory work ran ~2× slower right after a
+/// pause than in a steady stream. Spread: on a shared (virtual) machine a
+/// core's speed changes for stretches of tens of milliseconds.
+const CALIBRATION_BURSTS: u32 = 4;
+const CALIBRATION_RUNS_PER_BURST: u32 = 8;
 /// Length of one calibration run.
 const CALIBRATION_RUN: Duration = Duration::from_millis(1);
-/// Pause after each round of runs, spreading calibration over ~0.2 s.
-const CALIBRATION_PAUSE: Duration = Duration::from_millis(3);
+/// Pause between bursts: calibration takes ~0.25 s in all.
+const CALIBRATION_PAUSE: Duration = Duration::from_millis(50);
 
 /// What calibration found, for reports and benchmarks.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -152,11 +156,7 @@ impl<'a> Calibrating<'a> {
         }
     }
 
-    /// One untimed run, then one timed: after a pause the first run is
-    /// slower (memory work ran ~2× slower right after the calibration's
-    /// pauses than back to back), and work that matters is not paused.
     fn run(&mut self) {
-        (self.work)(self.units);
         let t = Instant::now();
         (self.work)(self.units);
         self.best_ns = self.best_ns.min(t.elapsed().as_nanos().max(1) as f64);
@@ -169,16 +169,18 @@ impl<'a> Calibrating<'a> {
 }
 
 /// Units of work per nanosecond of each `works[i](units)`: the fastest of
-/// many short runs, interleaved and spread over [`CALIBRATION_RUNS`] ×
-/// [`CALIBRATION_PAUSE`], since on a shared (virtual) machine the speed of a
-/// core changes for stretches of tens of milliseconds.
+/// its runs (see [`CALIBRATION_BURSTS`]).
 fn calibrate(works: &[&dyn Fn(u64)]) -> Vec<f64> {
     let mut c: Vec<Calibrating> = works.iter().map(|w| Calibrating::new(*w)).collect();
-    for _ in 0..CALIBRATION_RUNS {
-        for w in &mut c {
-            w.run();
+    for burst in 0..CALIBRATION_BURSTS {
+        if burst > 0 {
+            std::thread::sleep(CALIBRATION_PAUSE);
         }
-        std::thread::sleep(CALIBRATION_PAUSE);
+        for w in &mut c {
+            for _ in 0..CALIBRATION_RUNS_PER_BURST {
+                w.run();
+            }
+        }
     }
     c.iter().map(Calibrating::rate).collect()
 }

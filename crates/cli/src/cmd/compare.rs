@@ -142,9 +142,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.read.inputs[1..].iter().zip(labels).map(|(p, label)| read(p, label)).collect::<anyhow::Result<_>>()?;
     let cmp = compare(&original, &candidates, &opts)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&cmp)?);
+        crate::cmd::print_out(&(serde_json::to_string_pretty(&cmp)? + "\n"))?;
     } else {
-        print!("{}", palette_report::text::render(&cmp, args.top));
+        crate::cmd::print_out(&palette_report::text::render(&cmp, args.top))?;
     }
     let mut wrote = String::new();
     if let Some(dir) = &args.html {

@@ -30,9 +30,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let read = args.read.read(&mut sink)?;
     let summary = stats.summary(&read);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        crate::cmd::print_out(&(serde_json::to_string_pretty(&summary)? + "\n"))?;
     } else {
-        print!("{}", render(&summary, args.top));
+        crate::cmd::print_out(&render(&summary, args.top))?;
     }
     Ok(())
 }

@@ -179,9 +179,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     observer.finish();
     let report = report?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::cmd::print_out(&(serde_json::to_string_pretty(&report)? + "\n"))?;
     } else {
-        print!("{}", report.to_text());
+        crate::cmd::print_out(&report.to_text())?;
     }
     if report.total.requests > 0 && report.total.ok == 0 {
         anyhow::bail!(

@@ -30,6 +30,17 @@ pub fn verb<A: clap::Args>(argv: &[&str]) -> anyhow::Result<A> {
     Ok(Verb::<A>::try_parse_from(argv).with_context(|| format!("pipeline step {argv:?}"))?.args)
 }
 
+/// Writes a verb's report to stdout. A reader that went away (`| head`)
+/// is not an error: the rest of the report is simply not wanted.
+pub fn print_out(text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r,
+    }
+}
+
 /// A usage error found after argument parsing (exit code 2).
 #[derive(Debug)]
 pub struct UsageError(pub String);

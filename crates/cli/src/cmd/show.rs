@@ -61,7 +61,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (None, false, false) => render_summary(&model, &args.model, args.top),
         (Some(id), false, false) => render_api(&model, id),
     };
-    print!("{out}");
+    crate::cmd::print_out(&out)?;
     Ok(())
 }
 

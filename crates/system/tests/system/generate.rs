@@ -180,7 +180,6 @@ fn bad_options_are_usage_errors() {
     empty.services.clear();
     empty.roots.clear();
     empty.edges.clear();
-    empty.classes.clear();
     let err = generate(empty, &named("f")).unwrap_err();
     assert!(err.is_bad_data(), "{err}");
 }
