@@ -8,12 +8,14 @@
 //!   shortly before the earliest one and spins the rest, then wakes the
 //!   waiting task. How early it wakes up follows how late the kernel
 //!   actually wakes it (timer slack, load), so the spinning stays short.
-//! - **cpu**: multiplies small matrices, as many times as the calibration at
-//!   start-up says fit into the time on an idle core. The amount of work is
-//!   fixed, so on a busy machine it takes longer, as real work does.
+//! - **cpu**: multiplies small matrices until the thread has had the time
+//!   *on a core* (its CPU time, not the wall clock), in pieces of about 10 µs
+//!   sized by the calibration at start-up. On an idle core that is the time
+//!   asked for, whatever the core's speed at the moment (on shared VMs it
+//!   varies by 2×); on a busy one it takes longer, as real work does.
 //! - **memory**: read-modify-writes a buffer larger than a core's private
-//!   caches one cache line apart, so every touch moves a line; again a
-//!   calibrated, fixed number of touches, competing for caches and memory
+//!   caches one cache line apart, so every touch moves a line, again until
+//!   the thread has had the time on a core, competing for caches and memory
 //!   bandwidth.
 //!
 //! CPU and memory work run on tokio's blocking pool, never on the reactor
@@ -113,18 +115,20 @@ impl Worker {
         }
         match mode {
             WorkMode::Sleep => self.inner.timer.sleep(Duration::from_nanos(ns)).await,
+            // The wait for a blocking-pool thread counts as part of the
+            // work: it is time the request spends, and at low load it is
+            // the only gap between the time asked for and the time taken.
             WorkMode::Cpu => {
-                let multiplies = (ns as f64 * self.inner.cpu_multiplies_per_ns).round() as u64;
-                if multiplies > 0 {
-                    let _ = tokio::task::spawn_blocking(move || cpu_work(multiplies)).await;
-                }
+                let piece = piece_size(self.inner.cpu_multiplies_per_ns);
+                let asked = Instant::now();
+                let _ = tokio::task::spawn_blocking(move || on_core_for(ns, asked, || cpu_work(piece))).await;
             }
             WorkMode::Memory => {
-                let touches = (ns as f64 * self.inner.memory.touches_per_ns).round() as u64;
-                if touches > 0 {
-                    let memory = self.inner.memory.clone();
-                    let _ = tokio::task::spawn_blocking(move || memory.touch(touches)).await;
-                }
+                let piece = piece_size(self.inner.memory.touches_per_ns);
+                let memory = self.inner.memory.clone();
+                let asked = Instant::now();
+                let _ =
+                    tokio::task::spawn_blocking(move || on_core_for(ns, asked, || memory.touch(piece))).await;
             }
         }
     }
@@ -194,6 +198,34 @@ fn multiply(a: &Matrix, b: &Matrix, c: &mut Matrix) {
             for (cij, &bkj) in ci.iter_mut().zip(bk) {
                 *cij += aik * bkj;
             }
+        }
+    }
+}
+
+/// The wall-clock length of one piece of cpu or memory work: the CPU clock
+/// is read between pieces, so this bounds how far past its time work ends.
+const PIECE_NS: f64 = 10_000.0;
+
+/// Units of work (at the calibrated `rate` per nanosecond) in one piece.
+fn piece_size(rate: f64) -> u64 {
+    ((PIECE_NS * rate).round() as u64).max(1)
+}
+
+/// The calling thread's CPU time, nanoseconds.
+fn thread_cpu_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// Runs `piece` until this thread has spent `ns` of CPU time on it, less
+/// the time since `asked` it took to get here.
+fn on_core_for(ns: u64, asked: Instant, piece: impl Fn()) {
+    let ns = ns.saturating_sub(asked.elapsed().as_nanos() as u64);
+    let start = thread_cpu_ns();
+    loop {
+        piece();
+        if thread_cpu_ns().saturating_sub(start) >= ns {
+            return;
         }
     }
 }

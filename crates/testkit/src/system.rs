@@ -73,6 +73,30 @@ pub enum Step {
     CallThenIfEmpty { callee: String, then: Box<Step> },
 }
 
+impl Step {
+    /// Every API ("service/op") this step can call, in order, with repeats.
+    pub fn callees(&self) -> Vec<&str> {
+        fn walk<'a>(s: &'a Step, out: &mut Vec<&'a str>) {
+            match s {
+                Step::Call(a) | Step::FireAndForget(a) => out.push(a),
+                Step::Parallel(v) => out.extend(v.iter().map(String::as_str)),
+                Step::Seq(v) => v.iter().for_each(|s| walk(s, out)),
+                Step::Choice(v) => v.iter().for_each(|(_, s)| walk(s, out)),
+                Step::IfCaller { then, .. } => walk(then, out),
+                Step::Repeat { body, .. } => walk(body, out),
+                Step::CallThenIfEmpty { callee, then } => {
+                    out.push(callee);
+                    walk(then, out);
+                }
+                Step::Work(_) | Step::WorkByCaller { .. } => {}
+            }
+        }
+        let mut out = Vec::new();
+        walk(self, &mut out);
+        out
+    }
+}
+
 /// One API of a ground-truth system.
 #[derive(Clone, Debug)]
 pub struct ApiSpec {
@@ -127,24 +151,8 @@ impl SystemSpec {
     }
     /// Checks every called API exists.
     pub fn validate(&self) -> Result<(), String> {
-        fn calls<'a>(s: &'a Step, out: &mut Vec<&'a str>) {
-            match s {
-                Step::Call(a) | Step::FireAndForget(a) => out.push(a),
-                Step::Parallel(v) => out.extend(v.iter().map(String::as_str)),
-                Step::Seq(v) => v.iter().for_each(|s| calls(s, out)),
-                Step::Choice(v) => v.iter().for_each(|(_, s)| calls(s, out)),
-                Step::IfCaller { then, .. } => calls(then, out),
-                Step::Repeat { body, .. } => calls(body, out),
-                Step::CallThenIfEmpty { callee, then } => {
-                    out.push(callee);
-                    calls(then, out);
-                }
-                Step::Work(_) | Step::WorkByCaller { .. } => {}
-            }
-        }
         for (key, api) in &self.apis {
-            let mut out = Vec::new();
-            calls(&api.body, &mut out);
+            let out = api.body.callees();
             if let Some(missing) = out.iter().find(|c| !self.apis.contains_key(**c)) {
                 return Err(format!("{key} calls unknown API {missing}"));
             }

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use palette_testkit::examples;
-use palette_testkit::system::{self, Step, SystemSpec, Traces};
+use palette_testkit::system::{self, SystemSpec, Traces};
 use palette_trace::span::{Span, SpanKind};
 use palette_trace::{
     CallTree, EdgeKind, Format, InspectSummary, NoProgress, ReadOptions, ReadSummary, TraceStats, read_traces, write,
@@ -111,27 +111,14 @@ fn count_kind(t: &Traces, kind: SpanKind) -> u64 {
 
 /// The calls a system's spec can make, as (`caller`, `callee`) names.
 fn spec_edges(spec: &SystemSpec) -> BTreeSet<(String, String)> {
-    fn callees(s: &Step, out: &mut Vec<String>) {
-        match s {
-            Step::Call(a) | Step::FireAndForget(a) => out.push(a.clone()),
-            Step::Parallel(v) => out.extend(v.iter().cloned()),
-            Step::Seq(v) => v.iter().for_each(|s| callees(s, out)),
-            Step::Choice(v) => v.iter().for_each(|(_, s)| callees(s, out)),
-            Step::IfCaller { then, .. } => callees(then, out),
-            Step::Repeat { body, .. } => callees(body, out),
-            Step::Work(_) | Step::WorkByCaller { .. } => {}
-        }
-    }
     let name = |key: &str| {
         let a = &spec.apis[key];
         format!("{} {}", a.service, a.operation)
     };
     let mut out = BTreeSet::new();
     for (key, api) in &spec.apis {
-        let mut called = Vec::new();
-        callees(&api.body, &mut called);
-        for c in called {
-            out.insert((name(key), name(&c)));
+        for c in api.body.callees() {
+            out.insert((name(key), name(c)));
         }
     }
     out
