@@ -68,25 +68,39 @@ impl Default for Clock {
 }
 
 /// The median of how late sleeps end, tracked online (a stochastic
-/// approximation: each observation moves the estimate a step towards it).
+/// approximation: each observation moves the estimate a step towards it),
+/// separately by the length asked for: a short sleep is spun out, a long
+/// one parks a thread first and wakes later.
 #[derive(Debug, Default)]
 pub struct SleepLag {
-    estimate_ns: AtomicU64,
+    estimate_ns: [AtomicU64; 4],
 }
 
 impl SleepLag {
-    /// Step of the estimate per observation: it follows a changing load
+    /// Step of an estimate per observation: it follows a changing load
     /// within a few hundred sleeps.
     const STEP_NS: u64 = 2_000;
-    /// The estimate never exceeds this: a stall is not a lag to plan for.
+    /// An estimate never exceeds this: a stall is not a lag to plan for.
     const MAX_NS: u64 = 2_000_000;
 
-    pub fn estimate(&self) -> u64 {
-        self.estimate_ns.load(Ordering::Relaxed)
+    /// Which estimate a sleep of `ns` uses: below 100 µs, 1 ms, 10 ms, or longer.
+    fn bucket(ns: u64) -> usize {
+        match ns {
+            0..100_000 => 0,
+            100_000..1_000_000 => 1,
+            1_000_000..10_000_000 => 2,
+            _ => 3,
+        }
     }
 
-    pub fn observe(&self, late_ns: i64) {
-        let _ = self.estimate_ns.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |e| {
+    /// How late a sleep of `ns` is expected to end.
+    pub fn estimate(&self, ns: u64) -> u64 {
+        self.estimate_ns[Self::bucket(ns)].load(Ordering::Relaxed)
+    }
+
+    /// A sleep asked for `asked_ns` ended `late_ns` after it should have.
+    pub fn observe(&self, asked_ns: u64, late_ns: i64) {
+        let _ = self.estimate_ns[Self::bucket(asked_ns)].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |e| {
             Some(if late_ns > e as i64 {
                 (e + Self::STEP_NS).min(Self::MAX_NS)
             } else {
@@ -245,14 +259,14 @@ impl Shared {
         if mode != WorkMode::Sleep {
             return self.worker.work(mode, ns).await;
         }
-        let lag = self.lag.estimate();
+        let lag = self.lag.estimate(ns);
         if ns <= lag {
             return;
         }
         let t = Instant::now();
         let ask = ns - lag;
         self.worker.work(WorkMode::Sleep, ask).await;
-        self.lag.observe(ns_since(t) as i64 - ask as i64);
+        self.lag.observe(ns, ns_since(t) as i64 - ask as i64);
     }
 
     /// Runs one execution to its end and records its span.
@@ -476,19 +490,21 @@ mod tests {
         let lag = SleepLag::default();
         let mut rng = Rng::new(3);
         // Lateness: mostly around 100 µs, with rare stalls of 10 ms.
+        let ms = 2_000_000;
         for _ in 0..5_000 {
             let late = if rng.bernoulli(0.05) { 10_000_000 } else { 80_000 + (rng.f64() * 40_000.0) as i64 };
-            lag.observe(late);
+            lag.observe(ms, late);
         }
-        assert!((90_000..=115_000).contains(&lag.estimate()), "{}", lag.estimate());
+        assert!((90_000..=115_000).contains(&lag.estimate(ms)), "{}", lag.estimate(ms));
+        assert_eq!(lag.estimate(50_000), 0, "short sleeps have their own estimate");
         for _ in 0..5_000 {
-            lag.observe(-5);
+            lag.observe(ms, -5);
         }
-        assert_eq!(lag.estimate(), 0, "early sleeps bring it back to zero");
+        assert_eq!(lag.estimate(ms), 0, "early sleeps bring it back to zero");
         for _ in 0..5_000 {
-            lag.observe(1 << 40);
+            lag.observe(ms, 1 << 40);
         }
-        assert_eq!(lag.estimate(), SleepLag::MAX_NS);
+        assert_eq!(lag.estimate(ms), SleepLag::MAX_NS);
     }
 
     #[test]
