@@ -34,6 +34,8 @@ enum Command {
     Demo(cmd::demo::Args),
     /// Read traces and report what they hold: counts, topology, shapes, defects.
     Inspect(cmd::inspect::Args),
+    /// The whole job: traces → model → running system under load → its spans → fidelity report.
+    Run(cmd::run::Args),
     /// Learn a model from traces: topology, per-API PFA and causal latency model (model.json).
     Fit(cmd::fit::Args),
     /// Merge partial fits of disjoint inputs into one model (same bytes as one fit).
@@ -44,12 +46,18 @@ enum Command {
     Simulate(cmd::simulate::Args),
     /// Compare traces with the original's: latency and structure fidelity (table, JSON, HTML with CDF plots).
     Compare(cmd::compare::Args),
+    /// Generate a runnable system from a model: system.json, compose.yaml, k8s/, Dockerfile, README.
+    Generate(cmd::generate::Args),
+    /// Run a generated system as supervised local processes until Ctrl-C.
+    Up(cmd::up::Args),
     /// Write the built-in example traces (a web shop and Alibaba-style calls) in every format.
     Example(cmd::example::Args),
     /// Measure Palette's own speed and memory; prints a table.
     Bench(cmd::bench::Args),
     /// Serve services of a generated system (system.json) until SIGINT/SIGTERM.
     Serve(cmd::serve::Args),
+    /// Open-loop load against a running system's root APIs: Poisson or replayed arrivals, latency table.
+    Load(cmd::load::Args),
 }
 
 fn main() -> ExitCode {
@@ -59,12 +67,16 @@ fn main() -> ExitCode {
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Example(args) => cmd::example::run(args),
         Command::Fit(args) => cmd::fit::run(args),
+        Command::Run(args) => cmd::run::run(args),
         Command::Merge(args) => cmd::merge::run(args),
         Command::Show(args) => cmd::show::run(args),
         Command::Simulate(args) => cmd::simulate::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Compare(args) => cmd::compare::run(args),
+        Command::Generate(args) => cmd::generate::run(args),
+        Command::Up(args) => cmd::up::run(args),
         Command::Serve(args) => cmd::serve::run(args),
+        Command::Load(args) => cmd::load::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -79,6 +91,14 @@ fn main() -> ExitCode {
 fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<palette_trace::Error>() {
+            if e.is_bad_data() {
+                return 65;
+            }
+            if e.is_usage() {
+                return 2;
+            }
+        }
+        if let Some(e) = cause.downcast_ref::<palette_load::LoadError>() {
             if e.is_bad_data() {
                 return 65;
             }

@@ -60,7 +60,6 @@ pub fn build_model_owned(mut partial: Partial, kind: ModelKind, min_root_support
         apis,
         roots,
         edges,
-        classes: Vec::new(),
     }
 }
 
@@ -233,6 +232,8 @@ fn merge_api(target: &mut PartialApi, api: &PartialApi, m: &dyn Fn(PApi) -> PApi
                 enter: n.enter.iter().map(|(c, w)| (mc(*c), w.clone())).collect(),
                 finish: n.finish.iter().map(|(c, w)| (mc(*c), w.clone())).collect(),
                 lambda: n.lambda,
+                enter_outcome: add_counts(&[], n.enter_outcome.iter().map(|&((c, o), k)| ((mc(c), o), k))),
+                finish_outcome: add_counts(&[], n.finish_outcome.iter().map(|&((c, o), k)| ((mc(c), o), k))),
             }
         })
         .collect();
@@ -273,6 +274,7 @@ fn merge_trees(mut a: Vec<PNode>, b: Vec<PNode>) -> Vec<PNode> {
     for (i, n) in b.into_iter().enumerate() {
         let Some(p) = n.parent else {
             add_work(&mut a[0].finish, &n.finish);
+            a[0].finish_outcome = add_counts(&a[0].finish_outcome, n.finish_outcome.iter().copied());
             a[0].lambda.merge(&n.lambda);
             continue;
         };
@@ -284,6 +286,8 @@ fn merge_trees(mut a: Vec<PNode>, b: Vec<PNode>) -> Vec<PNode> {
                 let t = &mut a[k as usize];
                 add_work(&mut t.enter, &n.enter);
                 add_work(&mut t.finish, &n.finish);
+                t.enter_outcome = add_counts(&t.enter_outcome, n.enter_outcome.iter().copied());
+                t.finish_outcome = add_counts(&t.finish_outcome, n.finish_outcome.iter().copied());
                 t.lambda.merge(&n.lambda);
             }
             None => {

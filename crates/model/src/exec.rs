@@ -5,8 +5,8 @@
 //! make these calls concurrently (and wait for them or not) — and finally
 //! the tail work. Whoever drives it decides what "work" and "call" mean:
 //! the simulator adds numbers, the runtime sleeps or computes and sends
-//! real requests. Choices are drawn from the caller's (and the request
-//! class's) own counts where the model has them, the marginal otherwise.
+//! real requests. Choices are drawn from the caller's own counts where the
+//! model has them, the marginal otherwise.
 
 use palette_trace::rng::Rng;
 
@@ -21,14 +21,11 @@ pub const MAX_STAGES_PER_EXECUTION: u32 = 10_000;
 pub struct Context {
     /// The API that called this execution; `None` for a root request.
     pub caller: Caller,
-    /// The request class decided at the root (an index into
-    /// [`Model::classes`]), when known.
-    pub class: Option<u32>,
 }
 
 impl Context {
-    /// A root request: no caller, class not decided yet.
-    pub const ROOT: Context = Context { caller: None, class: None };
+    /// A root request.
+    pub const ROOT: Context = Context { caller: None };
 }
 
 /// One step of an execution.
@@ -63,6 +60,10 @@ pub struct Execution<'m> {
     copula: Option<Copula>,
     /// Naive models: the calls still to make, one per step.
     naive_calls: Vec<ApiId>,
+    /// What the last stage's calls did (see [`Execution::observe_outcome`]).
+    outcome: Option<u32>,
+    /// Calls made so far: this execution's own outcome, for its caller.
+    calls_made: u32,
     /// Makes no calls: its work is the API's observed latency.
     leaf: bool,
     finished: bool,
@@ -88,18 +89,38 @@ impl<'m> Execution<'m> {
         let leaf = truncated || (model.kind == ModelKind::Palette && a.states.is_empty()) || {
             model.kind == ModelKind::Naive && a.naive.is_none()
         };
-        Execution { model, api, ctx, state: 0, runs_left: 0, stages: 0, copula, naive_calls, leaf, finished: false }
+        Execution {
+            model,
+            api,
+            ctx,
+            state: 0,
+            runs_left: 0,
+            stages: 0,
+            copula,
+            naive_calls,
+            outcome: None,
+            calls_made: 0,
+            leaf,
+            finished: false,
+        }
     }
 
-    /// The context this execution's own calls run in: called by this API,
-    /// in the request class (decided by a root execution's first step).
+    /// The context this execution's own calls run in.
     pub fn child_context(&self) -> Context {
-        Context { caller: Some(self.api), class: self.ctx.class }
+        Context { caller: Some(self.api) }
     }
 
-    /// The request class, once known.
-    pub fn class(&self) -> Option<u32> {
-        self.ctx.class
+    /// Tells the execution what the last stage's calls did: how many calls
+    /// they made in turn (each callee's [`Execution::calls_made`], summed;
+    /// the runtime carries it in a response header). The next choice is
+    /// conditioned on it where the model says it matters.
+    pub fn observe_outcome(&mut self, outcome: u32) {
+        self.outcome = Some(outcome);
+    }
+
+    /// How many calls this execution has made so far.
+    pub fn calls_made(&self) -> u32 {
+        self.calls_made
     }
 
     /// The next step; after [`Step::Finish`] it keeps returning a zero finish.
@@ -123,6 +144,7 @@ impl<'m> Execution<'m> {
             return match self.naive_calls.pop() {
                 Some(callee) => {
                     let call = naive.calls.iter().position(|c| c.callee == callee).expect("drawn from this list");
+                    self.calls_made += 1;
                     Step::Stage {
                         work_ns: 0,
                         state: 0,
@@ -141,7 +163,7 @@ impl<'m> Execution<'m> {
         let tr = if !here.repeats.is_empty() && self.runs_left > 0 {
             here.next.iter().find(|t| t.to == Some(self.state as u32))
         } else {
-            choose(here, self.state, self.ctx, rng)
+            choose(here, self.state, self.ctx, self.outcome.take(), rng)
         };
         let Some(tr) = tr else {
             self.finished = true;
@@ -159,9 +181,7 @@ impl<'m> Execution<'m> {
             self.runs_left = draw_runs(&states[self.state].repeats, rng).saturating_sub(1);
         }
         let s = &states[self.state];
-        if self.ctx.caller.is_none() && self.ctx.class.is_none() {
-            self.ctx.class = model.class_of(self.api, &s.calls);
-        }
+        self.calls_made = self.calls_made.saturating_add(s.calls.len() as u32);
         Step::Stage { work_ns, state: self.state as u32, calls: &s.calls, wait: s.lambda >= 0.5 }
     }
 
@@ -218,39 +238,49 @@ fn draw_runs(repeats: &[(u32, u64)], rng: &mut Rng) -> u32 {
 }
 
 /// Draws a transition out of state `index`. The most specific counts the
-/// model kept (it keeps only those with enough support) decide: the
-/// (caller, request class) pair's ([`Transition::by_class`]), then the
-/// caller's ([`Transition::by_caller`]), then the marginal. A
-/// counted loop that has done its runs leaves by one of its other transitions.
-fn choose<'s>(state: &'s State, index: usize, ctx: Context, rng: &mut Rng) -> Option<&'s Transition> {
+/// model kept decide: the caller's for the outcome of the stage just run
+/// ([`Transition::by_outcome`]), then the caller's own
+/// ([`Transition::by_caller`]). Any other caller chooses by what is left
+/// when the listed callers' counts are taken out — the callers without
+/// enough support for counts of their own, pooled — and by the marginal only
+/// if nothing is left. (The marginal would hand a rare caller the common
+/// callers' habits: one that always takes branch A would mostly take the
+/// common caller's branch B.) A counted loop that has done its runs leaves
+/// by one of its other transitions.
+fn choose<'s>(
+    state: &'s State,
+    index: usize,
+    ctx: Context,
+    outcome: Option<u32>,
+    rng: &mut Rng,
+) -> Option<&'s Transition> {
     let leaving_loop = !state.repeats.is_empty();
     let usable = |t: &Transition| !(leaving_loop && t.to == Some(index as u32));
-    let by_class = |t: &Transition| {
+    let listed = state.next.iter().any(|t| t.by_caller.iter().any(|c| c.caller == ctx.caller));
+    let by_outcome = |t: &Transition| {
         if !usable(t) {
             return 0.0;
         }
-        let Some(class) = ctx.class else { return 0.0 };
-        t.by_class.iter().find(|c| c.caller == ctx.caller && c.class == class).map_or(0.0, |c| c.count as f64)
+        let Some(o) = outcome else { return 0.0 };
+        t.by_outcome.iter().find(|c| c.caller == ctx.caller && c.outcome == o).map_or(0.0, |c| c.count as f64)
     };
-    let by_caller = |t: &Transition| {
+    let own = |t: &Transition| {
         if !usable(t) {
             return 0.0;
         }
         t.by_caller.iter().find(|c| c.caller == ctx.caller).map_or(0.0, |c| c.count as f64)
     };
-    let marginal = |t: &Transition| if usable(t) { t.p } else { 0.0 };
-    let class_total: f64 = state.next.iter().map(by_class).sum();
-    let caller_total: f64 = state.next.iter().map(by_caller).sum();
-    let (weight, total): (&dyn Fn(&Transition) -> f64, f64) = if class_total > 0.0 {
-        (&by_class, class_total)
-    } else if caller_total > 0.0 {
-        (&by_caller, caller_total)
-    } else {
-        (&marginal, state.next.iter().map(marginal).sum())
+    let rest = |t: &Transition| {
+        if !usable(t) {
+            return 0.0;
+        }
+        t.count.saturating_sub(t.by_caller.iter().map(|c| c.count).sum()) as f64
     };
-    if total <= 0.0 {
-        return None;
-    }
+    let marginal = |t: &Transition| if usable(t) { t.p } else { 0.0 };
+    let total_of = |w: &dyn Fn(&Transition) -> f64| state.next.iter().map(w).sum::<f64>();
+    let candidates: [&dyn Fn(&Transition) -> f64; 3] =
+        if listed { [&by_outcome, &own, &marginal] } else { [&by_outcome, &rest, &marginal] };
+    let (weight, total) = candidates.into_iter().map(|w| (w, total_of(w))).find(|(_, total)| *total > 0.0)?;
     let mut x = rng.f64() * total;
     for t in &state.next {
         let w = weight(t);

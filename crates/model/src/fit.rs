@@ -69,6 +69,9 @@ struct Node {
     enter: Vec<(Option<Api>, WorkAcc)>,
     finish: Vec<(Option<Api>, WorkAcc)>,
     lambda: Moments,
+    /// `enter` and `finish` counted per (caller, outcome of the previous stage).
+    enter_outcome: Vec<(Option<Api>, u32, u64)>,
+    finish_outcome: Vec<(Option<Api>, u32, u64)>,
 }
 
 #[derive(Default)]
@@ -107,6 +110,8 @@ struct Stage {
     end: i64,
     /// The slowest call's caller-observed latency.
     max_latency: i64,
+    /// What the stage's calls did: the calls they made themselves, summed.
+    outcome: u32,
 }
 
 /// Accumulates traces into per-API counts and sketches.
@@ -213,12 +218,14 @@ impl Fitter {
                     s.label.push(call.api);
                     s.end = s.end.max(end);
                     s.max_latency = s.max_latency.max(if call.detached { 0 } else { call.call_duration_ns });
+                    s.outcome = s.outcome.saturating_add(call.child_count);
                 }
                 _ => self.stages.push(Stage {
                     label: vec![call.api],
                     start: call.call_start_ns,
                     end,
                     max_latency: if call.detached { 0 } else { call.call_duration_ns },
+                    outcome: call.child_count,
                 }),
             }
             let edge = self.edges.entry((e.api, call.api, edge_kind(call.edge))).or_default();
@@ -268,6 +275,7 @@ impl Fitter {
         }
         let mut node = 0u32;
         let (mut prev_start, mut prev_x) = (e.start_ns, 0i64);
+        let mut prev_outcome: Option<u32> = None;
         for k in 0..self.stages.len() {
             let stage = &mut self.stages[k];
             stage.label.sort_unstable();
@@ -291,6 +299,10 @@ impl Fitter {
             let stage = &self.stages[k];
             let waited = stage.start - (prev_start + prev_x);
             let detached = stage.start - prev_start;
+            if let Some(o) = prev_outcome {
+                count_outcome(&mut acc.nodes[child as usize].enter_outcome, caller, o);
+            }
+            prev_outcome = Some(stage.outcome);
             let w = per_caller(&mut acc.nodes[child as usize].enter, caller);
             w.count += 1;
             w.waited.add(waited.max(0) as f64);
@@ -300,6 +312,9 @@ impl Fitter {
             node = child;
             prev_start = stage.start;
             prev_x = stage.max_latency;
+        }
+        if let Some(o) = prev_outcome {
+            count_outcome(&mut acc.nodes[node as usize].finish_outcome, caller, o);
         }
         let w = per_caller(&mut acc.nodes[node as usize].finish, caller);
         w.count += 1;
@@ -318,6 +333,8 @@ impl Fitter {
             all.iter().cloned().enumerate().map(|(i, n)| (n, i as PApi)).collect();
         let id = |a: Api| index[&name_of(a)];
         let caller_id = |c: Option<Api>| c.map(id);
+        let outcome_counts =
+            |list: Vec<(Option<Api>, u32, u64)>| sorted(list.into_iter().map(|(c, o, n)| ((caller_id(c), o), n)));
         let mut apis: Vec<PartialApi> = vec![PartialApi::default(); all.len()];
         for (api, acc) in self.apis {
             let p = &mut apis[id(api) as usize];
@@ -343,6 +360,8 @@ impl Fitter {
                         enter: sorted(n.enter.into_iter().map(|(c, w)| (caller_id(c), w))),
                         finish: sorted(n.finish.into_iter().map(|(c, w)| (caller_id(c), w))),
                         lambda: n.lambda,
+                        enter_outcome: outcome_counts(n.enter_outcome),
+                        finish_outcome: outcome_counts(n.finish_outcome),
                     }
                 })
                 .collect();
@@ -372,6 +391,16 @@ impl Fitter {
             apis,
             roots,
             edges,
+        }
+    }
+}
+
+fn count_outcome(list: &mut Vec<(Option<Api>, u32, u64)>, caller: Option<Api>, outcome: u32) {
+    match list.iter_mut().find(|(c, o, _)| *c == caller && *o == outcome) {
+        Some(entry) => entry.2 += 1,
+        None => {
+            list.reserve_exact(1);
+            list.push((caller, outcome, 1));
         }
     }
 }

@@ -43,11 +43,25 @@ pub struct FitOptions {
     pub max_unrolled: u32,
     /// A caller's own distributions are used only with at least this many samples.
     pub min_caller_support: u64,
+    /// Choices conditioned on a stage's outcome are kept only with at least
+    /// this many samples, and only where they differ from the caller's.
+    #[serde(default = "default_min_outcome_support")]
+    pub min_outcome_support: u64,
+}
+
+fn default_min_outcome_support() -> u64 {
+    5
 }
 
 impl Default for FitOptions {
     fn default() -> Self {
-        FitOptions { stage_tolerance_ns: 100_000, confidence: 0.05, max_unrolled: 3, min_caller_support: 20 }
+        FitOptions {
+            stage_tolerance_ns: 100_000,
+            confidence: 0.05,
+            max_unrolled: 3,
+            min_caller_support: 20,
+            min_outcome_support: default_min_outcome_support(),
+        }
     }
 }
 
@@ -79,22 +93,6 @@ pub struct Model {
     pub roots: Vec<RootCount>,
     /// Call edges of the topology.
     pub edges: Vec<Edge>,
-    /// Request classes: what a root execution does first. A class is one
-    /// more causal parent of the choices below it, for request types that
-    /// are decided at the root and shape calls further down than the
-    /// caller context reaches.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub classes: Vec<RequestClass>,
-}
-
-/// A request class: a root API and the callees of its first stage (empty:
-/// it made no calls).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RequestClass {
-    pub root: ApiId,
-    pub first: Vec<ApiId>,
-    /// Traces of the class.
-    pub count: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -183,10 +181,10 @@ pub struct ApiModel {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ClassCount {
+pub struct OutcomeCount {
     pub caller: Caller,
-    /// Index into [`Model::classes`].
-    pub class: u32,
+    /// Calls made by the callees of the stage just run, summed.
+    pub outcome: u32,
     pub count: u64,
 }
 
@@ -235,10 +233,13 @@ pub struct Transition {
     /// not listed); callers listed nowhere in the state use `p`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub by_caller: Vec<CallerCount>,
-    /// Counts per (caller, request class) with enough support; used over
-    /// `by_caller` the same way.
+    /// Counts per (caller, outcome of the state's stage) where the outcome
+    /// changes the choice: what the calls just made did (the calls they
+    /// made in turn, summed) is a causal parent of what happens next — an
+    /// API that calls an error handler only when a lookup came back empty.
+    /// Used before `by_caller`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub by_class: Vec<ClassCount>,
+    pub by_outcome: Vec<OutcomeCount>,
     /// Local work before the next stage's calls start (into `finish`: the
     /// tail), nanoseconds.
     pub work: CondSketch,
@@ -314,12 +315,6 @@ impl Model {
             (Some((i, _)), None) => Some(i as ApiId),
             _ => None,
         }
-    }
-
-    /// The request class a root execution of `root` is in once its first
-    /// stage calls `first`.
-    pub fn class_of(&self, root: ApiId, first: &[ApiId]) -> Option<u32> {
-        self.classes.iter().position(|c| c.root == root && c.first == first).map(|i| i as u32)
     }
 
     /// Serialises deterministically (pretty JSON, trailing newline).

@@ -152,6 +152,13 @@ pub struct PNode {
     /// Executions that finished after this node, per caller (tail work).
     pub finish: Vec<(PCaller, WorkAcc)>,
     pub lambda: Moments,
+    /// `enter` counted per (caller, outcome of the parent's stage: the
+    /// calls its callees made), sorted.
+    #[serde(default)]
+    pub enter_outcome: Vec<((PCaller, u32), u64)>,
+    /// `finish` counted per (caller, outcome of this node's stage), sorted.
+    #[serde(default)]
+    pub finish_outcome: Vec<((PCaller, u32), u64)>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

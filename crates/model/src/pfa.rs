@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::model::{CallerCount, CallerSketch, CondSketch, FitOptions, State, Transition};
+use crate::model::{CallerCount, CallerSketch, CondSketch, FitOptions, OutcomeCount, State, Transition};
 use crate::partial::{Moments, PApi, PCaller, PNode, WorkAcc};
 use crate::sketch::Sketch;
 
@@ -31,15 +31,20 @@ struct Edge {
     /// `None`: finish.
     to: Option<usize>,
     by_caller: BTreeMap<PCaller, WorkAcc>,
+    /// The same transitions per (caller, outcome of the source state's stage).
+    by_outcome: BTreeMap<(PCaller, u32), u64>,
 }
 
 impl Edge {
     fn count(&self) -> u64 {
         self.by_caller.values().map(|w| w.count).sum()
     }
-    fn absorb(&mut self, other: &BTreeMap<PCaller, WorkAcc>) {
-        for (c, w) in other {
+    fn absorb(&mut self, other: &Edge) {
+        for (c, w) in &other.by_caller {
             self.by_caller.entry(*c).or_default().merge(w);
+        }
+        for (k, n) in &other.by_outcome {
+            *self.by_outcome.entry(*k).or_default() += n;
         }
     }
 }
@@ -76,13 +81,21 @@ impl Graph {
         };
         for (i, node) in nodes.into_iter().enumerate() {
             if let Some(p) = node.parent {
-                g.edges[p as usize].push(Edge { to: Some(i), by_caller: node.enter.into_iter().collect() });
+                g.edges[p as usize].push(Edge {
+                    to: Some(i),
+                    by_caller: node.enter.into_iter().collect(),
+                    by_outcome: node.enter_outcome.into_iter().collect(),
+                });
                 g.incoming[i] = p as usize;
                 // Parents come first in the canonical (breadth-first) order.
                 g.depth[i] = g.depth[p as usize] + u32::from(g.label[p as usize] != node.label);
             }
             if !node.finish.is_empty() {
-                g.edges[i].push(Edge { to: None, by_caller: node.finish.into_iter().collect() });
+                g.edges[i].push(Edge {
+                    to: None,
+                    by_caller: node.finish.into_iter().collect(),
+                    by_outcome: node.finish_outcome.into_iter().collect(),
+                });
             }
             g.label.push(node.label);
             g.lambda.push(node.lambda);
@@ -158,7 +171,7 @@ impl Graph {
             let label = e.to.map(|t| self.label[t].clone());
             match self.edge_to(r, label.as_deref()) {
                 Some(k) => {
-                    self.edges[r][k].absorb(&e.by_caller);
+                    self.edges[r][k].absorb(&e);
                     if let (Some(rt), Some(t)) = (self.edges[r][k].to, e.to)
                         && rt != t
                     {
@@ -301,10 +314,17 @@ fn state(g: &Graph, s: usize, id: &[u32], opts: &FitOptions) -> State {
     } else {
         Vec::new()
     };
+    let by_outcome = outcome_conditioned(g, s, opts);
     let next = g.edges[s]
         .iter()
         .map(|e| {
             let count = e.count();
+            let by_outcome = by_outcome
+                .iter()
+                .filter_map(|&(caller, outcome)| {
+                    e.by_outcome.get(&(caller, outcome)).map(|&count| OutcomeCount { caller, outcome, count })
+                })
+                .collect();
             let by_caller = conditioned
                 .iter()
                 .filter_map(|c| {
@@ -330,7 +350,7 @@ fn state(g: &Graph, s: usize, id: &[u32], opts: &FitOptions) -> State {
                 count,
                 p: if visits == 0 { 0.0 } else { round6(count as f64 / visits as f64) },
                 by_caller,
-                by_class: Vec::new(),
+                by_outcome,
                 work: CondSketch { all, by_caller: work_callers },
             }
         })
@@ -342,6 +362,46 @@ fn state(g: &Graph, s: usize, id: &[u32], opts: &FitOptions) -> State {
         repeats: g.repeats[s].iter().map(|(&d, &c)| (d, c)).collect(),
         next,
     }
+}
+
+/// The (caller, outcome) pairs whose choices at state `s` differ from their
+/// caller's as a whole: a choice that depends on what the state's calls did.
+/// The test compares each transition's share among the pair's samples
+/// with the caller's, against the standard error of a sample of that size
+/// drawn from the caller's own samples (without replacement, so a pair that
+/// is most of the caller's samples needs less), at about the fit's
+/// confidence; pairs need `min_outcome_support` samples. Only those pairs
+/// are kept, so the model grows where the outcome matters and nowhere else.
+fn outcome_conditioned(g: &Graph, s: usize, opts: &FitOptions) -> Vec<(PCaller, u32)> {
+    let edges = &g.edges[s];
+    if edges.len() < 2 {
+        return Vec::new();
+    }
+    let mut visits: BTreeMap<(PCaller, u32), u64> = BTreeMap::new();
+    for e in edges {
+        for (k, n) in &e.by_outcome {
+            *visits.entry(*k).or_default() += n;
+        }
+    }
+    let caller_visits = |c: PCaller| -> u64 { edges.iter().map(|e| e.by_caller.get(&c).map_or(0, |w| w.count)).sum() };
+    let z = (2.0 * (2.0 / opts.confidence).ln()).sqrt();
+    visits
+        .iter()
+        .filter(|&(&(caller, outcome), &n)| {
+            let total = caller_visits(caller);
+            if n < opts.min_outcome_support || n >= total {
+                return false;
+            }
+            let finite = (total - n) as f64 / (total - 1) as f64;
+            edges.iter().any(|e| {
+                let own = e.by_outcome.get(&(caller, outcome)).copied().unwrap_or(0) as f64 / n as f64;
+                let all = e.by_caller.get(&caller).map_or(0, |w| w.count) as f64 / total as f64;
+                let se = (all * (1.0 - all) / n as f64 * finite).sqrt();
+                se > 0.0 && (own - all).abs() > z * se
+            })
+        })
+        .map(|(&k, _)| k)
+        .collect()
 }
 
 /// Six decimals: readable in model.json, and far below any sampling noise.

@@ -78,8 +78,8 @@ impl<'m> Simulator<'m> {
         SpanId(self.rng.next_u64().max(1))
     }
 
-    /// Runs `api` called by `caller` from `start`; returns its end time.
-    fn execute(&mut self, api: ApiId, ctx: Context, parent: SpanId, start: i64, depth: u32) -> i64 {
+    /// Runs `api` in `ctx` from `start`; returns its end time and the calls it made.
+    fn execute(&mut self, api: ApiId, ctx: Context, parent: SpanId, start: i64, depth: u32) -> (i64, u32) {
         let id = self.new_span_id();
         let index = self.spans.len();
         let (service, operation) = self.api_syms[api as usize];
@@ -93,26 +93,29 @@ impl<'m> Simulator<'m> {
             start_ns: start,
             ..Span::default()
         });
-        let end = self.walk(api, ctx, id, start, depth);
+        let (end, calls_made) = self.walk(api, ctx, id, start, depth);
         self.spans[index].duration_ns = end - start;
-        end
+        (end, calls_made)
     }
 
-    fn walk(&mut self, api: ApiId, ctx: Context, id: SpanId, start: i64, depth: u32) -> i64 {
+    fn walk(&mut self, api: ApiId, ctx: Context, id: SpanId, start: i64, depth: u32) -> (i64, u32) {
         let truncated = depth >= MAX_DEPTH || self.spans.len() >= MAX_SPANS_PER_TRACE;
         let mut exec = Execution::new(self.model, api, ctx, truncated, &mut self.rng);
         let mut t = start;
         loop {
             match exec.next_step(&mut self.rng) {
-                Step::Finish { work_ns } => return t + work_ns,
+                Step::Finish { work_ns } => return (t + work_ns, exec.calls_made()),
                 Step::Stage { work_ns, calls, wait, .. } => {
                     t += work_ns;
                     let child = exec.child_context();
-                    let mut slowest = 0i64;
+                    let (mut slowest, mut outcome) = (0i64, 0u32);
                     for &callee in calls {
                         let overhead = exec.overhead_ns(callee, &mut self.rng);
-                        slowest = slowest.max(self.call(api, child, callee, id, t, overhead, depth));
+                        let (latency, calls_made) = self.call(api, child, callee, id, t, overhead, depth);
+                        slowest = slowest.max(latency);
+                        outcome = outcome.saturating_add(calls_made);
                     }
+                    exec.observe_outcome(outcome);
                     // The work around a stage was measured as if the caller
                     // waited (λ ≥ 0.5) or not; the stage is executed the same
                     // way, so back-to-back calls never overlap and no time is
@@ -126,7 +129,8 @@ impl<'m> Simulator<'m> {
     }
 
     /// A call from `api` to `callee` at `t`: a CLIENT span around the
-    /// callee's execution. Returns the caller-observed latency.
+    /// callee's execution. Returns the caller-observed latency and the calls
+    /// the callee made.
     #[allow(clippy::too_many_arguments)]
     fn call(
         &mut self,
@@ -137,13 +141,13 @@ impl<'m> Simulator<'m> {
         t: i64,
         overhead: i64,
         depth: u32,
-    ) -> i64 {
+    ) -> (i64, u32) {
         if self.local.contains(&(api, callee)) {
             // A local call: the callee's span hangs directly under the caller.
             let index = self.spans.len();
-            let end = self.execute(callee, ctx, from, t, depth + 1) + overhead;
+            let (end, calls_made) = self.execute(callee, ctx, from, t, depth + 1);
             self.spans[index].kind = SpanKind::Internal;
-            return end - t;
+            return (end + overhead - t, calls_made);
         }
         let client = self.new_span_id();
         let index = self.spans.len();
@@ -158,8 +162,9 @@ impl<'m> Simulator<'m> {
             ..Span::default()
         });
         let before = overhead / 2;
-        let end = self.execute(callee, ctx, client, t + before, depth + 1) + (overhead - before);
+        let (end, calls_made) = self.execute(callee, ctx, client, t + before, depth + 1);
+        let end = end + (overhead - before);
         self.spans[index].duration_ns = end - t;
-        end - t
+        (end - t, calls_made)
     }
 }

@@ -19,7 +19,7 @@ use palette_model::{
 use palette_testkit::examples;
 use palette_testkit::system::{self, Dist, Step, SystemSpec, Traces};
 use palette_trace::span::flags;
-use palette_trace::{CallTree, NoProgress, ReadOptions, read_traces};
+use palette_trace::{CallTree, NoProgress, ReadOptions, SpanKind, read_traces};
 
 /// Traces per system unless a test says otherwise.
 const N: usize = 20_000;
@@ -398,6 +398,70 @@ fn calls_are_conditioned_on_the_caller() {
     assert_eq!(counted(pp), executions(pp));
     assert_eq!(counted(q), executions(q));
     assert_eq!(executions(pp) + executions(q), x.count);
+}
+
+/// A caller too rare for counts of its own must not inherit the common
+/// caller's choices: it chooses by what is left once the common caller's
+/// counts are taken out (here: always Y), not by the marginal (mostly none).
+#[test]
+fn a_rare_caller_keeps_its_own_choices_in_simulation() {
+    let mut spec = SystemSpec::new("rarecaller");
+    spec.api("P/p", seq(vec![work(1.0), call("X/x"), work(0.5)]))
+        .api("Q/q", seq(vec![work(1.0), call("X/x"), work(0.5)]))
+        .api("X/x", seq(vec![work(1.0), Step::IfCaller { caller: "Q/q".into(), then: Box::new(call("Y/y")) }]))
+        .api("Y/y", work(1.0))
+        .root("P/p", 0.95)
+        .root("Q/q", 0.05);
+    let model = palette(&fit_spec(&spec, 300, 8));
+    let q = id(&model, "Q/q");
+    let x = api(&model, "X/x");
+    let from_q = x.callers.iter().find(|c| c.caller == Some(q)).map_or(0, |c| c.count);
+    assert!(from_q > 0 && from_q < model.options.min_caller_support, "Q must be rare: {from_q}");
+    let mut sim = palette_model::Simulator::new(&model, 3);
+    let (mut q_roots, mut q_with_y, mut p_with_y) = (0, 0, 0);
+    for _ in 0..2000 {
+        let (spans, names) = sim.trace().expect("the model has roots");
+        let q_root = names.resolve(spans[0].service) == "Q";
+        let calls_y = spans.iter().any(|s| names.resolve(s.service) == "Y");
+        q_roots += u32::from(q_root);
+        q_with_y += u32::from(q_root && calls_y);
+        p_with_y += u32::from(!q_root && calls_y);
+    }
+    assert!(q_roots > 0);
+    assert_eq!(q_with_y, q_roots, "every request through Q calls Y, as traced");
+    assert_eq!(p_with_y, 0, "no request through P calls Y");
+}
+
+/// A choice that depends on what a call did: X calls the error handler E
+/// only when its lookup L came back empty (L made no calls). Neither the
+/// caller nor the marginal can say when; the stage's outcome can, and the
+/// simulation keeps the dependence.
+#[test]
+fn choices_follow_the_outcome_of_the_stage_before() {
+    let mut spec = SystemSpec::new("outcome");
+    spec.api("X/x", seq(vec![work(1.0), Step::CallThenIfEmpty { callee: "L/l".into(), then: Box::new(call("E/e")) }]))
+        .api("L/l", Step::Choice(vec![(0.4, work(1.0)), (0.6, seq(vec![call("D/d"), call("D/d")]))]))
+        .api("D/d", work(0.5))
+        .api("E/e", work(0.5))
+        .root("X/x", 1.0);
+    let model = palette(&fit_spec(&spec, 400, 9));
+    let x = api(&model, "X/x");
+    let conditioned: usize = x.states.iter().flat_map(|s| &s.next).map(|t| t.by_outcome.len()).sum();
+    assert!(conditioned > 0, "X's choice after L is conditioned on L's outcome");
+    let mut sim = palette_model::Simulator::new(&model, 5);
+    let (mut empty, mut empty_then_e, mut full_then_e) = (0, 0, 0);
+    for _ in 0..2000 {
+        let (spans, names) = sim.trace().expect("the model has roots");
+        let count =
+            |svc: &str| spans.iter().filter(|s| names.resolve(s.service) == svc && s.kind == SpanKind::Server).count();
+        let lookup_empty = count("D") == 0;
+        empty += u32::from(lookup_empty);
+        empty_then_e += u32::from(lookup_empty && count("E") == 1);
+        full_then_e += u32::from(!lookup_empty && count("E") > 0);
+    }
+    assert!(empty > 600 && empty < 1000, "L is empty 40% of the time: {empty}");
+    assert_eq!(empty_then_e, empty, "every empty lookup is followed by the error handler");
+    assert_eq!(full_then_e, 0, "no full lookup is");
 }
 
 // ---------------------------------------------------------------- 5. λ

@@ -5,8 +5,7 @@
 //! one is not an error: W3C asks receivers to restart the trace). Any client
 //! that speaks W3C Trace Context — an OpenTelemetry SDK, a proxy — can start
 //! the trace, and the system's spans join it. `baggage` carries
-//! `palette.root`, `palette.caller`, `palette.class` (API and class indices
-//! into the model) and `palette.depth` (calls from the root); other members
+//! `palette.root`, `palette.caller` (API indices into the model) and `palette.depth` (calls from the root); other members
 //! are passed on, within the size bound.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -127,8 +126,6 @@ pub struct Baggage {
     pub root: Option<ApiId>,
     /// The API that made this call (absent: an outside client).
     pub caller: Option<ApiId>,
-    /// The request class decided at the root.
-    pub class: Option<u32>,
     /// Calls between the root and this request (0: the root).
     pub depth: u32,
     /// Other list members, verbatim and in order, so context that other
@@ -170,7 +167,6 @@ impl Baggage {
             let own: Option<&'static str> = match key {
                 "palette.root" => Some("palette.root"),
                 "palette.caller" => Some("palette.caller"),
-                "palette.class" => Some("palette.class"),
                 "palette.depth" => Some("palette.depth"),
                 _ => None,
             };
@@ -184,7 +180,6 @@ impl Baggage {
             match key {
                 "palette.root" => b.root = Some(n),
                 "palette.caller" => b.caller = Some(n),
-                "palette.class" => b.class = Some(n),
                 _ => b.depth = n,
             }
         }
@@ -210,13 +205,10 @@ impl Baggage {
     /// The `baggage` value of a call: Palette's members, then `tail` (from
     /// [`Baggage::other_tail`]). Palette's members are never dropped: they
     /// are what the callee's behaviour is conditioned on.
-    pub fn format(root: ApiId, caller: ApiId, class: Option<u32>, depth: u32, tail: &str) -> String {
+    pub fn format(root: ApiId, caller: ApiId, depth: u32, tail: &str) -> String {
         use std::fmt::Write;
         let mut s = String::with_capacity(80 + tail.len());
         let _ = write!(s, "palette.root={root},palette.caller={caller}");
-        if let Some(c) = class {
-            let _ = write!(s, ",palette.class={c}");
-        }
         let _ = write!(s, ",palette.depth={depth}");
         s.push_str(tail);
         s
@@ -327,19 +319,15 @@ mod tests {
 
     #[test]
     fn baggage_carries_palette_members_and_keeps_others() {
-        let b = Baggage::parse(
-            "userId=alice, palette.root=3,palette.caller = 5;p=1,palette.class=2,palette.depth=4,x",
-            8192,
-        )
-        .unwrap();
-        assert_eq!((b.root, b.caller, b.class, b.depth), (Some(3), Some(5), Some(2), 4));
+        let b = Baggage::parse("userId=alice, palette.root=3,palette.caller = 5;p=1,palette.depth=4,x", 8192).unwrap();
+        assert_eq!((b.root, b.caller, b.depth), (Some(3), Some(5), 4));
         assert_eq!(b.other, ["userId=alice"]);
         let tail = b.other_tail(8192);
         assert_eq!(tail, ",userId=alice");
-        let out = Baggage::format(3, 7, Some(2), 5, &tail);
-        assert_eq!(out, "palette.root=3,palette.caller=7,palette.class=2,palette.depth=5,userId=alice");
+        let out = Baggage::format(3, 7, 5, &tail);
+        assert_eq!(out, "palette.root=3,palette.caller=7,palette.depth=5,userId=alice");
         let again = Baggage::parse(&out, 8192).unwrap();
-        assert_eq!((again.root, again.caller, again.class, again.depth), (Some(3), Some(7), Some(2), 5));
+        assert_eq!((again.root, again.caller, again.depth), (Some(3), Some(7), 5));
         assert_eq!(Baggage::parse("", 10).unwrap(), Baggage::default());
     }
 
@@ -359,7 +347,7 @@ mod tests {
         let b =
             Baggage { other: (0..100).map(|i| format!("key{i}={}", "v".repeat(50))).collect(), ..Baggage::default() };
         let tail = b.other_tail(1024);
-        let out = Baggage::format(u32::MAX, u32::MAX, Some(u32::MAX), u32::MAX, &tail);
+        let out = Baggage::format(u32::MAX, u32::MAX, u32::MAX, &tail);
         assert!(out.len() <= 1024, "{}", out.len());
         assert!(tail.starts_with(",key0="));
         assert!(Baggage::parse(&out, 1024).is_ok());

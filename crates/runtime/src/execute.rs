@@ -169,6 +169,8 @@ pub struct Outcome {
     pub elapsed_ns: u64,
     /// The response payload size drawn from the API's model.
     pub response_bytes: usize,
+    /// Calls the execution made: its outcome, returned to the caller.
+    pub calls_made: u32,
 }
 
 /// Where an execution starts: its API, context, place in the trace.
@@ -209,6 +211,8 @@ struct From {
 struct CallResult {
     observed_ns: u64,
     failure: Option<Failure>,
+    /// Calls the callee made (0 when unknown).
+    calls_made: u32,
 }
 
 /// Drives futures concurrently on the current task and collects their
@@ -321,6 +325,8 @@ impl Shared {
                         join_all(futs).await
                     };
                     target += results.iter().map(|r| r.observed_ns).max().unwrap_or(0);
+                    // What the calls did is a causal parent of the next choice.
+                    exec.observe_outcome(results.iter().fold(0u32, |n, r| n.saturating_add(r.calls_made)));
                     if let Some(f) = results.into_iter().find_map(|r| r.failure) {
                         failure = Some(f);
                         break;
@@ -344,9 +350,6 @@ impl Shared {
                 let mut attributes = vec![("palette.api", AttrValue::Int(i64::from(api)))];
                 if let Some(c) = ctx.caller {
                     attributes.push(("palette.caller", AttrValue::Int(i64::from(c))));
-                }
-                if let Some(c) = exec.class() {
-                    attributes.push(("palette.class", AttrValue::Int(i64::from(c))));
                 }
                 if kind == Kind::Server {
                     let status = failure.as_ref().map_or(200, |f| f.status);
@@ -372,7 +375,7 @@ impl Shared {
                     attributes,
                 });
             }
-            Outcome { failure, elapsed_ns, response_bytes }
+            Outcome { failure, elapsed_ns, response_bytes, calls_made: exec.calls_made() }
         })
     }
 
@@ -402,18 +405,19 @@ impl Shared {
                 if plan.overhead_ns > 0 {
                     self.spend(WorkMode::Sleep, plan.overhead_ns).await;
                 }
-                return CallResult { observed_ns: ns_since(t0), failure: out.failure };
+                return CallResult { observed_ns: ns_since(t0), failure: out.failure, calls_made: out.calls_made };
             }
             let client_span = crate::context::Ids::span_id();
             let tp = TraceParent { trace_id: trace.trace_id, parent_id: client_span, flags: u8::from(trace.sampled) };
             let headers = CallHeaders {
                 traceparent: Some(tp.format()),
                 tracestate: trace.tracestate.clone(),
-                baggage: Some(Baggage::format(trace.root, from.api, ctx.class, from.depth + 1, &trace.tail)),
+                baggage: Some(Baggage::format(trace.root, from.api, from.depth + 1, &trace.tail)),
             };
             let operation = &self.config.model.apis[callee as usize].operation;
             let body = self.zeros.slice(..plan.request_bytes);
             let name = || self.config.model.api_name(callee);
+            let mut calls_made = 0;
             let failure = match tokio::time::timeout(
                 self.call_timeout,
                 self.transport.call(peer, operation, headers, body),
@@ -433,6 +437,7 @@ impl Shared {
                     })
                 }
                 Ok(Ok(r)) => {
+                    calls_made = r.calls.unwrap_or(0);
                     let actual = ns_since(t0).saturating_sub(r.server_ns.unwrap_or(0));
                     if plan.overhead_ns > actual {
                         self.worker.work(WorkMode::Sleep, plan.overhead_ns - actual).await;
@@ -460,7 +465,7 @@ impl Shared {
                     attributes,
                 });
             }
-            CallResult { observed_ns, failure }
+            CallResult { observed_ns, failure, calls_made }
         })
     }
 }

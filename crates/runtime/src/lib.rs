@@ -3,7 +3,7 @@
 //! Brief overview: where a request is served. A generated system is one
 //! [`SystemConfig`] (`system.json`); `palette serve` runs one or many of its
 //! services, each on its own port, executing the model per request: walk
-//! the API's PFA for the caller and request class, do the sampled local
+//! the API's PFA for the caller (and what its last calls did), do the sampled local
 //! work, make each stage's calls concurrently over real sockets, and top up
 //! the time the causal equation asks for. Spans go out as OTLP.
 //!

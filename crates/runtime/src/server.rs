@@ -126,9 +126,6 @@ impl Service {
                 return error(400, format!("baggage {key}={v} is not an API of this system ({apis} APIs)"));
             }
         }
-        if let Some(c) = baggage.class.filter(|&c| c as usize >= model.classes.len()) {
-            return error(400, format!("baggage palette.class={c} is not a request class of this system"));
-        }
         if baggage.caller.is_none() && sh.draining.load(Ordering::Acquire) {
             return error(503, format!("service `{name}` is shutting down"));
         }
@@ -175,7 +172,7 @@ impl Service {
         });
         let start = Start {
             api,
-            ctx: Context { caller: baggage.caller, class: baggage.class },
+            ctx: Context { caller: baggage.caller },
             trace,
             depth: baggage.depth,
             span_id,
@@ -186,7 +183,11 @@ impl Service {
         };
         let out = sh.clone().execute(start, rng).await;
         match out.failure {
-            None => Outbound::Ok { body: sh.zeros.slice(..out.response_bytes), server_ns: out.elapsed_ns },
+            None => Outbound::Ok {
+                body: sh.zeros.slice(..out.response_bytes),
+                server_ns: out.elapsed_ns,
+                calls: out.calls_made,
+            },
             Some(f) => error(f.status, f.message),
         }
     }

@@ -33,7 +33,7 @@ fn transition(to: Option<u32>, work_ns: u64) -> Transition {
         count: 1,
         p: 1.0,
         by_caller: Vec::new(),
-        by_class: Vec::new(),
+        by_outcome: Vec::new(),
         work: CondSketch { all: fixed(work_ns), by_caller: Vec::new() },
     }
 }
@@ -98,7 +98,6 @@ pub fn chain(ports: &[u16], work_ns: &[u64]) -> SystemConfig {
         apis,
         roots: vec![RootCount { api: 0, count: 1 }],
         edges,
-        classes: Vec::new(),
     };
     SystemConfig {
         format: SYSTEM_FORMAT.into(),

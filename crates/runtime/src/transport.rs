@@ -28,6 +28,11 @@ use tokio::sync::watch;
 /// overhead it must reproduce.
 pub const SERVER_NS_HEADER: &str = "palette-server-ns";
 
+/// Response header: how many calls the callee's execution made — its
+/// outcome, which the caller's next choice may depend on (see
+/// `palette_model::Execution::observe_outcome`).
+pub const CALLS_HEADER: &str = "palette-calls";
+
 /// Path prefix of operations.
 pub const OP_PREFIX: &str = "/op/";
 
@@ -84,6 +89,8 @@ pub struct Reply {
     pub status: u16,
     /// The callee's own duration (`palette-server-ns`), when it sent one.
     pub server_ns: Option<u64>,
+    /// Calls the callee's execution made (`palette-calls`), when it sent it.
+    pub calls: Option<u32>,
     pub body: Bytes,
 }
 
@@ -204,7 +211,9 @@ impl HttpClient {
                     }
                     let server_ns =
                         parts.headers.get(SERVER_NS_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-                    return Ok(Reply { status: parts.status.as_u16(), server_ns, body });
+                    let calls =
+                        parts.headers.get(CALLS_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+                    return Ok(Reply { status: parts.status.as_u16(), server_ns, calls, body });
                 }
                 Err(mut e) => match e.take_message() {
                     // A pooled connection closed before it took the request:
@@ -238,7 +247,7 @@ pub struct Inbound {
 #[derive(Debug)]
 pub enum Outbound {
     /// 200 with the response payload and the server-side duration.
-    Ok { body: Bytes, server_ns: u64 },
+    Ok { body: Bytes, server_ns: u64, calls: u32 },
     /// An error status with a one-line message.
     Error { status: u16, message: String },
 }
@@ -310,9 +319,10 @@ async fn dispatch(handler: Arc<dyn Handler>, req: http::Request<Incoming>) -> ht
         Err(e) => return text(StatusCode::BAD_REQUEST, &format!("cannot read the request body: {e}")),
     };
     match handler.handle(Inbound { operation, traceparent, tracestate, baggage, body }).await {
-        Outbound::Ok { body, server_ns } => {
+        Outbound::Ok { body, server_ns, calls } => {
             let mut r = http::Response::new(Full::new(body));
             r.headers_mut().insert(SERVER_NS_HEADER, HeaderValue::from(server_ns));
+            r.headers_mut().insert(CALLS_HEADER, HeaderValue::from(calls));
             r
         }
         Outbound::Error { status, message } => {

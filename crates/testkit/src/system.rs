@@ -67,6 +67,10 @@ pub enum Step {
     IfCaller { caller: String, then: Box<Step> },
     /// The body repeated a uniform number of times in [min, max].
     Repeat { min: u32, max: u32, body: Box<Step> },
+    /// A call, then `then` only if the callee made no calls of its own (a
+    /// lookup that came back empty, handled by an error path): a choice
+    /// that depends on what a call did, not on who called.
+    CallThenIfEmpty { callee: String, then: Box<Step> },
 }
 
 /// One API of a ground-truth system.
@@ -131,6 +135,10 @@ impl SystemSpec {
                 Step::Choice(v) => v.iter().for_each(|(_, s)| calls(s, out)),
                 Step::IfCaller { then, .. } => calls(then, out),
                 Step::Repeat { body, .. } => calls(body, out),
+                Step::CallThenIfEmpty { callee, then } => {
+                    out.push(callee);
+                    calls(then, out);
+                }
                 Step::Work(_) | Step::WorkByCaller { .. } => {}
             }
         }
@@ -237,6 +245,12 @@ impl Generator<'_> {
             Step::Repeat { min, max, body } => {
                 let n = self.rng.range(*min as u64, *max as u64);
                 (0..n).fold(t, |t, _| self.run(body, me, caller, id, t))
+            }
+            Step::CallThenIfEmpty { callee, then } => {
+                let before = self.spans.len();
+                let t = self.call(callee, me, id, t, false);
+                let own_spans = if self.spec.client_spans { 2 } else { 1 };
+                if self.spans.len() - before == own_spans { self.run(then, me, caller, id, t) } else { t }
             }
         }
     }

@@ -59,6 +59,10 @@ pub struct Args {
     /// Samples a caller needs before its own distributions are used.
     #[arg(long, default_value_t = 20)]
     pub min_caller_support: u64,
+    /// Samples a stage's outcome (the calls its callees made) needs before
+    /// the choice after it is conditioned on it; kept only where it matters.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub min_outcome_support: u64,
 }
 
 /// Options that shape the model built from counts (also taken by `merge`).
@@ -107,6 +111,7 @@ impl Args {
             confidence: self.confidence,
             max_unrolled: FitOptions::default().max_unrolled,
             min_caller_support: self.min_caller_support.max(1),
+            min_outcome_support: self.min_outcome_support.max(1),
         })
     }
 }

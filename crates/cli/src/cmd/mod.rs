@@ -3,14 +3,32 @@ pub mod compare;
 pub mod demo;
 pub mod example;
 pub mod fit;
+pub mod generate;
 pub mod inspect;
+pub mod load;
 pub mod merge;
 pub mod read;
+pub mod run;
 pub mod serve;
 pub mod show;
 pub mod simulate;
+pub mod up;
 
 use std::fmt;
+
+/// Parses a verb's arguments as its command line would, so pipelines
+/// (`demo`, `run`) run the same verbs a user runs by hand.
+pub fn verb<A: clap::Args>(argv: &[&str]) -> anyhow::Result<A> {
+    #[derive(clap::Parser)]
+    #[command(no_binary_name = true)]
+    struct Verb<A: clap::Args> {
+        #[command(flatten)]
+        args: A,
+    }
+    use anyhow::Context as _;
+    use clap::Parser as _;
+    Ok(Verb::<A>::try_parse_from(argv).with_context(|| format!("pipeline step {argv:?}"))?.args)
+}
 
 /// A usage error found after argument parsing (exit code 2).
 #[derive(Debug)]

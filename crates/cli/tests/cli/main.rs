@@ -4,6 +4,9 @@
 mod bad_input;
 mod compare;
 mod inspect;
+mod load;
 mod model;
+mod run;
 mod serve;
+mod system;
 mod util;

@@ -86,3 +86,16 @@ pub fn skip(why: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "SKIP: {why}");
 }
+
+/// A port `base` with `base..base+n` all free right now.
+pub fn free_ports(n: u16) -> u16 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let seed = std::process::id() as u64 * 7919 + now.subsec_nanos() as u64;
+    for k in 0..200u64 {
+        let base = 20_000 + ((seed + k * 613) % 40_000) as u16;
+        if (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no {n} free ports in a row");
+}

@@ -34,6 +34,7 @@ const MAX_LINE: usize = 8192;
 pub struct Endpoint {
     /// Name or address to connect to (IPv6 without brackets).
     pub host: String,
+    /// 80 when the URL has none.
     pub port: u16,
     /// Request target; `/v1/traces` when the URL has no path.
     pub path: String,
@@ -94,7 +95,9 @@ impl fmt::Display for Endpoint {
 
 /// Why one request failed, and whether trying again may help.
 struct Failure {
+    /// What went wrong, for `Exporter::last_error`.
     message: String,
+    /// Connection trouble or a status the OTLP specification calls retryable.
     retry: bool,
 }
 
@@ -106,6 +109,7 @@ impl From<io::Error> for Failure {
 
 /// Posts OTLP protobuf to one endpoint.
 pub struct Client {
+    /// Where requests go; also names the collector in errors.
     endpoint: Endpoint,
     /// The request head, the same for every request but its length.
     head: String,
@@ -201,6 +205,7 @@ impl Client {
 }
 
 struct Response {
+    /// 2xx: the batch was accepted.
     status: u16,
     /// The connection can carry the next request.
     keep_alive: bool,

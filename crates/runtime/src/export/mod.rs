@@ -50,16 +50,22 @@ pub enum AttrValue {
 pub struct SpanRecord {
     /// `service.name` of the resource the span is exported under.
     pub service: Arc<str>,
+    /// W3C trace id: the trace this span belongs to.
     pub trace_id: [u8; 16],
+    /// W3C span id (parent id of the spans this one calls).
     pub span_id: [u8; 8],
     /// All zero for a root span.
     pub parent_span_id: [u8; 8],
+    /// The operation: what `palette fit` reads back as the API's name.
     pub name: String,
+    /// Server for an execution, client for a call, internal for a local call.
     pub kind: Kind,
+    /// Wall-clock start and end, Unix nanoseconds.
     pub start_unix_ns: u64,
     pub end_unix_ns: u64,
     /// `Some(message)`: status ERROR with that message.
     pub error: Option<String>,
+    /// Extra facts (peer service, PFA state, body sizes); keys are fixed names.
     pub attributes: Vec<(&'static str, AttrValue)>,
 }
 
@@ -94,6 +100,7 @@ const MAX_QUEUE: usize = 1 << 20;
 
 /// What travels to the export thread.
 enum Msg {
+    /// A finished span to export.
     Span(SpanRecord),
     /// Makes the thread look at the stop flag now.
     Wake,
@@ -102,6 +109,7 @@ enum Msg {
 /// Counters shared by the exporter's handles and its thread.
 #[derive(Default)]
 struct Counters {
+    /// See [`ExportStats`].
     exported: AtomicU64,
     dropped: AtomicU64,
     /// Set by `shutdown`: the thread drains the queue, exports and stops.
@@ -121,7 +129,9 @@ impl Counters {
 
 /// What every clone of an exporter shares.
 struct Shared {
+    /// The queue: bounded, and only ever `try_send`, so `record` never blocks.
     tx: SyncSender<Msg>,
+    /// Shared with the thread, which outlives no handle but owns no sender.
     counters: Arc<Counters>,
     /// Becomes true when the thread has exported everything and stopped.
     done: tokio::sync::watch::Receiver<bool>,
@@ -216,8 +226,11 @@ impl Exporter {
 struct ExportThread {
     rx: Receiver<Msg>,
     counters: Arc<Counters>,
+    /// Spans per export request (`tracing.batch_size`).
     batch_size: usize,
+    /// Longest a span waits in a partial batch (`tracing.flush_interval_ms`).
     interval: Duration,
+    /// Destinations: each batch goes to every one configured.
     file: Option<SpanFile>,
     otlp: Option<http::Client>,
     /// Encoding buffers, reused across batches.
@@ -315,7 +328,9 @@ impl ExportThread {
 
 /// The span file, opened for appending.
 struct SpanFile {
+    /// For error messages.
     path: PathBuf,
+    /// Opened with O_APPEND: every write lands at the current end.
     file: File,
 }
 

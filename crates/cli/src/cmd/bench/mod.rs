@@ -6,6 +6,7 @@
 
 mod fit;
 mod ingest;
+mod load;
 mod runtime;
 mod simulate;
 mod work;
@@ -35,6 +36,9 @@ pub enum What {
     /// One measured fit, run as a child by `bench fit`; prints JSON.
     #[command(hide = true)]
     FitWorker { file: std::path::PathBuf },
+    /// The load generator's own ceiling: rising Poisson rates against a
+    /// zero-latency server.
+    Load(load::Args),
     /// Per-hop latency of a zero-work chain of services and requests/s of one
     /// service on one core, against a bare hyper server.
     Runtime(runtime::Args),
@@ -56,6 +60,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         What::Fit(a) => fit::run(a),
         What::Simulate(a) => simulate::run(a),
         What::FitWorker { file } => fit::worker(&file),
+        What::Load(a) => load::run(a),
         What::Runtime(a) => runtime::run(a),
         What::RuntimeBare { port } => runtime::bare_server(port),
         What::Work(a) => work::run(a),

@@ -36,6 +36,28 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
+/// Busy CPU time of the whole machine and of this process, in clock ticks
+/// (`/proc`, Linux); their difference over a case is what other processes
+/// ran meanwhile.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal
+    let busy = fields.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
+    let own = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may contain spaces): utime and stime are the 12th and 13th.
+    let after = own.rsplit_once(')')?.1;
+    let f: Vec<u64> = after.split_whitespace().skip(11).take(2).filter_map(|v| v.parse().ok()).collect();
+    Some((busy, f.first()? + f.get(1)?))
+}
+
+/// Cores other processes kept busy between two [`cpu_ticks`] readings
+/// `secs` apart (Linux's clock tick is 1/100 s).
+fn other_cores(before: Option<(u64, u64)>, after: Option<(u64, u64)>, secs: f64) -> Option<f64> {
+    let ((b0, o0), (b1, o1)) = (before?, after?);
+    Some((b1.saturating_sub(b0) as f64 - o1.saturating_sub(o0) as f64).max(0.0) / 100.0 / secs)
+}
+
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -66,6 +88,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         for &ms in &args.targets_ms {
             eprintln!("{name} {ms} ms × {}…", args.samples);
             let ns = (ms * 1e6).round() as u64;
+            let (ticks, started) = (cpu_ticks(), Instant::now());
             let mut errors: Vec<f64> = rt.block_on(async {
                 let mut errors = Vec::with_capacity(args.samples);
                 for _ in 0..args.samples {
@@ -75,8 +98,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 }
                 errors
             });
+            let others = other_cores(ticks, cpu_ticks(), started.elapsed().as_secs_f64());
             errors.sort_by(f64::total_cmp);
-            rows.push((name.trim().to_string(), ms, quantile(&errors, 0.5), quantile(&errors, 0.9)));
+            rows.push((name.trim().to_string(), ms, quantile(&errors, 0.5), quantile(&errors, 0.9), others));
         }
     }
     let c = worker.calibration();
@@ -96,21 +120,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         c.sleep_spin_ns as f64 / 1e3
     );
     println!(
-        "{:<7} {:>10} {:>14} {:>14} {:>12} {:>6}",
-        "mode", "target ms", "p50-target µs", "p90-target µs", "bound µs", "p90 ok"
+        "{:<7} {:>10} {:>14} {:>14} {:>12} {:>6} {:>12}",
+        "mode", "target ms", "p50-target µs", "p90-target µs", "bound µs", "p90 ok", "other load"
     );
-    for (name, ms, p50, p90) in rows {
+    for (name, ms, p50, p90, others) in rows {
         // Within max(3 %, 100 µs) of the target at p90.
         let bound_us = (ms * 1e3 * 0.03).max(100.0);
         let ok = (p90 / 1e3).abs() <= bound_us;
         println!(
-            "{:<7} {:>10} {:>+14.1} {:>+14.1} {:>12.1} {:>6}",
+            "{:<7} {:>10} {:>+14.1} {:>+14.1} {:>12.1} {:>6} {:>12}",
             name,
             ms,
             p50 / 1e3,
             p90 / 1e3,
             bound_us,
-            if ok { "yes" } else { "NO" }
+            if ok { "yes" } else { "NO" },
+            others.map_or_else(|| "?".into(), |c| format!("{c:.2} cores"))
         );
     }
     Ok(())

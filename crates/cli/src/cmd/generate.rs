@@ -1,0 +1,110 @@
+//! `palette generate`: a deployable system directory from a model —
+//! `system.json`, `compose.yaml`, `k8s/`, a `Dockerfile` and a `README.md`
+//! (the work is `palette_system::generate`).
+
+use std::path::{Path, PathBuf};
+
+use palette_runtime::config::WorkMode;
+use palette_system::generate::{DEFAULT_IMAGE, dns_label};
+use palette_system::{GenerateError, GenerateOptions, generate, write_dir};
+
+use crate::cmd::UsageError;
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    palette generate model.json -o shop/\n  \
+    palette generate model.json -o shop/ --work cpu --base-port 9000 --force\n  \
+    palette up shop/")]
+pub struct Args {
+    /// A model written by `palette fit` or `palette merge`.
+    #[arg(value_name = "MODEL")]
+    pub model: PathBuf,
+    /// The system directory to write (must be empty or absent, unless --force).
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// The system's name (a DNS label: compose project, Kubernetes
+    /// namespace); by default derived from the output directory's name.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Seeds every random choice the services make.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The first service's port; service i listens on base-port + i.
+    #[arg(long, value_name = "PORT", default_value_t = 7000)]
+    pub base_port: u16,
+    /// How services spend their sampled local work.
+    #[arg(long, value_enum, default_value_t = Work::Sleep)]
+    pub work: Work,
+    /// Also send spans over OTLP/HTTP to this collector (e.g. http://collector:4318/v1/traces).
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// The container image compose and Kubernetes run.
+    #[arg(long, value_name = "IMAGE", default_value = DEFAULT_IMAGE)]
+    pub image: String,
+    /// Overwrite the generated files in a non-empty directory (other files stay).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum Work {
+    /// Sleep for the sampled time.
+    Sleep,
+    /// Multiply matrices for it (competes for CPU).
+    Cpu,
+    /// Touch a buffer for it (competes for memory bandwidth).
+    Memory,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let model = crate::cmd::show::load(&args.model)?;
+    let name = args.name.clone().unwrap_or_else(|| default_name(&args.output));
+    let opts = GenerateOptions {
+        name,
+        seed: args.seed,
+        base_port: args.base_port,
+        work: match args.work {
+            Work::Sleep => WorkMode::Sleep,
+            Work::Cpu => WorkMode::Cpu,
+            Work::Memory => WorkMode::Memory,
+        },
+        otlp_endpoint: args.otlp_endpoint.clone(),
+        image: args.image.clone(),
+    };
+    let generated = generate(model, &opts).map_err(|e| classify(e, &args.model))?;
+    write_dir(&args.output, &generated.files, args.force).map_err(|e| classify(e, &args.model))?;
+    for w in &generated.warnings {
+        eprintln!("palette: warning: {w}");
+    }
+    let c = &generated.config;
+    let ports = match (c.services.first(), c.services.last()) {
+        (Some(a), Some(b)) if a.port != b.port => format!("ports {}-{}", a.port, b.port),
+        (Some(a), _) => format!("port {}", a.port),
+        _ => String::new(),
+    };
+    println!(
+        "wrote {}: system `{}`, {} services ({ports}), {} files; run it with `palette up {}`",
+        args.output.display(),
+        c.name,
+        c.services.len(),
+        generated.files.len(),
+        args.output.display()
+    );
+    Ok(())
+}
+
+/// The output directory's name as a DNS label: `out/Shop_2/` → `shop-2`.
+fn default_name(dir: &Path) -> String {
+    let base = std::path::absolute(dir).ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+    base.map(|b| dns_label(&b)).unwrap_or_else(|| "palette".into())
+}
+
+fn classify(e: GenerateError, model: &Path) -> anyhow::Error {
+    if e.is_usage() {
+        UsageError(e.to_string()).into()
+    } else if e.is_bad_data() {
+        palette_trace::Error::BadData { path: model.to_path_buf(), line: 0, message: e.to_string() }.into()
+    } else {
+        e.into()
+    }
+}

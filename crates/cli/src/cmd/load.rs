@@ -1,0 +1,193 @@
+//! `palette load`: open-loop load against a running system's root APIs.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use palette_load::{Arrivals, LoadObserver, LoadOptions, Progress, Replay, Target, load_system, run_load};
+
+use crate::cmd::{UsageError, parse_duration_ns, thousands};
+use crate::progress;
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    palette up system/ &   # start the system first\n  \
+    palette load system/ --rate 200 --duration 30s\n  \
+    palette load system/system.json --replay traces.csv --speed 2 --json\n  \
+    palette load /etc/palette/system.json --peers dns --rate 50   # inside compose or Kubernetes")]
+pub struct Args {
+    /// A generated system: its system.json, or the directory holding it.
+    #[arg(value_name = "SYSTEM")]
+    pub system: PathBuf,
+    /// Poisson arrivals at this many requests per second (`200` or `200/s`),
+    /// over the root APIs in their traced mix.
+    #[arg(long, value_name = "R/s", default_value = "10", allow_hyphen_values = true)]
+    pub rate: String,
+    /// The measured window (`60s`, `2m`, `500ms`).
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub duration: String,
+    /// Requests sent before the window and not recorded.
+    #[arg(long, value_name = "DURATION", default_value = "5s")]
+    pub warmup: String,
+    /// At most this many requests in flight; later arrivals wait (and their
+    /// wait counts in their latency).
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub connections: usize,
+    /// Instead of Poisson arrivals, replay the inter-arrival times and root
+    /// APIs of the root spans in these traces (any format palette reads),
+    /// looping when the run is longer.
+    #[arg(long, value_name = "TRACES", num_args = 1.., conflicts_with = "rate")]
+    pub replay: Vec<PathBuf>,
+    /// Replay speed: 2 sends twice as fast as traced.
+    #[arg(long, value_name = "X", default_value_t = 1.0, requires = "replay", allow_hyphen_values = true)]
+    pub speed: f64,
+    /// Seed of the arrival times, root picks and trace ids: same seed, same requests.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print the report as JSON (per-API rows, `total`, `send_lag`, `timeline`).
+    #[arg(long)]
+    pub json: bool,
+    /// The host every service is reached on, each at its port from system.json.
+    #[arg(long, value_name = "HOST", default_value = "127.0.0.1")]
+    pub target_host: String,
+    /// `dns`: reach each service at its own `host:port` from system.json (as
+    /// peers do inside compose or Kubernetes) instead of --target-host.
+    #[arg(long, value_name = "loopback|dns", default_value = "loopback", value_parser = ["loopback", "dns"])]
+    pub peers: String,
+    /// A request without a complete response after this long is a `timeout` error.
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub timeout: String,
+    /// Do not check each service's /healthz before the run.
+    #[arg(long)]
+    pub no_health_check: bool,
+}
+
+fn duration(flag: &str, s: &str) -> Result<Duration, UsageError> {
+    let ns = parse_duration_ns(s).map_err(|e| UsageError(format!("{flag}: {e}")))?;
+    Ok(Duration::from_nanos(ns.max(0) as u64))
+}
+
+fn rate(s: &str) -> Result<f64, UsageError> {
+    let number = s.trim().trim_end_matches("/s").trim_end_matches("rps").trim();
+    number
+        .parse()
+        .map_err(|_| UsageError(format!("--rate: `{s}` is not a number of requests per second like 200 or 200/s")))
+}
+
+/// A progress bar over the planned run time, on a terminal only.
+pub(crate) struct Bar {
+    bar: ProgressBar,
+    stop: Arc<AtomicBool>,
+}
+
+impl Bar {
+    /// A bar on stderr; setting `stop` ends the run early.
+    pub(crate) fn new(stop: Arc<AtomicBool>) -> Bar {
+        let bar = ProgressBar::with_draw_target(Some(1), ProgressDrawTarget::stderr_with_hz(4));
+        bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {elapsed}").expect("static template").progress_chars("=> "),
+        );
+        Bar { bar, stop }
+    }
+
+    pub(crate) fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl LoadObserver for Bar {
+    fn progress(&self, p: &Progress) {
+        self.bar.set_length(p.planned.as_millis() as u64);
+        self.bar.set_position((p.elapsed.as_millis() as u64).min(p.planned.as_millis() as u64));
+        let phase = if p.warming_up {
+            "warm-up"
+        } else if p.elapsed >= p.planned {
+            "draining"
+        } else {
+            "load"
+        };
+        self.bar.set_message(format!(
+            "{phase}: sent {} ok {} errors {} in flight {}",
+            thousands(p.sent),
+            thousands(p.ok),
+            thousands(p.errors),
+            thousands(p.in_flight)
+        ));
+    }
+    fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let (config, path) = load_system(&args.system)?;
+    let arrivals = if args.replay.is_empty() {
+        Arrivals::Poisson { rate: rate(&args.rate)? }
+    } else {
+        let bar = progress::Bytes::new(progress::total_bytes(&args.replay), "reading");
+        let replay = Replay::read(&args.replay, &Default::default(), &bar, &config.model);
+        bar.finish();
+        let replay = replay.context("cannot read the traces to replay")?;
+        if replay.unmatched > 0 {
+            eprintln!(
+                "replay: {} of {} traces start at an API that is not a root of the system; left out",
+                thousands(replay.unmatched),
+                thousands(replay.unmatched + replay.traces() as u64)
+            );
+        }
+        Arrivals::Replay { replay: Arc::new(replay), speed: args.speed }
+    };
+    let target = if args.peers == "dns" {
+        if args.target_host != "127.0.0.1" {
+            anyhow::bail!(UsageError("--target-host and --peers dns do not go together: pick one".into()));
+        }
+        Target::Dns
+    } else {
+        Target::Host(args.target_host.clone())
+    };
+    let opts = LoadOptions {
+        arrivals,
+        duration: duration("--duration", &args.duration)?,
+        warmup: duration("--warmup", &args.warmup)?,
+        connections: args.connections,
+        seed: args.seed,
+        target,
+        timeout: duration("--timeout", &args.timeout)?,
+        health_check: !args.no_health_check,
+    };
+    opts.validate()?;
+    let observer = Bar::new(Arc::new(AtomicBool::new(false)));
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    let report = rt.block_on(async {
+        // Ctrl-C ends the run early with a report of what was measured; a
+        // second one ends the process.
+        let stop = observer.stop.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop.store(true, Ordering::Relaxed);
+                eprintln!("stopping: waiting for requests in flight (Ctrl-C again to quit now)");
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+        run_load(&opts, &config, &path, &observer).await
+    });
+    observer.finish();
+    let report = report?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    if report.total.requests > 0 && report.total.ok == 0 {
+        anyhow::bail!(
+            "no request succeeded ({} errors); is the system running and reachable?",
+            thousands(report.total.errors)
+        );
+    }
+    Ok(())
+}

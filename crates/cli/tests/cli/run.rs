@@ -1,0 +1,86 @@
+//! `palette run`: the whole job on a built-in example, and what happens
+//! when a service dies in the middle of it.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{Dir, free_ports, palette};
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Child processes of `pid` (Linux: /proc/PID/task/*/children).
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            if let Ok(list) = std::fs::read_to_string(t.path().join("children")) {
+                out.extend(list.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            }
+        }
+    }
+    out
+}
+
+fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+/// Issue 6's fault check: one service is killed (SIGKILL) while the system
+/// is under load. The supervisor notices and restarts it, the run finishes
+/// with its report, and the load report counts the errors the outage caused.
+#[test]
+fn a_service_killed_during_a_run_is_restarted_and_its_errors_are_counted() {
+    if !Path::new("/proc/self/task").exists() {
+        crate::util::skip("no /proc: cannot find the service processes to kill");
+        return;
+    }
+    let dir = Dir::new();
+    assert_eq!(palette(["example", "-o", s(&dir.path("ex")), "--traces", "400"]).code, 0);
+    let input = dir.path("ex/webshop.otlp.jsonl");
+    let out = dir.path("run");
+    let base = free_ports(24);
+    let mut run = Command::new(env!("CARGO_BIN_EXE_palette"))
+        .args(["run", s(&input), "-o", s(&out), "--kind", "palette", "--rate", "40", "--duration", "8s"])
+        .args(["--warmup", "1s", "--base-port", &base.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start palette run");
+    // Wait until the system is under load (its first spans are flushed), then
+    // kill the catalog service in the middle of the window.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let victim = loop {
+        assert!(Instant::now() < deadline, "the system never started");
+        let serving: Vec<u32> =
+            children(run.id()).into_iter().filter(|&p| cmdline(p).contains("--service=catalog")).collect();
+        if let Some(&p) = serving.first()
+            && std::fs::metadata(out.join("system-palette/spans.jsonl")).is_ok_and(|m| m.len() > 0)
+        {
+            break p;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let killed = Command::new("kill").args(["-KILL", &victim.to_string()]).status().expect("run kill");
+    assert!(killed.success());
+    let output = run.wait_with_output().expect("palette run ends");
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(0), "the run finishes: {stderr}");
+    assert!(stdout.contains("1 restart;") || stdout.contains("2 restarts;"), "the restart is reported: {stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("load-palette.json")).unwrap()).unwrap();
+    let errors = report["total"]["errors"].as_u64().unwrap();
+    let requests = report["total"]["requests"].as_u64().unwrap();
+    assert!(errors > 0, "the outage caused errors, and they are counted: {report}");
+    assert!(errors < requests, "the service came back: not every request failed ({errors} of {requests})");
+    assert!(out.join("report/index.html").exists(), "the report is written");
+    // Every line of the span file parses: a killed writer leaves no partial line.
+    for line in std::fs::read_to_string(out.join("spans-palette.jsonl")).unwrap().lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("every span line is whole JSON");
+    }
+}

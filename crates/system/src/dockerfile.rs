@@ -1,0 +1,57 @@
+//! `Dockerfile`: the one image every service (and the load generator) runs.
+//!
+//! It builds `palette` from the Palette repository — the build context is
+//! the repository, not the system directory — in a Rust builder of the same
+//! Debian release as the runtime image (so the binary finds the glibc it
+//! was linked against), and runs it as a fixed non-root user that
+//! Kubernetes' `runAsNonRoot` can check. `Dockerfile.dockerignore` beside it
+//! keeps `target/` and `.git` out of the context (BuildKit reads a
+//! Dockerfile's own ignore file).
+
+use crate::k8s::UID;
+
+/// Renders `Dockerfile`.
+pub fn render() -> String {
+    format!(
+        r#"# The image of a Palette system: the `palette` binary, run as a non-root user.
+# Build it from the Palette repository (the build context is the repository):
+#   docker build -t palette:latest -f Dockerfile /path/to/palette
+# Dockerfile.dockerignore beside this file keeps target/ and .git out of the
+# context; with another Dockerfile name, put those two lines in the
+# repository's .dockerignore.
+
+# Same Debian release as the runtime stage: the binary needs its glibc.
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p palette \
+ && install -m 0755 target/release/palette /usr/local/bin/palette
+
+FROM debian:bookworm-slim
+# curl: the compose health check. Not pinned: bookworm's security updates
+# replace the versions, and a pin would stop the build.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends curl ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+# A fixed uid, so Kubernetes can check runAsNonRoot; /etc/palette is where
+# system.json is mounted and the span file is written.
+RUN groupadd --system --gid {UID} palette \
+ && useradd --system --uid {UID} --gid palette --home-dir /nonexistent --no-create-home \
+      --shell /usr/sbin/nologin palette \
+ && install -d -o palette -g palette /etc/palette
+COPY --from=build /usr/local/bin/palette /usr/local/bin/palette
+USER {UID}:{UID}
+WORKDIR /etc/palette
+ENTRYPOINT ["palette"]
+CMD ["--help"]
+"#
+    )
+}
+
+/// Renders `Dockerfile.dockerignore`.
+pub fn dockerignore() -> String {
+    "# The build context is the Palette repository: leave out build output and history.\ntarget/\n.git/\n".into()
+}

@@ -1,0 +1,153 @@
+//! `palette up`: a generated system as supervised local processes.
+//!
+//! [`LocalSystem::load`] reads `system.json` (or the directory holding it);
+//! [`LocalSystem::children`] turns it into `palette serve` processes — one
+//! per service, or with `packed` one for all — that listen on 127.0.0.1,
+//! reach their peers there, run in the system directory (so the span file
+//! lands there) and log to `logs/HOST.log`; [`start`] hands them to a
+//! [`Supervisor`]. `palette run` uses the same calls to bring a system up
+//! and down around a measurement.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use palette_runtime::config::{ConfigError, SystemConfig};
+
+use crate::supervise::{ChildSpec, Endpoint, Supervisor, SupervisorError, SupervisorOptions};
+
+/// A system file on disk and what it says.
+#[derive(Clone, Debug)]
+pub struct LocalSystem {
+    /// The absolute path of `system.json`: children may run elsewhere.
+    pub path: PathBuf,
+    /// Its directory: children run here, so relative paths in it (the
+    /// span file) resolve as `palette serve` resolves them.
+    pub dir: PathBuf,
+    pub config: SystemConfig,
+}
+
+impl LocalSystem {
+    /// Reads and checks `system.json`, given the file or its directory.
+    pub fn load(path: &Path) -> Result<LocalSystem, ConfigError> {
+        let file = if path.is_dir() { path.join("system.json") } else { path.to_path_buf() };
+        let config = SystemConfig::load(&file)?;
+        let file = std::path::absolute(&file).map_err(|source| ConfigError::Io { path: file.clone(), source })?;
+        let dir = file.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+        Ok(LocalSystem { path: file, dir, config })
+    }
+
+    /// Where the services append their spans, if to a file.
+    pub fn spans_file(&self) -> Option<PathBuf> {
+        self.config.tracing.file.as_ref().map(|f| self.dir.join(f))
+    }
+
+    /// The `palette serve` processes that run the system.
+    pub fn children(&self, opts: &UpOptions) -> Vec<ChildSpec> {
+        let log_dir = opts.log_dir.clone().unwrap_or_else(|| self.dir.join("logs"));
+        let endpoint =
+            |s: &palette_runtime::config::ServiceConfig| Endpoint { service: s.name.clone(), addr: s.default_listen() };
+        let child = |name: &str, log: &str, selector: OsString, endpoints: Vec<Endpoint>| ChildSpec {
+            name: name.to_string(),
+            program: opts.program.clone(),
+            args: vec!["serve".into(), self.path.clone().into(), selector],
+            env: Vec::new(),
+            cwd: Some(self.dir.clone()),
+            log: log_dir.join(format!("{log}.log")),
+            endpoints,
+        };
+        if opts.packed {
+            let endpoints = self.config.services.iter().map(endpoint).collect();
+            vec![child("all services", "all", "--all".into(), endpoints)]
+        } else {
+            self.config
+                .services
+                .iter()
+                // `=`: a service name starting with '-' stays a value.
+                .map(|s| child(&s.name, &s.host, format!("--service={}", s.name).into(), vec![endpoint(s)]))
+                .collect()
+        }
+    }
+}
+
+/// How to run a system locally.
+#[derive(Clone, Debug)]
+pub struct UpOptions {
+    /// One process serving every service (packing) instead of one each.
+    pub packed: bool,
+    /// Where log files go; `logs/` in the system directory by default.
+    pub log_dir: Option<PathBuf>,
+    /// The `palette` executable whose `serve` runs the services.
+    pub program: PathBuf,
+    pub supervisor: SupervisorOptions,
+    /// How long [`Supervisor::wait_healthy`] waits in `palette up`.
+    pub health_timeout: Duration,
+}
+
+impl UpOptions {
+    /// Options running `program` (usually `std::env::current_exe()`).
+    pub fn new(program: PathBuf) -> UpOptions {
+        UpOptions {
+            packed: false,
+            log_dir: None,
+            program,
+            supervisor: SupervisorOptions::default(),
+            health_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Starts the system's processes (after checking their ports are free).
+pub fn start(system: &LocalSystem, opts: &UpOptions) -> Result<Supervisor, SupervisorError> {
+    Supervisor::start(system.children(opts), opts.supervisor.clone())
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM, caught from the moment of
+/// [`Signals::install`]: installed before children start, a signal during
+/// start-up stops them instead of killing the supervisor and orphaning them.
+pub struct Signals {
+    rx: std::sync::mpsc::Receiver<&'static str>,
+}
+
+impl Signals {
+    /// Catches the signals on a thread of its own, for the rest of the process's life.
+    pub fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new().name("palette-signals".into()).spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => return drop(ready_tx.send(Err(e))),
+            };
+            rt.block_on(async move {
+                let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+                    (Ok(t), Ok(i)) => (t, i),
+                    (Err(e), _) | (_, Err(e)) => return drop(ready_tx.send(Err(e))),
+                };
+                let _ = ready_tx.send(Ok(()));
+                loop {
+                    let name = tokio::select! {
+                        _ = term.recv() => "SIGTERM",
+                        _ = int.recv() => "SIGINT",
+                    };
+                    if tx.send(name).is_err() {
+                        return;
+                    }
+                }
+            })
+        })?;
+        ready_rx.recv().map_err(|_| std::io::Error::other("the signal thread stopped"))??;
+        Ok(Signals { rx })
+    }
+
+    /// The signal that arrived, if one did.
+    pub fn received(&self) -> Option<&'static str> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Blocks until a signal arrives; returns its name.
+    pub fn wait(&self) -> &'static str {
+        self.rx.recv().unwrap_or("SIGTERM")
+    }
+}
