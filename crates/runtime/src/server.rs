@@ -315,7 +315,6 @@ fn shared_state(config: SystemConfig, transport: Arc<dyn Transport>, exporter: E
         service_seeds,
         local,
         active: AtomicUsize::new(0),
-        lag: Default::default(),
         draining: AtomicBool::new(false),
         config,
     }
