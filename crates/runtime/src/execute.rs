@@ -11,17 +11,13 @@
 //! fast stage is made up at the next piece, and at the end). Each call
 //! reproduces its sampled overhead: the caller-observed latency minus the
 //! callee's own, topped up where the real network was faster.
-//!
-//! Sleeps end late by the time the woken task waits for a thread (tens to
-//! hundreds of microseconds on a busy machine), and nothing after the last
-//! piece of work can make up for it. [`SleepLag`] tracks the median of that
-//! lateness and each sleep asks for that much less, so the error of an
-//! execution's end is centred on zero.
+//! (A sleep's own lateness — the woken task waiting for a thread — is
+//! taken care of by the worker's timer, which fires early by its median.)
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -67,35 +63,6 @@ impl Default for Clock {
     }
 }
 
-/// The median of how late sleeps end, tracked online (a stochastic
-/// approximation: each observation moves the estimate a step towards it).
-#[derive(Debug, Default)]
-pub struct SleepLag {
-    estimate_ns: AtomicU64,
-}
-
-impl SleepLag {
-    /// Step of the estimate per observation: it follows a changing load
-    /// within a few hundred sleeps.
-    const STEP_NS: u64 = 2_000;
-    /// The estimate never exceeds this: a stall is not a lag to plan for.
-    const MAX_NS: u64 = 2_000_000;
-
-    pub fn estimate(&self) -> u64 {
-        self.estimate_ns.load(Ordering::Relaxed)
-    }
-
-    pub fn observe(&self, late_ns: i64) {
-        let _ = self.estimate_ns.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |e| {
-            Some(if late_ns > e as i64 {
-                (e + Self::STEP_NS).min(Self::MAX_NS)
-            } else {
-                e.saturating_sub(Self::STEP_NS)
-            })
-        });
-    }
-}
-
 /// What a process shares between its services and requests.
 pub struct Shared {
     pub config: SystemConfig,
@@ -119,8 +86,6 @@ pub struct Shared {
     pub zeros: Bytes,
     /// Requests executing and detached calls running, for the drain at shutdown.
     pub active: AtomicUsize,
-    /// How late sleeps end, to ask for that much less.
-    pub lag: SleepLag,
     /// Shutting down: new root requests are refused, calls still served.
     pub draining: AtomicBool,
     pub call_timeout: Duration,
@@ -238,25 +203,8 @@ impl Shared {
     async fn work_until(&self, mode: WorkMode, t0: Instant, target_ns: u64) {
         let elapsed = ns_since(t0);
         if target_ns > elapsed {
-            self.spend(mode, target_ns - elapsed).await;
+            self.worker.work(mode, target_ns - elapsed).await;
         }
-    }
-
-    /// Spends `ns` of work; a sleep asks for less by the median lateness of
-    /// recent sleeps (CPU and memory work that runs long is contention,
-    /// which the model's callers should feel, so it is left alone).
-    async fn spend(&self, mode: WorkMode, ns: u64) {
-        if mode != WorkMode::Sleep {
-            return self.worker.work(mode, ns).await;
-        }
-        let lag = self.lag.estimate();
-        if ns <= lag {
-            return;
-        }
-        let t = Instant::now();
-        let ask = ns - lag;
-        self.worker.work(WorkMode::Sleep, ask).await;
-        self.lag.observe(ns_since(t) as i64 - ask as i64);
     }
 
     /// Runs one execution to its end and records its span.
@@ -389,7 +337,7 @@ impl Shared {
                 let out = self.clone().execute(start, rng).await;
                 // In process the real overhead is nil: all of it is added.
                 if plan.overhead_ns > 0 {
-                    self.spend(WorkMode::Sleep, plan.overhead_ns).await;
+                    self.worker.work(WorkMode::Sleep, plan.overhead_ns).await;
                 }
                 return CallResult { observed_ns: ns_since(t0), failure: out.failure, calls_made: out.calls_made };
             }
@@ -474,26 +422,6 @@ mod tests {
         assert_eq!(join_all(futs).await, [0, 1, 2, 3]);
         // Sequential would take 100 ms.
         assert!(t.elapsed() < Duration::from_millis(90), "{:?}", t.elapsed());
-    }
-
-    #[test]
-    fn sleep_lag_tracks_the_median() {
-        let lag = SleepLag::default();
-        let mut rng = Rng::new(3);
-        // Lateness: mostly around 100 µs, with rare stalls of 10 ms.
-        for _ in 0..5_000 {
-            let late = if rng.bernoulli(0.05) { 10_000_000 } else { 80_000 + (rng.f64() * 40_000.0) as i64 };
-            lag.observe(late);
-        }
-        assert!((90_000..=115_000).contains(&lag.estimate()), "{}", lag.estimate());
-        for _ in 0..5_000 {
-            lag.observe(-5);
-        }
-        assert_eq!(lag.estimate(), 0, "early sleeps bring it back to zero");
-        for _ in 0..5_000 {
-            lag.observe(1 << 40);
-        }
-        assert_eq!(lag.estimate(), SleepLag::MAX_NS);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{PeerHosts, SystemConfig};
+use crate::config::{PeerHosts, RpcMode, SystemConfig};
 use crate::context::{Baggage, Ids, TraceParent, bound_tracestate};
 use crate::execute::{Clock, Shared, Start, TraceCtx};
 use crate::export::{AttrValue, ExportError, ExportStats, Exporter, Kind, SpanRecord};
@@ -68,6 +68,8 @@ pub enum ServeError {
     UnknownService { name: String, known: String },
     #[error("cannot listen on {addr} for service `{service}`: {source}")]
     Bind { service: String, addr: SocketAddr, source: std::io::Error },
+    #[error("rpc `grpc` is not served by this version; set \"rpc\": \"http\" in the system file")]
+    GrpcUnsupported,
     #[error(transparent)]
     Export(#[from] ExportError),
 }
@@ -227,6 +229,9 @@ fn largest_body(config: &SystemConfig) -> usize {
 /// Starts serving `opts.services` of `config`; returns once every port is
 /// bound. Must run inside a Tokio runtime.
 pub async fn start(config: SystemConfig, opts: &ServeOptions) -> Result<Running, ServeError> {
+    if config.rpc == RpcMode::Grpc {
+        return Err(ServeError::GrpcUnsupported);
+    }
     let chosen: Vec<usize> = match &opts.services {
         None => (0..config.services.len()).collect(),
         Some(names) => names
@@ -310,7 +315,6 @@ fn shared_state(config: SystemConfig, transport: Arc<dyn Transport>, exporter: E
         service_seeds,
         local,
         active: AtomicUsize::new(0),
-        lag: Default::default(),
         draining: AtomicBool::new(false),
         config,
     }

@@ -26,7 +26,7 @@ pub enum Peers {
     group(clap::ArgGroup::new("which").required(true).args(["service", "all"])),
     after_help = "Examples:\n  palette serve system/system.json --all\n  \
         palette serve system/system.json --service frontend,cart --listen-host 0.0.0.0 --peers dns\n\n\
-        Runs until SIGINT or SIGTERM, then stops accepting, drains in-flight requests and flushes spans."
+        Runs until SIGINT or SIGTERM, then refuses new root requests (503), drains the requests in flight and flushes spans."
 )]
 pub struct Args {
     /// The system file (`system.json`).

@@ -39,6 +39,13 @@ fn bad_systems_and_flags_have_their_exit_codes() {
     assert_eq!(run.code, 65, "{}", run.stderr);
     assert!(run.stderr.contains("is also the port of `s01`"), "{}", run.stderr);
 
+    let mut config = chain(&free_ports(1), &[0]);
+    config.rpc = palette_runtime::config::RpcMode::Grpc;
+    let grpc = dir.write("grpc.json", config.to_json());
+    let run = palette(["serve", grpc.to_str().unwrap(), "--all"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("rpc `grpc` is not served"), "{}", run.stderr);
+
     // A port in use is a runtime failure.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let config = chain(&[taken.local_addr().unwrap().port()], &[0]);

@@ -278,6 +278,47 @@ async fn a_chain_carries_the_trace_and_records_every_hop() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_carry_the_context_on_the_wire() {
+    let _serial = SERIAL.lock().await;
+    // s02 is a bare socket that records what s01 sends it.
+    let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let ports = [free_ports(1)[0], peer.local_addr().unwrap().port()];
+    let mut config = chain(&ports, &[0, 0]);
+    config.model.apis[1].operation = "POST /cart/{id}".into();
+    config.tracing = tracing();
+    let recorded = std::thread::spawn(move || {
+        let (mut s, _) = peer.accept().unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut chunk).unwrap();
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\npalette-server-ns: 1000\r\ncontent-length: 0\r\n\r\n").unwrap();
+        String::from_utf8(buf).unwrap()
+    });
+    let served = serve(config, Some(&["s01"])).await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let headers = CallHeaders {
+        traceparent: Some(format!("00-{trace}-00f067aa0ba902b7-01")),
+        tracestate: Some("vendor=abc,other=x".into()),
+        baggage: Some("user=alice".into()),
+    };
+    assert_eq!(served.client.call(0, "hop", headers, bytes::Bytes::new()).await.unwrap().status, 200);
+    let request = tokio::task::spawn_blocking(move || recorded.join().unwrap()).await.unwrap();
+    let (spans, _dir) = served.finish().await;
+    let client = spans.iter().find(|s| s.kind == 3).unwrap();
+    let head: Vec<&str> = request.lines().collect();
+    assert_eq!(head[0], "POST /op/POST%20%2Fcart%2F%7Bid%7D HTTP/1.1");
+    let header = |name: &str| {
+        head.iter().find_map(|l| l.split_once(": ").filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+    };
+    assert_eq!(header("traceparent"), Some(format!("00-{trace}-{}-01", client.span_id).as_str()));
+    assert_eq!(header("tracestate"), Some("vendor=abc,other=x"));
+    assert_eq!(header("baggage"), Some("palette.root=0,palette.caller=0,palette.depth=1,user=alice"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_overloaded_service_answers_503_at_once_with_an_error_span() {
     let _serial = SERIAL.lock().await;
     let ports = free_ports(1);
@@ -332,6 +373,26 @@ async fn timeouts_give_504_and_missing_peers_502_with_error_spans() {
     let (spans, _dir) = served.finish().await;
     assert_eq!(spans.len(), 2);
     assert!(spans.iter().all(|s| s.error));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roots_are_sampled_at_the_configured_rate() {
+    let _serial = SERIAL.lock().await;
+    let ports = free_ports(2);
+    let mut config = chain(&ports, &[0, 0]);
+    config.tracing = TracingConfig { sample_rate: 0.0, ..tracing() };
+    let served = serve(config, None).await;
+    for _ in 0..20 {
+        assert_eq!(served.root(0, "hop").await.status, 200);
+    }
+    // A caller's decision overrides the rate: this trace is sampled.
+    let sampled = CallHeaders {
+        traceparent: Some(format!("00-{}-00f067aa0ba902b7-01", "2".repeat(32))),
+        ..CallHeaders::default()
+    };
+    assert_eq!(served.client.call(0, "hop", sampled, bytes::Bytes::new()).await.unwrap().status, 200);
+    let (spans, _dir) = served.finish().await;
+    assert_eq!(spans.len(), 3, "only the trace the caller sampled is recorded");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,10 +33,10 @@ pub struct Args {
     /// Services in the latency chain (each calls the next).
     #[arg(long, default_value_t = 5)]
     pub hops: usize,
-    /// Sequential requests per latency measurement.
+    /// Sequential requests per latency measurement (per server, taking turns).
     #[arg(long, default_value_t = 5000)]
     pub requests: usize,
-    /// Length of each throughput measurement.
+    /// Length of each throughput measurement (per server, in one-second turns).
     #[arg(long, default_value = "5s", value_parser = crate::cmd::parse_duration_ns)]
     pub duration: i64,
     /// Concurrent connections of the throughput load.
@@ -170,19 +170,31 @@ fn parse_response(b: &[u8]) -> Option<(u16, usize)> {
     (b.len() >= head_end + body).then_some((status, head_end + body))
 }
 
-/// Round trips of `n` sequential requests, nanoseconds, sorted.
-async fn latencies(port: u16, n: usize) -> anyhow::Result<Vec<u64>> {
-    let mut c = Conn::open(port).await?;
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        let status = c.request().await?;
-        out.push(t.elapsed().as_nanos() as u64);
-        if status != 200 {
-            bail!("status {status}");
+/// Round trips of `n` sequential requests to each port, nanoseconds,
+/// sorted, one list per port. The ports take turns in blocks of 100
+/// requests, on a connection each, so every one sees the same machine: on
+/// a shared machine the round trip of even the bare server moves by 2× from
+/// one second to the next.
+async fn latencies(ports: &[u16], n: usize) -> anyhow::Result<Vec<Vec<u64>>> {
+    const BLOCK: usize = 100;
+    let mut conns = Vec::new();
+    for &p in ports {
+        conns.push(Conn::open(p).await?);
+    }
+    let mut out = vec![Vec::with_capacity(n); ports.len()];
+    while out[0].len() < n {
+        for (c, o) in conns.iter_mut().zip(&mut out) {
+            for _ in 0..BLOCK.min(n - o.len()) {
+                let t = Instant::now();
+                let status = c.request().await?;
+                o.push(t.elapsed().as_nanos() as u64);
+                if status != 200 {
+                    bail!("status {status}");
+                }
+            }
         }
     }
-    out.sort_unstable();
+    out.iter_mut().for_each(|o| o.sort_unstable());
     Ok(out)
 }
 
@@ -272,20 +284,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (mut bare_rps, mut palette_rps, mut palette_off_rps) = (vec![], vec![], vec![]);
     rt.block_on(async {
         // Warm-up: connections, pools, caches, the CPU governor.
-        for port in [chain_port, chain_off_port, bare_ports[0]] {
-            latencies(port, 500).await?;
-        }
-        for port in [single_port, single_off_port, bare_ports[1]] {
+        latencies(&[bare_ports[0], chain_port, chain_off_port], 500).await?;
+        for port in [bare_ports[1], single_port, single_off_port] {
             throughput(port, args.connections, Duration::from_millis(500)).await?;
         }
         for run in 1..=repeat {
             eprintln!("run {run}/{repeat}…");
-            bare_lat.push(latencies(bare_ports[0], args.requests).await?);
-            chain_lat.push(latencies(chain_port, args.requests).await?);
-            chain_off_lat.push(latencies(chain_off_port, args.requests).await?);
-            bare_rps.push(throughput(bare_ports[1], args.connections, duration).await?);
-            palette_rps.push(throughput(single_port, args.connections, duration).await?);
-            palette_off_rps.push(throughput(single_off_port, args.connections, duration).await?);
+            let mut l = latencies(&[bare_ports[0], chain_port, chain_off_port], args.requests).await?.into_iter();
+            bare_lat.extend(l.next());
+            chain_lat.extend(l.next());
+            chain_off_lat.extend(l.next());
+            // Throughput in one-second turns, for the same reason.
+            let (mut done, mut time) = ([0.0f64; 3], 0.0);
+            while time < duration.as_secs_f64() {
+                let slice = Duration::from_secs(1).min(duration);
+                for (i, port) in [bare_ports[1], single_port, single_off_port].into_iter().enumerate() {
+                    done[i] += throughput(port, args.connections, slice).await? * slice.as_secs_f64();
+                }
+                time += slice.as_secs_f64();
+            }
+            bare_rps.push(done[0] / time);
+            palette_rps.push(done[1] / time);
+            palette_off_rps.push(done[2] / time);
         }
         Ok::<(), anyhow::Error>(())
     })?;
