@@ -127,8 +127,7 @@ impl Worker {
                 let piece = piece_size(self.inner.memory.touches_per_ns);
                 let memory = self.inner.memory.clone();
                 let asked = Instant::now();
-                let _ =
-                    tokio::task::spawn_blocking(move || on_core_for(ns, asked, || memory.touch(piece))).await;
+                let _ = tokio::task::spawn_blocking(move || on_core_for(ns, asked, || memory.touch(piece))).await;
             }
         }
     }

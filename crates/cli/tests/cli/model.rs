@@ -638,18 +638,31 @@ fn fit_and_merge_reject_bad_requests() {
 fn demo_runs_the_pipeline_and_writes_its_reports() {
     let dir = Dir::new();
     let out = dir.path("demo");
-    let run = palette(["demo".as_ref(), "-o".as_ref(), out.as_os_str(), "--traces".as_ref(), "300".as_ref()]);
+    let port = crate::util::free_ports(24).to_string();
+    let run = palette([
+        "demo".as_ref(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--traces".as_ref(),
+        "300".as_ref(),
+        "--duration".as_ref(),
+        "3s".as_ref(),
+        "--base-port".as_ref(),
+        port.as_ref(),
+    ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(!run.stderr.contains("panicked"));
     assert!(run.stdout.contains("demo done"), "{}", run.stdout);
     for system in ["figure1", "webshop"] {
-        let report = std::fs::read_to_string(out.join(format!("report-{system}/index.html"))).expect("report written");
+        let report = std::fs::read_to_string(out.join(format!("{system}/report/index.html"))).expect("report written");
         assert!(report.contains("<svg"), "{system}: no plot");
         for kind in ["palette", "naive"] {
-            assert!(out.join(format!("models/{system}-{kind}.json")).is_file());
-            assert!(out.join(format!("simulated/{system}-{kind}.jsonl")).is_file());
+            for file in [format!("model-{kind}.json"), format!("spans-{kind}.jsonl"), format!("load-{kind}.json")] {
+                assert!(out.join(system).join(&file).is_file(), "{system}: {file} missing");
+            }
+            assert!(out.join(format!("{system}/system-{kind}/system.json")).is_file());
         }
     }
-    // Figure 1: Palette gets B right for both callers, the naive model for neither.
+    // The live systems' spans are compared with the ground truth, per caller of B too.
     assert!(run.stdout.contains("B b ← A a  palette:"), "{}", run.stdout);
 }

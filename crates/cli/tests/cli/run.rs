@@ -44,7 +44,7 @@ fn a_service_killed_during_a_run_is_restarted_and_its_errors_are_counted() {
     let input = dir.path("ex/webshop.otlp.jsonl");
     let out = dir.path("run");
     let base = free_ports(24);
-    let mut run = Command::new(env!("CARGO_BIN_EXE_palette"))
+    let run = Command::new(env!("CARGO_BIN_EXE_palette"))
         .args(["run", s(&input), "-o", s(&out), "--kind", "palette", "--rate", "40", "--duration", "8s"])
         .args(["--warmup", "1s", "--base-port", &base.to_string()])
         .stdout(Stdio::piped())
