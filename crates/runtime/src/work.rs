@@ -83,7 +83,15 @@ struct Inner {
     memory: Arc<Memory>,
     /// Serves every sleep of the process.
     timer: Timer,
+    /// How late cpu and memory work end, learned (a running average of
+    /// recent overshoots, nanoseconds): the hand-back from the pool thread
+    /// to the waiting task, which the work cannot see. Work stops this much
+    /// early, as sleeps fire early by their learned wake delay.
+    pool_lateness_ns: AtomicU64,
 }
+
+/// The most pool lateness that is corrected for.
+const MAX_POOL_LATENESS_NS: u64 = 200_000;
 
 impl Worker {
     /// Calibrates CPU work and sizes memory work's buffer within `limits`.
@@ -93,7 +101,14 @@ impl Worker {
         let rates = calibrate(&[&cpu_work, &|n| memory.touch(n)]);
         memory.touches_per_ns = rates[1];
         let cpu_multiplies_per_ns = rates[0];
-        Worker { inner: Arc::new(Inner { cpu_multiplies_per_ns, memory: Arc::new(memory), timer: Timer::start() }) }
+        Worker {
+            inner: Arc::new(Inner {
+                cpu_multiplies_per_ns,
+                memory: Arc::new(memory),
+                timer: Timer::start(),
+                pool_lateness_ns: AtomicU64::new(0),
+            }),
+        }
     }
 
     /// What calibration found.
@@ -120,16 +135,35 @@ impl Worker {
             // the only gap between the time asked for and the time taken.
             WorkMode::Cpu => {
                 let piece = piece_size(self.inner.cpu_multiplies_per_ns);
-                let asked = Instant::now();
-                let _ = tokio::task::spawn_blocking(move || on_core_for(ns, asked, || cpu_work(piece))).await;
+                let (asked, on_core) = (Instant::now(), self.on_core_ns(ns));
+                let _ = tokio::task::spawn_blocking(move || on_core_for(on_core, asked, || cpu_work(piece))).await;
+                self.learn_pool_lateness(asked, ns);
             }
             WorkMode::Memory => {
                 let piece = piece_size(self.inner.memory.touches_per_ns);
                 let memory = self.inner.memory.clone();
-                let asked = Instant::now();
-                let _ = tokio::task::spawn_blocking(move || on_core_for(ns, asked, || memory.touch(piece))).await;
+                let (asked, on_core) = (Instant::now(), self.on_core_ns(ns));
+                let _ =
+                    tokio::task::spawn_blocking(move || on_core_for(on_core, asked, || memory.touch(piece))).await;
+                self.learn_pool_lateness(asked, ns);
             }
         }
+    }
+
+    /// The time to spend on a core for `ns` of work: less the learned lateness
+    /// (never below half the work).
+    fn on_core_ns(&self, ns: u64) -> u64 {
+        ns.saturating_sub(self.inner.pool_lateness_ns.load(Ordering::Relaxed).min(ns / 2))
+    }
+
+    /// Folds how late this piece of work ended into the running average.
+    fn learn_pool_lateness(&self, asked: Instant, ns: u64) {
+        let late = (asked.elapsed().as_nanos() as u64).saturating_sub(self.on_core_ns(ns).max(1));
+        let late = late.min(MAX_POOL_LATENESS_NS);
+        let old = self.inner.pool_lateness_ns.load(Ordering::Relaxed);
+        // An average over about 16 pieces: quick to learn, slow to be fooled by one.
+        let new = (old * 15 + late) / 16;
+        self.inner.pool_lateness_ns.store(new, Ordering::Relaxed);
     }
 }
 
