@@ -74,6 +74,11 @@ pub struct Shared {
     pub service_of: Vec<usize>,
     /// Per API: how its local work is produced.
     pub modes: Vec<WorkMode>,
+    /// Per API: its median latency in the traces. A stage's calls start
+    /// slowest first, as the traces show them: calls started a few µs apart
+    /// in the other order could end before the next one starts and read
+    /// as sequential.
+    pub median_ns: Vec<f64>,
     /// Per service: its name, shared by all its spans.
     pub service_names: Vec<Arc<str>>,
     /// Per service: the system seed mixed with its name; a request's random
@@ -237,7 +242,7 @@ impl Shared {
                     continue;
                 }
                 let child = exec.child_context();
-                let plans: Vec<Plan> = calls
+                let mut plans: Vec<Plan> = calls
                     .iter()
                     .map(|&callee| Plan {
                         callee,
@@ -249,6 +254,12 @@ impl Shared {
                         ),
                     })
                     .collect();
+                if plans.len() > 1 {
+                    // Stable, and after every draw: the random stream is the same either way.
+                    plans.sort_by(|a, b| {
+                        self.median_ns[b.callee as usize].total_cmp(&self.median_ns[a.callee as usize])
+                    });
+                }
                 let from = From { api, span_id, depth, detached: !wait };
                 if wait {
                     let futs =

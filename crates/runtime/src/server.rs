@@ -292,6 +292,7 @@ fn shared_state(config: SystemConfig, transport: Arc<dyn Transport>, exporter: E
         }
     }
     let modes = config.model.apis.iter().map(|a| config.work.mode_for(&a.service, &a.operation)).collect();
+    let median_ns = config.model.apis.iter().map(|a| a.latency.quantile(0.5)).collect();
     let service_names = config.services.iter().map(|s| Arc::<str>::from(s.name.as_str())).collect();
     let service_seeds =
         config.services.iter().map(|s| config.seed ^ palette_trace::span::hash64(s.name.as_bytes())).collect();
@@ -311,6 +312,7 @@ fn shared_state(config: SystemConfig, transport: Arc<dyn Transport>, exporter: E
         clock: Clock::new(),
         service_of,
         modes,
+        median_ns,
         service_names,
         service_seeds,
         local,

@@ -143,8 +143,7 @@ impl Worker {
                 let piece = piece_size(self.inner.memory.touches_per_ns);
                 let memory = self.inner.memory.clone();
                 let (asked, on_core) = (Instant::now(), self.on_core_ns(ns));
-                let _ =
-                    tokio::task::spawn_blocking(move || on_core_for(on_core, asked, || memory.touch(piece))).await;
+                let _ = tokio::task::spawn_blocking(move || on_core_for(on_core, asked, || memory.touch(piece))).await;
                 self.learn_pool_lateness(asked, ns);
             }
         }
