@@ -878,35 +878,6 @@ pub fn dot_api(model: &Model, id: ApiId) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dot_strings_are_quoted() {
-        assert_eq!(dot_quote("GET /orders/{orderId}"), "\"GET /orders/{orderId}\"");
-        assert_eq!(dot_quote("say \"hi\""), "\"say \\\"hi\\\"\"");
-        assert_eq!(dot_quote("ends with \\"), "\"ends with \\\\\"");
-        assert_eq!(dot_quote("two\nlines\t"), "\"two\\nlines \"");
-    }
-
-    #[test]
-    fn locates_lines_of_paths() {
-        let text = "{\n  \"format\": \"x\",\n  \"apis\": [\n    {\"a\": [1, 2]},\n    {\"a\": [\"}\\\"\",\n      7]}\n  ]\n}\n";
-        assert_eq!(locate_line(text, &[Seg::Key("format")]), Some(2));
-        assert_eq!(locate_line(text, &[Seg::Key("apis"), Seg::Index(0), Seg::Key("a"), Seg::Index(1)]), Some(4));
-        assert_eq!(locate_line(text, &[Seg::Key("apis"), Seg::Index(1), Seg::Key("a"), Seg::Index(1)]), Some(6));
-        assert_eq!(locate_line(text, &[Seg::Key("apis"), Seg::Index(2)]), None);
-        assert_eq!(locate_line(text, &[Seg::Key("nope")]), None);
-    }
-
-    #[test]
-    fn close_names() {
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-        assert_eq!(edit_distance("", "ab"), 2);
-    }
-}
-
 /// What changed from `a` to `b`: services, APIs, edges, roots, latencies,
 /// call overheads, deployment choices and the interventions recorded.
 pub fn render_diff(a: &Model, b: &Model, a_path: &Path, b_path: &Path) -> String {
@@ -993,4 +964,33 @@ pub fn render_diff(a: &Model, b: &Model, a_path: &Path, b_path: &Path) -> String
         out += "  no differences\n";
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_strings_are_quoted() {
+        assert_eq!(dot_quote("GET /orders/{orderId}"), "\"GET /orders/{orderId}\"");
+        assert_eq!(dot_quote("say \"hi\""), "\"say \\\"hi\\\"\"");
+        assert_eq!(dot_quote("ends with \\"), "\"ends with \\\\\"");
+        assert_eq!(dot_quote("two\nlines\t"), "\"two\\nlines \"");
+    }
+
+    #[test]
+    fn locates_lines_of_paths() {
+        let text = "{\n  \"format\": \"x\",\n  \"apis\": [\n    {\"a\": [1, 2]},\n    {\"a\": [\"}\\\"\",\n      7]}\n  ]\n}\n";
+        assert_eq!(locate_line(text, &[Seg::Key("format")]), Some(2));
+        assert_eq!(locate_line(text, &[Seg::Key("apis"), Seg::Index(0), Seg::Key("a"), Seg::Index(1)]), Some(4));
+        assert_eq!(locate_line(text, &[Seg::Key("apis"), Seg::Index(1), Seg::Key("a"), Seg::Index(1)]), Some(6));
+        assert_eq!(locate_line(text, &[Seg::Key("apis"), Seg::Index(2)]), None);
+        assert_eq!(locate_line(text, &[Seg::Key("nope")]), None);
+    }
+
+    #[test]
+    fn close_names() {
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "ab"), 2);
+    }
 }

@@ -129,12 +129,12 @@ fn bypass(m: &mut Model, ci: usize, s: usize) {
             t.p /= total;
         }
     }
-    for p in 0..states.len() {
-        if p == s || !states[p].next.iter().any(|t| t.to == Some(s as u32)) {
+    for (p, state) in states.iter_mut().enumerate() {
+        if p == s || !state.next.iter().any(|t| t.to == Some(s as u32)) {
             continue;
         }
         let mut next = Vec::new();
-        for t in std::mem::take(&mut states[p].next) {
+        for t in std::mem::take(&mut state.next) {
             if t.to != Some(s as u32) {
                 next.push(t);
                 continue;
@@ -143,7 +143,7 @@ fn bypass(m: &mut Model, ci: usize, s: usize) {
                 next.push(join(&t, u, &outs));
             }
         }
-        states[p].next = merge_same_target(next);
+        state.next = merge_same_target(next);
     }
     states.remove(s);
     for st in states.iter_mut() {
