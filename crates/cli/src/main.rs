@@ -38,6 +38,8 @@ enum Command {
     Run(cmd::run::Args),
     /// Learn a model from traces: topology, per-API PFA and causal latency model (model.json).
     Fit(cmd::fit::Args),
+    /// Apply interventions (remove, downscale, delay, work mode…) to a model, writing a new one.
+    Edit(cmd::edit::Args),
     /// Merge partial fits of disjoint inputs into one model (same bytes as one fit).
     Merge(cmd::merge::Args),
     /// Show a model: services, APIs, edges, PFA and latency summaries; Graphviz DOT.
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
         Command::Fit(args) => cmd::fit::run(args),
         Command::Run(args) => cmd::run::run(args),
         Command::Merge(args) => cmd::merge::run(args),
+        Command::Edit(args) => cmd::edit::run(args),
         Command::Show(args) => cmd::show::run(args),
         Command::Simulate(args) => cmd::simulate::run(args),
         Command::Bench(args) => cmd::bench::run(args),

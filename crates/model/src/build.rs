@@ -60,6 +60,7 @@ pub fn build_model_owned(mut partial: Partial, kind: ModelKind, min_root_support
         apis,
         roots,
         edges,
+        deploy: Default::default(),
     }
 }
 

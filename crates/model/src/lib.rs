@@ -36,6 +36,7 @@ pub mod build;
 pub mod check;
 pub mod exec;
 pub mod fit;
+pub mod intervene;
 pub mod model;
 pub mod partial;
 pub mod pfa;

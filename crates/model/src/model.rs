@@ -93,6 +93,45 @@ pub struct Model {
     pub roots: Vec<RootCount>,
     /// Call edges of the topology.
     pub edges: Vec<Edge>,
+    /// How a generated system should run this model, as interventions
+    /// recorded it (work modes, RPC, replicas): `generate` reads it, so an
+    /// edited model carries its deployment choices with it.
+    #[serde(default, skip_serializing_if = "Deploy::is_default")]
+    pub deploy: Deploy,
+}
+
+/// Deployment choices recorded by interventions, for `palette generate`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Deploy {
+    /// Work-mode rules in the order applied; a later rule overrides an
+    /// earlier one for what it covers (system, service or API).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub work: Vec<WorkRule>,
+    /// `http` or `grpc`; `None` leaves the generator's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpc: Option<String>,
+    /// Instances per service name (absent: one).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub replicas: std::collections::BTreeMap<String, u32>,
+}
+
+impl Deploy {
+    pub fn is_default(&self) -> bool {
+        *self == Deploy::default()
+    }
+}
+
+/// One work-mode choice: for the whole system, a service, or one API.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkRule {
+    /// `sleep`, `cpu` or `memory` (the runtime's work modes).
+    pub mode: String,
+    /// Narrows the rule to one service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Narrows the rule to one API, `service operation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

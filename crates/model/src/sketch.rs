@@ -189,6 +189,90 @@ impl Sketch {
         self.at_rank(r)
     }
 
+    /// Every value mapped through `f` (monotone non-decreasing, so bucket
+    /// order and the exact extremes carry over); counts are kept.
+    pub fn map_values(&self, f: impl Fn(f64) -> f64) -> Sketch {
+        let mut out = Sketch::new();
+        if self.n == 0 {
+            return out;
+        }
+        if self.zeros > 0 {
+            out.add_n(f(self.min.min(MIN_VALUE)), self.zeros);
+        }
+        for &(i, c) in &self.bins {
+            out.add_n(f(Sketch::value_of(i).clamp(self.min, self.max)), c as u64);
+        }
+        out.min = f(self.min).max(0.0);
+        out.max = f(self.max).max(out.min);
+        out
+    }
+
+    /// Every value plus `delta` nanoseconds (values stay ≥ 0).
+    pub fn shifted(&self, delta: f64) -> Sketch {
+        self.map_values(|v| (v + delta).max(0.0))
+    }
+
+    /// Every value times `factor` (≥ 0).
+    pub fn scaled(&self, factor: f64) -> Sketch {
+        self.map_values(|v| v * factor)
+    }
+
+    /// The distribution of `f(x₀, x₁, …)` for independent draws `xⱼ` of
+    /// `parts`, on a deterministic low-discrepancy grid of quantiles (a
+    /// Kronecker sequence), so the result is the same for the same input.
+    /// Empty parts draw 0. The result has about as many values as the
+    /// first part, so it weighs like the sketch it replaces when merged.
+    pub fn combine(parts: &[&Sketch], f: impl Fn(&[f64]) -> f64) -> Sketch {
+        const POINTS: u64 = 1024;
+        // Fractional parts of square roots of primes: irrational steps
+        // whose sequences fill the unit cube evenly.
+        const PRIMES: [f64; 8] = [2.0, 3.0, 5.0, 7.0, 11.0, 13.0, 17.0, 19.0];
+        let weight = parts.first().map_or(1, |p| (p.n / POINTS).max(1));
+        let mut out = Sketch::new();
+        let mut values = vec![0.0; parts.len()];
+        for i in 0..POINTS {
+            for (j, part) in parts.iter().enumerate() {
+                let u = if j == 0 {
+                    (i as f64 + 0.5) / POINTS as f64
+                } else {
+                    let step = PRIMES[(j - 1) % PRIMES.len()].sqrt().fract() + (j / (PRIMES.len() + 1)) as f64 * 0.1;
+                    ((i as f64 + 0.5) * step).fract()
+                };
+                values[j] = part.sample(u);
+            }
+            out.add_n(f(&values), weight);
+        }
+        out
+    }
+
+    /// The same distribution carried by about `n` values (bucket counts
+    /// scaled), so merging sketches weighs them as the caller decides
+    /// rather than by how many values each happened to hold.
+    pub fn with_weight(&self, n: u64) -> Sketch {
+        if self.n == 0 || n == 0 {
+            return self.clone();
+        }
+        let k = n as f64 / self.n as f64;
+        let mut out = self.clone();
+        out.zeros = (self.zeros as f64 * k).round() as u64;
+        for b in &mut out.bins {
+            b.1 = ((b.1 as f64 * k).round() as u64).clamp(1, u32::MAX as u64) as u32;
+        }
+        out.n = out.zeros + out.bins.iter().map(|b| b.1 as u64).sum::<u64>();
+        out
+    }
+
+    /// The distribution of `self + other` for independent draws.
+    pub fn sum_independent(&self, other: &Sketch) -> Sketch {
+        if other.is_empty() {
+            return self.clone();
+        }
+        if self.is_empty() {
+            return other.clone();
+        }
+        Sketch::combine(&[self, other], |v| v[0] + v[1])
+    }
+
     pub fn mean(&self) -> f64 {
         if self.n == 0 {
             return 0.0;
@@ -235,6 +319,25 @@ mod tests {
         ba.merge(&a);
         assert_eq!(ab, all);
         assert_eq!(ba, all);
+    }
+
+    #[test]
+    fn shift_scale_and_sum() {
+        let mut s = Sketch::new();
+        for v in 1..=1000 {
+            s.add(v as f64 * 1e3);
+        }
+        let shifted = s.shifted(5e5);
+        assert!((shifted.quantile(0.5) - (s.quantile(0.5) + 5e5)).abs() / 1e6 < 0.02);
+        assert_eq!(shifted.n, s.n);
+        assert_eq!(shifted.min, 1e3 + 5e5);
+        let half = s.scaled(0.5);
+        assert!((half.mean() - s.mean() / 2.0).abs() / s.mean() < 0.02);
+        let sum = s.sum_independent(&s);
+        // Mean adds; the spread of a sum of independent uniforms narrows.
+        assert!((sum.mean() - 2.0 * s.mean()).abs() / s.mean() < 0.03, "{}", sum.mean());
+        assert!(sum.quantile(0.05) > 2.0 * s.quantile(0.05));
+        assert_eq!(Sketch::combine(&[&s, &s], |v| v[0] + v[1]), sum);
     }
 
     #[test]

@@ -98,6 +98,7 @@ pub fn chain(ports: &[u16], work_ns: &[u64]) -> SystemConfig {
         apis,
         roots: vec![RootCount { api: 0, count: 1 }],
         edges,
+        deploy: Default::default(),
     };
     SystemConfig {
         format: SYSTEM_FORMAT.into(),

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use palette_model::Model;
 use palette_runtime::config::{
-    ConfigError, Limits, SYSTEM_FORMAT, ServiceConfig, SystemConfig, TracingConfig, WorkConfig, WorkMode,
+    ConfigError, Limits, RpcMode, SYSTEM_FORMAT, ServiceConfig, SystemConfig, TracingConfig, WorkConfig, WorkMode,
 };
 
 use crate::{compose, dockerfile, k8s, readme};
@@ -168,12 +168,13 @@ pub fn generate(model: Model, opts: &GenerateOptions) -> Result<Generated, Gener
 
     let mut warnings = Vec::new();
     let limits = limits_for(&model, &mut warnings);
+    let (work, rpc) = recorded_deploy(&model, opts.work, &mut warnings);
     let config = SystemConfig {
         format: SYSTEM_FORMAT.into(),
         name: opts.name.clone(),
         seed: opts.seed,
-        rpc: Default::default(),
-        work: WorkConfig { mode: opts.work, ..Default::default() },
+        rpc,
+        work,
         tracing: TracingConfig { otlp_endpoint: opts.otlp_endpoint.clone(), ..Default::default() },
         limits,
         services,
@@ -211,6 +212,48 @@ pub fn generate(model: Model, opts: &GenerateOptions) -> Result<Generated, Gener
     files.push(GeneratedFile { path: "k8s/load-job.yaml".into(), content: k8s::load_job(&config, opts) });
     files.push(GeneratedFile { path: "README.md".into(), content: readme::render(&config, opts, too_big) });
     Ok(Generated { config, files, warnings })
+}
+
+/// The work modes and RPC transport interventions recorded in the model
+/// (`model.deploy`), on top of the generator's default work mode.
+fn recorded_deploy(model: &Model, default: WorkMode, warnings: &mut Vec<String>) -> (WorkConfig, RpcMode) {
+    let mut work = WorkConfig { mode: default, ..Default::default() };
+    for rule in &model.deploy.work {
+        // Interventions only record the runtime's modes; anything else is a hand edit.
+        let Ok(mode) = serde_json::from_value::<WorkMode>(serde_json::Value::String(rule.mode.clone())) else {
+            warnings.push(format!("model.deploy.work: unknown work mode `{}` ignored", rule.mode));
+            continue;
+        };
+        match (&rule.service, &rule.api) {
+            (_, Some(api)) => {
+                work.apis.insert(api.clone(), mode);
+            }
+            (Some(service), None) => {
+                work.apis.retain(|k, _| k.split_once(' ').is_none_or(|(s, _)| s != service));
+                work.services.insert(service.clone(), mode);
+            }
+            (None, None) => work = WorkConfig { mode, ..Default::default() },
+        }
+    }
+    let rpc = match model.deploy.rpc.as_deref() {
+        Some("grpc") => {
+            warnings.push(
+                "the model asks for rpc `grpc`: system.json records it, but this version's runtime serves HTTP only \
+                 and `palette serve`/`up` will refuse to start; set \"rpc\": \"http\" in system.json (or apply \
+                 `- rpc: http`) to run it"
+                    .into(),
+            );
+            RpcMode::Grpc
+        }
+        _ => RpcMode::Http,
+    };
+    for (service, n) in &model.deploy.replicas {
+        warnings.push(format!(
+            "the model asks for {n} instances of `{service}`: recorded only — generated systems run one instance \
+             per service (scale the Kubernetes Deployment by hand meanwhile)"
+        ));
+    }
+    (work, rpc)
 }
 
 /// Default limits, raised where the model needs more (a limit the model

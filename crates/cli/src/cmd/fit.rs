@@ -28,6 +28,10 @@ pub struct Args {
     /// later with `palette merge`.
     #[arg(long)]
     pub partial: bool,
+    /// An intervention file (YAML list, see docs/interventions.md): its
+    /// filters select the traces, the rest edit the fitted model (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub apply: Vec<PathBuf>,
     /// Skip traces with an error anywhere.
     #[arg(long)]
     pub drop_errors: bool,
@@ -126,8 +130,24 @@ pub fn input_names(inputs: &[PathBuf]) -> Vec<String> {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
-    let filter = args.filter()?;
+    let mut filter = args.filter()?;
     let opts = args.fit_options()?;
+    let mut entries = Vec::new();
+    for f in &args.apply {
+        entries.extend(crate::cmd::edit::load_entries(f, entries.len())?);
+    }
+    palette_model::intervene::fit_filters(&entries, &mut filter);
+    if args.partial
+        && let Some(e) =
+            entries.iter().find(|e| !matches!(e.intervention, palette_model::intervene::Intervention::Filter(_)))
+    {
+        anyhow::bail!(UsageError(format!(
+            "--partial with --apply: only filters apply to a partial fit; entry {} ({}) edits a model — \
+             apply it after `palette merge` with `palette edit`",
+            e.index,
+            e.intervention.kind()
+        )));
+    }
     let names = FilterNames::new(&filter);
     let mut fitter = Fitter::new(opts, filter.clone());
     let mut sink = |tree: &CallTree| {
@@ -152,6 +172,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let model = build_model_owned(partial, args.model.kind, args.model.min_support);
+    let model = crate::cmd::edit::apply_files(model, &args.apply, &entries)?;
     write_file(&args.output, &model.to_json())?;
     eprintln!("{}", summary(&model, &args.output, started));
     Ok(())

@@ -32,7 +32,8 @@ pub struct Args {
     /// The first service's port; service i listens on base-port + i.
     #[arg(long, value_name = "PORT", default_value_t = 7000)]
     pub base_port: u16,
-    /// How services spend their sampled local work.
+    /// How services spend their sampled local work (work modes recorded in
+    /// the model by interventions override it where they apply).
     #[arg(long, value_enum, default_value_t = Work::Sleep)]
     pub work: Work,
     /// Also send spans over OTLP/HTTP to this collector (e.g. http://collector:4318/v1/traces).
@@ -41,6 +42,9 @@ pub struct Args {
     /// The container image compose and Kubernetes run.
     #[arg(long, value_name = "IMAGE", default_value = DEFAULT_IMAGE)]
     pub image: String,
+    /// An intervention file to apply to the model first (repeatable; see docs/interventions.md).
+    #[arg(long, value_name = "FILE")]
+    pub apply: Vec<PathBuf>,
     /// Overwrite the generated files in a non-empty directory (other files stay).
     #[arg(long)]
     pub force: bool,
@@ -58,6 +62,19 @@ pub enum Work {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let model = crate::cmd::show::load(&args.model)?;
+    let mut entries = Vec::new();
+    for f in &args.apply {
+        entries.extend(crate::cmd::edit::load_entries(f, entries.len())?);
+    }
+    if let Some(e) =
+        entries.iter().find(|e| matches!(e.intervention, palette_model::intervene::Intervention::Filter(_)))
+    {
+        anyhow::bail!(UsageError(format!(
+            "entry {} (filter): a filter selects traces, so it only applies when fitting: use it with `palette fit --apply`",
+            e.index
+        )));
+    }
+    let model = crate::cmd::edit::apply_files(model, &args.apply, &entries)?;
     let name = args.name.clone().unwrap_or_else(|| default_name(&args.output));
     let opts = GenerateOptions {
         name,

@@ -1,6 +1,7 @@
 pub mod bench;
 pub mod compare;
 pub mod demo;
+pub mod edit;
 pub mod example;
 pub mod fit;
 pub mod generate;

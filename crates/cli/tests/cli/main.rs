@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod compare;
+mod edit;
 mod inspect;
 mod load;
 mod model;

@@ -1,0 +1,113 @@
+//! Deployment choices recorded in [`Model::deploy`] for `palette generate`:
+//! the work mode, the RPC transport and replicas.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Check, api, service_apis};
+use crate::model::{Model, WorkRule};
+
+/// How local work is produced, for the whole system or a service or API.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkSpec {
+    pub mode: WorkMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
+}
+
+/// The runtime's work modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkMode {
+    Sleep,
+    Cpu,
+    Memory,
+}
+
+impl WorkSpec {
+    pub fn apply(&self, m: &mut Model) -> Check {
+        if self.service.is_some() && self.api.is_some() {
+            return Err("give `service` or `api`, not both".into());
+        }
+        if let Some(s) = &self.service {
+            service_apis(m, s)?;
+        }
+        let api_name = match &self.api {
+            Some(a) => Some(m.api_name(api(m, a)?)),
+            None => None,
+        };
+        let mode = serde_json::to_value(self.mode).expect("serialises").as_str().expect("a string").to_string();
+        m.deploy.work.push(WorkRule { mode, service: self.service.clone(), api: api_name });
+        Ok(())
+    }
+}
+
+/// The transport between services.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rpc {
+    Http,
+    /// Recorded for generate; the runtime does not serve gRPC yet.
+    Grpc,
+}
+
+impl Rpc {
+    pub fn apply(&self, m: &mut Model) {
+        m.deploy.rpc = Some(match self {
+            Rpc::Http => "http".into(),
+            Rpc::Grpc => "grpc".into(),
+        });
+    }
+}
+
+/// Instances of a service.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicateSpec {
+    pub service: String,
+    /// How many (≥ 1).
+    pub instances: u32,
+}
+
+impl ReplicateSpec {
+    pub fn apply(&self, m: &mut Model) -> Check {
+        service_apis(m, &self.service)?;
+        if self.instances == 0 {
+            return Err("`instances` must be at least 1".into());
+        }
+        if self.instances == 1 {
+            m.deploy.replicas.remove(&self.service);
+        } else {
+            m.deploy.replicas.insert(self.service.clone(), self.instances);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::intervene::tests_support::shop;
+    use crate::intervene::{apply, parse};
+
+    #[test]
+    fn recorded_for_generate() {
+        let m = shop();
+        let text = "- work: { mode: cpu }\n- work: { mode: memory, service: cart }\n\
+                    - work: { mode: sleep, api: email/send }\n- rpc: grpc\n- replicate: { service: cart, instances: 3 }\n";
+        let e = apply(&m, &parse(text).unwrap()).unwrap();
+        assert_eq!(e.deploy.work.len(), 3);
+        assert_eq!(e.deploy.work[1].service.as_deref(), Some("cart"));
+        assert_eq!(e.deploy.work[2].api.as_deref(), Some("email send"));
+        assert_eq!(e.deploy.rpc.as_deref(), Some("grpc"));
+        assert_eq!(e.deploy.replicas.get("cart"), Some(&3));
+        assert_eq!(e.apis, m.apis);
+        let back: crate::Model = serde_json::from_str(&e.to_json()).unwrap();
+        assert_eq!(back, e);
+        let err = parse("- work: { mode: turbo }\n").unwrap_err().to_string();
+        assert!(err.contains("entry 0 (work)") && err.contains("unknown variant `turbo`"), "{err}");
+        let err = apply(&m, &parse("- replicate: { service: cart, instances: 0 }\n").unwrap()).unwrap_err();
+        assert!(err.to_string().contains("at least 1"));
+    }
+}
