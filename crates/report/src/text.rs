@@ -5,18 +5,7 @@ use std::fmt::Write;
 
 use crate::compare::{Comparison, LatencyComparison, Verdict};
 
-/// `1234567` → `1,234,567`.
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+pub use palette_trace::stats::thousands;
 
 /// `+1.2%`, or `n/a` when undefined.
 pub fn signed_percent(x: Option<f64>) -> String {

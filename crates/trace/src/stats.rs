@@ -220,3 +220,17 @@ impl InspectSummary {
         api.display(names).to_string()
     }
 }
+
+/// `1234567` → `1,234,567`: every report and table of the toolkit counts
+/// this way.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
