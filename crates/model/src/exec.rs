@@ -58,8 +58,9 @@ pub struct Execution<'m> {
     stages: u32,
     /// This execution's shared share of its calls' overheads.
     copula: Option<Copula>,
-    /// Naive models: the calls still to make, one per step.
-    naive_calls: Vec<ApiId>,
+    /// Naive models: the calls still to make, one per step, as indices into
+    /// the API's naive calls (last first).
+    naive_calls: Vec<usize>,
     /// What the last stage's calls did (see [`Execution::observe_outcome`]).
     outcome: Option<u32>,
     /// Calls made so far: this execution's own outcome, for its caller.
@@ -79,10 +80,10 @@ impl<'m> Execution<'m> {
         let copula = (rho > 0.0).then(|| Copula { shared: rho.sqrt() * rng.normal(), own: (1.0 - rho).sqrt() });
         let mut naive_calls = Vec::new();
         if let (ModelKind::Naive, Some(naive), false) = (model.kind, &a.naive, truncated) {
-            for call in &naive.calls {
+            for (i, call) in naive.calls.iter().enumerate() {
                 let weights: Vec<f64> = call.per_execution.iter().map(|&(_, k)| k as f64).collect();
                 let n = call.per_execution[rng.pick(&weights)].0;
-                naive_calls.extend(std::iter::repeat_n(call.callee, n as usize));
+                naive_calls.extend(std::iter::repeat_n(i, n as usize));
             }
             naive_calls.reverse();
         }
@@ -140,10 +141,13 @@ impl<'m> Execution<'m> {
         }
         self.stages += 1;
         if model.kind == ModelKind::Naive {
-            let Some(naive) = &a.naive else { unreachable!("leaf executions finish above") };
+            let Some(naive) = &a.naive else {
+                // Leaf executions finished above; a naive API without calls has no steps.
+                self.finished = true;
+                return Step::Finish { work_ns: 0 };
+            };
             return match self.naive_calls.pop() {
-                Some(callee) => {
-                    let call = naive.calls.iter().position(|c| c.callee == callee).expect("drawn from this list");
+                Some(call) => {
                     self.calls_made += 1;
                     Step::Stage {
                         work_ns: 0,

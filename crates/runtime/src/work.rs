@@ -137,14 +137,14 @@ impl Worker {
                 let piece = piece_size(self.inner.cpu_multiplies_per_ns);
                 let (asked, on_core) = (Instant::now(), self.on_core_ns(ns));
                 let _ = tokio::task::spawn_blocking(move || on_core_for(on_core, asked, || cpu_work(piece))).await;
-                self.learn_pool_lateness(asked, ns);
+                self.learn_pool_lateness(asked, on_core);
             }
             WorkMode::Memory => {
                 let piece = piece_size(self.inner.memory.touches_per_ns);
                 let memory = self.inner.memory.clone();
                 let (asked, on_core) = (Instant::now(), self.on_core_ns(ns));
                 let _ = tokio::task::spawn_blocking(move || on_core_for(on_core, asked, || memory.touch(piece))).await;
-                self.learn_pool_lateness(asked, ns);
+                self.learn_pool_lateness(asked, on_core);
             }
         }
     }
@@ -155,9 +155,10 @@ impl Worker {
         ns.saturating_sub(self.inner.pool_lateness_ns.load(Ordering::Relaxed).min(ns / 2))
     }
 
-    /// Folds how late this piece of work ended into the running average.
-    fn learn_pool_lateness(&self, asked: Instant, ns: u64) {
-        let late = (asked.elapsed().as_nanos() as u64).saturating_sub(self.on_core_ns(ns).max(1));
+    /// Folds how late this piece of work (asked to spend `on_core` on a
+    /// core) ended into the running average.
+    fn learn_pool_lateness(&self, asked: Instant, on_core: u64) {
+        let late = (asked.elapsed().as_nanos() as u64).saturating_sub(on_core);
         let late = late.min(MAX_POOL_LATENESS_NS);
         let old = self.inner.pool_lateness_ns.load(Ordering::Relaxed);
         // An average over about 16 pieces: quick to learn, slow to be fooled by one.
