@@ -112,6 +112,10 @@ pub fn run_pipeline(args: &Args) -> anyhow::Result<RunSummary> {
     if args.duration <= 0 {
         anyhow::bail!(UsageError("--duration must be longer than 0".into()));
     }
+    // Checked before DIR is created, so a mistyped input leaves nothing behind.
+    if let Some(missing) = args.inputs.iter().find(|p| !p.exists()) {
+        anyhow::bail!(UsageError(format!("{}: no such file or directory", missing.display())));
+    }
     let dir = &args.output;
     prepare_dir(dir, args.force)?;
     let kinds: Vec<&str> = match args.kind.as_str() {
