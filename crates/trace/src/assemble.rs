@@ -389,8 +389,8 @@ fn build_tree(
         k.clear();
     }
     let mut roots = Vec::new();
-    for i in 0..n {
-        match parent[i] {
+    for (i, &p) in parent[..n].iter().enumerate() {
+        match p {
             NONE => roots.push(i as u32),
             p => kids[p as usize].push(i as u32),
         }

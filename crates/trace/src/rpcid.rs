@@ -14,8 +14,7 @@ const PACKED: u64 = 1 << 62;
 /// byte), or `None` if the path does not fit.
 pub fn pack(path: &[u8]) -> Option<SpanId> {
     let mut id: u64 = 0;
-    let mut depth = 0;
-    for component in path.split(|&b| b == b'.') {
+    for (depth, component) in path.split(|&b| b == b'.').enumerate() {
         if depth == 7 || component.is_empty() || component.len() > 3 {
             return None;
         }
@@ -30,7 +29,6 @@ pub fn pack(path: &[u8]) -> Option<SpanId> {
             return None;
         }
         id = (id << 8) | (v + 1);
-        depth += 1;
     }
     Some(SpanId(id | PACKED))
 }
