@@ -14,8 +14,8 @@ use crate::util::{Dir, free_ports, palette, skip};
 
 /// Leaf work per request: with `IN_FLIGHT` requests at once, the system's
 /// capacity is about IN_FLIGHT / WORK — 100 requests/s.
-const WORK_MS: u64 = 20;
-const IN_FLIGHT: u32 = 2;
+const WORK_MS: u64 = 40;
+const IN_FLIGHT: u32 = 4;
 
 fn children(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
@@ -170,4 +170,10 @@ fn twice_the_capacity_for_a_minute_is_refused_with_503_and_the_system_recovers()
         }
     }
     assert!(errors as u64 >= refused / 2, "{errors} error spans for {refused} refusals");
+    eprintln!(
+        "overload: capacity {capacity:.1}/s; at 2x for 60 s {refused} of {requests} got 503, {errors} error spans; \
+         RSS kB start {rss_before:?} 10 s {settled:?} peak {peak:?}; p50 {:.1} ms before, {:.1} ms after",
+        p50(&before),
+        p50(&after)
+    );
 }
