@@ -80,7 +80,36 @@ fn a_service_killed_during_a_run_is_restarted_and_its_errors_are_counted() {
     assert!(errors < requests, "the service came back: not every request failed ({errors} of {requests})");
     assert!(out.join("report/index.html").exists(), "the report is written");
     // Every line of the span file parses: a killed writer leaves no partial line.
-    for line in std::fs::read_to_string(out.join("spans-palette.jsonl")).unwrap().lines() {
-        serde_json::from_str::<serde_json::Value>(line).expect("every span line is whole JSON");
+    // The live system's own file too: the killed service wrote into it.
+    let mut caller_errors = 0;
+    for file in [out.join("spans-palette.jsonl"), out.join("system-palette/spans.jsonl")] {
+        let Ok(text) = std::fs::read_to_string(&file) else { continue };
+        for (n, line) in text.lines().enumerate() {
+            let doc: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{}:{}: every span line is whole JSON: {e}", file.display(), n + 1));
+            caller_errors += error_spans_outside(&doc, "catalog");
+        }
     }
+    assert!(caller_errors > 0, "the callers of the killed service recorded error spans");
+}
+
+/// Spans with an error status (OTLP code 2) from services other than `victim`.
+fn error_spans_outside(doc: &serde_json::Value, victim: &str) -> usize {
+    let mut n = 0;
+    for rs in doc["resourceSpans"].as_array().into_iter().flatten() {
+        let service = rs["resource"]["attributes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["key"] == "service.name")
+            .and_then(|a| a["value"]["stringValue"].as_str())
+            .unwrap_or("");
+        if service == victim {
+            continue;
+        }
+        for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+            n += ss["spans"].as_array().into_iter().flatten().filter(|sp| sp["status"]["code"] == 2).count();
+        }
+    }
+    n
 }
