@@ -7,6 +7,7 @@
 mod fit;
 mod ingest;
 mod load;
+mod packed;
 mod runtime;
 mod simulate;
 mod work;
@@ -48,6 +49,9 @@ pub enum What {
         #[arg(long)]
         port: u16,
     },
+    /// One process serving 1,000 zero-work services: start-up, memory and
+    /// per-hop latency under open-loop load, against a single chain.
+    Packed(packed::Args),
     /// The runtime's local work (sleep, cpu, memory): how far from its
     /// target it ends, p50 and p90, at low load.
     Work(work::Args),
@@ -64,6 +68,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         What::Runtime(a) => runtime::run(a),
         What::RuntimeBare { port } => runtime::bare_server(port),
         What::Work(a) => work::run(a),
+        What::Packed(a) => packed::run(a),
     }
 }
 
