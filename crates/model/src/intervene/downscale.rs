@@ -1,5 +1,6 @@
 //! `downscale`: keep N services — the root services, then, greedily, the
-//! service carrying the most traffic among those the kept ones call — and
+//! service carrying the most traffic among those the kept ones' reachable
+//! APIs call — and
 //! fold every removed subtree's latency into its caller's work, so root
 //! APIs keep their end-to-end latency.
 
@@ -43,11 +44,29 @@ pub fn chosen(m: &Model, n: usize) -> Check<BTreeSet<String>> {
     for a in &m.apis {
         *traffic.entry(&a.service).or_default() += a.count;
     }
-    while keep.len() < n {
+    // Only what the kept services reach from the roots stays (the rest is
+    // unreachable and goes with the removed services), so candidates are
+    // the callees of reachable APIs, and reach grows with every pick.
+    let mut reach: BTreeSet<u32> = m.roots.iter().map(|r| r.api).collect();
+    loop {
+        loop {
+            let before = reach.len();
+            for e in &m.edges {
+                if reach.contains(&e.caller) && keep.contains(&m.apis[e.callee as usize].service) {
+                    reach.insert(e.callee);
+                }
+            }
+            if reach.len() == before {
+                break;
+            }
+        }
+        if keep.len() >= n {
+            break;
+        }
         let best = m
             .edges
             .iter()
-            .filter(|e| keep.contains(&m.apis[e.caller as usize].service))
+            .filter(|e| reach.contains(&e.caller))
             .map(|e| &m.apis[e.callee as usize].service)
             .filter(|s| !keep.contains(*s))
             .max_by(|a, b| traffic[a.as_str()].cmp(&traffic[b.as_str()]).then_with(|| b.cmp(a)));
