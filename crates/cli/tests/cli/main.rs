@@ -8,6 +8,7 @@ mod inspect;
 mod load;
 mod model;
 mod run;
+mod scale;
 mod serve;
 mod system;
 mod util;
