@@ -189,6 +189,7 @@ fn a_system_json_over_one_mib_is_baked_into_an_image() {
     let mut model = figure1_model();
     model.provenance.inputs = (0..40_000).map(|i| format!("shard-{i:06}-of-a-very-large-trace-export.jsonl")).collect();
     let g = generate(model, &named("big")).expect("still generated");
+    assert!(g.file("system.json").unwrap().len() > CONFIGMAP_MAX_BYTES);
     assert!(g.file("k8s/configmap.yaml").is_none(), "no ConfigMap Kubernetes would reject");
     assert_eq!(g.warnings.len(), 1, "{:?}", g.warnings);
     assert!(g.warnings[0].contains("more than the 1 MiB a ConfigMap holds"), "{}", g.warnings[0]);

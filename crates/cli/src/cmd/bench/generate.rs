@@ -92,7 +92,7 @@ fn model_file(dir: &Path, rows: u64, services: u32) -> anyhow::Result<PathBuf> {
         fitter.add(tree, &names);
         Ok(())
     };
-    let read = read_traces(&[csv.clone()], &ReadOptions::default(), &NoProgress, &mut sink)?;
+    let read = read_traces(std::slice::from_ref(&csv), &ReadOptions::default(), &NoProgress, &mut sink)?;
     let model =
         build_model_owned(fitter.into_partial(&read.names, vec![csv.display().to_string()]), ModelKind::Palette, 1);
     palette_trace::write::write_atomically(&path, |w| model.write_json(w))
