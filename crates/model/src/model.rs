@@ -358,8 +358,17 @@ impl Model {
 
     /// Serialises deterministically (pretty JSON, trailing newline).
     pub fn to_json(&self) -> String {
-        let mut s = serde_json::to_string_pretty(self).expect("models always serialise");
-        s.push('\n');
-        s
+        let mut out = Vec::new();
+        self.write_json(&mut out).expect("models always serialise");
+        String::from_utf8(out).expect("serde_json writes UTF-8")
+    }
+
+    /// Writes the same bytes as [`Model::to_json`] as they are made: a model
+    /// of 20,000 services is half a gigabyte of text, which need not be held
+    /// beside the model.
+    pub fn write_json(&self, w: impl std::io::Write) -> std::io::Result<()> {
+        let mut w = w;
+        serde_json::to_writer_pretty(&mut w, self).map_err(std::io::Error::other)?;
+        w.write_all(b"\n")
     }
 }

@@ -120,9 +120,76 @@ pub fn chain(ports: &[u16], work_ns: &[u64]) -> SystemConfig {
     }
 }
 
+/// Name of service `hop` of chain `chain` in [`chains`]: `c0001h01`, …
+/// (zero-padded, so names sort in index order).
+pub fn chains_service(chain: usize, hop: usize) -> String {
+    format!("c{:04}h{:02}", chain + 1, hop + 1)
+}
+
+/// `chains` zero-work chains of `hops` services each, every chain's first
+/// service a root API called equally often: a big system whose every
+/// request crosses the same number of hops, so the per-hop cost of serving
+/// thousands of services in one process compares with a single chain's.
+/// Service `c * hops + h` listens on `ports[c * hops + h]`.
+pub fn chains(chains: usize, hops: usize, ports: &[u16]) -> SystemConfig {
+    assert_eq!(ports.len(), chains * hops, "one port per service");
+    let one = chain(&ports[..hops], &vec![0; hops]);
+    let mut apis = Vec::with_capacity(chains * hops);
+    let mut edges = Vec::with_capacity(chains * hops);
+    let mut services = Vec::with_capacity(chains * hops);
+    for c in 0..chains {
+        let base = (c * hops) as ApiId;
+        for (h, api) in one.model.apis.iter().enumerate() {
+            let mut api = api.clone();
+            api.service = chains_service(c, h);
+            for caller in &mut api.callers {
+                caller.caller = caller.caller.map(|x| x + base);
+            }
+            for state in &mut api.states {
+                state.calls.iter_mut().for_each(|x| *x += base);
+            }
+            apis.push(api);
+            services.push(ServiceConfig {
+                name: chains_service(c, h),
+                host: chains_service(c, h),
+                port: ports[c * hops + h],
+                apis: vec![base + h as ApiId],
+            });
+        }
+        edges.extend(one.model.edges.iter().map(|e| Edge {
+            caller: e.caller + base,
+            callee: e.callee + base,
+            ..e.clone()
+        }));
+    }
+    let model = Model {
+        services: services.iter().map(|s| s.name.clone()).collect(),
+        roots: (0..chains).map(|c| RootCount { api: (c * hops) as ApiId, count: 1 }).collect(),
+        apis,
+        edges,
+        ..one.model
+    };
+    SystemConfig { name: "chains".into(), services, model, ..one }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn many_chains_are_one_valid_system() {
+        let ports: Vec<u16> = (9001..9013).collect();
+        let system = chains(4, 3, &ports);
+        let back = SystemConfig::parse(&system.to_json(), "chains.json".as_ref()).unwrap();
+        assert_eq!(back.services.len(), 12);
+        assert_eq!(back.model.roots.len(), 4);
+        assert_eq!(back.model.api_name(4), "c0002h02 hop");
+        let mut rng = palette_trace::rng::Rng::new(1);
+        let mut e = palette_model::Execution::new(&back.model, 3, palette_model::Context::ROOT, false, &mut rng);
+        assert!(matches!(e.next_step(&mut rng), palette_model::Step::Stage { calls: [4], wait: true, .. }));
+        let mut e = palette_model::Execution::new(&back.model, 11, palette_model::Context::ROOT, false, &mut rng);
+        assert!(matches!(e.next_step(&mut rng), palette_model::Step::Finish { work_ns: 0 }));
+    }
 
     #[test]
     fn chains_are_valid_systems() {

@@ -55,3 +55,18 @@ CMD ["--help"]
 pub fn dockerignore() -> String {
     "# The build context is the Palette repository: leave out build output and history.\ntarget/\n.git/\n".into()
 }
+
+/// Renders `Dockerfile.system`: the base image with `system.json` in it,
+/// for systems too big for a ConfigMap.
+pub fn render_system(base: &str) -> String {
+    format!(
+        "# The image of this system on Kubernetes: system.json is too big for a ConfigMap,\n\
+         # so it travels in the image. Build it here, after the base image (see Dockerfile):\n\
+         #   docker build -t IMAGE -f Dockerfile.system .\n\
+         # The base is the image named at generate time (--image), whatever its tag.\n\
+         # hadolint ignore=DL3007\n\
+         FROM {base}\n\
+         COPY system.json {}\n",
+        crate::k8s::BAKED_SYSTEM
+    )
+}

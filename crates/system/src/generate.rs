@@ -186,13 +186,17 @@ pub fn generate(model: Model, opts: &GenerateOptions) -> Result<Generated, Gener
 
     let configmap = k8s::configmap(&config, &system_json);
     let too_big = configmap.len() > CONFIGMAP_MAX_BYTES;
-    if too_big {
+    let source = if too_big {
+        let image = k8s::system_image(&opts.image, &opts.name);
         warnings.push(format!(
-            "k8s/configmap.yaml is {} bytes, more than the 1 MiB a ConfigMap holds: Kubernetes will reject it; \
-             see README.md (\"Big systems\") for baking system.json into the image instead",
+            "system.json makes a {}-byte ConfigMap, more than the 1 MiB a ConfigMap holds: k8s/ runs it from \
+             the image `{image}` built by Dockerfile.system instead; see README.md (\"Run it on Kubernetes\")",
             configmap.len()
         ));
-    }
+        k8s::Source::Baked(image)
+    } else {
+        k8s::Source::ConfigMap
+    };
 
     let mut files = vec![
         GeneratedFile { path: "system.json".into(), content: system_json },
@@ -200,17 +204,22 @@ pub fn generate(model: Model, opts: &GenerateOptions) -> Result<Generated, Gener
         GeneratedFile { path: ".env".into(), content: compose::env(&config) },
         GeneratedFile { path: "Dockerfile".into(), content: dockerfile::render() },
         GeneratedFile { path: "Dockerfile.dockerignore".into(), content: dockerfile::dockerignore() },
-        GeneratedFile { path: "k8s/namespace.yaml".into(), content: k8s::namespace(&config) },
-        GeneratedFile { path: "k8s/configmap.yaml".into(), content: configmap },
     ];
+    if too_big {
+        files.push(GeneratedFile { path: "Dockerfile.system".into(), content: dockerfile::render_system(&opts.image) });
+    }
+    files.push(GeneratedFile { path: "k8s/namespace.yaml".into(), content: k8s::namespace(&config) });
+    if !too_big {
+        files.push(GeneratedFile { path: "k8s/configmap.yaml".into(), content: configmap });
+    }
     for s in &config.services {
         files.push(GeneratedFile {
             path: format!("k8s/services/{}.yaml", s.host),
-            content: k8s::service(&config, s, opts),
+            content: k8s::service(&config, s, opts, &source),
         });
     }
-    files.push(GeneratedFile { path: "k8s/load-job.yaml".into(), content: k8s::load_job(&config, opts) });
-    files.push(GeneratedFile { path: "README.md".into(), content: readme::render(&config, opts, too_big) });
+    files.push(GeneratedFile { path: "k8s/load-job.yaml".into(), content: k8s::load_job(&config, opts, &source) });
+    files.push(GeneratedFile { path: "README.md".into(), content: readme::render(&config, opts, &source) });
     Ok(Generated { config, files, warnings })
 }
 

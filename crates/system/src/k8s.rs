@@ -8,7 +8,10 @@
 //!
 //! Pods run as the image's non-root user with a read-only root file
 //! system; `/etc/palette` is an `emptyDir` (where the span file is written)
-//! with `system.json` mounted into it from the ConfigMap.
+//! with `system.json` mounted into it from the ConfigMap. A system whose
+//! `system.json` is too big for a ConfigMap (1 MiB; a few hundred
+//! services) is [`Source::Baked`] into an image instead (`Dockerfile.system`),
+//! and an init container copies it into the `emptyDir`.
 
 use std::fmt::Write as _;
 
@@ -23,6 +26,30 @@ pub const UID: u32 = 10001;
 
 /// The ConfigMap holding `system.json`.
 const CONFIGMAP: &str = "system";
+
+/// Where `Dockerfile.system` puts `system.json` in the image.
+pub const BAKED_SYSTEM: &str = "/opt/palette/system.json";
+
+/// Where the pods get `system.json` from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Source {
+    /// Mounted from the ConfigMap `system`.
+    ConfigMap,
+    /// In this image (built from `Dockerfile.system`), copied into the
+    /// pod's `emptyDir` by an init container.
+    Baked(String),
+}
+
+/// The tag of the image `Dockerfile.system` builds: the base image's
+/// repository with `-NAME` added, same registry and tag, so it is pushed
+/// where the base image is.
+pub fn system_image(base: &str, name: &str) -> String {
+    let slash = base.rfind('/').map_or(0, |i| i + 1);
+    match base[slash..].find([':', '@']) {
+        Some(i) => format!("{}-{name}:latest", &base[..slash + i]),
+        None => format!("{base}-{name}:latest"),
+    }
+}
 
 fn labels(s: &mut String, indent: usize, config: &SystemConfig, name: &str, component: &str) {
     let pad = " ".repeat(indent);
@@ -78,9 +105,13 @@ fn container_security(s: &mut String) {
     );
 }
 
-fn mounts_and_volumes(s: &mut String) {
+fn mounts_and_volumes(s: &mut String, source: &Source) {
     s.push_str("          volumeMounts:\n");
     let _ = writeln!(s, "            - name: data\n              mountPath: {}", q(CONTAINER_DIR));
+    if let Source::Baked(_) = source {
+        s.push_str("      volumes:\n        - name: data\n          emptyDir: {}\n");
+        return;
+    }
     let _ = writeln!(
         s,
         "            - name: system\n              mountPath: {}\n              subPath: system.json\n              readOnly: true",
@@ -90,15 +121,36 @@ fn mounts_and_volumes(s: &mut String) {
     let _ = writeln!(s, "        - name: system\n          configMap:\n            name: {}", q(CONFIGMAP));
 }
 
-fn image(s: &mut String, opts: &GenerateOptions) {
-    let _ = writeln!(s, "          image: {}", q(&opts.image));
+fn image(s: &mut String, opts: &GenerateOptions, source: &Source) {
+    let image = match source {
+        Source::ConfigMap => &opts.image,
+        Source::Baked(image) => image,
+    };
+    let _ = writeln!(s, "          image: {}", q(image));
     // A locally built image is loaded into the cluster (kind, minikube),
     // not pulled; `:latest` alone would make Kubernetes always pull.
     s.push_str("          imagePullPolicy: IfNotPresent\n");
 }
 
+/// With a baked `system.json`, the init container copying it where the
+/// services read it (the `emptyDir`, writable, unlike the image's files).
+fn init_container(s: &mut String, opts: &GenerateOptions, source: &Source) {
+    if let Source::Baked(_) = source {
+        s.push_str("      initContainers:\n        - name: system\n");
+        image(s, opts, source);
+        let _ = writeln!(s, "          command: {}", list(&["cp", BAKED_SYSTEM, CONTAINER_SYSTEM]));
+        s.push_str(
+            "          resources:\n            requests:\n              cpu: \"10m\"\n              memory: \"16Mi\"\n            \
+             limits:\n              memory: \"64Mi\"\n",
+        );
+        container_security(s);
+        s.push_str("          volumeMounts:\n");
+        let _ = writeln!(s, "            - name: data\n              mountPath: {}", q(CONTAINER_DIR));
+    }
+}
+
 /// Renders `k8s/services/HOST.yaml`: the service's Deployment and Service.
-pub fn service(config: &SystemConfig, svc: &ServiceConfig, opts: &GenerateOptions) -> String {
+pub fn service(config: &SystemConfig, svc: &ServiceConfig, opts: &GenerateOptions, source: &Source) -> String {
     let host = svc.host.as_str();
     let mut s = String::from("apiVersion: apps/v1\nkind: Deployment\n");
     metadata(&mut s, config, host, "service");
@@ -113,8 +165,9 @@ pub fn service(config: &SystemConfig, svc: &ServiceConfig, opts: &GenerateOption
     pod_common(&mut s);
     // Long enough for the service to drain its requests and flush spans.
     s.push_str("      terminationGracePeriodSeconds: 30\n");
+    init_container(&mut s, opts, source);
     s.push_str("      containers:\n        - name: palette\n");
-    image(&mut s, opts);
+    image(&mut s, opts, source);
     let _ = writeln!(s, "          args: {}", list(&serve_args(&svc.name)));
     let _ = writeln!(s, "          ports:\n            - name: http\n              containerPort: {}", svc.port);
     s.push_str(
@@ -132,7 +185,7 @@ pub fn service(config: &SystemConfig, svc: &ServiceConfig, opts: &GenerateOption
          limits:\n              memory: \"512Mi\"\n",
     );
     container_security(&mut s);
-    mounts_and_volumes(&mut s);
+    mounts_and_volumes(&mut s, source);
     s.push_str("---\napiVersion: v1\nkind: Service\n");
     metadata(&mut s, config, host, "service");
     let _ = writeln!(s, "  annotations:\n    palette/service: {}", q(&svc.name));
@@ -148,7 +201,7 @@ pub fn service(config: &SystemConfig, svc: &ServiceConfig, opts: &GenerateOption
 }
 
 /// Renders `k8s/load-job.yaml`: one run of `palette load` against the system.
-pub fn load_job(config: &SystemConfig, opts: &GenerateOptions) -> String {
+pub fn load_job(config: &SystemConfig, opts: &GenerateOptions, source: &Source) -> String {
     let mut s = String::from("apiVersion: batch/v1\nkind: Job\n");
     metadata(&mut s, config, "load", "load");
     // One attempt: a failed load run is a result to read, not to retry.
@@ -156,14 +209,27 @@ pub fn load_job(config: &SystemConfig, opts: &GenerateOptions) -> String {
     labels(&mut s, 8, config, "load", "load");
     s.push_str("    spec:\n      restartPolicy: Never\n");
     pod_common(&mut s);
+    init_container(&mut s, opts, source);
     s.push_str("      containers:\n        - name: load\n");
-    image(&mut s, opts);
+    image(&mut s, opts, source);
     let _ = writeln!(s, "          args: {}", list(&load_args()));
     s.push_str(
         "          resources:\n            requests:\n              cpu: \"500m\"\n              memory: \"128Mi\"\n            \
          limits:\n              memory: \"1Gi\"\n",
     );
     container_security(&mut s);
-    mounts_and_volumes(&mut s);
+    mounts_and_volumes(&mut s, source);
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::system_image;
+
+    #[test]
+    fn system_images_sit_beside_the_base() {
+        assert_eq!(system_image("palette:latest", "shop"), "palette-shop:latest");
+        assert_eq!(system_image("palette", "shop"), "palette-shop:latest");
+        assert_eq!(system_image("reg.io:5000/team/palette:1.2", "shop"), "reg.io:5000/team/palette-shop:latest");
+    }
 }

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use palette_runtime::config::{SystemConfig, WorkMode};
 
 use crate::generate::{CONFIGMAP_MAX_BYTES, GenerateOptions};
+use crate::k8s::{BAKED_SYSTEM, Source};
 
 fn work_name(mode: WorkMode) -> &'static str {
     match mode {
@@ -21,8 +22,9 @@ fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('`', "'").replace(['\n', '\r'], " ")
 }
 
-/// Renders `README.md`; `configmap_too_big` adds the warning and the way around it.
-pub fn render(config: &SystemConfig, opts: &GenerateOptions, configmap_too_big: bool) -> String {
+/// Renders `README.md`; a baked `source` (system.json too big for a
+/// ConfigMap) changes how it runs on Kubernetes.
+pub fn render(config: &SystemConfig, opts: &GenerateOptions, source: &Source) -> String {
     let name = &config.name;
     let model = &config.model;
     let mut s = String::new();
@@ -46,11 +48,12 @@ pub fn render(config: &SystemConfig, opts: &GenerateOptions, configmap_too_big: 
         model.apis.len(),
         work_name(config.work.mode),
     );
-    if configmap_too_big {
+    if let Source::Baked(image) = source {
         let _ = writeln!(
             s,
-            "> **Warning:** `k8s/configmap.yaml` is larger than the {} bytes a ConfigMap may hold, so \
-             Kubernetes will reject it; see [Big systems](#big-systems).\n",
+            "> **Note:** `system.json` is too big for a Kubernetes ConfigMap ({} bytes at most), so on \
+             Kubernetes it travels in its own image, `{image}`, built from `Dockerfile.system`; see \
+             [Run it on Kubernetes](#run-it-on-kubernetes).\n",
             CONFIGMAP_MAX_BYTES
         );
     }
@@ -58,9 +61,14 @@ pub fn render(config: &SystemConfig, opts: &GenerateOptions, configmap_too_big: 
     s.push_str("## What is here\n\n| file | what |\n|---|---|\n");
     s.push_str("| `system.json` | the system: services, ports, APIs, the model, work mode, tracing, limits (`palette-system/1`) |\n");
     s.push_str("| `compose.yaml`, `.env` | Docker Compose: one container per service, a `load` service (profile `load`); `.env` names the project |\n");
-    s.push_str(
-        "| `k8s/namespace.yaml`, `k8s/configmap.yaml` | Kubernetes: the namespace and `system.json` as a ConfigMap |\n",
-    );
+    match source {
+        Source::ConfigMap => s.push_str(
+            "| `k8s/namespace.yaml`, `k8s/configmap.yaml` | Kubernetes: the namespace and `system.json` as a ConfigMap |\n",
+        ),
+        Source::Baked(_) => s.push_str(
+            "| `k8s/namespace.yaml`, `Dockerfile.system` | Kubernetes: the namespace, and the image carrying `system.json` |\n",
+        ),
+    }
     s.push_str("| `k8s/services/*.yaml` | per service a Deployment and a Service |\n");
     s.push_str("| `k8s/load-job.yaml` | a Job running `palette load` |\n");
     s.push_str(
@@ -117,31 +125,94 @@ pub fn render(config: &SystemConfig, opts: &GenerateOptions, configmap_too_big: 
     );
 
     s.push_str("## Run it on Kubernetes\n\n```sh\n");
-    let _ =
-        writeln!(s, "kind load docker-image {}   # or push it where the cluster pulls from (then --image)", opts.image);
+    let _ = writeln!(s, "docker build -t {} -f Dockerfile /path/to/palette   # once, as for compose", opts.image);
+    let images = match source {
+        Source::ConfigMap => opts.image.clone(),
+        Source::Baked(image) => {
+            let _ = writeln!(s, "docker build -t {image} -f Dockerfile.system .     # system.json baked in");
+            image.clone()
+        }
+    };
+    let _ = writeln!(
+        s,
+        "kind load docker-image {images}   # a kind cluster; or `docker push` it where the cluster pulls from"
+    );
     s.push_str("kubectl apply -f k8s/namespace.yaml\n");
-    s.push_str("kubectl apply --server-side -f k8s/configmap.yaml -f k8s/services/\n");
-    let _ = writeln!(s, "kubectl -n {name} wait --for=condition=Available deployment --all --timeout=5m");
+    match source {
+        Source::ConfigMap => s.push_str("kubectl apply --server-side -f k8s/configmap.yaml -f k8s/services/\n"),
+        Source::Baked(_) => s.push_str("kubectl apply --server-side -f k8s/services/\n"),
+    }
+    let _ = writeln!(s, "kubectl -n {name} wait --for=condition=Available deployment --all --timeout=10m");
     s.push_str("kubectl apply -f k8s/load-job.yaml\n");
     let _ = writeln!(s, "kubectl -n {name} logs -f job/load");
     let _ = writeln!(s, "kubectl delete namespace {name}\n```\n");
     let _ = writeln!(
         s,
-        "`--server-side`: a client-side apply copies the whole ConfigMap into an annotation, which \
-         may hold only 256 KiB. Each pod writes its spans to `/etc/palette/spans.jsonl` in its own \
-         `emptyDir` (gone with the pod): `kubectl -n {name} exec deploy/{first} -- cat /etc/palette/spans.jsonl`. \
-         For anything lasting, generate with `--otlp-endpoint` pointing at a collector.\n"
+        "Pushing to a registry instead of `kind load`: generate with `--image REGISTRY/palette:TAG` so every \
+         manifest names the pushed image{}. Each service is a Deployment of one replica with a ClusterIP \
+         Service of its host name; peers are reached by DNS inside the namespace. Scale a service with \
+         `kubectl -n {name} scale deployment/{first} --replicas=3` (its Service spreads the calls). \
+         Each pod asks for 100m CPU and 64 MiB: a system of {} services asks for about {:.1} CPUs and \
+         {:.1} GiB of requests in all, so size the cluster (or lower the requests) to match.\n",
+        match source {
+            Source::ConfigMap => String::new(),
+            Source::Baked(image) => format!(" (and `{image}`, built `FROM` it, is pushed beside it)"),
+        },
+        config.services.len(),
+        config.services.len() as f64 * 0.1,
+        config.services.len() as f64 * 64.0 / 1024.0,
+    );
+    let _ = writeln!(
+        s,
+        "{}Each pod writes its spans to `/etc/palette/spans.jsonl` in its own `emptyDir` (gone with the pod): \
+         `kubectl -n {name} exec deploy/{first} -- cat /etc/palette/spans.jsonl`.\n",
+        match source {
+            Source::ConfigMap => "`--server-side`: a client-side apply copies the whole ConfigMap into an \
+                                  annotation, which may hold only 256 KiB. "
+                .to_string(),
+            Source::Baked(_) => format!(
+                "`system.json` is in the image at `{BAKED_SYSTEM}`; an init container copies it to \
+                 `/etc/palette/system.json` in the pod's `emptyDir`, where the service reads it. "
+            ),
+        }
+    );
+
+    s.push_str("## Collect spans with an OpenTelemetry collector\n\n");
+    let endpoint = config.tracing.otlp_endpoint.as_deref();
+    let _ = writeln!(
+        s,
+        "Every service can also export its spans over OTLP/HTTP (protobuf) to a collector: the endpoint is \
+         `tracing.otlp_endpoint` in `system.json`, set by `palette generate --otlp-endpoint URL` (now: {}). \
+         On Kubernetes, run a collector in the namespace and generate with \
+         `--otlp-endpoint http://otel-collector:4318/v1/traces`. A minimal collector configuration, \
+         receiving OTLP and writing the spans out (swap the exporter for your backend's):\n",
+        match endpoint {
+            Some(e) => format!("`{}`", cell(e)),
+            None => "not set, spans go only to the file".into(),
+        }
+    );
+    s.push_str(
+        "```yaml\n# otel-collector.yaml: otelcol-contrib --config otel-collector.yaml\n\
+         receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 0.0.0.0:4318\n\
+         processors:\n  batch: {}\n\
+         exporters:\n  file:\n    path: /data/spans.json\n  debug: {}\n\
+         service:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      processors: [batch]\n      exporters: [file, debug]\n```\n\n",
+    );
+    let _ = writeln!(
+        s,
+        "In the cluster: `kubectl -n {name} create configmap otel-collector --from-file=config.yaml=otel-collector.yaml`, \
+         then a Deployment of `otel/opentelemetry-collector-contrib` with `args: [\"--config=/conf/config.yaml\"]`, \
+         that ConfigMap mounted at `/conf`, a volume at `/data`, and a Service `otel-collector` exposing port 4318. \
+         The collector's file exporter writes OTLP JSON, which `palette compare` and `palette fit` read.\n"
     );
 
     s.push_str("## Big systems\n\n");
     let _ = writeln!(
         s,
-        "A ConfigMap holds at most 1 MiB. When `system.json` is bigger, bake it into an image instead \
-         (`FROM {}` then `COPY system.json /etc/palette/system.json`), use that image, and in the k8s \
-         files remove both volumes and their mounts and set `readOnlyRootFilesystem: false` (the span \
-         file is then written next to it). On one machine, `palette up . --packed` runs every service \
-         in one process.",
-        opts.image
+        "A ConfigMap holds at most 1 MiB; `palette generate` bakes a bigger `system.json` into an image \
+         (`Dockerfile.system`) and the k8s files use it, as above. On one machine, `palette up . --packed` \
+         runs every service in one process (a thousand services took 100-200 MiB in Palette's benchmarks, BENCHMARKS.md in \
+         the Palette repository)."
     );
     s
 }

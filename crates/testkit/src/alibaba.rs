@@ -9,6 +9,9 @@
 //! request to request; service popularity is skewed; depth is bounded by
 //! layers (most graphs shallow, some deep); many leaves are cache (`mc`) and
 //! database (`db`) calls; rows of concurrent traces interleave in time order.
+//! Every service has an owner one layer up that calls it now and then, so a
+//! long run reaches every service however many there are (20,000 and more,
+//! as in Alibaba's traces); `tests/alibaba_shape.rs` checks the shape.
 //! Rows are written in timestamp order while memory holds only traces in
 //! flight.
 
@@ -96,30 +99,77 @@ struct Gen {
     templates: std::collections::HashMap<(u32, u32), Template>,
 }
 
-/// Every third service is stateful (a cache or database): it calls nothing.
-fn is_stateful(service: u32) -> bool {
-    service.is_multiple_of(3) && service > 0
-}
-
 /// Call-graph layers: services call only into deeper layers, which bounds
 /// depth as in Alibaba's traces (most call graphs are shallow, a few deep).
 const LAYERS: u32 = 6;
 
 impl Gen {
+    /// Entry services (the first 1%): the only ones requests start at.
+    fn entry(&self) -> u32 {
+        (self.cfg.services / 100).max(1)
+    }
+
+    /// Every third service past the entry ones is stateful (a cache or
+    /// database): it calls nothing.
+    fn is_stateful(&self, service: u32) -> bool {
+        service.is_multiple_of(3) && service >= self.entry()
+    }
+
+    /// Stateful services in `[lo, hi)`.
+    fn stateful_in(&self, lo: u32, hi: u32) -> u32 {
+        let lo = lo.max(self.entry());
+        if hi <= lo { 0 } else { hi.div_ceil(3) - lo.div_ceil(3) }
+    }
+
+    /// The first service of `layer` (layer 0 is the entry services).
+    fn first(&self, layer: u32) -> u32 {
+        let entry = self.entry();
+        let rest = self.cfg.services.saturating_sub(entry);
+        if layer == 0 { 0 } else { (entry + (layer - 1) * rest / (LAYERS - 1)).min(self.cfg.services) }
+    }
+
     fn layer(&self, service: u32) -> u32 {
-        // Entry services are the first 1%; the rest spread over the layers.
-        let entry = (self.cfg.services / 100).max(1);
-        if service < entry { 0 } else { 1 + (service - entry) * (LAYERS - 1) / (self.cfg.services - entry).max(1) }
+        (1..LAYERS).rev().find(|&l| service >= self.first(l)).unwrap_or(0)
     }
 
     /// A service in `layer` or deeper, popular ones (low ids) more often.
     fn service_below(&mut self, layer: u32) -> u32 {
-        let entry = (self.cfg.services / 100).max(1);
-        let rest = self.cfg.services.saturating_sub(entry).max(1);
-        let first = entry + (layer.saturating_sub(1)) * rest / (LAYERS - 1);
+        let first = self.first(layer.min(LAYERS - 1));
         let span = (self.cfg.services - first).max(1);
         let u = self.rng.f64();
         first + ((span as f64) * u * u) as u32
+    }
+
+    /// The services of the next layer that `service` (stateless) owns: the
+    /// next layer is split into contiguous blocks, one per stateless service
+    /// of this layer, so every service has a caller in the static call graph
+    /// and a long enough run reaches all of them, however many.
+    fn owned(&self, service: u32) -> std::ops::Range<u32> {
+        let layer = self.layer(service);
+        if layer + 1 >= LAYERS || self.is_stateful(service) {
+            return 0..0;
+        }
+        let (lo, hi) = (self.first(layer), self.first(layer + 1));
+        let stateless = (hi - lo) - self.stateful_in(lo, hi);
+        let rank = (service - lo) - self.stateful_in(lo, service);
+        let (next_lo, next_hi) = (hi, self.first(layer + 2).max(hi));
+        let width = (next_hi - next_lo) as u64;
+        let at = |k: u32| next_lo + (width * k as u64 / stateless.max(1) as u64) as u32;
+        at(rank)..at(rank + 1)
+    }
+
+    fn call_to(&mut self, callee: u32, interface: u32, p: f64) -> TemplateCall {
+        let rpctype = if self.is_stateful(callee) {
+            if self.rng.bernoulli(0.6) { "mc" } else { "db" }
+        } else {
+            match self.rng.f64() {
+                x if x < 0.8 => "rpc",
+                x if x < 0.95 => "http",
+                _ => "mq",
+            }
+        };
+        let max_repeat = if self.rng.bernoulli(0.1) { self.rng.range(2, 4) as u32 } else { 1 };
+        TemplateCall { service: callee, interface, rpctype, p, max_repeat }
     }
 
     fn template(&mut self, service: u32, interface: u32) -> &Template {
@@ -130,37 +180,37 @@ impl Gen {
             let layer = self.layer(service);
             // Heavy-tailed fan-out; stateful services (caches, databases) and
             // the deepest layer call nothing.
-            let fan_out = if is_stateful(service) || layer + 1 >= LAYERS {
+            let fan_out = if self.is_stateful(service) || layer + 1 >= LAYERS {
                 0
             } else {
                 (self.rng.pareto(1.0, 1.1) as usize).min(40)
             };
-            let calls = (0..fan_out)
+            let mut calls: Vec<TemplateCall> = (0..fan_out)
                 .map(|_| {
                     let mut callee = self.service_below(layer + 1);
                     let stateful = self.rng.bernoulli(0.5);
-                    // Steer to a service of the drawn kind, keeping popularity.
-                    if stateful != is_stateful(callee) {
-                        callee = (callee / 3 * 3 + if stateful { 0 } else { 1 }).min(self.cfg.services - 1);
+                    // Steer to a service of the drawn kind, keeping popularity
+                    // (and the layering: never upwards).
+                    while stateful != self.is_stateful(callee) && callee + 1 < self.cfg.services {
+                        callee += 1;
                     }
-                    let rpctype = if is_stateful(callee) {
-                        if self.rng.bernoulli(0.6) { "mc" } else { "db" }
-                    } else {
-                        match self.rng.f64() {
-                            x if x < 0.8 => "rpc",
-                            x if x < 0.95 => "http",
-                            _ => "mq",
-                        }
-                    };
-                    TemplateCall {
-                        service: callee,
-                        interface: self.rng.range(0, 3) as u32,
-                        rpctype,
-                        p: if self.rng.bernoulli(0.6) { 1.0 } else { 0.2 + 0.7 * self.rng.f64() },
-                        max_repeat: if self.rng.bernoulli(0.1) { self.rng.range(2, 4) as u32 } else { 1 },
-                    }
+                    let interface = self.rng.range(0, 3) as u32;
+                    let p = if self.rng.bernoulli(0.6) { 1.0 } else { 0.2 + 0.7 * self.rng.f64() };
+                    self.call_to(callee, interface, p)
                 })
                 .collect();
+            // Interface 0 also makes the rarer calls to the services this one
+            // owns, about one per execution in all: the long tail of
+            // services, each seen now and then.
+            if interface == 0 {
+                let owned = self.owned(service);
+                let p = (1.0 / owned.len().max(1) as f64).clamp(0.05, 0.8);
+                for callee in owned {
+                    let p = p * (0.5 + self.rng.f64());
+                    let call = self.call_to(callee, 0, p);
+                    calls.push(call);
+                }
+            }
             let work_median_ms = self.rng.lognormal(1.0, 0.8);
             std::mem::swap(&mut self.rng, &mut rng);
             self.templates.insert((service, interface), Template { calls, work_median_ms });
@@ -169,7 +219,7 @@ impl Gen {
     }
 
     fn trace(&mut self) -> Vec<Call> {
-        let entry = (self.cfg.services / 100).max(1);
+        let entry = self.entry();
         let u = self.rng.f64();
         let root_service = ((entry as f64) * u * u) as u32;
         let mut calls: Vec<Call> = vec![Call {

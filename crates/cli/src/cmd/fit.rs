@@ -173,7 +173,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let model = build_model_owned(partial, args.model.kind, args.model.min_support);
     let model = crate::cmd::edit::apply_files(model, &args.apply, &entries)?;
-    write_file(&args.output, &model.to_json())?;
+    palette_trace::write::write_atomically(&args.output, |w| model.write_json(w))
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
     eprintln!("{}", summary(&model, &args.output, started));
     Ok(())
 }

@@ -10,6 +10,7 @@ mod load;
 mod model;
 mod overload;
 mod run;
+mod scale;
 mod serve;
 mod system;
 mod util;

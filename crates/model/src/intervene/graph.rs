@@ -226,6 +226,10 @@ fn merge_same_target(mut next: Vec<Transition>) -> Vec<Transition> {
             _ => out.push(t),
         }
     }
+    // Sums of shares that make 1 can round to just above it.
+    for t in &mut out {
+        t.p = t.p.min(1.0);
+    }
     out
 }
 

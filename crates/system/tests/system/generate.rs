@@ -185,15 +185,59 @@ fn bad_options_are_usage_errors() {
 }
 
 #[test]
-fn a_configmap_over_one_mib_is_a_warning() {
+fn a_system_json_over_one_mib_is_baked_into_an_image() {
     let mut model = figure1_model();
     model.provenance.inputs = (0..40_000).map(|i| format!("shard-{i:06}-of-a-very-large-trace-export.jsonl")).collect();
     let g = generate(model, &named("big")).expect("still generated");
-    assert!(g.file("k8s/configmap.yaml").unwrap().len() > CONFIGMAP_MAX_BYTES);
+    assert!(g.file("system.json").unwrap().len() > CONFIGMAP_MAX_BYTES);
+    assert!(g.file("k8s/configmap.yaml").is_none(), "no ConfigMap Kubernetes would reject");
     assert_eq!(g.warnings.len(), 1, "{:?}", g.warnings);
     assert!(g.warnings[0].contains("more than the 1 MiB a ConfigMap holds"), "{}", g.warnings[0]);
-    assert!(g.file("README.md").unwrap().contains("> **Warning:** `k8s/configmap.yaml` is larger than"));
-    assert!(!figure1(named("small")).file("README.md").unwrap().contains("**Warning:**"));
+    let docker = g.file("Dockerfile.system").unwrap();
+    assert!(docker.contains("FROM palette:latest\nCOPY system.json /opt/palette/system.json\n"), "{docker}");
+    let a = g.file("k8s/services/a.yaml").unwrap();
+    assert!(
+        a.contains("initContainers:")
+            && a.contains(r#"command: ["cp", "/opt/palette/system.json", "/etc/palette/system.json"]"#)
+    );
+    assert_eq!(a.matches(r#"image: "palette-big:latest""#).count(), 2, "{a}");
+    assert!(!a.contains("configMap"), "{a}");
+    assert!(g.file("k8s/load-job.yaml").unwrap().contains("initContainers:"));
+    let readme = g.file("README.md").unwrap();
+    assert!(readme.contains("> **Note:** `system.json` is too big for a Kubernetes ConfigMap"));
+    assert!(readme.contains("docker build -t palette-big:latest -f Dockerfile.system ."));
+    assert!(!readme.contains("k8s/configmap.yaml"));
+    assert!(!figure1(named("small")).file("README.md").unwrap().contains("**Note:**"));
+    assert!(figure1(named("small")).file("Dockerfile.system").is_none());
+}
+
+/// Issue 8: the Kubernetes files of a 1,000-service system (a baked
+/// system.json) pass `kubernetes-validate --strict`.
+#[test]
+fn a_thousand_service_system_passes_kubernetes_validate() {
+    if !tool("kubernetes-validate", &["--version"]) {
+        skip("kubernetes-validate is not installed (pip install kubernetes-validate): k8s/ not validated");
+        return;
+    }
+    let ports: Vec<u16> = (0..1000).map(|i| 7000 + i).collect();
+    let model = palette_runtime::synthetic::chains(100, 10, &ports).model;
+    let g = generate(model, &named("thousand")).expect("generate");
+    assert_eq!(g.config.services.len(), 1000);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("sys");
+    write_dir(&dir, &g.files, false).expect("write");
+    let mut args = vec!["--strict".to_string(), "--kubernetes-version".into(), "1.31.0".into()];
+    for f in g.files.iter().filter(|f| f.path.starts_with("k8s/")) {
+        args.push(dir.join(&f.path).display().to_string());
+    }
+    let started = std::time::Instant::now();
+    let out = Command::new("kubernetes-validate").args(&args).output().expect("run kubernetes-validate");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "kubernetes-validate: {}", &text[text.len().saturating_sub(2000)..]);
+    // Namespace, the ConfigMap if it fits, the load Job, a Deployment and a Service each.
+    let objects = 2 + usize::from(g.file("k8s/configmap.yaml").is_some()) + 2 * 1000;
+    assert_eq!(text.matches(" passed for resource ").count(), objects);
+    eprintln!("kubernetes-validate: {objects} objects of 1,000 services in {:.1}s", started.elapsed().as_secs_f64());
 }
 
 fn listing(dir: &Path) -> Vec<String> {

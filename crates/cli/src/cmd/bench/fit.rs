@@ -15,7 +15,7 @@ use crate::cmd::thousands;
 
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Example (the run recorded in BENCHMARKS.md):\n  palette bench fit --rows 10000000 --dir /tmp/palette-bench"
+    after_help = "Example (the run recorded in BENCHMARKS.md):\n  palette bench fit --rows 10000000 --services 20000 --dir /tmp/palette-bench"
 )]
 pub struct Args {
     /// Input sizes in rows, comma-separated.
@@ -40,6 +40,10 @@ pub struct FitMeasured {
     pub traces: u64,
     pub spans: u64,
     pub model_bytes: u64,
+    /// Services in the fitted model: how much of the generated system the
+    /// rows reached.
+    #[serde(default)]
+    pub services: u64,
 }
 
 /// The measured work: read, assemble, fit, build and serialise the model.
@@ -56,16 +60,32 @@ pub fn worker(file: &Path) -> anyhow::Result<()> {
     let read = read_traces(&[file.to_path_buf()], &ReadOptions::default(), &NoProgress, &mut sink)?;
     let partial = fitter.into_partial(&read.names, vec![file.display().to_string()]);
     let model = build_model_owned(partial, ModelKind::Palette, 1);
-    let json = model.to_json();
+    // Counted as written, as `palette fit` streams it to its file.
+    let mut counted = Counted(0);
+    model.write_json(&mut counted)?;
     let m = FitMeasured {
         seconds: start.elapsed().as_secs_f64(),
         peak_rss_kib: peak_rss_kib().unwrap_or(0),
         traces: model.provenance.traces,
         spans: model.provenance.spans,
-        model_bytes: json.len() as u64,
+        model_bytes: counted.0,
+        services: model.services.len() as u64,
     };
     println!("{}", serde_json::to_string(&m)?);
     Ok(())
+}
+
+/// A writer that only counts bytes.
+struct Counted(u64);
+
+impl std::io::Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn run_fit(cmd: &mut Command) -> anyhow::Result<FitMeasured> {
@@ -103,14 +123,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         machine()
     );
     println!(
-        "{:>11}  {:>8}  {:>10}  {:>11}  {:>8}  {:>12}  {:>10}  {:>9}  {:>9}  {:>10}",
-        "rows", "file MiB", "traces", "spans", "fit s", "spans/s", "fit RSS", "model MiB", "ingest s", "fit/ingest"
+        "{:>11}  {:>8}  {:>8}  {:>10}  {:>11}  {:>8}  {:>12}  {:>10}  {:>9}  {:>9}  {:>10}",
+        "rows",
+        "file MiB",
+        "services",
+        "traces",
+        "spans",
+        "fit s",
+        "spans/s",
+        "fit RSS",
+        "model MiB",
+        "ingest s",
+        "fit/ingest"
     );
     for (rows, mib, ingest, fit) in &rows_out {
         println!(
-            "{:>11}  {:>8.0}  {:>10}  {:>11}  {:>8.2}  {:>12}  {:>10}  {:>9.1}  {:>9.2}  {:>10}",
+            "{:>11}  {:>8.0}  {:>8}  {:>10}  {:>11}  {:>8.2}  {:>12}  {:>10}  {:>9.1}  {:>9.2}  {:>10}",
             thousands(*rows),
             mib,
+            thousands(fit.services),
             thousands(fit.traces),
             thousands(fit.spans),
             fit.seconds,

@@ -5,8 +5,10 @@
 //! shared machines.
 
 mod fit;
+mod generate;
 mod ingest;
 mod load;
+mod packed;
 mod runtime;
 mod simulate;
 mod work;
@@ -48,6 +50,15 @@ pub enum What {
         #[arg(long)]
         port: u16,
     },
+    /// `palette generate` of a model of thousands of services, against
+    /// copying the model file.
+    Generate(generate::Args),
+    /// One measured generate, run as a child by `bench generate`; prints JSON.
+    #[command(hide = true)]
+    GenerateWorker { model: std::path::PathBuf, out: std::path::PathBuf },
+    /// One process serving 1,000 zero-work services: start-up, memory and
+    /// per-hop latency under open-loop load, against a single chain.
+    Packed(packed::Args),
     /// The runtime's local work (sleep, cpu, memory): how far from its
     /// target it ends, p50 and p90, at low load.
     Work(work::Args),
@@ -64,6 +75,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         What::Runtime(a) => runtime::run(a),
         What::RuntimeBare { port } => runtime::bare_server(port),
         What::Work(a) => work::run(a),
+        What::Packed(a) => packed::run(a),
+        What::Generate(a) => generate::run(a),
+        What::GenerateWorker { model, out } => generate::worker(&model, &out),
     }
 }
 

@@ -51,13 +51,13 @@ pub struct Args {
 }
 
 /// Ports free right now.
-fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+pub(crate) fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
     let l = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<Vec<_>, _>>()?;
     l.iter().map(|l| Ok(l.local_addr()?.port())).collect()
 }
 
 /// A server process; stopped with SIGTERM when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     stopped: bool,
 }
@@ -65,7 +65,7 @@ struct Server {
 impl Server {
     /// Starts `palette ARGS` (under `taskset -c 0` when `pin`) and waits for
     /// its `listening` lines.
-    fn start(args: &[&str], pin: bool, listening: usize) -> anyhow::Result<Server> {
+    pub(crate) fn start(args: &[&str], pin: bool, listening: usize) -> anyhow::Result<Server> {
         let exe = std::env::current_exe().context("cannot find the palette binary")?;
         let mut cmd = if pin {
             let mut c = Command::new("taskset");
@@ -96,8 +96,13 @@ impl Server {
         Ok(Server { child, stopped: false })
     }
 
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM, wait, and what it said on stderr.
-    fn stop(mut self) -> anyhow::Result<String> {
+    pub(crate) fn stop(mut self) -> anyhow::Result<String> {
         self.stopped = true;
         Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
         let status = self.child.wait()?;
@@ -248,7 +253,7 @@ fn write_chain(dir: &Path, n: usize, traced: bool) -> anyhow::Result<(PathBuf, u
 }
 
 /// The spans a stopped `palette serve` says it exported and dropped.
-fn span_counts(stderr: &str) -> (u64, u64) {
+pub(crate) fn span_counts(stderr: &str) -> (u64, u64) {
     let line = stderr.lines().find(|l| l.contains("spans exported")).unwrap_or("");
     let nums: Vec<u64> =
         line.split(|c: char| !c.is_ascii_digit() && c != ',').filter_map(|w| w.replace(',', "").parse().ok()).collect();
