@@ -11,3 +11,4 @@ mod run;
 mod serve;
 mod system;
 mod util;
+mod whatif;
