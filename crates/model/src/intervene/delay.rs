@@ -181,6 +181,7 @@ fn grid(q: impl Fn(f64) -> f64) -> Sketch {
 
 /// The standard normal quantile (Acklam's rational approximation; relative
 /// error below 1.2e-9), for `u` in (0, 1).
+#[allow(clippy::excessive_precision)] // the published constants, as published
 fn normal_quantile(u: f64) -> f64 {
     const A: [f64; 6] = [
         -39.696830286653757,
