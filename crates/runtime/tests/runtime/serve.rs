@@ -619,6 +619,37 @@ async fn figure1_served_matches_its_ground_truth() {
     panic!("three runs missed:\n{}", failures.join("\n"));
 }
 
+/// A `delay` intervention is live too: served, the Figure-1 model with 40
+/// ms more into B makes A's calls to B, as A observes them (its client
+/// spans), 40 ms slower than the ground truth's, and leaves B's own latency.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delay_is_served_as_the_caller_observes_it() {
+    let _serial = SERIAL.lock().await;
+    let work = tempfile::tempdir().unwrap();
+    let mut fig = figure1(work.path(), 2000);
+    let truth = profile(&fig.truth);
+    let edit = palette_model::intervene::parse("- delay: { into: B, add_ms: 40 }\n").unwrap();
+    fig.config.model = palette_model::intervene::apply(&fig.config.model, &edit).unwrap();
+    let served = serve(fig.config.clone(), None).await;
+    let a = fig.config.service("A").unwrap();
+    let peer = fig.config.services.iter().position(|s| s.name == "A").unwrap();
+    let op = fig.config.model.apis[a.apis[0] as usize].operation.clone();
+    for _ in 0..100 {
+        assert_eq!(served.root(peer, &op).await.status, 200);
+    }
+    let (_, dir) = served.finish().await;
+    let live = profile(&dir.path().join("spans.jsonl"));
+    let key = (ApiName::new("A", "a"), ApiName::new("B", "b"));
+    let median = |s: &palette_report::collect::Sample| s.values[s.values.len() / 2] as f64 / 1e6;
+    let (observed, truth_observed) = (median(&live.calls[&key]), median(&truth.calls[&key]));
+    let (own, truth_own) = (median(&live.callers[&key]), median(&truth.callers[&key]));
+    let report =
+        format!("A → B as A sees it {truth_observed:.2} → {observed:.2} ms; B's own {truth_own:.2} → {own:.2} ms");
+    let _ = writeln!(std::io::stderr(), "delay served: {report}");
+    assert!((observed - truth_observed - 40.0).abs() < 4.0, "{report}");
+    assert!((own - truth_own).abs() < 4.0, "{report}");
+}
+
 /// CPU time counters from /proc (Linux), in clock ticks: the machine's
 /// busy and total time over all cores, and this process's own.
 fn cpu_ticks() -> Option<(u64, u64, u64)> {
