@@ -146,6 +146,7 @@ pub struct Collector {
     roots: FxHashMap<Api, Reservoir>,
     apis: FxHashMap<Api, ApiAcc>,
     callers: FxHashMap<(Api, Api), Reservoir>,
+    calls: FxHashMap<(Api, Api), Reservoir>,
     spans_per_trace: Histogram,
     depth: Histogram,
     fan_out: Histogram,
@@ -166,6 +167,7 @@ impl Collector {
             roots: FxHashMap::default(),
             apis: FxHashMap::default(),
             callers: FxHashMap::default(),
+            calls: FxHashMap::default(),
             spans_per_trace: Histogram::default(),
             depth: Histogram::default(),
             fan_out: Histogram::default(),
@@ -197,6 +199,7 @@ impl Collector {
             if !e.is_root() {
                 let caller = tree.execs[e.parent as usize].api;
                 self.callers.entry((caller, e.api)).or_default().add(e.duration_ns, cap, &mut self.rng);
+                self.calls.entry((caller, e.api)).or_default().add(e.call_duration_ns, cap, &mut self.rng);
             }
             if e.child_count > 0 {
                 self.fan_out.add(e.child_count as u64);
@@ -251,6 +254,7 @@ impl Collector {
                 .map(|(a, acc)| (name(a), ApiProfile { latency: acc.latency.finish(), min_depth: acc.min_depth }))
                 .collect(),
             callers: self.callers.into_iter().map(|((c, a), r)| ((name(c), name(a)), r.finish())).collect(),
+            calls: self.calls.into_iter().map(|((c, a), r)| ((name(c), name(a)), r.finish())).collect(),
             spans_per_trace: self.spans_per_trace,
             depth: self.depth,
             fan_out: self.fan_out,
@@ -294,6 +298,10 @@ pub struct Profile {
     /// callee)`: a shared service's latency often depends on who calls it
     /// (the paper's Figure 1). Its count is the edge's number of calls.
     pub callers: BTreeMap<(ApiName, ApiName), Sample>,
+    /// Each `(caller, callee)` call's duration as the caller observed it —
+    /// the client span where the input has one, else the callee's own span —
+    /// so a network delay between the two shows here and not in `callers`.
+    pub calls: BTreeMap<(ApiName, ApiName), Sample>,
     /// Executions per trace. Counted as executions rather than canonical
     /// spans so a format that records each call from both sides (client and
     /// server spans) compares equal to one that records it once.

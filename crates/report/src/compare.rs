@@ -79,6 +79,11 @@ pub struct Comparison {
     /// Execution latency of each API per caller (every caller → callee edge
     /// of the original), callees by executions then callers by calls.
     pub callers: BTreeMap<String, Vec<LatencyComparison>>,
+    /// Caller-observed latency of every caller → callee edge of the
+    /// original (the client span where there is one), with how far each
+    /// quantile moved: what a delay intervention should add to reproduce a
+    /// candidate (a fault) from the original. Ordered by calls, most first.
+    pub edges: BTreeMap<String, Vec<EdgeShift>>,
     /// Shape of the call trees.
     pub structure: BTreeMap<String, StructureComparison>,
 }
@@ -176,6 +181,54 @@ pub struct LatencyComparison {
     pub p99: Stat,
     /// Close, differs or missing.
     pub verdict: Verdict,
+}
+
+/// One statistic of an edge's caller-observed latency on both sides.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Shift {
+    /// The original's value, ms.
+    pub original_ms: f64,
+    /// The candidate's value, ms; `null` when the candidate never makes the call.
+    pub candidate_ms: Option<f64>,
+    /// `candidate − original`, ms: the delay that moves this quantile.
+    pub shift_ms: Option<f64>,
+    /// `candidate / original`; `null` when undefined.
+    pub ratio: Option<f64>,
+}
+
+impl Shift {
+    fn new(original_ms: f64, candidate_ms: Option<f64>) -> Shift {
+        Shift {
+            original_ms,
+            candidate_ms,
+            shift_ms: candidate_ms.map(|c| c - original_ms),
+            ratio: candidate_ms.filter(|_| original_ms > 0.0).map(|c| c / original_ms),
+        }
+    }
+}
+
+/// One caller → callee edge's caller-observed latency, original against a
+/// candidate.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct EdgeShift {
+    /// The calling API.
+    pub caller: ApiName,
+    /// The called API.
+    pub callee: ApiName,
+    /// Calls in the original.
+    pub original_calls: u64,
+    /// Calls in the candidate.
+    pub candidate_calls: u64,
+    /// Two-sample KS statistic; `null` when the candidate lacks the edge.
+    pub ks: Option<f64>,
+    /// Mean caller-observed latency.
+    pub mean: Shift,
+    /// Median.
+    pub p50: Shift,
+    /// 90th percentile.
+    pub p90: Shift,
+    /// 99th percentile.
+    pub p99: Shift,
 }
 
 /// A distribution of small integers, original against candidate.
@@ -279,8 +332,11 @@ pub fn compare(original: &Input, candidates: &[Input], opts: &CompareOptions) ->
         roots: BTreeMap::new(),
         apis: BTreeMap::new(),
         callers: BTreeMap::new(),
+        edges: BTreeMap::new(),
         structure: BTreeMap::new(),
     };
+    let mut edge_keys: Vec<(&(ApiName, ApiName), u64)> = o.calls.iter().map(|(k, s)| (k, s.count)).collect();
+    edge_keys.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
     let apis = o.apis_by_count();
     for cand in candidates {
         let c = &cand.profile;
@@ -303,6 +359,8 @@ pub fn compare(original: &Input, candidates: &[Input], opts: &CompareOptions) ->
         cmp.roots.insert(cand.label.clone(), roots);
         cmp.apis.insert(cand.label.clone(), api_rows);
         cmp.callers.insert(cand.label.clone(), caller_rows);
+        let edges = edge_keys.iter().map(|&(key, _)| edge_shift(key, &o.calls[key], c.calls.get(key))).collect();
+        cmp.edges.insert(cand.label.clone(), edges);
         cmp.structure.insert(cand.label.clone(), structure(o, c, opts));
     }
     Ok(cmp)
@@ -355,6 +413,25 @@ fn latency(
         p90: quantile(0.9),
         p99: quantile(0.99),
         verdict,
+    }
+}
+
+/// One edge's caller-observed latency compared.
+fn edge_shift(key: &(ApiName, ApiName), original: &Sample, candidate: Option<&Sample>) -> EdgeShift {
+    let candidate = candidate.filter(|s| !s.values.is_empty());
+    let (a, b) = (&original.values, candidate.map(|s| s.values.as_slice()));
+    let q = |s: &[i64], p: f64| metrics::quantile(s, p).map_or(0.0, |v| ms(v as f64));
+    let quantile = |p: f64| Shift::new(q(a, p), b.map(|b| q(b, p)));
+    EdgeShift {
+        caller: key.0.clone(),
+        callee: key.1.clone(),
+        original_calls: original.count,
+        candidate_calls: candidate.map_or(0, |s| s.count),
+        ks: b.map(|b| metrics::ks_statistic(a, b)),
+        mean: Shift::new(ms(original.mean_ns()), candidate.map(|s| ms(s.mean_ns()))),
+        p50: quantile(0.5),
+        p90: quantile(0.9),
+        p99: quantile(0.99),
     }
 }
 
@@ -488,6 +565,48 @@ mod tests {
         let json = serde_json::to_value(&cmp).unwrap();
         assert!(json["roots"]["only-a"][0]["ks"].is_number());
         assert!(json["structure"]["only-a"]["edge_probability"]["mae"].is_number());
+    }
+
+    /// Traces of A calling B where B takes `callee` ms and the caller sees
+    /// `callee + delay` ms (a network delay between them).
+    fn delayed(callee: &[i64], delay: i64) -> Profile {
+        let mut names = Interner::default();
+        let ms = 1_000_000;
+        let trees: Vec<_> = callee
+            .iter()
+            .map(|&d| {
+                let mut t = tree(&mut names, &[("A/a", NO_PARENT, 0, 1000 * ms), ("B/b", 0, 10 * ms, (10 + d) * ms)]);
+                t.execs[1].call_duration_ns = (d + delay) * ms;
+                t
+            })
+            .collect();
+        Profile::from_traces(&trees, &names, CollectOptions::default())
+    }
+
+    #[test]
+    fn edge_shift_is_caller_observed() {
+        let callee: Vec<i64> = (1..=100).collect();
+        let o = Input::new("orig", "o", delayed(&callee, 2));
+        let c = Input::new("fault", "f", delayed(&callee, 247));
+        let cmp = compare(&o, &[c], &CompareOptions::default()).unwrap();
+        // The callee's own latency did not move; the caller's view did, by 245 ms.
+        assert_eq!(find(&cmp.callers["fault"], "b", Some("a")).ks, Some(0.0));
+        let e = &cmp.edges["fault"][0];
+        assert_eq!((e.caller.operation.as_str(), e.callee.operation.as_str()), ("a", "b"));
+        assert_eq!((e.original_calls, e.candidate_calls, e.ks), (100, 100, Some(1.0)));
+        for s in [&e.mean, &e.p50, &e.p90, &e.p99] {
+            assert!((s.shift_ms.unwrap() - 245.0).abs() < 1e-9, "{s:?}");
+        }
+        assert!((e.p50.original_ms - 52.0).abs() <= 1.0, "{:?}", e.p50);
+        assert!((e.p50.ratio.unwrap() - e.p50.candidate_ms.unwrap() / e.p50.original_ms).abs() < 1e-12);
+        let text = crate::text::edges(&cmp, 5);
+        assert!(text.contains("A a → B b") && text.contains("+245.00 ms"), "{text}");
+        let json = serde_json::to_value(&cmp).unwrap();
+        assert_eq!(json["edges"]["fault"][0]["p90"]["shift_ms"], 245.0);
+        // An edge the candidate lacks has no shift.
+        let none = compare(&o, &[Input::new("empty", "e", Profile::default())], &CompareOptions::default()).unwrap();
+        let e = &none.edges["empty"][0];
+        assert_eq!((e.ks, e.p50.shift_ms, e.candidate_calls), (None, None, 0));
     }
 
     #[test]

@@ -122,6 +122,11 @@ pub fn render(original: &Input, candidates: &[Input], cmp: &Comparison, opts: &H
     }
     h += "</div>\n";
 
+    h += "<h2>Caller-observed latency per edge</h2>\n<p class=\"note\">Each call's duration as its caller saw it \
+        (the client span where the traces have one, else the callee's span), and how far each quantile moved: \
+        the delay a <code>delay</code> intervention adds to reproduce the candidate.</p>\n";
+    edge_table(&mut h, cmp, opts.max_rows);
+
     h += "<h2>Structure</h2>\n<p class=\"note\">Spans per trace count executions (one per API call). \
         Call probability is calls of an edge per execution of its caller, compared over the union of edges. \
         A stage is a group of one execution's calls that overlap in time; a concurrent stage has two or more.</p>\n";
@@ -226,6 +231,42 @@ fn verdict_table<'c>(
     h.push_str("</table>\n");
 }
 
+/// Per-edge caller-observed latency: the first `limit` edges by calls, each
+/// candidate's row under the edge.
+fn edge_table(h: &mut String, cmp: &Comparison, limit: usize) {
+    h.push_str("<table>\n<tr><th class=\"name\">caller → callee</th><th class=\"name\">candidate</th><th>calls (orig / cand)</th><th>KS</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th></tr>\n");
+    let cell = |s: &crate::compare::Shift| match (s.candidate_ms, s.shift_ms) {
+        (Some(c), Some(d)) => format!(
+            "{:.2} → {c:.2} ({d:+.2}, {})",
+            s.original_ms,
+            s.ratio.map_or_else(|| "×n/a".into(), |r| format!("×{r:.2}"))
+        ),
+        _ => format!("{:.2} → –", s.original_ms),
+    };
+    let Some(first) = cmp.candidates.first() else {
+        h.push_str("</table>\n");
+        return;
+    };
+    for i in 0..cmp.edges[&first.label].len().min(limit) {
+        for c in &cmp.candidates {
+            let r = &cmp.edges[&c.label][i];
+            let name = xml_escape(&format!("{} → {}", r.caller, r.callee));
+            let _ = writeln!(
+                h,
+                "<tr><td class=\"name\" title=\"{name}\">{name}</td><td class=\"name\">{}</td><td>{} / {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                xml_escape(&c.label),
+                thousands(r.original_calls),
+                thousands(r.candidate_calls),
+                r.ks.map_or_else(|| "–".into(), |v| format!("{v:.3}")),
+                cell(&r.p50),
+                cell(&r.p90),
+                cell(&r.p99),
+            );
+        }
+    }
+    h.push_str("</table>\n");
+}
+
 fn structure_table(h: &mut String, cmp: &Comparison) {
     h.push_str("<table>\n<tr><th class=\"name\">metric</th><th>original</th>");
     for (i, c) in cmp.candidates.iter().enumerate() {
@@ -322,6 +363,8 @@ mod tests {
         assert_eq!(page.matches("<svg").count(), 8);
         assert!(page.contains("Latency by caller") && page.contains("B b ← A a"));
         assert!(page.contains("C &lt;c&gt;") && !page.contains("C <c>"));
+        assert!(page.contains("Caller-observed latency per edge") && page.contains("C &lt;c&gt; → B b"));
+        assert!(page.contains("(+0.00, ×1.00)"), "edge shifts of identical inputs");
         for (i, _) in page.match_indices("http") {
             let before = &page[i.saturating_sub(7)..i];
             assert_eq!(before, "xmlns=\"", "a link other than an SVG namespace at {i}");

@@ -43,6 +43,8 @@ pub mod text;
 pub mod topology;
 
 pub use collect::{ApiName, ApiProfile, CollectOptions, Collector, Profile, Sample};
-pub use compare::{CompareOptions, Comparison, Input, LatencyComparison, StructureComparison, Verdict, compare};
+pub use compare::{
+    CompareOptions, Comparison, EdgeShift, Input, LatencyComparison, Shift, StructureComparison, Verdict, compare,
+};
 pub use error::Error;
 pub use html::HtmlOptions;

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::compare::{Comparison, LatencyComparison, Verdict};
+use crate::compare::{Comparison, EdgeShift, LatencyComparison, Shift, Verdict};
 
 pub use palette_trace::stats::thousands;
 
@@ -130,6 +130,56 @@ pub fn render(cmp: &Comparison, top: usize) -> String {
     }
     out += "\n";
     out += &structure_table(cmp);
+    out
+}
+
+/// `245.3 → 490.1 (+244.8 ms, ×2.00)`, or `245.3 → –` when the candidate lacks it.
+fn shift_cell(s: &Shift) -> String {
+    match (s.candidate_ms, s.shift_ms) {
+        (Some(c), Some(d)) => {
+            let ratio = s.ratio.map_or_else(|| "×n/a".into(), |r| format!("×{r:.2}"));
+            format!("{:.2} → {c:.2} ({d:+.2} ms, {ratio})", s.original_ms)
+        }
+        _ => format!("{:.2} → –", s.original_ms),
+    }
+}
+
+/// Caller-observed latency per edge (`palette compare --edges`): for each
+/// of the `top` edges with the most calls, one line per candidate with the
+/// p50, p90 and p99 of the original and the candidate and their shift.
+pub fn edges(cmp: &Comparison, top: usize) -> String {
+    let mut out = String::new();
+    let labels: Vec<&str> = cmp.candidates.iter().map(|c| c.label.as_str()).collect();
+    let Some(first) = labels.first() else {
+        return out;
+    };
+    let rows: Vec<&EdgeShift> = cmp.edges[*first].iter().take(top).collect();
+    let _ = writeln!(
+        out,
+        "caller-observed latency per edge, ms (top {top} by calls; client span where traced, else the callee's)"
+    );
+    let names: Vec<String> = rows.iter().map(|r| format!("{} → {}", r.caller, r.callee)).collect();
+    let name_w = names.iter().map(|s| s.chars().count()).max().unwrap_or(0).min(100);
+    let label_w = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0) + 1;
+    for (i, name) in names.iter().enumerate() {
+        let _ = writeln!(out, "{}  ({} calls)", fit(name, name_w), thousands(rows[i].original_calls));
+        for label in &labels {
+            let r = &cmp.edges[*label][i];
+            let ks = r.ks.map_or_else(|| "missing".into(), |k| format!("KS {k:.2}"));
+            let _ = writeln!(
+                out,
+                "  {:<label_w$} {ks:<8} p50 {}  p90 {}  p99 {}",
+                format!("{label}:"),
+                shift_cell(&r.p50),
+                shift_cell(&r.p90),
+                shift_cell(&r.p99)
+            );
+        }
+    }
+    let total = cmp.edges[*first].len();
+    if total > top {
+        let _ = writeln!(out, "  … {} more edges (--top N, or --json for all)", total - top);
+    }
     out
 }
 

