@@ -1,8 +1,9 @@
 //! How services talk: one small [`Transport`] trait for "call operation X on
 //! peer Y with these headers and this body", and its HTTP/1.1
 //! implementation on hyper — a client with pooled keep-alive connections per
-//! peer, and a server that hands each request to a [`Handler`]. gRPC can be
-//! added as a second implementation of both without touching the executor.
+//! peer, and a server that hands each request to a [`Handler`]. gRPC
+//! ([`crate::grpc`]) is a second implementation of both; the executor does
+//! not know which it runs over.
 //!
 //! Wire protocol: `POST /op/{operation}` (percent-encoded), W3C context
 //! headers, `palette-server-ns` on 200 responses, one-line error bodies,
@@ -241,6 +242,8 @@ pub struct Inbound {
     /// Every `baggage` header, joined with `,`.
     pub baggage: Option<String>,
     pub body: Bytes,
+    /// It came as a gRPC call: its SERVER span says so (`rpc.system`).
+    pub grpc: bool,
 }
 
 /// A service's answer.
@@ -285,7 +288,8 @@ fn header_text(req: &http::Request<Incoming>, name: &str) -> Result<Option<Strin
     Ok(Some(s))
 }
 
-async fn dispatch(handler: Arc<dyn Handler>, req: http::Request<Incoming>) -> http::Response<Full<Bytes>> {
+/// Answers one HTTP request (HTTP/1.1, or HTTP/2 that is not gRPC).
+pub(crate) async fn dispatch(handler: Arc<dyn Handler>, req: http::Request<Incoming>) -> http::Response<Full<Bytes>> {
     let path = req.uri().path();
     if path == "/healthz" {
         return text(StatusCode::OK, "ok");
@@ -318,7 +322,7 @@ async fn dispatch(handler: Arc<dyn Handler>, req: http::Request<Incoming>) -> ht
         }
         Err(e) => return text(StatusCode::BAD_REQUEST, &format!("cannot read the request body: {e}")),
     };
-    match handler.handle(Inbound { operation, traceparent, tracestate, baggage, body }).await {
+    match handler.handle(Inbound { operation, traceparent, tracestate, baggage, body, grpc: false }).await {
         Outbound::Ok { body, server_ns, calls } => {
             let mut r = http::Response::new(Full::new(body));
             r.headers_mut().insert(SERVER_NS_HEADER, HeaderValue::from(server_ns));
