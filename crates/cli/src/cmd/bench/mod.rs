@@ -39,14 +39,18 @@ pub enum What {
     /// The load generator's own ceiling: rising Poisson rates against a
     /// zero-latency server.
     Load(load::Args),
-    /// Per-hop latency of a zero-work chain of services and requests/s of one
-    /// service on one core, against a bare hyper server.
+    /// Per-hop latency of a zero-work chain of services (HTTP/1.1 and gRPC)
+    /// and requests/s of one service on one core, against bare hyper and
+    /// bare gRPC servers.
     Runtime(runtime::Args),
     /// The bare hyper server `bench runtime` compares with, run as a child.
     #[command(hide = true)]
     RuntimeBare {
         #[arg(long)]
         port: u16,
+        /// The bare gRPC server instead (the runtime's tonic service, echoing).
+        #[arg(long)]
+        grpc: bool,
     },
     /// The runtime's local work (sleep, cpu, memory): how far from its
     /// target it ends, p50 and p90, at low load.
@@ -62,7 +66,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         What::FitWorker { file } => fit::worker(&file),
         What::Load(a) => load::run(a),
         What::Runtime(a) => runtime::run(a),
-        What::RuntimeBare { port } => runtime::bare_server(port),
+        What::RuntimeBare { port, grpc: false } => runtime::bare_server(port),
+        What::RuntimeBare { port, grpc: true } => runtime::bare_grpc_server(port),
         What::Work(a) => work::run(a),
     }
 }
