@@ -11,6 +11,8 @@ fn main() {
         // Payloads are slices of one shared buffer: `Bytes`, not `Vec<u8>`.
         .bytes(".")
         .build_transport(false)
+        // Calls are framed on `h2` directly (see `grpc::GrpcClient`).
+        .build_client(false)
         .emit_rerun_if_changed(false)
         .compile_fds(fds)
     {

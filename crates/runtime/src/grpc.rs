@@ -21,16 +21,12 @@
 //! (a broken connection, a foreign server) and is a failed call.
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::Uri;
 use hyper::body::Incoming;
-use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -198,53 +194,49 @@ where
 }
 
 /// Why the HTTP/2 connection did not carry a call.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
 struct WireError {
     message: String,
     /// The request never left: sending it again on a new connection is safe.
     unsent: bool,
 }
 
-/// hyper's HTTP/2 sender as the tower service tonic's client drives.
-#[derive(Clone)]
-struct H2(SendRequest<tonic::body::Body>);
-
-impl tonic::codegen::Service<http::Request<tonic::body::Body>> for H2 {
-    type Response = http::Response<Incoming>;
-    type Error = WireError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, WireError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WireError>> {
-        self.0.poll_ready(cx).map_err(|e| WireError { message: e.to_string(), unsent: true })
-    }
-
-    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        let sent = self.0.try_send_request(req);
-        Box::pin(async move {
-            sent.await.map_err(|mut e| WireError { unsent: e.take_message().is_some(), message: e.error().to_string() })
-        })
+impl From<h2::Error> for WireError {
+    fn from(e: h2::Error) -> WireError {
+        // A stream refused, or a connection going away before the peer
+        // processed it: per RFC 9113 the request was not acted upon.
+        let unsent = e.reason() == Some(h2::Reason::REFUSED_STREAM) || e.is_go_away();
+        WireError { message: e.to_string(), unsent }
     }
 }
 
 struct GrpcPeer {
     /// `host:port`, for connecting.
     addr: String,
-    /// `http://host:port`: the `:authority` of calls.
-    origin: Uri,
+    /// `http://host:port/palette.v1.Palette/Call`: every call's URI.
+    uri: Uri,
     /// The connection every call to this peer shares, once open.
-    conn: Mutex<Option<SendRequest<tonic::body::Body>>>,
+    conn: Mutex<Option<h2::client::SendRequest<Bytes>>>,
     /// Held while connecting, so concurrent first calls open one connection.
     connecting: tokio::sync::Mutex<()>,
 }
 
 impl GrpcPeer {
-    fn open(&self) -> Option<SendRequest<tonic::body::Body>> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner()).as_ref().filter(|s| !s.is_closed()).cloned()
+    fn open(&self) -> Option<h2::client::SendRequest<Bytes>> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn forget(&self) {
+        *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 
 /// gRPC client: one multiplexed HTTP/2 connection per peer, `TCP_NODELAY`.
+///
+/// Unary calls are framed here on the `h2` crate directly (a gRPC message
+/// is a 5-byte prefix and the protobuf): hyper's HTTP/2 client, under
+/// tonic's, adds a spawned task per call, and on a lightly loaded service
+/// each hand-off between tasks is a thread wake-up that costs more than
+/// the call overhead the traces recorded (see BENCHMARKS.md).
 pub struct GrpcClient {
     peers: Vec<GrpcPeer>,
     /// Largest reply payload accepted.
@@ -257,8 +249,8 @@ impl GrpcClient {
         let peers = addrs
             .into_iter()
             .map(|addr| GrpcPeer {
-                origin: Uri::from_str(&format!("http://{addr}"))
-                    .unwrap_or_else(|_| Uri::from_static("http://localhost")),
+                uri: Uri::from_str(&format!("http://{addr}{CALL_PATH}"))
+                    .unwrap_or_else(|_| Uri::from_static("http://localhost/palette.v1.Palette/Call")),
                 addr,
                 conn: Mutex::new(None),
                 connecting: tokio::sync::Mutex::new(()),
@@ -268,7 +260,7 @@ impl GrpcClient {
     }
 
     /// The peer's connection, opened if there is none; `true` when new.
-    async fn connection(&self, p: &GrpcPeer) -> Result<(SendRequest<tonic::body::Body>, bool), CallError> {
+    async fn connection(&self, p: &GrpcPeer) -> Result<(h2::client::SendRequest<Bytes>, bool), CallError> {
         if let Some(s) = p.open() {
             return Ok((s, false));
         }
@@ -279,8 +271,11 @@ impl GrpcClient {
         let stream =
             TcpStream::connect(&p.addr).await.map_err(|source| CallError::Connect { peer: p.addr.clone(), source })?;
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .handshake(TokioIo::new(stream))
+        let (sender, conn) = h2::client::Builder::new()
+            .initial_window_size(WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_send_buffer_size(WINDOW as usize)
+            .handshake::<_, Bytes>(stream)
             .await
             .map_err(|e| CallError::Protocol { peer: p.addr.clone(), message: e.to_string() })?;
         tokio::spawn(async move {
@@ -300,73 +295,146 @@ impl GrpcClient {
     ) -> Result<Reply, CallError> {
         let p = self.peers.get(peer).ok_or(CallError::NoPeer(peer))?;
         let protocol = |message: String| CallError::Protocol { peer: p.addr.clone(), message };
-        let max_message = usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX).saturating_add(MESSAGE_SLACK);
-        let mut metadata = MetadataMap::new();
+        let mut req = http::Request::post(p.uri.clone())
+            .header(http::header::CONTENT_TYPE, "application/grpc")
+            .header(http::header::TE, "trailers");
         for (name, value) in
             [("traceparent", headers.traceparent), ("tracestate", headers.tracestate), ("baggage", headers.baggage)]
         {
             if let Some(v) = value {
-                let v = MetadataValue::try_from(v).map_err(|e| protocol(format!("{name}: {e}")))?;
-                metadata.insert(name, v);
+                req = req.header(name, v);
             }
         }
+        let req = req.body(()).map_err(|e| protocol(e.to_string()))?;
+        let message = frame(&CallRequest { operation: operation.to_string(), payload: body });
         let mut retried = false;
         loop {
             let (sender, fresh) = self.connection(p).await?;
-            let mut client = pb::palette_client::PaletteClient::with_origin(H2(sender), p.origin.clone())
-                .max_decoding_message_size(max_message)
-                .max_encoding_message_size(max_message);
-            let request = CallRequest { operation: operation.to_string(), payload: body.clone() };
-            let request = tonic::Request::from_parts(metadata.clone(), Default::default(), request);
-            match client.call(request).await {
-                Ok(r) => {
-                    let (md, reply, _) = r.into_parts();
-                    return Ok(Reply {
-                        status: 200,
-                        server_ns: number(&md, SERVER_NS_HEADER),
-                        calls: number(&md, CALLS_HEADER),
-                        body: reply.payload,
-                    });
-                }
-                Err(status) => {
-                    let palette_status = status
-                        .metadata()
-                        .get(STATUS_METADATA)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<u16>().ok());
-                    if let Some(code) = palette_status {
-                        return Ok(Reply {
-                            status: code,
-                            server_ns: None,
-                            calls: None,
-                            body: Bytes::from(status.message().to_string()),
-                        });
-                    }
-                    let wire = std::error::Error::source(&status).and_then(|e| e.downcast_ref::<WireError>());
+            match self.exchange(sender, req.clone(), message.clone()).await {
+                Ok(reply) => return reply.map_err(protocol),
+                Err(e) => {
+                    // The connection is unusable: the next call opens another.
+                    p.forget();
                     // A shared connection that closed before it took the
                     // call (the peer restarted, or said GOAWAY): the callee
                     // never saw it; again on a new connection.
-                    if wire.is_some_and(|w| w.unsent) && !fresh && !retried {
+                    if e.unsent && !fresh && !retried {
                         retried = true;
-                        let mut conn = p.conn.lock().unwrap_or_else(|e| e.into_inner());
-                        if conn.as_ref().is_some_and(|s| s.is_closed() || !s.is_ready()) {
-                            *conn = None;
-                        }
                         continue;
                     }
-                    return Err(match wire {
-                        Some(w) => protocol(w.message.clone()),
-                        None => protocol(format!("gRPC {:?}: {}", status.code(), status.message())),
-                    });
+                    return Err(protocol(e.message));
                 }
             }
         }
     }
+
+    /// One call on `sender`'s connection. The outer error is the
+    /// connection's; the inner one a reply that is not gRPC.
+    async fn exchange(
+        &self,
+        sender: h2::client::SendRequest<Bytes>,
+        req: http::Request<()>,
+        message: Bytes,
+    ) -> Result<Result<Reply, String>, WireError> {
+        let mut sender = sender.ready().await?;
+        let (response, mut send) = sender.send_request(req, false)?;
+        send_all(&mut send, message).await?;
+        let response = response.await?;
+        let (parts, mut body) = response.into_parts();
+        if parts.status != http::StatusCode::OK {
+            return Ok(Err(format!("HTTP status {} to a gRPC call", parts.status)));
+        }
+        let limit = usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX).saturating_add(MESSAGE_SLACK);
+        let mut data = bytes::BytesMut::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk?;
+            let _ = body.flow_control().release_capacity(chunk.len());
+            if data.len() + chunk.len() > limit {
+                return Ok(Err(format!("reply over {limit} bytes")));
+            }
+            data.extend_from_slice(&chunk);
+        }
+        // A trailers-only reply (an error) has its status in the headers.
+        let trailers = if parts.headers.contains_key("grpc-status") { None } else { body.trailers().await? };
+        let status = trailers.as_ref().unwrap_or(&parts.headers);
+        let text = |k: &str| status.get(k).and_then(|v| v.to_str().ok());
+        let Some(code) = text("grpc-status").and_then(|v| v.parse::<i32>().ok()) else {
+            return Ok(Err("a reply without grpc-status".into()));
+        };
+        if code != Code::Ok as i32 {
+            let message = text("grpc-message").and_then(crate::transport::percent_decode).unwrap_or_default();
+            // Without palette-status the error did not come from a Palette service.
+            return Ok(match text(STATUS_METADATA).and_then(|v| v.parse::<u16>().ok()) {
+                Some(status) => Ok(Reply { status, server_ns: None, calls: None, body: Bytes::from(message) }),
+                None => Err(format!("gRPC {:?}: {message}", Code::from_i32(code))),
+            });
+        }
+        let reply = match unframe(&data) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        let number = |k: &str| parts.headers.get(k).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+        Ok(Ok(Reply {
+            status: 200,
+            server_ns: number(SERVER_NS_HEADER),
+            calls: number(CALLS_HEADER).and_then(|n: u64| u32::try_from(n).ok()),
+            body: reply.payload,
+        }))
+    }
 }
 
-/// A number in reply metadata, when there is one.
-fn number<T: FromStr>(md: &MetadataMap, key: &str) -> Option<T> {
-    md.get(key).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
+/// The path of the one method.
+const CALL_PATH: &str = "/palette.v1.Palette/Call";
+
+/// Per-stream flow-control window: a typical payload goes in one flight.
+const WINDOW: u32 = 1 << 20;
+
+/// Connection flow-control window, shared by the calls in flight.
+const CONNECTION_WINDOW: u32 = 16 << 20;
+
+/// A gRPC message: uncompressed flag, big-endian length, the protobuf.
+fn frame(msg: &CallRequest) -> Bytes {
+    let len = prost::Message::encoded_len(msg);
+    let mut buf = Vec::with_capacity(5 + len);
+    buf.push(0);
+    buf.extend_from_slice(&(len as u32).to_be_bytes());
+    prost::Message::encode(msg, &mut buf).expect("a Vec grows as needed");
+    Bytes::from(buf)
+}
+
+/// The one message of a unary reply.
+fn unframe(data: &[u8]) -> Result<CallReply, String> {
+    let Some((head, rest)) = data.split_first_chunk::<5>() else {
+        return Err("a reply without a message".into());
+    };
+    if head[0] != 0 {
+        return Err("a compressed reply (none was asked for)".into());
+    }
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if rest.len() != len {
+        return Err(format!("a reply message of {} bytes framed as {len}", rest.len()));
+    }
+    <CallReply as prost::Message>::decode(rest).map_err(|e| format!("a reply that is not a CallReply: {e}"))
+}
+
+/// Sends `data` and ends the stream, as flow control allows.
+async fn send_all(send: &mut h2::SendStream<Bytes>, mut data: Bytes) -> Result<(), h2::Error> {
+    if data.is_empty() {
+        return send.send_data(data, true);
+    }
+    send.reserve_capacity(data.len());
+    while !data.is_empty() {
+        let granted = match std::future::poll_fn(|cx| send.poll_capacity(cx)).await {
+            Some(n) => n?,
+            None => return Err(h2::Error::from(h2::Reason::STREAM_CLOSED)),
+        };
+        if granted == 0 {
+            continue;
+        }
+        let chunk = data.split_to(granted.min(data.len()));
+        send.send_data(chunk, data.is_empty())?;
+    }
+    Ok(())
 }
 
 impl Transport for GrpcClient {
