@@ -1,5 +1,6 @@
-//! Compiles `proto/palette.proto` into the gRPC stubs with `protox`, a
-//! protobuf compiler in Rust: building needs no system `protoc`.
+//! Compiles `proto/palette.proto` into its messages with `protox`, a
+//! protobuf compiler in Rust, and `prost-build`: building needs no system
+//! `protoc`.
 
 fn main() {
     println!("cargo:rerun-if-changed=proto/palette.proto");
@@ -7,15 +8,8 @@ fn main() {
         Ok(fds) => fds,
         Err(e) => panic!("proto/palette.proto: {e}"),
     };
-    if let Err(e) = tonic_prost_build::configure()
-        // Payloads are slices of one shared buffer: `Bytes`, not `Vec<u8>`.
-        .bytes(".")
-        .build_transport(false)
-        // Calls are framed on `h2` directly (see `grpc::GrpcClient`).
-        .build_client(false)
-        .emit_rerun_if_changed(false)
-        .compile_fds(fds)
-    {
-        panic!("generating the gRPC stubs: {e}");
+    // Payloads are slices of one shared buffer: `Bytes`, not `Vec<u8>`.
+    if let Err(e) = prost_build::Config::new().bytes(["."]).compile_fds(fds) {
+        panic!("generating the protobuf messages: {e}");
     }
 }

@@ -2,8 +2,9 @@
 //! one generic unary method of `proto/palette.proto`
 //! (`/palette.v1.Palette/Call`).
 //!
-//! Both sides are tonic's codec and generated stubs over hyper's HTTP/2,
-//! with the runtime's own connection handling:
+//! The messages are `prost` code generated from the proto at build time
+//! (`protox`, no system `protoc`); unary calls are framed on the `h2` crate
+//! directly (a gRPC message is a 5-byte prefix and the protobuf):
 //! - [`GrpcClient`] keeps one HTTP/2 connection per peer, multiplexing every
 //!   call to it (as a gRPC channel does), reconnecting when it closes;
 //! - [`serve_grpc`] answers gRPC and HTTP/1.1 on the same port, told apart
@@ -11,6 +12,14 @@
 //!   `GET /healthz` (the supervisor, compose and Kubernetes probes) and
 //!   `POST /op/{operation}` (root requests from `palette load` or curl)
 //!   exactly as an HTTP system does; calls between its services are gRPC.
+//!
+//! Why not tonic over hyper: their HTTP/2 stacks hand each call between
+//! several tasks (a spawned task per call on the client, per stream on the
+//! server, body pipes), and at the low request rates of a replayed trace
+//! every hand-off is a thread wake-up. A tonic server and client cost a
+//! hop about twice what this framing does, more than the call overhead
+//! the traces record, which the runtime can then not reproduce
+//! (BENCHMARKS.md, "gRPC transport").
 //!
 //! Metadata mirror the HTTP headers: `traceparent`, `tracestate` and
 //! `baggage` on requests; `palette-server-ns` and `palette-calls` on
@@ -20,30 +29,37 @@
 //! a failure without `palette-status` did not come from a Palette service
 //! (a broken connection, a foreign server) and is a failed call.
 
-use std::convert::Infallible;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::Uri;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tonic::metadata::{MetadataMap, MetadataValue};
-use tonic::{Code, Status};
 
 use crate::transport::{CALLS_HEADER, CallError, CallFuture, CallHeaders, Handler, Inbound, Outbound, Phase, Reply};
-use crate::transport::{SERVER_NS_HEADER, Transport, dispatch};
+use crate::transport::{SERVER_NS_HEADER, Transport};
 
-/// The code generated from `proto/palette.proto`.
+/// The messages generated from `proto/palette.proto`.
 #[allow(clippy::all, missing_docs)]
 pub mod pb {
-    tonic::include_proto!("palette.v1");
+    include!(concat!(env!("OUT_DIR"), "/palette.v1.rs"));
 }
 
-use pb::palette_server::{Palette, PaletteServer};
 use pb::{CallReply, CallRequest};
+
+/// The gRPC status codes the runtime answers with (as numbered by gRPC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Code {
+    Ok = 0,
+    Unknown = 2,
+    InvalidArgument = 3,
+    DeadlineExceeded = 4,
+    OutOfRange = 11,
+    Unimplemented = 12,
+    Internal = 13,
+    Unavailable = 14,
+}
 
 /// Error metadata: the HTTP status the runtime would have answered.
 pub const STATUS_METADATA: &str = "palette-status";
@@ -71,21 +87,9 @@ pub fn code_for(status: u16) -> Code {
     }
 }
 
-fn status_of(status: u16, message: String) -> Status {
-    let mut metadata = MetadataMap::new();
-    metadata.insert(STATUS_METADATA, MetadataValue::from(status));
-    Status::with_metadata(code_for(status), message, metadata)
-}
-
-/// Serves the executor of one service as the `Palette` gRPC service.
-struct GrpcHandler {
-    handler: Arc<dyn Handler>,
-}
-
-/// Every value of a metadata key, joined with `,` (as HTTP headers are);
-/// `Err` when one is not text.
-fn metadata_text(md: &MetadataMap, name: &str) -> Result<Option<String>, ()> {
-    let mut all = md.get_all(name).iter();
+/// Every value of a header, joined with `,`; `Err` when one is not text.
+fn header_text(headers: &http::HeaderMap, name: &str) -> Result<Option<String>, ()> {
+    let mut all = headers.get_all(name).iter();
     let Some(first) = all.next() else { return Ok(None) };
     let mut s = first.to_str().map_err(|_| ())?.to_string();
     for v in all {
@@ -95,59 +99,25 @@ fn metadata_text(md: &MetadataMap, name: &str) -> Result<Option<String>, ()> {
     Ok(Some(s))
 }
 
-#[tonic::async_trait]
-impl Palette for GrpcHandler {
-    async fn call(&self, request: tonic::Request<CallRequest>) -> Result<tonic::Response<CallReply>, Status> {
-        let md = request.metadata();
-        // A traceparent that is not text is malformed: a new root.
-        let traceparent = metadata_text(md, "traceparent").ok().flatten();
-        let tracestate = metadata_text(md, "tracestate").ok().flatten();
-        let Ok(baggage) = metadata_text(md, "baggage") else {
-            return Err(status_of(400, "baggage holds characters metadata cannot carry".into()));
-        };
-        let CallRequest { operation, payload } = request.into_inner();
-        let max = self.handler.max_body_bytes();
-        if payload.len() as u64 > max {
-            return Err(status_of(413, format!("request body over {max} bytes")));
-        }
-        let inbound = Inbound { operation, traceparent, tracestate, baggage, body: payload, grpc: true };
-        match self.handler.clone().handle(inbound).await {
-            Outbound::Ok { body, server_ns, calls } => {
-                let mut r = tonic::Response::new(CallReply { payload: body });
-                r.metadata_mut().insert(SERVER_NS_HEADER, MetadataValue::from(server_ns));
-                r.metadata_mut().insert(CALLS_HEADER, MetadataValue::from(calls));
-                Ok(r)
-            }
-            Outbound::Error { status, message } => Err(status_of(status, message)),
-        }
-    }
-}
-
-fn is_grpc(req: &http::Request<Incoming>) -> bool {
-    req.version() == http::Version::HTTP_2
-        && req.headers().get(http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
-}
+/// The HTTP/2 connection preface: what a gRPC client sends first.
+const PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
 /// Serves gRPC (HTTP/2) and HTTP/1.1 on `listener` until
 /// [`Phase::Closing`], when the listener closes and each connection
-/// finishes the requests on it and closes. `max_streams` bounds the calls
-/// one connection carries at once: above the in-flight bound, so an
-/// overloaded service answers UNAVAILABLE rather than calls queueing in
-/// the connection.
+/// finishes the requests on it and closes. A connection that opens with
+/// the HTTP/2 preface is gRPC; any other, HTTP/1.1 (`/healthz`, root
+/// requests). `max_streams` bounds the calls one connection carries at
+/// once: above the in-flight bound, so an overloaded service answers
+/// UNAVAILABLE rather than calls queueing in the connection.
 pub async fn serve_grpc(
     listener: TcpListener,
     handler: Arc<dyn Handler>,
     max_streams: u32,
     mut phase: watch::Receiver<Phase>,
 ) {
-    let max_message = usize::try_from(handler.max_body_bytes()).unwrap_or(usize::MAX).saturating_add(MESSAGE_SLACK);
-    let grpc = PaletteServer::new(GrpcHandler { handler: handler.clone() })
-        .max_decoding_message_size(max_message)
-        .max_encoding_message_size(max_message);
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http1().keep_alive(true);
-    builder.http2().max_concurrent_streams(max_streams);
-    let builder = Arc::new(builder);
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1.keep_alive(true);
+    let http1 = Arc::new(http1);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -162,35 +132,140 @@ pub async fn serve_grpc(
             }
         };
         let _ = stream.set_nodelay(true);
-        let (handler, grpc, builder, mut phase) = (handler.clone(), grpc.clone(), builder.clone(), phase.clone());
+        let (handler, http1, phase) = (handler.clone(), http1.clone(), phase.clone());
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-                let (handler, mut grpc) = (handler.clone(), grpc.clone());
-                async move {
-                    if is_grpc(&req) {
-                        tower_call(&mut grpc, req).await
-                    } else {
-                        Ok::<_, Infallible>(dispatch(handler, req).await.map(tonic::body::Body::new))
-                    }
-                }
-            });
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => return,
-                _ = phase.wait_for(|p| *p == Phase::Closing) => conn.as_mut().graceful_shutdown(),
+            if opens_with_preface(&stream).await {
+                h2_connection(stream, handler, max_streams, phase).await;
+            } else {
+                crate::transport::http1_connection(stream, handler, http1, phase).await;
             }
-            let _ = conn.await;
         });
     }
 }
 
-/// One request through a tower service that is always ready (the generated server is).
-fn tower_call<S, R>(svc: &mut S, req: R) -> S::Future
-where
-    S: tonic::codegen::Service<R>,
-{
-    svc.call(req)
+/// Whether the first bytes on `stream` are the HTTP/2 preface (read
+/// without consuming them).
+async fn opens_with_preface(stream: &TcpStream) -> bool {
+    let mut buf = [0u8; PREFACE.len()];
+    for _ in 0..100 {
+        match stream.peek(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) if n >= PREFACE.len() || !PREFACE.starts_with(&buf[..n]) => return buf[..n] == *PREFACE,
+            // Part of a preface so far: wait for the rest.
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
+        }
+    }
+    false
+}
+
+/// Serves the gRPC calls of one HTTP/2 connection, each as its own task.
+async fn h2_connection(
+    stream: TcpStream,
+    handler: Arc<dyn Handler>,
+    max_streams: u32,
+    mut phase: watch::Receiver<Phase>,
+) {
+    let Ok(mut conn) = h2::server::Builder::new()
+        .initial_window_size(WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_send_buffer_size(WINDOW as usize)
+        .max_concurrent_streams(max_streams)
+        .handshake::<_, Bytes>(stream)
+        .await
+    else {
+        return;
+    };
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            next = conn.accept() => match next {
+                Some(Ok((req, respond))) => {
+                    tokio::spawn(answer(handler.clone(), req, respond));
+                }
+                // The client went away, or the connection failed.
+                _ => return,
+            },
+            // GOAWAY: calls in flight finish, then accept ends.
+            _ = phase.wait_for(|p| *p == Phase::Closing), if !closing => {
+                closing = true;
+                conn.graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// A call as the handler takes it, or the error it is answered with.
+async fn read_call(max_body: u64, req: http::Request<h2::RecvStream>) -> Result<Inbound, Outbound> {
+    let error = |status: u16, message: String| Outbound::Error { status, message };
+    let (parts, mut body) = req.into_parts();
+    if parts.uri.path() != CALL_PATH {
+        return Err(error(404, format!("unknown method {}; calls are {CALL_PATH}", parts.uri.path())));
+    }
+    // A traceparent that is not text is malformed: a new root.
+    let traceparent = header_text(&parts.headers, "traceparent").ok().flatten();
+    let tracestate = header_text(&parts.headers, "tracestate").ok().flatten();
+    let Ok(baggage) = header_text(&parts.headers, "baggage") else {
+        return Err(error(400, "baggage holds characters metadata cannot carry".into()));
+    };
+    let limit = usize::try_from(max_body).unwrap_or(usize::MAX).saturating_add(MESSAGE_SLACK);
+    let mut data = bytes::BytesMut::new();
+    while let Some(chunk) = body.data().await {
+        let Ok(chunk) = chunk else { return Err(error(400, "the call was reset while it was read".into())) };
+        let _ = body.flow_control().release_capacity(chunk.len());
+        if data.len() + chunk.len() > limit {
+            return Err(error(413, format!("request body over {max_body} bytes")));
+        }
+        data.extend_from_slice(&chunk);
+    }
+    let CallRequest { operation, payload } = unframe::<CallRequest>(&data).map_err(|e| error(400, e))?;
+    if payload.len() as u64 > max_body {
+        return Err(error(413, format!("request body over {max_body} bytes")));
+    }
+    Ok(Inbound { operation, traceparent, tracestate, baggage, body: payload, grpc: true })
+}
+
+/// Runs one call and answers it: headers with the metadata, the reply
+/// message, `grpc-status: 0` trailers; or, for an error, one trailers-only
+/// header block with the code. A call the client resets (its timeout) is
+/// dropped, cancelling its execution as a closed HTTP connection does.
+async fn answer(
+    handler: Arc<dyn Handler>,
+    req: http::Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+) {
+    let run = async {
+        match read_call(handler.max_body_bytes(), req).await {
+            Ok(inbound) => handler.handle(inbound).await,
+            Err(out) => out,
+        }
+    };
+    let out = tokio::select! {
+        out = run => out,
+        _ = std::future::poll_fn(|cx| respond.poll_reset(cx)) => return,
+    };
+    let mut head = http::Response::builder().status(200).header(http::header::CONTENT_TYPE, "application/grpc");
+    match out {
+        Outbound::Ok { body, server_ns, calls } => {
+            let head = head.header(SERVER_NS_HEADER, server_ns).header(CALLS_HEADER, calls).body(());
+            let Ok(mut send) = head.map_err(drop).and_then(|h| respond.send_response(h, false).map_err(drop)) else {
+                return;
+            };
+            if send_all(&mut send, frame(&CallReply { payload: body }), false).is_ok() {
+                let mut trailers = http::HeaderMap::new();
+                trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                let _ = send.send_trailers(trailers);
+            }
+        }
+        Outbound::Error { status, message } => {
+            head = head
+                .header("grpc-status", code_for(status) as i32)
+                .header("grpc-message", crate::transport::percent_encode(&message))
+                .header(STATUS_METADATA, status);
+            if let Ok(h) = head.body(()) {
+                let _ = respond.send_response(h, true);
+            }
+        }
+    }
 }
 
 /// Why the HTTP/2 connection did not carry a call.
@@ -338,7 +413,7 @@ impl GrpcClient {
     ) -> Result<Result<Reply, String>, WireError> {
         let mut sender = sender.ready().await?;
         let (response, mut send) = sender.send_request(req, false)?;
-        send_all(&mut send, message).await?;
+        send_all(&mut send, message, true)?;
         let response = response.await?;
         let (parts, mut body) = response.into_parts();
         if parts.status != http::StatusCode::OK {
@@ -366,10 +441,10 @@ impl GrpcClient {
             // Without palette-status the error did not come from a Palette service.
             return Ok(match text(STATUS_METADATA).and_then(|v| v.parse::<u16>().ok()) {
                 Some(status) => Ok(Reply { status, server_ns: None, calls: None, body: Bytes::from(message) }),
-                None => Err(format!("gRPC {:?}: {message}", Code::from_i32(code))),
+                None => Err(format!("gRPC status {code}: {message}")),
             });
         }
-        let reply = match unframe(&data) {
+        let reply = match unframe::<CallReply>(&data) {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
@@ -393,7 +468,7 @@ const WINDOW: u32 = 1 << 20;
 const CONNECTION_WINDOW: u32 = 16 << 20;
 
 /// A gRPC message: uncompressed flag, big-endian length, the protobuf.
-fn frame(msg: &CallRequest) -> Bytes {
+fn frame<M: prost::Message>(msg: &M) -> Bytes {
     let len = prost::Message::encoded_len(msg);
     let mut buf = Vec::with_capacity(5 + len);
     buf.push(0);
@@ -402,39 +477,27 @@ fn frame(msg: &CallRequest) -> Bytes {
     Bytes::from(buf)
 }
 
-/// The one message of a unary reply.
-fn unframe(data: &[u8]) -> Result<CallReply, String> {
+/// The one message of a unary call or reply.
+fn unframe<M: prost::Message + Default>(data: &[u8]) -> Result<M, String> {
     let Some((head, rest)) = data.split_first_chunk::<5>() else {
-        return Err("a reply without a message".into());
+        return Err("a gRPC stream without a message".into());
     };
     if head[0] != 0 {
-        return Err("a compressed reply (none was asked for)".into());
+        return Err("a compressed message (compression is not offered)".into());
     }
     let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
     if rest.len() != len {
-        return Err(format!("a reply message of {} bytes framed as {len}", rest.len()));
+        return Err(format!("a message of {} bytes framed as {len}", rest.len()));
     }
-    <CallReply as prost::Message>::decode(rest).map_err(|e| format!("a reply that is not a CallReply: {e}"))
+    M::decode(rest).map_err(|e| format!("not a palette.v1 message: {e}"))
 }
 
-/// Sends `data` and ends the stream, as flow control allows.
-async fn send_all(send: &mut h2::SendStream<Bytes>, mut data: Bytes) -> Result<(), h2::Error> {
-    if data.is_empty() {
-        return send.send_data(data, true);
-    }
-    send.reserve_capacity(data.len());
-    while !data.is_empty() {
-        let granted = match std::future::poll_fn(|cx| send.poll_capacity(cx)).await {
-            Some(n) => n?,
-            None => return Err(h2::Error::from(h2::Reason::STREAM_CLOSED)),
-        };
-        if granted == 0 {
-            continue;
-        }
-        let chunk = data.split_to(granted.min(data.len()));
-        send.send_data(chunk, data.is_empty())?;
-    }
-    Ok(())
+/// Queues `data` on the stream (`end`: and ends it). h2 sends it as flow
+/// control allows; waiting for capacity first would flush the headers
+/// alone and cost the peer a wake-up per frame. Bodies are already in
+/// memory (slices of one buffer), so queueing holds nothing more.
+fn send_all(send: &mut h2::SendStream<Bytes>, data: Bytes, end: bool) -> Result<(), h2::Error> {
+    send.send_data(data, end)
 }
 
 impl Transport for GrpcClient {

@@ -288,8 +288,7 @@ fn header_text(req: &http::Request<Incoming>, name: &str) -> Result<Option<Strin
     Ok(Some(s))
 }
 
-/// Answers one HTTP request (HTTP/1.1, or HTTP/2 that is not gRPC).
-pub(crate) async fn dispatch(handler: Arc<dyn Handler>, req: http::Request<Incoming>) -> http::Response<Full<Bytes>> {
+async fn dispatch(handler: Arc<dyn Handler>, req: http::Request<Incoming>) -> http::Response<Full<Bytes>> {
     let path = req.uri().path();
     if path == "/healthz" {
         return text(StatusCode::OK, "ok");
@@ -356,23 +355,29 @@ pub async fn serve_http(listener: TcpListener, handler: Arc<dyn Handler>, mut ph
             }
         };
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let builder = builder.clone();
-        let mut phase = phase.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let handler = handler.clone();
-                async move { Ok::<_, Infallible>(dispatch(handler, req).await) }
-            });
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => return,
-                _ = phase.wait_for(|p| *p == Phase::Closing) => conn.as_mut().graceful_shutdown(),
-            }
-            let _ = conn.await;
-        });
+        tokio::spawn(http1_connection(stream, handler.clone(), builder.clone(), phase.clone()));
     }
+}
+
+/// Serves one HTTP/1.1 connection until it closes, or until
+/// [`Phase::Closing`] and its current request is answered.
+pub(crate) async fn http1_connection(
+    stream: TcpStream,
+    handler: Arc<dyn Handler>,
+    builder: Arc<hyper::server::conn::http1::Builder>,
+    mut phase: watch::Receiver<Phase>,
+) {
+    let service = hyper::service::service_fn(move |req| {
+        let handler = handler.clone();
+        async move { Ok::<_, Infallible>(dispatch(handler, req).await) }
+    });
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = phase.wait_for(|p| *p == Phase::Closing) => conn.as_mut().graceful_shutdown(),
+    }
+    let _ = conn.await;
 }
 
 /// Nanoseconds since `t`, saturating.
