@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use palette_runtime::config::RpcMode;
 use palette_runtime::grpc::pb::{CallReply, CallRequest};
 use palette_runtime::synthetic::chain;
@@ -35,32 +33,40 @@ impl RawReply {
     }
 }
 
-/// One `/palette.v1.Palette/Call` over a new HTTP/2 connection, framed by
-/// hand: what any gRPC implementation sends.
-async fn raw_grpc(port: u16, operation: &str, metadata: &[(&str, &str)], payload: usize) -> RawReply {
+/// One call of `path` over a new HTTP/2 connection, framed by hand: what
+/// any gRPC implementation sends.
+async fn raw_grpc_path(port: u16, path: &str, operation: &str, metadata: &[(&str, &str)], payload: usize) -> RawReply {
     let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let (mut tx, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
+    let (tx, conn) = h2::client::handshake(stream).await.unwrap();
     tokio::spawn(conn);
     let msg = CallRequest { operation: operation.into(), payload: Bytes::from(vec![0; payload]) }.encode_to_vec();
     let mut frame = vec![0u8];
     frame.extend((msg.len() as u32).to_be_bytes());
     frame.extend(msg);
-    let mut req = http::Request::post(format!("http://127.0.0.1:{port}/palette.v1.Palette/Call"))
+    let mut req = http::Request::post(format!("http://127.0.0.1:{port}{path}"))
         .header("content-type", "application/grpc")
         .header("te", "trailers");
     for (k, v) in metadata {
         req = req.header(*k, *v);
     }
-    let resp = tx.send_request(req.body(Full::new(Bytes::from(frame))).unwrap()).await.unwrap();
+    let mut tx = tx.ready().await.unwrap();
+    let (resp, mut send) = tx.send_request(req.body(()).unwrap(), false).unwrap();
+    send.send_data(Bytes::from(frame), true).unwrap();
+    let resp = resp.await.unwrap();
     assert_eq!(resp.status(), 200, "gRPC answers HTTP 200 whatever the outcome");
-    let (parts, body) = resp.into_parts();
-    let collected = body.collect().await.unwrap();
-    let mut metadata = parts.headers;
-    if let Some(t) = collected.trailers() {
-        metadata.extend(t.clone());
+    let (parts, mut body) = resp.into_parts();
+    let mut data = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        data.extend_from_slice(&chunk);
     }
-    let data = collected.to_bytes();
+    let mut metadata = parts.headers;
+    if !metadata.contains_key("grpc-status")
+        && let Some(t) = body.trailers().await.unwrap()
+    {
+        metadata.extend(t);
+    }
     let reply = (data.len() >= 5).then(|| CallReply::decode(&data[5..]).unwrap());
     let code = metadata.get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap();
     let message = metadata
@@ -69,6 +75,10 @@ async fn raw_grpc(port: u16, operation: &str, metadata: &[(&str, &str)], payload
         .and_then(palette_runtime::transport::percent_decode)
         .unwrap_or_default();
     RawReply { code, message, metadata, reply }
+}
+
+async fn raw_grpc(port: u16, operation: &str, metadata: &[(&str, &str)], payload: usize) -> RawReply {
+    raw_grpc_path(port, "/palette.v1.Palette/Call", operation, metadata, payload).await
 }
 
 fn grpc_chain(ports: &[u16], work_ns: &[u64]) -> palette_runtime::SystemConfig {
@@ -112,6 +122,8 @@ async fn grpc_answers_with_codes_and_metadata_and_http_on_the_same_port() {
             assert_eq!(r.meta("palette-status"), Some(status), "{op} {md:?}");
         }
     }
+    let other = raw_grpc_path(port, "/palette.v1.Palette/Other", "hop", &[], 0).await;
+    assert_eq!((other.code, other.meta("palette-status")), (12, Some("404")), "{}", other.message);
     // The same port answers HTTP/1.1: health checks and root requests.
     let (code, body) =
         tokio::task::spawn_blocking(move || raw(port, "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"))

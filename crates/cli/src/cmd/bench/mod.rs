@@ -48,7 +48,7 @@ pub enum What {
     RuntimeBare {
         #[arg(long)]
         port: u16,
-        /// The bare gRPC server instead (the runtime's tonic service, echoing).
+        /// The bare gRPC server instead (the runtime's gRPC server loop, echoing).
         #[arg(long)]
         grpc: bool,
     },

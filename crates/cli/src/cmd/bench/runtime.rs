@@ -12,8 +12,8 @@
 //! server; the chain's round trip divided by its hops is the per-hop cost.
 //! The same for gRPC (`"rpc": "grpc"`): a chain whose services call each
 //! other over gRPC, loaded over gRPC by the runtime's own client, against a
-//! bare gRPC server (the runtime's tonic service and HTTP/2 server loop,
-//! echoing) loaded by the same client.
+//! bare gRPC server (the runtime's gRPC server loop, echoing) loaded by the
+//! same client.
 //! (b) Throughput: closed-loop load on many connections against one
 //! zero-work service and against the bare server, each pinned to core 0
 //! (`taskset -c 0`); the load generator runs on the remaining cores.
@@ -522,8 +522,8 @@ impl palette_runtime::transport::Handler for Echo {
     }
 }
 
-/// The gRPC baseline: the runtime's gRPC server loop and tonic service
-/// (what a gRPC system's services run), with a handler that only echoes.
+/// The gRPC baseline: the runtime's gRPC server loop (what a gRPC system's
+/// services run), with a handler that only echoes.
 pub fn bare_grpc_server(port: u16) -> anyhow::Result<()> {
     use palette_runtime::transport::Phase;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
