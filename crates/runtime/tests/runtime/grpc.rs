@@ -105,7 +105,9 @@ async fn grpc_answers_with_codes_and_metadata_and_http_on_the_same_port() {
     assert!(ok.meta("palette-server-ns").and_then(|v| v.parse::<u64>().ok()).is_some());
     assert_eq!(ok.meta("palette-calls"), Some("1"), "s01 called s02 once");
     let long_baggage = format!("k={}", "v".repeat(300));
-    let cases: Vec<(&str, Vec<(&str, &str)>, usize, i32, &str, &str)> = vec![
+    // (operation, metadata, payload bytes, code, palette-status, message)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, usize, i32, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         ("nope", vec![], 0, 12, "404", "no operation `nope`"),
         ("hop", vec![], 101, 11, "413", "over 100 bytes"),
         ("hop", vec![("baggage", "palette.caller=x")], 0, 3, "400", "bad value"),
