@@ -300,3 +300,36 @@ async fn figure1_served_over_grpc_matches_its_ground_truth() {
     }
     panic!("three runs missed:\n{}", failures.join("\n"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_grpc_peer_is_reconnected() {
+    let _serial = SERIAL.lock().await;
+    let ports = free_ports(2);
+    let config = grpc_chain(&ports, &[0, 0]);
+    let served = serve(config.clone(), Some(&["s01"])).await;
+    let peer_dir = tempfile::tempdir().unwrap();
+    let opts = palette_runtime::server::ServeOptions {
+        services: Some(vec!["s02".into()]),
+        base_dir: peer_dir.path().to_path_buf(),
+        drain: Duration::from_secs(5),
+        ..Default::default()
+    };
+    let peer = palette_runtime::server::start(config.clone(), &opts).await.unwrap();
+    assert_eq!(served.root(0, "hop").await.status, 200);
+    // The peer stops (as a supervised service that crashed would): calls fail at once...
+    peer.shutdown().await;
+    let r = served.root(0, "hop").await;
+    assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
+    // ...and once it is back, the next call opens a new connection.
+    let peer = palette_runtime::server::start(config.clone(), &opts).await.unwrap();
+    let r = served.root(0, "hop").await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    // A restart between two calls: the shared connection is closed when
+    // the next call takes it, which goes again on a new one.
+    peer.shutdown().await;
+    let peer = palette_runtime::server::start(config, &opts).await.unwrap();
+    let r = served.root(0, "hop").await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    peer.shutdown().await;
+    served.finish().await;
+}
