@@ -198,15 +198,9 @@ async fn h2_connection(
 async fn read_call(max_body: u64, req: http::Request<h2::RecvStream>) -> Result<Inbound, Outbound> {
     let error = |status: u16, message: String| Outbound::Error { status, message };
     let (parts, mut body) = req.into_parts();
-    if parts.uri.path() != CALL_PATH {
-        return Err(error(404, format!("unknown method {}; calls are {CALL_PATH}", parts.uri.path())));
-    }
-    // A traceparent that is not text is malformed: a new root.
-    let traceparent = header_text(&parts.headers, "traceparent").ok().flatten();
-    let tracestate = header_text(&parts.headers, "tracestate").ok().flatten();
-    let Ok(baggage) = header_text(&parts.headers, "baggage") else {
-        return Err(error(400, "baggage holds characters metadata cannot carry".into()));
-    };
+    // The message is read before anything is answered: a reply that ends
+    // the stream while the client is still sending would reach it as a
+    // reset stream instead of the status.
     let limit = usize::try_from(max_body).unwrap_or(usize::MAX).saturating_add(MESSAGE_SLACK);
     let mut data = bytes::BytesMut::new();
     while let Some(chunk) = body.data().await {
@@ -217,6 +211,15 @@ async fn read_call(max_body: u64, req: http::Request<h2::RecvStream>) -> Result<
         }
         data.extend_from_slice(&chunk);
     }
+    if parts.uri.path() != CALL_PATH {
+        return Err(error(404, format!("unknown method {}; calls are {CALL_PATH}", parts.uri.path())));
+    }
+    // A traceparent that is not text is malformed: a new root.
+    let traceparent = header_text(&parts.headers, "traceparent").ok().flatten();
+    let tracestate = header_text(&parts.headers, "tracestate").ok().flatten();
+    let Ok(baggage) = header_text(&parts.headers, "baggage") else {
+        return Err(error(400, "baggage holds characters metadata cannot carry".into()));
+    };
     let CallRequest { operation, payload } = unframe::<CallRequest>(&data).map_err(|e| error(400, e))?;
     if payload.len() as u64 > max_body {
         return Err(error(413, format!("request body over {max_body} bytes")));
@@ -409,8 +412,13 @@ impl GrpcClient {
     ) -> Result<Result<Reply, String>, WireError> {
         let mut sender = sender.ready().await?;
         let (response, mut send) = sender.send_request(req, false)?;
-        send_all(&mut send, message, true)?;
-        let response = response.await?;
+        // A callee may answer (and end the stream) before it has read the
+        // whole message: its answer is what counts.
+        let sent = send_all(&mut send, message, true);
+        let response = match (response.await, sent) {
+            (Ok(r), _) => r,
+            (Err(e), Ok(())) | (_, Err(e)) => return Err(e.into()),
+        };
         let (parts, mut body) = response.into_parts();
         if parts.status != http::StatusCode::OK {
             return Ok(Err(format!("HTTP status {} to a gRPC call", parts.status)));
