@@ -27,7 +27,7 @@ use palette_model::{ApiId, Sketch};
 use palette_trace::rng::Rng;
 use rustc_hash::FxHashSet;
 
-use crate::config::{SystemConfig, WorkMode};
+use crate::config::{RpcMode, SystemConfig, WorkMode};
 use crate::context::{Baggage, TraceParent};
 use crate::export::{AttrValue, Exporter, Kind, SpanRecord};
 use crate::transport::{CallHeaders, Transport, ns_since};
@@ -145,6 +145,8 @@ pub struct Start {
     pub request_bytes: usize,
     /// When the request arrived.
     pub t0: Instant,
+    /// It arrived as a gRPC call (its span gets the `rpc.*` attributes).
+    pub grpc: bool,
 }
 
 /// One call of a stage, drawn before any is made so the draws do not
@@ -194,6 +196,15 @@ async fn join_all<T>(futs: Vec<BoxFuture<T>>) -> Vec<T> {
     slots.into_iter().filter_map(|(_, out)| out).collect()
 }
 
+/// OpenTelemetry's RPC attributes of a gRPC span (client or server).
+pub fn grpc_attributes() -> [(&'static str, AttrValue); 3] {
+    [
+        ("rpc.system", AttrValue::Str("grpc".into())),
+        ("rpc.service", AttrValue::Str(crate::grpc::SERVICE.into())),
+        ("rpc.method", AttrValue::Str(crate::grpc::METHOD.into())),
+    ]
+}
+
 fn draw_bytes(sketch: Option<&Sketch>, cap: usize, rng: &mut Rng) -> usize {
     sketch.map_or(0, |s| (s.sample(rng.f64()).max(0.0) as usize).min(cap))
 }
@@ -215,7 +226,7 @@ impl Shared {
     /// Runs one execution to its end and records its span.
     pub fn execute(self: Arc<Self>, start: Start, mut rng: Rng) -> BoxFuture<Outcome> {
         Box::pin(async move {
-            let Start { api, ctx, trace, depth, span_id, parent_span, kind, request_bytes, t0 } = start;
+            let Start { api, ctx, trace, depth, span_id, parent_span, kind, request_bytes, t0, grpc } = start;
             let model = &self.config.model;
             let limits = &self.config.limits;
             let truncated = depth >= limits.max_depth;
@@ -299,6 +310,10 @@ impl Shared {
                 if kind == Kind::Server {
                     let status = failure.as_ref().map_or(200, |f| f.status);
                     attributes.push(("http.response.status_code", AttrValue::Int(i64::from(status))));
+                    if grpc {
+                        attributes.extend(grpc_attributes());
+                        attributes.push(("rpc.grpc.status_code", AttrValue::Int(crate::grpc::code_for(status) as i64)));
+                    }
                 }
                 if request_bytes > 0 {
                     attributes.push(("http.request.body.size", AttrValue::Int(request_bytes as i64)));
@@ -344,6 +359,7 @@ impl Shared {
                     kind: Kind::Internal,
                     request_bytes: 0,
                     t0,
+                    grpc: false,
                 };
                 let out = self.clone().execute(start, rng).await;
                 // In process the real overhead is nil: all of it is added.
@@ -395,6 +411,9 @@ impl Shared {
                 let mut attributes = vec![("peer.service", AttrValue::Str(self.service_names[peer].to_string()))];
                 if from.detached {
                     attributes.push(("palette.detached", AttrValue::Str("true".into())));
+                }
+                if self.config.rpc == RpcMode::Grpc {
+                    attributes.extend(grpc_attributes());
                 }
                 let start_unix_ns = self.clock.unix_ns(t0);
                 self.exporter.record(SpanRecord {

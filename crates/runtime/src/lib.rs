@@ -20,6 +20,7 @@ pub use config::SystemConfig;
 pub mod context;
 pub mod execute;
 pub mod export;
+pub mod grpc;
 pub mod server;
 pub mod synthetic;
 pub mod transport;

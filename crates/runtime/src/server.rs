@@ -30,6 +30,7 @@ use crate::config::{PeerHosts, RpcMode, SystemConfig};
 use crate::context::{Baggage, Ids, TraceParent, bound_tracestate};
 use crate::execute::{Clock, Shared, Start, TraceCtx};
 use crate::export::{AttrValue, ExportError, ExportStats, Exporter, Kind, SpanRecord};
+use crate::grpc::{GrpcClient, serve_grpc};
 use crate::transport::{Handler, HttpClient, Inbound, Outbound, Phase, Transport, serve_http};
 use crate::work::Worker;
 
@@ -68,8 +69,6 @@ pub enum ServeError {
     UnknownService { name: String, known: String },
     #[error("cannot listen on {addr} for service `{service}`: {source}")]
     Bind { service: String, addr: SocketAddr, source: std::io::Error },
-    #[error("rpc `grpc` is not served by this version; set \"rpc\": \"http\" in the system file")]
-    GrpcUnsupported,
     #[error(transparent)]
     Export(#[from] ExportError),
 }
@@ -155,10 +154,17 @@ impl Service {
                     start_unix_ns: now,
                     end_unix_ns: now + crate::transport::ns_since(t0),
                     error: Some("overloaded".into()),
-                    attributes: vec![
-                        ("palette.api", AttrValue::Int(i64::from(api))),
-                        ("http.response.status_code", AttrValue::Int(503)),
-                    ],
+                    attributes: {
+                        let mut a = vec![
+                            ("palette.api", AttrValue::Int(i64::from(api))),
+                            ("http.response.status_code", AttrValue::Int(503)),
+                        ];
+                        if req.grpc {
+                            a.extend(crate::execute::grpc_attributes());
+                            a.push(("rpc.grpc.status_code", AttrValue::Int(crate::grpc::code_for(503) as i64)));
+                        }
+                        a
+                    },
                 });
             }
             return error(503, format!("service `{name}` is overloaded: {} requests in flight", limits.max_in_flight));
@@ -180,6 +186,7 @@ impl Service {
             kind: Kind::Server,
             request_bytes: req.body.len(),
             t0,
+            grpc: req.grpc,
         };
         let out = sh.clone().execute(start, rng).await;
         match out.failure {
@@ -229,9 +236,6 @@ fn largest_body(config: &SystemConfig) -> usize {
 /// Starts serving `opts.services` of `config`; returns once every port is
 /// bound. Must run inside a Tokio runtime.
 pub async fn start(config: SystemConfig, opts: &ServeOptions) -> Result<Running, ServeError> {
-    if config.rpc == RpcMode::Grpc {
-        return Err(ServeError::GrpcUnsupported);
-    }
     let chosen: Vec<usize> = match &opts.services {
         None => (0..config.services.len()).collect(),
         Some(names) => names
@@ -256,10 +260,11 @@ pub async fn start(config: SystemConfig, opts: &ServeOptions) -> Result<Running,
         listeners.push((i, l));
     }
     let exporter = Exporter::start(&config.tracing, &opts.base_dir)?;
-    let transport: Arc<dyn Transport> = Arc::new(HttpClient::new(
-        config.services.iter().map(|s| s.peer_address(opts.peers)).collect(),
-        config.limits.max_body_bytes,
-    ));
+    let addrs = config.services.iter().map(|s| s.peer_address(opts.peers)).collect();
+    let transport: Arc<dyn Transport> = match config.rpc {
+        RpcMode::Http => Arc::new(HttpClient::new(addrs, config.limits.max_body_bytes)),
+        RpcMode::Grpc => Arc::new(GrpcClient::new(addrs, config.limits.max_body_bytes)),
+    };
     let shared = Arc::new(shared_state(config, transport, exporter));
     let (phase, phase_rx) = watch::channel(Phase::Running);
     let mut listening = Vec::new();
@@ -277,7 +282,15 @@ pub async fn start(config: SystemConfig, opts: &ServeOptions) -> Result<Running,
             .map(|&a| (shared.config.model.apis[a as usize].operation.clone(), a))
             .collect();
         let handler = Arc::new(Service { shared: shared.clone(), index: i, ops, in_flight: AtomicU32::new(0) });
-        servers.push(tokio::spawn(serve_http(listener, handler, phase_rx.clone())));
+        let phase = phase_rx.clone();
+        servers.push(match shared.config.rpc {
+            RpcMode::Http => tokio::spawn(serve_http(listener, handler, phase)),
+            RpcMode::Grpc => {
+                // Room above the in-flight bound: overload is answered, not queued.
+                let streams = shared.config.limits.max_in_flight.saturating_mul(2).max(256);
+                tokio::spawn(serve_grpc(listener, handler, streams, phase))
+            }
+        });
     }
     Ok(Running { listening, phase, shared, servers, drain: opts.drain })
 }

@@ -1,8 +1,9 @@
 //! How services talk: one small [`Transport`] trait for "call operation X on
 //! peer Y with these headers and this body", and its HTTP/1.1
 //! implementation on hyper — a client with pooled keep-alive connections per
-//! peer, and a server that hands each request to a [`Handler`]. gRPC can be
-//! added as a second implementation of both without touching the executor.
+//! peer, and a server that hands each request to a [`Handler`]. gRPC
+//! ([`crate::grpc`]) is a second implementation of both; the executor does
+//! not know which it runs over.
 //!
 //! Wire protocol: `POST /op/{operation}` (percent-encoded), W3C context
 //! headers, `palette-server-ns` on 200 responses, one-line error bodies,
@@ -241,6 +242,8 @@ pub struct Inbound {
     /// Every `baggage` header, joined with `,`.
     pub baggage: Option<String>,
     pub body: Bytes,
+    /// It came as a gRPC call: its SERVER span says so (`rpc.system`).
+    pub grpc: bool,
 }
 
 /// A service's answer.
@@ -318,7 +321,7 @@ async fn dispatch(handler: Arc<dyn Handler>, req: http::Request<Incoming>) -> ht
         }
         Err(e) => return text(StatusCode::BAD_REQUEST, &format!("cannot read the request body: {e}")),
     };
-    match handler.handle(Inbound { operation, traceparent, tracestate, baggage, body }).await {
+    match handler.handle(Inbound { operation, traceparent, tracestate, baggage, body, grpc: false }).await {
         Outbound::Ok { body, server_ns, calls } => {
             let mut r = http::Response::new(Full::new(body));
             r.headers_mut().insert(SERVER_NS_HEADER, HeaderValue::from(server_ns));
@@ -352,23 +355,29 @@ pub async fn serve_http(listener: TcpListener, handler: Arc<dyn Handler>, mut ph
             }
         };
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let builder = builder.clone();
-        let mut phase = phase.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let handler = handler.clone();
-                async move { Ok::<_, Infallible>(dispatch(handler, req).await) }
-            });
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => return,
-                _ = phase.wait_for(|p| *p == Phase::Closing) => conn.as_mut().graceful_shutdown(),
-            }
-            let _ = conn.await;
-        });
+        tokio::spawn(http1_connection(stream, handler.clone(), builder.clone(), phase.clone()));
     }
+}
+
+/// Serves one HTTP/1.1 connection until it closes, or until
+/// [`Phase::Closing`] and its current request is answered.
+pub(crate) async fn http1_connection(
+    stream: TcpStream,
+    handler: Arc<dyn Handler>,
+    builder: Arc<hyper::server::conn::http1::Builder>,
+    mut phase: watch::Receiver<Phase>,
+) {
+    let service = hyper::service::service_fn(move |req| {
+        let handler = handler.clone();
+        async move { Ok::<_, Infallible>(dispatch(handler, req).await) }
+    });
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = phase.wait_for(|p| *p == Phase::Closing) => conn.as_mut().graceful_shutdown(),
+    }
+    let _ = conn.await;
 }
 
 /// Nanoseconds since `t`, saturating.

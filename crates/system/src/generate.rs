@@ -245,15 +245,7 @@ fn recorded_deploy(model: &Model, default: WorkMode, warnings: &mut Vec<String>)
         }
     }
     let rpc = match model.deploy.rpc.as_deref() {
-        Some("grpc") => {
-            warnings.push(
-                "the model asks for rpc `grpc`: system.json records it, but this version's runtime serves HTTP only \
-                 and `palette serve`/`up` will refuse to start; set \"rpc\": \"http\" in system.json (or apply \
-                 `- rpc: http`) to run it"
-                    .into(),
-            );
-            RpcMode::Grpc
-        }
+        Some("grpc") => RpcMode::Grpc,
         _ => RpcMode::Http,
     };
     for (service, n) in &model.deploy.replicas {

@@ -37,6 +37,12 @@ pub struct Args {
     /// Seed for generation, the services and the load: same seed, same requests.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// An intervention file applied to every fitted model (repeatable; see docs/interventions.md).
+    #[arg(long, value_name = "FILE")]
+    pub apply: Vec<PathBuf>,
+    /// How the generated services call each other: HTTP/1.1 (default) or gRPC.
+    #[arg(long, value_parser = ["http", "grpc"])]
+    pub rpc: Option<String>,
 }
 
 fn s(p: &Path) -> &str {
@@ -45,6 +51,10 @@ fn s(p: &Path) -> &str {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
+    // Checked before anything is written.
+    if let Some(missing) = args.apply.iter().find(|p| !p.exists()) {
+        anyhow::bail!(cmd::UsageError(format!("{}: no such file or directory", missing.display())));
+    }
     let dir = &args.output;
     let traces = dir.join("traces");
     std::fs::create_dir_all(&traces).with_context(|| format!("cannot create {}", traces.display()))?;
@@ -58,12 +68,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         force: true,
     })?;
     let (rate, seed, port) = (args.rate.to_string(), args.seed.to_string(), args.base_port.to_string());
+    // Relative to where the demo was started, as the user typed them.
+    let apply: Vec<PathBuf> = args.apply.iter().map(|f| std::path::absolute(f).unwrap_or_else(|_| f.clone())).collect();
     let mut summaries = Vec::new();
     for system in ["figure1", "webshop"] {
         eprintln!("\n== {system}");
         let input = traces.join(format!("{system}.otlp.jsonl"));
         let out = dir.join(system);
-        let run_args: cmd::run::Args = verb(&[
+        let mut argv = vec![
             s(&input),
             "-o",
             s(&out),
@@ -79,7 +91,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "--base-port",
             &port,
             "--force",
-        ])?;
+        ];
+        for f in &apply {
+            argv.extend(["--apply", s(f)]);
+        }
+        if let Some(rpc) = &args.rpc {
+            argv.extend(["--rpc", rpc]);
+        }
+        let run_args: cmd::run::Args = verb(&argv)?;
         summaries.push((system, cmd::run::run_pipeline(&run_args)?));
     }
     println!();

@@ -23,7 +23,8 @@ use crate::cmd::{self, UsageError, parse_duration_ns, thousands, verb};
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:\n  \
     palette run traces.csv -o run/ --rate 20 --duration 60s\n  \
-    palette run jaeger-export.json -o run/ --kind palette --work cpu\n\n\
+    palette run jaeger-export.json -o run/ --kind palette --work cpu\n  \
+    palette run traces.jsonl -o run/ --rpc grpc --apply what-if.yaml\n\n\
     DIR gets: model-KIND.json, system-KIND/ (with its spans.jsonl and logs/), \
     spans-KIND.jsonl (the live system's spans), load-KIND.json, report/index.html.")]
 pub struct Args {
@@ -51,6 +52,14 @@ pub struct Args {
     /// Serve every service of a system from one process.
     #[arg(long)]
     pub packed: bool,
+    /// An intervention file applied to every fitted model before its system
+    /// is generated, as `palette fit --apply` does (repeatable; see docs/interventions.md).
+    #[arg(long, value_name = "FILE")]
+    pub apply: Vec<PathBuf>,
+    /// How the generated services call each other: HTTP/1.1 or gRPC
+    /// (default: what the model records, else http). Same as applying `- rpc: X` last.
+    #[arg(long, value_parser = ["http", "grpc"])]
+    pub rpc: Option<String>,
     /// The first service's port.
     #[arg(long, value_name = "PORT", default_value_t = 7000)]
     pub base_port: u16,
@@ -113,7 +122,7 @@ pub fn run_pipeline(args: &Args) -> anyhow::Result<RunSummary> {
         anyhow::bail!(UsageError("--duration must be longer than 0".into()));
     }
     // Checked before DIR is created, so a mistyped input leaves nothing behind.
-    if let Some(missing) = args.inputs.iter().find(|p| !p.exists()) {
+    if let Some(missing) = args.inputs.iter().chain(&args.apply).find(|p| !p.exists()) {
         anyhow::bail!(UsageError(format!("{}: no such file or directory", missing.display())));
     }
     let dir = &args.output;
@@ -129,6 +138,14 @@ pub fn run_pipeline(args: &Args) -> anyhow::Result<RunSummary> {
         eprintln!("[{step}/{steps}] {what}");
     };
     let inputs: Vec<&str> = args.inputs.iter().map(|p| s(p)).collect();
+    let mut apply = args.apply.clone();
+    if let Some(rpc) = &args.rpc {
+        // A file like any other intervention, so DIR shows what was applied.
+        let file = dir.join(format!("rpc-{rpc}.yaml"));
+        std::fs::write(&file, format!("# palette run --rpc {rpc}\n- rpc: {rpc}\n"))
+            .with_context(|| format!("cannot write {}", file.display()))?;
+        apply.push(file);
+    }
     let mut live = Vec::new();
     for kind in &kinds {
         let model = dir.join(format!("model-{kind}.json"));
@@ -136,6 +153,9 @@ pub fn run_pipeline(args: &Args) -> anyhow::Result<RunSummary> {
         next(format!("fitting the {kind} model and generating its system"));
         let mut argv = inputs.clone();
         argv.extend(["--kind", kind, "-o", s(&model)]);
+        for f in &apply {
+            argv.extend(["--apply", s(f)]);
+        }
         cmd::fit::run(verb(&argv)?)?;
         let (seed, port) = (args.seed.to_string(), args.base_port.to_string());
         cmd::generate::run(verb(&[

@@ -75,6 +75,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         drain: Duration::from_nanos(args.drain.max(0) as u64),
     };
     let spans = describe_spans(&config, &base_dir);
+    let protocols = match config.rpc {
+        palette_runtime::config::RpcMode::Http => "",
+        palette_runtime::config::RpcMode::Grpc => " (gRPC palette.v1.Palette/Call, and HTTP/1.1)",
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start Tokio")?;
     runtime.block_on(async move {
         let running = start(config, &opts).await?;
@@ -82,7 +86,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         // services: what is printed is for people, so errors are ignored.
         let mut out = std::io::stdout();
         for (name, addr) in running.listening() {
-            let _ = writeln!(out, "{name} listening on http://{addr}");
+            let _ = writeln!(out, "{name} listening on http://{addr}{protocols}");
         }
         let _ = writeln!(out, "{spans}");
         shutdown_signal().await;

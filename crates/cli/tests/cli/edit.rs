@@ -211,5 +211,8 @@ fn fit_and_generate_apply_interventions() {
         dir.path("g").as_os_str(),
     ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.stderr.contains("serves HTTP only"), "{}", run.stderr);
+    assert!(!run.stderr.contains("warning"), "gRPC systems are served: {}", run.stderr);
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path("g/system.json")).unwrap()).unwrap();
+    assert_eq!(cfg["rpc"], "grpc");
 }

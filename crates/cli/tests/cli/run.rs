@@ -113,3 +113,58 @@ fn error_spans_outside(doc: &serde_json::Value, victim: &str) -> usize {
     }
     n
 }
+
+/// `--rpc grpc` and `--apply`: the models carry the interventions, the
+/// system speaks gRPC between its services, and the run completes cleanly.
+#[test]
+fn run_with_rpc_grpc_and_an_intervention_file() {
+    let dir = Dir::new();
+    assert_eq!(palette(["example", "-o", s(&dir.path("ex")), "--traces", "300", "--alibaba-rows", "100"]).code, 0);
+    let input = dir.path("ex/figure1.otlp.jsonl");
+    let whatif = dir.write("whatif.yaml", "- delay: { into: B, add_ms: 1 }\n");
+    let out = dir.path("run");
+    let base = free_ports(8).to_string();
+
+    let missing = palette(["run", s(&input), "-o", s(&out), "--apply", "nope.yaml"]);
+    assert_eq!(missing.code, 2, "{}", missing.stderr);
+    assert!(missing.stderr.contains("nope.yaml"), "{}", missing.stderr);
+    assert!(!out.exists(), "nothing is written for a missing file");
+    let bad = palette(["run", s(&input), "-o", s(&out), "--rpc", "smoke"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+
+    let run = palette([
+        "run",
+        s(&input),
+        "-o",
+        s(&out),
+        "--kind",
+        "palette",
+        "--rate",
+        "40",
+        "--duration",
+        "2s",
+        "--warmup",
+        "1s",
+        "--base-port",
+        &base,
+        "--packed",
+        "--rpc",
+        "grpc",
+        "--apply",
+        s(&whatif),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains(" 0 errors"), "{}", run.stdout);
+    let model: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("model-palette.json")).unwrap()).unwrap();
+    assert_eq!(model["deploy"]["rpc"], "grpc");
+    let applied = model["provenance"]["interventions"].to_string();
+    assert!(applied.contains("delay") && applied.contains("rpc"), "both files are recorded: {applied}");
+    assert!(out.join("rpc-grpc.yaml").is_file(), "DIR shows what --rpc applied");
+    let system: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("system-palette/system.json")).unwrap()).unwrap();
+    assert_eq!(system["rpc"], "grpc");
+    let spans = std::fs::read_to_string(out.join("spans-palette.jsonl")).unwrap();
+    assert!(spans.contains("\"rpc.system\""), "calls between services went over gRPC");
+    assert!(out.join("report/index.html").is_file());
+}

@@ -13,44 +13,47 @@ use palette_model::{ApiId, FitOptions, Fitter, ModelKind, TraceFilter, build_mod
 use palette_report::collect::{ApiName, CollectOptions, Collector, Profile};
 use palette_report::metrics::ks_statistic;
 use palette_runtime::SystemConfig;
-use palette_runtime::config::{ServiceConfig, TracingConfig, WorkMode};
+use palette_runtime::config::{RpcMode, ServiceConfig, TracingConfig, WorkMode};
+use palette_runtime::grpc::GrpcClient;
 use palette_runtime::server::{Running, ServeOptions, start};
 use palette_runtime::synthetic::chain;
 use palette_runtime::transport::{CallHeaders, HttpClient, Reply, Transport};
 use palette_trace::{CallTree, NoProgress, ReadOptions, read_traces};
 
-const MS: u64 = 1_000_000;
+pub(super) const MS: u64 = 1_000_000;
 
 /// These tests time real requests: run together they would measure each
 /// other, so each holds this while it serves.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(super) static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Ports free right now (bound to port 0, then released).
-fn free_ports(n: usize) -> Vec<u16> {
+pub(super) fn free_ports(n: usize) -> Vec<u16> {
     let listeners: Vec<std::net::TcpListener> =
         (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
     listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
 }
 
 /// Spans to `spans.jsonl` in the test's directory, flushed often.
-fn tracing() -> TracingConfig {
+pub(super) fn tracing() -> TracingConfig {
     TracingConfig { flush_interval_ms: 50, ..TracingConfig::default() }
 }
 
 /// A system served in-process for one test.
-struct Served {
+pub(super) struct Served {
     dir: tempfile::TempDir,
     running: Running,
-    /// A client that reaches every service of the system (peer = service index).
-    client: HttpClient,
+    /// A client that reaches every service of the system (peer = service
+    /// index), over the system's own transport.
+    pub(super) client: Box<dyn Transport>,
 }
 
-async fn serve(config: SystemConfig, services: Option<&[&str]>) -> Served {
+pub(super) async fn serve(config: SystemConfig, services: Option<&[&str]>) -> Served {
     let dir = tempfile::tempdir().unwrap();
-    let client = HttpClient::new(
-        config.services.iter().map(|s| format!("127.0.0.1:{}", s.port)).collect(),
-        config.limits.max_body_bytes,
-    );
+    let addrs = config.services.iter().map(|s| format!("127.0.0.1:{}", s.port)).collect();
+    let client: Box<dyn Transport> = match config.rpc {
+        RpcMode::Http => Box::new(HttpClient::new(addrs, config.limits.max_body_bytes)),
+        RpcMode::Grpc => Box::new(GrpcClient::new(addrs, config.limits.max_body_bytes)),
+    };
     let opts = ServeOptions {
         services: services.map(|s| s.iter().map(|n| n.to_string()).collect()),
         base_dir: dir.path().to_path_buf(),
@@ -66,13 +69,13 @@ impl Served {
         self.dir.path().join("spans.jsonl")
     }
 
-    async fn root(&self, peer: usize, operation: &str) -> Reply {
+    pub(super) async fn root(&self, peer: usize, operation: &str) -> Reply {
         self.client.call(peer, operation, CallHeaders::default(), bytes::Bytes::new()).await.unwrap()
     }
 
     /// Shuts down (flushing spans) and returns the spans written, with
     /// their services, and the directory (kept alive for further reading).
-    async fn finish(self) -> (Vec<Span>, tempfile::TempDir) {
+    pub(super) async fn finish(self) -> (Vec<Span>, tempfile::TempDir) {
         let path = self.spans_path();
         let stats = self.running.shutdown().await;
         assert_eq!(stats.dropped, 0);
@@ -84,23 +87,23 @@ impl Served {
 
 /// A span as written, the fields the tests look at.
 #[derive(Clone, Debug)]
-struct Span {
-    service: String,
-    trace_id: String,
-    span_id: String,
-    parent: Option<String>,
-    name: String,
-    kind: i64,
-    duration_ns: u64,
-    error: bool,
-    attrs: BTreeMap<String, serde_json::Value>,
+pub(super) struct Span {
+    pub(super) service: String,
+    pub(super) trace_id: String,
+    pub(super) span_id: String,
+    pub(super) parent: Option<String>,
+    pub(super) name: String,
+    pub(super) kind: i64,
+    pub(super) duration_ns: u64,
+    pub(super) error: bool,
+    pub(super) attrs: BTreeMap<String, serde_json::Value>,
 }
 
 impl Span {
-    fn int(&self, key: &str) -> Option<i64> {
+    pub(super) fn int(&self, key: &str) -> Option<i64> {
         self.attrs.get(key).and_then(|v| v["intValue"].as_str().and_then(|s| s.parse().ok()).or(v["intValue"].as_i64()))
     }
-    fn str(&self, key: &str) -> Option<&str> {
+    pub(super) fn str(&self, key: &str) -> Option<&str> {
         self.attrs.get(key).and_then(|v| v["stringValue"].as_str())
     }
 }
@@ -140,7 +143,7 @@ fn read_spans(path: &Path) -> Vec<Span> {
 
 /// A raw HTTP/1.1 exchange (for what the client never sends: GET, bad paths,
 /// bad headers). Returns the status and the body.
-fn raw(port: u16, request: &str) -> (u16, String) {
+pub(super) fn raw(port: u16, request: &str) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(request.as_bytes()).unwrap();
@@ -152,7 +155,7 @@ fn raw(port: u16, request: &str) -> (u16, String) {
     (status, body)
 }
 
-fn post(port: u16, path: &str, headers: &str, body: &str) -> (u16, String) {
+pub(super) fn post(port: u16, path: &str, headers: &str, body: &str) -> (u16, String) {
     raw(
         port,
         &format!(
@@ -461,12 +464,12 @@ async fn shutdown_drains_in_flight_requests_and_refuses_new_roots() {
 
 /// The Figure-1 system: traces from the ground truth, a model fitted on
 /// them, and a system built on the model, in this test's directory.
-struct Figure1 {
-    truth: PathBuf,
-    config: SystemConfig,
+pub(super) struct Figure1 {
+    pub(super) truth: PathBuf,
+    pub(super) config: SystemConfig,
 }
 
-fn figure1(dir: &Path, traces: usize) -> Figure1 {
+pub(super) fn figure1(dir: &Path, traces: usize) -> Figure1 {
     let t = palette_testkit::system::generate(&palette_testkit::examples::figure1(), traces, 1);
     let truth = dir.join("truth.jsonl");
     palette_trace::write::write_otlp_lines(
@@ -512,7 +515,7 @@ fn figure1(dir: &Path, traces: usize) -> Figure1 {
     Figure1 { truth, config }
 }
 
-fn profile(path: &Path) -> Profile {
+pub(super) fn profile(path: &Path) -> Profile {
     let mut c = Collector::new(CollectOptions::default());
     let mut sink = |t: &CallTree| {
         c.add(t);
@@ -525,7 +528,12 @@ fn profile(path: &Path) -> Profile {
 /// Serves the Figure-1 system once, sends `requests` root requests in the
 /// traced mix and compares the spans with the ground truth. Structure is
 /// asserted; latency is returned as `Err` when off, with the numbers.
-async fn figure1_run(fig: &Figure1, truth: &Profile, requests: usize, clients: usize) -> Result<String, String> {
+pub(super) async fn figure1_run(
+    fig: &Figure1,
+    truth: &Profile,
+    requests: usize,
+    clients: usize,
+) -> Result<String, String> {
     let model = &fig.config.model;
     let served = Arc::new(serve(fig.config.clone(), None).await);
     let weights: Vec<f64> = model.roots.iter().map(|r| r.count as f64).collect();

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use palette_model::Model;
-use palette_runtime::config::{SystemConfig, WorkMode};
+use palette_runtime::config::{RpcMode, SystemConfig, WorkMode};
 use palette_system::generate::CONFIGMAP_MAX_BYTES;
 use palette_system::{GenerateError, GenerateOptions, Generated, generate, write_dir};
 
@@ -77,6 +77,27 @@ fn system_json_is_what_serve_loads() {
     let cm = g.file("k8s/configmap.yaml").unwrap();
     let body: String = cm.split("system.json: |\n").nth(1).unwrap().lines().map(|l| format!("{}\n", &l[4..])).collect();
     assert_eq!(body, text);
+}
+
+#[test]
+fn a_grpc_model_gives_a_grpc_system_with_the_same_deployment_files() {
+    let mut model = figure1_model();
+    model.deploy.rpc = Some("grpc".into());
+    let g = generate(model, &named("figure1")).expect("generate");
+    assert!(g.warnings.is_empty(), "gRPC is served: nothing to warn about: {:?}", g.warnings);
+    assert_eq!(g.config.rpc, RpcMode::Grpc);
+    let config = SystemConfig::parse(g.file("system.json").unwrap(), Path::new("system.json")).unwrap();
+    assert_eq!(config.rpc, RpcMode::Grpc);
+    assert!(g.file("system.json").unwrap().contains("\"rpc\": \"grpc\""));
+    assert!(g.file("README.md").unwrap().contains("over gRPC"));
+    // gRPC services answer HTTP/1.1 health checks on the same port: compose
+    // and Kubernetes files (probes included) are those of an HTTP system.
+    let http = figure1(named("figure1"));
+    for f in &g.files {
+        if !matches!(f.path.as_str(), "system.json" | "k8s/configmap.yaml" | "README.md") {
+            assert_eq!(Some(f.content.as_str()), http.file(&f.path), "{}", f.path);
+        }
+    }
 }
 
 /// A model with names that break naive YAML, compose interpolation and DNS.

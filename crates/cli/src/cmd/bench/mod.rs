@@ -41,14 +41,18 @@ pub enum What {
     /// The load generator's own ceiling: rising Poisson rates against a
     /// zero-latency server.
     Load(load::Args),
-    /// Per-hop latency of a zero-work chain of services and requests/s of one
-    /// service on one core, against a bare hyper server.
+    /// Per-hop latency of a zero-work chain of services (HTTP/1.1 and gRPC)
+    /// and requests/s of one service on one core, against bare hyper and
+    /// bare gRPC servers.
     Runtime(runtime::Args),
     /// The bare hyper server `bench runtime` compares with, run as a child.
     #[command(hide = true)]
     RuntimeBare {
         #[arg(long)]
         port: u16,
+        /// The bare gRPC server instead (the runtime's gRPC server loop, echoing).
+        #[arg(long)]
+        grpc: bool,
     },
     /// `palette generate` of a model of thousands of services, against
     /// copying the model file.
@@ -73,7 +77,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         What::FitWorker { file } => fit::worker(&file),
         What::Load(a) => load::run(a),
         What::Runtime(a) => runtime::run(a),
-        What::RuntimeBare { port } => runtime::bare_server(port),
+        What::RuntimeBare { port, grpc: false } => runtime::bare_server(port),
+        What::RuntimeBare { port, grpc: true } => runtime::bare_grpc_server(port),
         What::Work(a) => work::run(a),
         What::Packed(a) => packed::run(a),
         What::Generate(a) => generate::run(a),

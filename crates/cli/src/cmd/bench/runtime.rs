@@ -10,6 +10,10 @@
 //! (a) Latency: one connection, one request at a time, through a chain of
 //! zero-work services (tracing on, spans to a file) and through the bare
 //! server; the chain's round trip divided by its hops is the per-hop cost.
+//! The same for gRPC (`"rpc": "grpc"`): a chain whose services call each
+//! other over gRPC, loaded over gRPC by the runtime's own client, against a
+//! bare gRPC server (the runtime's gRPC server loop, echoing) loaded by the
+//! same client.
 //! (b) Throughput: closed-loop load on many connections against one
 //! zero-work service and against the bare server, each pinned to core 0
 //! (`taskset -c 0`); the load generator runs on the remaining cores.
@@ -39,6 +43,11 @@ pub struct Args {
     /// Length of each throughput measurement (per server, in one-second turns).
     #[arg(long, default_value = "5s", value_parser = crate::cmd::parse_duration_ns)]
     pub duration: i64,
+    /// Pause after each latency request: at a low request rate the servers'
+    /// threads sleep between requests and every request pays their wake-ups
+    /// (0: back to back).
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = crate::cmd::parse_duration_ns)]
+    pub gap: i64,
     /// Concurrent connections of the throughput load.
     #[arg(long, default_value_t = 64)]
     pub connections: usize,
@@ -175,16 +184,41 @@ fn parse_response(b: &[u8]) -> Option<(u16, usize)> {
     (b.len() >= head_end + body).then_some((status, head_end + body))
 }
 
-/// Round trips of `n` sequential requests to each port, nanoseconds,
+/// A sequential client of one server: raw HTTP/1.1, or the runtime's gRPC client.
+enum Client {
+    Http(Conn),
+    /// One HTTP/2 connection, opened by the first call.
+    Grpc(palette_runtime::grpc::GrpcClient),
+}
+
+impl Client {
+    async fn open(port: u16, grpc: bool) -> anyhow::Result<Client> {
+        Ok(if grpc {
+            Client::Grpc(palette_runtime::grpc::GrpcClient::new(vec![format!("127.0.0.1:{port}")], 1 << 20))
+        } else {
+            Client::Http(Conn::open(port).await?)
+        })
+    }
+
+    async fn request(&mut self) -> anyhow::Result<u16> {
+        use palette_runtime::transport::{CallHeaders, Transport};
+        match self {
+            Client::Http(c) => c.request().await,
+            Client::Grpc(g) => Ok(g.call(0, "hop", CallHeaders::default(), Default::default()).await?.status),
+        }
+    }
+}
+
+/// Round trips of `n` sequential requests to each (port, gRPC?), nanoseconds,
 /// sorted, one list per port. The ports take turns in blocks of 100
 /// requests, on a connection each, so every one sees the same machine: on
 /// a shared machine the round trip of even the bare server moves by 2× from
 /// one second to the next.
-async fn latencies(ports: &[u16], n: usize) -> anyhow::Result<Vec<Vec<u64>>> {
+async fn latencies(ports: &[(u16, bool)], n: usize, gap: Duration) -> anyhow::Result<Vec<Vec<u64>>> {
     const BLOCK: usize = 100;
     let mut conns = Vec::new();
-    for &p in ports {
-        conns.push(Conn::open(p).await?);
+    for &(p, grpc) in ports {
+        conns.push(Client::open(p, grpc).await?);
     }
     let mut out = vec![Vec::with_capacity(n); ports.len()];
     while out[0].len() < n {
@@ -195,6 +229,9 @@ async fn latencies(ports: &[u16], n: usize) -> anyhow::Result<Vec<Vec<u64>>> {
                 o.push(t.elapsed().as_nanos() as u64);
                 if status != 200 {
                     bail!("status {status}");
+                }
+                if !gap.is_zero() {
+                    tokio::time::sleep(gap).await;
                 }
             }
         }
@@ -239,10 +276,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Writes a zero-work chain of `n` services on free ports to
 /// `dir/system.json`, with spans to `dir/spans.jsonl` or none.
-fn write_chain(dir: &Path, n: usize, traced: bool) -> anyhow::Result<(PathBuf, u16)> {
+fn write_chain(dir: &Path, n: usize, traced: bool, grpc: bool) -> anyhow::Result<(PathBuf, u16)> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let ports = free_ports(n)?;
     let mut config = palette_runtime::synthetic::chain(&ports, &vec![0; n]);
+    if grpc {
+        config.rpc = palette_runtime::config::RpcMode::Grpc;
+    }
     if !traced {
         config.tracing.file = None;
     }
@@ -266,14 +306,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let repeat = args.repeat.max(1);
     let hops = args.hops.max(1);
-    let dirs = ["runtime-chain", "runtime-chain-untraced", "runtime-single", "runtime-single-untraced"];
-    let (chain, chain_port) = write_chain(&args.dir.join(dirs[0]), hops, true)?;
-    let (chain_off, chain_off_port) = write_chain(&args.dir.join(dirs[1]), hops, false)?;
-    let (single, single_port) = write_chain(&args.dir.join(dirs[2]), 1, true)?;
-    let (single_off, single_off_port) = write_chain(&args.dir.join(dirs[3]), 1, false)?;
-    let bare_ports = free_ports(2)?;
+    let dirs = [
+        "runtime-chain",
+        "runtime-chain-untraced",
+        "runtime-single",
+        "runtime-single-untraced",
+        "runtime-grpc-chain",
+        "runtime-grpc-chain-untraced",
+    ];
+    let (chain, chain_port) = write_chain(&args.dir.join(dirs[0]), hops, true, false)?;
+    let (chain_off, chain_off_port) = write_chain(&args.dir.join(dirs[1]), hops, false, false)?;
+    let (single, single_port) = write_chain(&args.dir.join(dirs[2]), 1, true, false)?;
+    let (single_off, single_off_port) = write_chain(&args.dir.join(dirs[3]), 1, false, false)?;
+    let (grpc_chain, grpc_port) = write_chain(&args.dir.join(dirs[4]), hops, true, true)?;
+    let (grpc_chain_off, grpc_off_port) = write_chain(&args.dir.join(dirs[5]), hops, false, true)?;
+    let bare_ports = free_ports(3)?;
     let path = |p: &Path| p.to_str().map(String::from).context("non-UTF-8 path");
     let (bare_port, pinned_bare_port) = (bare_ports[0].to_string(), bare_ports[1].to_string());
+    let bare_grpc_port = bare_ports[2].to_string();
     let servers = [
         Server::start(&["serve", &path(&chain)?, "--all"], false, hops)?,
         Server::start(&["serve", &path(&chain_off)?, "--all"], false, hops)?,
@@ -281,24 +331,40 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Server::start(&["serve", &path(&single_off)?, "--all"], true, 1)?,
         Server::start(&["bench", "runtime-bare", "--port", &bare_port], false, 1)?,
         Server::start(&["bench", "runtime-bare", "--port", &pinned_bare_port], true, 1)?,
+        Server::start(&["serve", &path(&grpc_chain)?, "--all"], false, hops)?,
+        Server::start(&["serve", &path(&grpc_chain_off)?, "--all"], false, hops)?,
+        Server::start(&["bench", "runtime-bare", "--grpc", "--port", &bare_grpc_port], false, 1)?,
     ];
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let duration = Duration::from_nanos(args.duration.max(1) as u64);
+    let gap = Duration::from_nanos(args.gap.max(0) as u64);
     let (mut bare_lat, mut chain_lat, mut chain_off_lat) = (vec![], vec![], vec![]);
+    let (mut bare_grpc_lat, mut grpc_lat, mut grpc_off_lat) = (vec![], vec![], vec![]);
+    let ports = [
+        (bare_ports[0], false),
+        (chain_port, false),
+        (chain_off_port, false),
+        (bare_ports[2], true),
+        (grpc_port, true),
+        (grpc_off_port, true),
+    ];
     let (mut bare_rps, mut palette_rps, mut palette_off_rps) = (vec![], vec![], vec![]);
     rt.block_on(async {
         // Warm-up: connections, pools, caches, the CPU governor.
-        latencies(&[bare_ports[0], chain_port, chain_off_port], 500).await?;
+        latencies(&ports, 500, Duration::ZERO).await?;
         for port in [bare_ports[1], single_port, single_off_port] {
             throughput(port, args.connections, Duration::from_millis(500)).await?;
         }
         for run in 1..=repeat {
             eprintln!("run {run}/{repeat}…");
-            let mut l = latencies(&[bare_ports[0], chain_port, chain_off_port], args.requests).await?.into_iter();
+            let mut l = latencies(&ports, args.requests, gap).await?.into_iter();
             bare_lat.extend(l.next());
             chain_lat.extend(l.next());
             chain_off_lat.extend(l.next());
+            bare_grpc_lat.extend(l.next());
+            grpc_lat.extend(l.next());
+            grpc_off_lat.extend(l.next());
             // Throughput in one-second turns, for the same reason.
             let (mut done, mut time) = ([0.0f64; 3], 0.0);
             while time < duration.as_secs_f64() {
@@ -320,6 +386,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let (chain_spans, chain_dropped) = span_counts(&said[0]);
     let (single_spans, single_dropped) = span_counts(&said[2]);
+    let (grpc_spans, grpc_dropped) = span_counts(&said[6]);
     for d in dirs {
         let _ = std::fs::remove_dir_all(args.dir.join(d));
     }
@@ -331,7 +398,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
          unless `tracing off`; median of {repeat} runs; {}",
         machine()
     );
-    println!("(a) round trip, 1 connection, {} sequential requests", thousands(args.requests as u64));
+    println!(
+        "(a) round trip, 1 connection, {} sequential requests{}",
+        thousands(args.requests as u64),
+        if gap.is_zero() { String::new() } else { format!(", {:?} apart", gap) }
+    );
     println!("{:<34} {:>9} {:>9}", "", "p50 µs", "p99 µs");
     let bare50 = us(&bare_lat, 0.5, 1.0);
     let bare99 = us(&bare_lat, 0.99, 1.0);
@@ -350,6 +421,36 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             p99 / bare99
         );
     }
+    let http50 = us(&chain_lat, 0.5, h);
+    let http99 = us(&chain_lat, 0.99, h);
+    let bare_grpc50 = us(&bare_grpc_lat, 0.5, 1.0);
+    let bare_grpc99 = us(&bare_grpc_lat, 0.99, 1.0);
+    println!("{:<34} {bare_grpc50:>9.1} {bare_grpc99:>9.1}", "bare gRPC (1 hop)");
+    println!(
+        "{:<34} {:>9.1} {:>9.1}",
+        format!("palette gRPC chain ({hops} hops)"),
+        us(&grpc_lat, 0.5, 1.0),
+        us(&grpc_lat, 0.99, 1.0)
+    );
+    for (name, runs) in [("palette gRPC per hop", &grpc_lat), ("  same, tracing off", &grpc_off_lat)] {
+        let (p50, p99) = (us(runs, 0.5, h), us(runs, 0.99, h));
+        println!(
+            "{name:<34} {p50:>9.1} {p99:>9.1}   {:.2}x / {:.2}x of bare gRPC",
+            p50 / bare_grpc50,
+            p99 / bare_grpc99
+        );
+    }
+    let (g50, g99) = (us(&grpc_lat, 0.5, h), us(&grpc_lat, 0.99, h));
+    println!(
+        "{:<34} {:>9.1} {:>9.1}   gRPC hop {:.2}x / {:.2}x of an HTTP/1.1 hop; bare gRPC {:.2}x / {:.2}x of bare hyper",
+        "gRPC - HTTP per hop (tracing on)",
+        g50 - http50,
+        g99 - http99,
+        g50 / http50,
+        g99 / http99,
+        bare_grpc50 / bare50,
+        bare_grpc99 / bare99
+    );
     println!(
         "(b) throughput, server pinned to core 0, {} connections, {:.0} s per run",
         args.connections,
@@ -366,11 +467,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     println!(
-        "spans: chain {} exported, {} dropped; pinned service {} exported, {} dropped",
+        "spans: chain {} exported, {} dropped; pinned service {} exported, {} dropped; gRPC chain {} exported, {} dropped",
         thousands(chain_spans),
         thousands(chain_dropped),
         thousands(single_spans),
-        thousands(single_dropped)
+        thousands(single_dropped),
+        thousands(grpc_spans),
+        thousands(grpc_dropped)
     );
     Ok(())
 }
@@ -404,6 +507,41 @@ pub fn bare_server(port: u16) -> anyhow::Result<()> {
             _ = serve => {}
             _ = palette_runtime::server::shutdown_signal() => {}
         }
+        Ok(())
+    })
+}
+
+/// Answers every call with its own payload at once: the gRPC baseline.
+struct Echo;
+
+impl palette_runtime::transport::Handler for Echo {
+    fn handle(
+        self: std::sync::Arc<Self>,
+        req: palette_runtime::transport::Inbound,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = palette_runtime::transport::Outbound> + Send>> {
+        Box::pin(async move { palette_runtime::transport::Outbound::Ok { body: req.body, server_ns: 0, calls: 0 } })
+    }
+
+    fn max_body_bytes(&self) -> u64 {
+        1 << 20
+    }
+}
+
+/// The gRPC baseline: the runtime's gRPC server loop (what a gRPC system's
+/// services run), with a handler that only echoes.
+pub fn bare_grpc_server(port: u16) -> anyhow::Result<()> {
+    use palette_runtime::transport::Phase;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        println!("bare gRPC listening on http://127.0.0.1:{port}");
+        let (phase, phase_rx) = tokio::sync::watch::channel(Phase::Running);
+        let serve = palette_runtime::grpc::serve_grpc(listener, std::sync::Arc::new(Echo), 1024, phase_rx);
+        tokio::select! {
+            _ = serve => {}
+            _ = palette_runtime::server::shutdown_signal() => {}
+        }
+        drop(phase);
         Ok(())
     })
 }
