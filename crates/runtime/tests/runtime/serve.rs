@@ -16,7 +16,7 @@ use palette_runtime::SystemConfig;
 use palette_runtime::config::{RpcMode, ServiceConfig, TracingConfig, WorkMode};
 use palette_runtime::grpc::GrpcClient;
 use palette_runtime::server::{Running, ServeOptions, start};
-use palette_runtime::synthetic::chain;
+use palette_runtime::synthetic::{CHAIN_OPERATION, chain};
 use palette_runtime::transport::{CallHeaders, HttpClient, Reply, Transport};
 use palette_trace::{CallTree, NoProgress, ReadOptions, read_traces};
 
@@ -772,4 +772,61 @@ async fn an_opentelemetry_client_starts_the_trace() {
     assert!(spans.iter().all(|s| s.trace_id == trace_id), "every span carries the client's trace id");
     let root = spans.iter().find(|s| s.service == "A" && s.kind == 2).unwrap();
     assert_eq!(root.parent.as_deref(), Some(span_id), "the root SERVER span's parent is the client's span");
+}
+
+/// Forwards connections on `from` to `to`, holding every chunk bound for
+/// `to` for `delay`: a slow network between two services.
+async fn delaying_proxy(from: u16, to: u16, delay: Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", from)).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let outbound = tokio::net::TcpStream::connect(("127.0.0.1", to)).await.unwrap();
+            let (mut in_read, mut in_write) = inbound.into_split();
+            let (mut out_read, mut out_write) = outbound.into_split();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n @ 1..) = in_read.read(&mut buf).await {
+                    tokio::time::sleep(delay).await;
+                    if out_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut out_read, &mut in_write).await;
+            });
+        }
+    });
+}
+
+/// Where the real network is slower than the model's call overhead (a
+/// proxy holds each request from s01 to s02 for 3 ms; the model's overhead
+/// is 0), s01's CLIENT span shows the slow call, but s01's own latency stays
+/// the model's — 2 ms of s02 plus 5 ms of its own work after the call —
+/// because that work absorbs the network's excess.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_network_is_absorbed_by_the_callers_later_work() {
+    let _serial = SERIAL.lock().await;
+    let ports = free_ports(3);
+    let (s01, s02, proxy) = (ports[0], ports[1], ports[2]);
+    let work = [5 * MS, 2 * MS];
+    let callee = serve(chain(&[s01, s02], &work), Some(&["s02"])).await;
+    // s01's copy of the system has s02 at the proxy.
+    let caller = serve(chain(&[s01, proxy], &work), Some(&["s01"])).await;
+    delaying_proxy(proxy, s02, Duration::from_millis(3)).await;
+    for _ in 0..30 {
+        assert_eq!(caller.root(0, CHAIN_OPERATION).await.status, 200);
+    }
+    let (spans, _dir) = caller.finish().await;
+    let _ = callee.finish().await;
+    let median = |kind: i64| {
+        let mut d: Vec<u64> = spans.iter().filter(|s| s.kind == kind).map(|s| s.duration_ns).collect();
+        assert_eq!(d.len(), 30, "one {kind} span per request");
+        d.sort_unstable();
+        d[15] as f64 / MS as f64
+    };
+    let (server, client) = (median(2), median(3));
+    assert!(client >= 5.0, "the CLIENT span keeps the slow network: median {client:.2} ms");
+    assert!(server < 8.5, "s01 stays near the model's 7 ms (10 ms if the excess were added): median {server:.2} ms");
 }
