@@ -365,17 +365,20 @@ impl SystemConfig {
             }
             for port in s.ports() {
                 if let Some(j) = ports.insert(port, i) {
-                    let whose = if j == i {
-                        "another instance of it".to_string()
-                    } else {
-                        format!("`{}`", self.services[j].name)
-                    };
+                    let other = &self.services[j];
+                    if s.instances == 1 && other.instances == 1 {
+                        return Err((
+                            vec![K("services"), I(i), K("port")],
+                            format!("port {port} of `{}` is also the port of `{}`", s.name, other.name),
+                        ));
+                    }
                     let what = if port == s.port { String::new() } else { format!(" (instance {})", port - s.port) };
                     return Err((
                         vec![K("services"), I(i), K(if port == s.port { "port" } else { "instances" })],
                         format!(
-                            "port {port} of `{}`{what} is also a port of {whose}; locally instance i of a service listens on port + i",
-                            s.name
+                            "port {port} of `{}`{what} is also a port of `{}`; locally instance i of a service \
+                             listens on port + i",
+                            s.name, other.name
                         ),
                     ));
                 }
