@@ -235,6 +235,18 @@ fn roots(system: &SystemConfig, path: &Path, opts: &LoadOptions) -> Result<Vec<R
                 service.ports().map(|p| format!("[{h}]:{p}")).collect()
             }
             Target::Host(h) => service.ports().map(|p| format!("{h}:{p}")).collect(),
+            // A replicated service's name resolves to every instance
+            // (compose replicas, a headless Kubernetes Service): resolved
+            // once here, so requests are spread per request, not per connection.
+            Target::Dns if service.instances > 1 => {
+                let name = service.peer_address(PeerHosts::Dns);
+                let mut all: Vec<String> = std::net::ToSocketAddrs::to_socket_addrs(name.as_str())
+                    .map(|a| a.map(|a| a.to_string()).collect())
+                    .unwrap_or_default();
+                all.sort();
+                all.dedup();
+                if all.is_empty() { vec![name] } else { all }
+            }
             Target::Dns => vec![service.peer_address(PeerHosts::Dns)],
         };
         let root_pools = addresses

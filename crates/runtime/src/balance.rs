@@ -140,3 +140,63 @@ impl<E: Endpoint> Balanced<E> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Named(String);
+
+    impl Endpoint for Named {
+        fn new(addr: String) -> Named {
+            Named(addr)
+        }
+        fn addr(&self) -> &str {
+            &self.0
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_take_the_instances_in_turn() {
+        let b = Balanced::<Named>::new(Instances::Fixed(vec!["a:1".into(), "b:1".into(), "c:1".into()]));
+        let mut picked = Vec::new();
+        for _ in 0..7 {
+            picked.push(b.pick().await.unwrap().0.clone());
+        }
+        assert_eq!(picked, ["a:1", "b:1", "c:1", "a:1", "b:1", "c:1", "a:1"]);
+    }
+
+    #[tokio::test]
+    async fn a_name_stands_for_every_address_it_resolves_to_and_keeps_their_state() {
+        let b = Balanced::<Named>::new(Instances::Resolved("localhost:7".into()));
+        let first = b.pick().await.unwrap();
+        assert!(first.0.ends_with(":7"), "{}", first.0);
+        let n = b.resolved.as_ref().unwrap().lock().unwrap().endpoints.len();
+        assert!(n >= 1);
+        // Looked up again after a failed connect: an address still there keeps its endpoint (its connections).
+        b.unreachable();
+        let again = b.pick().await.unwrap();
+        let set = b.resolved.as_ref().unwrap().lock().unwrap();
+        assert!(set.at.is_some());
+        assert!(set.endpoints.iter().any(|e| Arc::ptr_eq(e, &first)), "the endpoint of {} is kept", first.0);
+        assert!(set.endpoints.iter().any(|e| Arc::ptr_eq(e, &again)));
+    }
+
+    #[test]
+    fn instances_of_a_service() {
+        let mut s = crate::config::ServiceConfig {
+            name: "cart".into(),
+            host: "cart".into(),
+            port: 7001,
+            instances: 3,
+            apis: vec![],
+        };
+        assert_eq!(
+            Instances::of(&s, PeerHosts::Loopback),
+            Instances::Fixed(vec!["127.0.0.1:7001".into(), "127.0.0.1:7002".into(), "127.0.0.1:7003".into()])
+        );
+        assert_eq!(Instances::of(&s, PeerHosts::Dns), Instances::Resolved("cart:7001".into()));
+        s.instances = 1;
+        assert_eq!(Instances::of(&s, PeerHosts::Dns), Instances::Fixed(vec!["cart:7001".into()]));
+    }
+}
