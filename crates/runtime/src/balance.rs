@@ -62,6 +62,9 @@ pub struct Balanced<E> {
     fixed: Vec<Arc<E>>,
     /// `Some` when the instances come from DNS.
     resolved: Option<Mutex<ResolvedSet<E>>>,
+    /// Held by the one call looking the name up; the others meanwhile use
+    /// the addresses known (or, with none yet, wait for the answer).
+    refreshing: tokio::sync::Mutex<()>,
     next: AtomicUsize,
 }
 
@@ -72,12 +75,14 @@ impl<E: Endpoint> Balanced<E> {
                 name: addrs.first().cloned().unwrap_or_default(),
                 fixed: addrs.into_iter().map(|a| Arc::new(E::new(a))).collect(),
                 resolved: None,
+                refreshing: tokio::sync::Mutex::new(()),
                 next: AtomicUsize::new(0),
             },
             Instances::Resolved(name) => Balanced {
                 name,
                 fixed: Vec::new(),
                 resolved: Some(Mutex::new(ResolvedSet { endpoints: Vec::new(), at: None })),
+                refreshing: tokio::sync::Mutex::new(()),
                 next: AtomicUsize::new(0),
             },
         }
@@ -91,15 +96,35 @@ impl<E: Endpoint> Balanced<E> {
             return instance
                 .ok_or_else(|| CallError::Protocol { peer: self.name.clone(), message: "no instance".into() });
         };
+        let current = |set: &ResolvedSet<E>| match set.at {
+            Some(at) if at.elapsed() < RESOLVE_EVERY && !set.endpoints.is_empty() => {
+                Some(set.endpoints[turn % set.endpoints.len()].clone())
+            }
+            _ => None,
+        };
         let fresh = {
             let set = resolved.lock().unwrap_or_else(|e| e.into_inner());
-            match set.at {
-                Some(at) if at.elapsed() < RESOLVE_EVERY && !set.endpoints.is_empty() => {
+            if let Some(e) = current(&set) {
+                return Ok(e);
+            }
+            set.endpoints.is_empty()
+        };
+        let _refreshing = if fresh {
+            self.refreshing.lock().await
+        } else {
+            match self.refreshing.try_lock() {
+                Ok(guard) => guard,
+                // Another call is looking the name up: the known addresses do meanwhile.
+                Err(_) => {
+                    let set = resolved.lock().unwrap_or_else(|e| e.into_inner());
                     return Ok(set.endpoints[turn % set.endpoints.len()].clone());
                 }
-                _ => set.endpoints.is_empty(),
             }
         };
+        // Looked up while this call waited its turn to.
+        if let Some(e) = current(&resolved.lock().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(e);
+        }
         let looked_up = tokio::net::lookup_host(self.name.as_str()).await;
         let mut set = resolved.lock().unwrap_or_else(|e| e.into_inner());
         match looked_up {
