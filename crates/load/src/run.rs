@@ -16,7 +16,7 @@
 //! error, never dropped silently.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -168,8 +168,12 @@ pub fn load_system(path: &Path) -> Result<(SystemConfig, PathBuf), LoadError> {
 struct Root {
     /// The API, to name it and to map arrivals to this entry.
     api: ApiId,
-    /// Connections to the service serving it (shared by its other root APIs).
-    pool: Arc<Pool>,
+    /// Connections to the service serving it (shared by its other root
+    /// APIs): one pool per instance of a replicated service, taken in turn
+    /// per request.
+    pools: Vec<Arc<Pool>>,
+    /// Whose turn it is among `pools`.
+    next: AtomicUsize,
     /// `/op/{operation}`, encoded once.
     uri: Uri,
     /// Request body sizes, when the traces recorded them.
@@ -224,25 +228,50 @@ fn roots(system: &SystemConfig, path: &Path, opts: &LoadOptions) -> Result<Vec<R
             });
         };
         let service = &system.services[s];
-        let address = match &opts.target {
-            Target::Host(h) if h.contains(':') && !h.starts_with('[') => format!("[{h}]:{}", service.port),
-            Target::Host(h) => format!("{h}:{}", service.port),
-            Target::Dns => service.peer_address(PeerHosts::Dns),
-        };
-        let pool = match pools.iter().find(|p| p.address == address) {
-            Some(p) => p.clone(),
-            None => {
-                let p = Arc::new(Pool::new(address, opts.connections));
-                pools.push(p.clone());
-                p
+        // On one host instance i of a replicated service listens on port + i;
+        // by DNS the name stands for every instance (compose, Kubernetes).
+        let addresses: Vec<String> = match &opts.target {
+            Target::Host(h) if h.contains(':') && !h.starts_with('[') => {
+                service.ports().map(|p| format!("[{h}]:{p}")).collect()
             }
+            Target::Host(h) => service.ports().map(|p| format!("{h}:{p}")).collect(),
+            // A replicated service's name resolves to every instance
+            // (compose replicas, a headless Kubernetes Service): resolved
+            // once here, so requests are spread per request, not per connection.
+            Target::Dns if service.instances > 1 => {
+                let name = service.peer_address(PeerHosts::Dns);
+                let mut all: Vec<String> = std::net::ToSocketAddrs::to_socket_addrs(name.as_str())
+                    .map(|a| a.map(|a| a.to_string()).collect())
+                    .unwrap_or_default();
+                all.sort();
+                all.dedup();
+                if all.is_empty() { vec![name] } else { all }
+            }
+            Target::Dns => vec![service.peer_address(PeerHosts::Dns)],
         };
+        let root_pools = addresses
+            .into_iter()
+            .map(|address| match pools.iter().find(|p| p.address == address) {
+                Some(p) => p.clone(),
+                None => {
+                    let p = Arc::new(Pool::new(address, opts.connections));
+                    pools.push(p.clone());
+                    p
+                }
+            })
+            .collect();
         let a = &model.apis[r.api as usize];
         let uri: Uri = op_path(&a.operation).parse().map_err(|e| LoadError::BadSystem {
             path: path.to_path_buf(),
             message: format!("operation `{}` makes no valid path ({e})", a.operation),
         })?;
-        roots.push(Root { api: r.api, pool, uri, request_bytes: a.request_bytes.clone() });
+        roots.push(Root {
+            api: r.api,
+            pools: root_pools,
+            next: AtomicUsize::new(0),
+            uri,
+            request_bytes: a.request_bytes.clone(),
+        });
     }
     Ok(roots)
 }
@@ -263,13 +292,15 @@ pub async fn run_load(
     if opts.health_check {
         let mut seen: Vec<&str> = Vec::new();
         for r in &roots {
-            if seen.contains(&r.pool.address.as_str()) {
-                continue;
-            }
-            seen.push(&r.pool.address);
-            if let Err(why) = r.pool.health(Duration::from_secs(5)).await {
-                let service = system.service_of(r.api).map(|s| system.services[s].name.clone()).unwrap_or_default();
-                return Err(LoadError::Unreachable { service, address: r.pool.address.clone(), why });
+            for pool in &r.pools {
+                if seen.contains(&pool.address.as_str()) {
+                    continue;
+                }
+                seen.push(&pool.address);
+                if let Err(why) = pool.health(Duration::from_secs(5)).await {
+                    let service = system.service_of(r.api).map(|s| system.services[s].name.clone()).unwrap_or_default();
+                    return Err(LoadError::Unreachable { service, address: pool.address.clone(), why });
+                }
             }
         }
     }
@@ -280,7 +311,8 @@ pub async fn run_load(
         .unwrap_or(0)
         .min(system.limits.max_body_bytes);
     let names: Vec<String> = roots.iter().map(|r| system.model.api_name(r.api)).collect();
-    let targets: Vec<String> = roots.iter().map(|r| r.pool.address.clone()).collect();
+    let targets: Vec<String> =
+        roots.iter().map(|r| r.pools.iter().map(|p| p.address.as_str()).collect::<Vec<_>>().join(",")).collect();
     let warmup_ns = opts.warmup.as_nanos() as u64;
     let duration_ns = opts.duration.as_nanos() as u64;
     let schedule = Schedule::new(&opts.arrivals, &system.model, warmup_ns, duration_ns, opts.seed);
@@ -445,7 +477,8 @@ fn schedule_arrivals(
             let sent = Instant::now();
             let root = &s.roots[i];
             let headers = [("traceparent", tp)];
-            let call = root.pool.send(Method::POST, &root.uri, &headers, body);
+            let pool = &root.pools[root.next.fetch_add(1, Ordering::Relaxed) % root.pools.len()];
+            let call = pool.send(Method::POST, &root.uri, &headers, body);
             let outcome = tokio::time::timeout(s.timeout, call).await.unwrap_or(Outcome::Timeout);
             let done = Instant::now();
             let counter = if outcome == Outcome::Ok { &s.ok } else { &s.errors };

@@ -100,6 +100,11 @@ pub struct Model {
     pub deploy: Deploy,
 }
 
+/// Most instances of one service: each is a process (or container) and,
+/// locally, a port of its own, so a typo like `instances: 3000` is refused
+/// rather than exhausting a laptop.
+pub const MAX_REPLICAS: u32 = 64;
+
 /// Deployment choices recorded by interventions, for `palette generate`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Deploy {

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use palette_model::Model;
 use palette_model::check::{OwnedSeg, Seg, check, locate_line};
-use palette_model::model::ApiId;
+use palette_model::model::{ApiId, MAX_REPLICAS};
 use serde::{Deserialize, Serialize};
 
 /// The format tag this version writes and reads.
@@ -183,8 +183,21 @@ pub struct ServiceConfig {
     pub host: String,
     /// Port it listens on (on 127.0.0.1 locally, all interfaces in containers).
     pub port: u16,
+    /// Processes serving it (the `replicate` intervention): callers spread
+    /// their calls over them. Locally instance `i` listens on `port + i`;
+    /// in containers every instance has its own address and listens on `port`.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub instances: u32,
     /// The APIs it serves (indices into the model's APIs).
     pub apis: Vec<ApiId>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 /// How peers are reached.
@@ -198,7 +211,7 @@ pub enum PeerHosts {
 }
 
 impl ServiceConfig {
-    /// Where peers send this service's requests.
+    /// Where peers send this service's requests (its first instance, locally).
     pub fn peer_address(&self, hosts: PeerHosts) -> String {
         match hosts {
             PeerHosts::Loopback => format!("127.0.0.1:{}", self.port),
@@ -206,10 +219,25 @@ impl ServiceConfig {
         }
     }
 
+    /// The port instance `i` listens on locally (checked at load to fit in a `u16`).
+    pub fn instance_port(&self, i: u32) -> u16 {
+        self.port.saturating_add(u16::try_from(i).unwrap_or(u16::MAX))
+    }
+
+    /// The local ports of all its instances.
+    pub fn ports(&self) -> impl Iterator<Item = u16> + '_ {
+        (0..self.instances.max(1)).map(|i| self.instance_port(i))
+    }
+
     /// Where the service listens by default: loopback only, so a system
     /// started on a laptop is not reachable from the network.
     pub fn default_listen(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Where instance `i` listens locally.
+    pub fn instance_listen(&self, i: u32) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.instance_port(i)))
     }
 }
 
@@ -317,11 +345,43 @@ impl SystemConfig {
             if s.port == 0 {
                 return Err((vec![K("services"), I(i), K("port")], format!("service `{}` has port 0", s.name)));
             }
-            if let Some(j) = ports.insert(s.port, i) {
+            if s.instances == 0 || s.instances > MAX_REPLICAS {
                 return Err((
-                    vec![K("services"), I(i), K("port")],
-                    format!("port {} of `{}` is also the port of `{}`", s.port, s.name, self.services[j].name),
+                    vec![K("services"), I(i), K("instances")],
+                    format!("service `{}` has {} instances; it needs 1 to {MAX_REPLICAS}", s.name, s.instances),
                 ));
+            }
+            if u32::from(s.port) + s.instances - 1 > u32::from(u16::MAX) {
+                return Err((
+                    vec![K("services"), I(i), K("instances")],
+                    format!(
+                        "the {} instances of `{}` need ports {} to {}, past 65535",
+                        s.instances,
+                        s.name,
+                        s.port,
+                        u32::from(s.port) + s.instances - 1
+                    ),
+                ));
+            }
+            for port in s.ports() {
+                if let Some(j) = ports.insert(port, i) {
+                    let other = &self.services[j];
+                    if s.instances == 1 && other.instances == 1 {
+                        return Err((
+                            vec![K("services"), I(i), K("port")],
+                            format!("port {port} of `{}` is also the port of `{}`", s.name, other.name),
+                        ));
+                    }
+                    let what = if port == s.port { String::new() } else { format!(" (instance {})", port - s.port) };
+                    return Err((
+                        vec![K("services"), I(i), K(if port == s.port { "port" } else { "instances" })],
+                        format!(
+                            "port {port} of `{}`{what} is also a port of `{}`; locally instance i of a service \
+                             listens on port + i",
+                            s.name, other.name
+                        ),
+                    ));
+                }
             }
             for (k, &api) in s.apis.iter().enumerate() {
                 let at = vec![K("services"), I(i), K("apis"), I(k)];

@@ -154,6 +154,8 @@ pub struct Start {
     pub t0: Instant,
     /// It arrived as a gRPC call (its span gets the `rpc.*` attributes).
     pub grpc: bool,
+    /// The instance executing it (`service.instance.id`), for a replicated service.
+    pub instance: Option<Arc<str>>,
 }
 
 /// One call of a stage, drawn before any is made so the draws do not
@@ -165,9 +167,11 @@ struct Plan {
 }
 
 /// The caller's side of a call.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct From {
     api: ApiId,
+    /// The caller's instance: its CLIENT spans and in-process calls are its.
+    instance: Option<Arc<str>>,
     span_id: [u8; 8],
     depth: u32,
     detached: bool,
@@ -236,7 +240,7 @@ impl Shared {
     /// Runs one execution to its end and records its span.
     pub fn execute(self: Arc<Self>, start: Start, mut rng: Rng) -> BoxFuture<Outcome> {
         Box::pin(async move {
-            let Start { api, ctx, trace, depth, span_id, parent_span, kind, request_bytes, t0, grpc } = start;
+            let Start { api, ctx, trace, depth, span_id, parent_span, kind, request_bytes, t0, grpc, instance } = start;
             let model = &self.config.model;
             let limits = &self.config.limits;
             let truncated = depth >= limits.max_depth;
@@ -281,10 +285,12 @@ impl Shared {
                         self.median_ns[b.callee as usize].total_cmp(&self.median_ns[a.callee as usize])
                     });
                 }
-                let from = From { api, span_id, depth, detached: !wait };
+                let from = From { api, instance: instance.clone(), span_id, depth, detached: !wait };
                 if wait {
-                    let futs =
-                        plans.into_iter().map(|p| self.clone().call(from, child, p, trace.clone())).collect::<Vec<_>>();
+                    let futs = plans
+                        .into_iter()
+                        .map(|p| self.clone().call(from.clone(), child, p, trace.clone()))
+                        .collect::<Vec<_>>();
                     let results = if futs.len() == 1 {
                         vec![futs.into_iter().next().expect("one call").await]
                     } else {
@@ -299,7 +305,7 @@ impl Shared {
                     }
                 } else {
                     for p in plans {
-                        let call = self.clone().call(from, child, p, trace.clone());
+                        let call = self.clone().call(from.clone(), child, p, trace.clone());
                         let shared = self.clone();
                         shared.active.fetch_add(1, Ordering::AcqRel);
                         tokio::spawn(async move {
@@ -334,6 +340,7 @@ impl Shared {
                 let start_unix_ns = self.clock.unix_ns(t0);
                 self.exporter.record(SpanRecord {
                     service: self.service_names[self.service_of[api as usize]].clone(),
+                    instance,
                     trace_id: trace.trace_id,
                     span_id,
                     parent_span_id: parent_span,
@@ -370,6 +377,7 @@ impl Shared {
                     request_bytes: 0,
                     t0,
                     grpc: false,
+                    instance: from.instance.clone(),
                 };
                 let out = self.clone().execute(start, rng).await;
                 // In process the real overhead is nil: all of it is added.
@@ -435,6 +443,7 @@ impl Shared {
                 let start_unix_ns = self.clock.unix_ns(t0);
                 self.exporter.record(SpanRecord {
                     service: self.service_names[self.service_of[from.api as usize]].clone(),
+                    instance: from.instance.clone(),
                     trace_id: trace.trace_id,
                     span_id: client_span,
                     parent_span_id: from.span_id,

@@ -5,7 +5,7 @@
 //! The messages are `prost` code generated from the proto at build time
 //! (`protox`, no system `protoc`); unary calls are framed on the `h2` crate
 //! directly (a gRPC message is a 5-byte prefix and the protobuf):
-//! - [`GrpcClient`] keeps one HTTP/2 connection per peer, multiplexing every
+//! - [`GrpcClient`] keeps one HTTP/2 connection per peer instance, multiplexing every
 //!   call to it (as a gRPC channel does), reconnecting when it closes;
 //! - [`serve_grpc`] answers gRPC and HTTP/1.1 on the same port, told apart
 //!   per connection by the HTTP/2 preface: a gRPC system still answers
@@ -37,6 +37,7 @@ use http::Uri;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::balance::{Balanced, Endpoint, Instances};
 use crate::transport::{CALLS_HEADER, CallError, CallFuture, CallHeaders, Handler, Inbound, Outbound, Phase, Reply};
 use crate::transport::{SERVER_NS_HEADER, Transport};
 
@@ -308,29 +309,42 @@ impl GrpcPeer {
     }
 }
 
-/// gRPC client: one multiplexed HTTP/2 connection per peer, `TCP_NODELAY`.
+impl Endpoint for GrpcPeer {
+    fn new(addr: String) -> GrpcPeer {
+        GrpcPeer {
+            uri: Uri::from_str(&format!("http://{addr}{CALL_PATH}"))
+                .unwrap_or_else(|_| Uri::from_static("http://localhost/palette.v1.Palette/Call")),
+            addr,
+            conn: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn addr(&self) -> &str {
+        &self.addr
+    }
+}
+
+/// gRPC client: one multiplexed HTTP/2 connection per peer instance,
+/// `TCP_NODELAY`; calls to a replicated peer go to its instances in turn.
 ///
 /// Unary calls are framed on the `h2` crate directly (see the module doc).
 pub struct GrpcClient {
-    peers: Vec<GrpcPeer>,
+    /// Per service; each call goes to the next instance.
+    peers: Vec<Balanced<GrpcPeer>>,
     /// Largest reply payload accepted.
     max_body_bytes: u64,
 }
 
 impl GrpcClient {
-    /// A client for peers at `host:port` addresses.
+    /// A client for peers at `host:port` addresses, one instance each.
     pub fn new(addrs: Vec<String>, max_body_bytes: u64) -> GrpcClient {
-        let peers = addrs
-            .into_iter()
-            .map(|addr| GrpcPeer {
-                uri: Uri::from_str(&format!("http://{addr}{CALL_PATH}"))
-                    .unwrap_or_else(|_| Uri::from_static("http://localhost/palette.v1.Palette/Call")),
-                addr,
-                conn: Mutex::new(None),
-                connecting: tokio::sync::Mutex::new(()),
-            })
-            .collect();
-        GrpcClient { peers, max_body_bytes }
+        GrpcClient::with_instances(addrs.into_iter().map(|a| Instances::Fixed(vec![a])).collect(), max_body_bytes)
+    }
+
+    /// A client for peers with one or more instances each.
+    pub fn with_instances(peers: Vec<Instances>, max_body_bytes: u64) -> GrpcClient {
+        GrpcClient { peers: peers.into_iter().map(Balanced::new).collect(), max_body_bytes }
     }
 
     /// The peer's connection, opened if there is none; `true` when new.
@@ -367,7 +381,8 @@ impl GrpcClient {
         headers: CallHeaders,
         body: Bytes,
     ) -> Result<Reply, CallError> {
-        let p = self.peers.get(peer).ok_or(CallError::NoPeer(peer))?;
+        let balanced = self.peers.get(peer).ok_or(CallError::NoPeer(peer))?;
+        let p = &*balanced.pick().await?;
         let protocol = |message: String| CallError::Protocol { peer: p.addr.clone(), message };
         let mut req = http::Request::post(p.uri.clone())
             .header(http::header::CONTENT_TYPE, "application/grpc")
@@ -383,7 +398,7 @@ impl GrpcClient {
         let message = frame(&CallRequest { operation: operation.to_string(), payload: body });
         let mut retried = false;
         loop {
-            let (sender, fresh) = self.connection(p).await?;
+            let (sender, fresh) = self.connection(p).await.inspect_err(|_| balanced.unreachable())?;
             match self.exchange(sender, req.clone(), message.clone()).await {
                 Ok(reply) => return reply.map_err(protocol),
                 Err(e) => {

@@ -14,6 +14,7 @@
 //! # let _ = SYSTEM_FORMAT;
 //! ```
 
+pub mod balance;
 pub mod config;
 
 pub use config::SystemConfig;

@@ -26,7 +26,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{PeerHosts, RpcMode, SystemConfig};
+use crate::balance::Instances;
+use crate::config::{PeerHosts, RpcMode, ServiceConfig, SystemConfig};
 use crate::context::{Baggage, Ids, TraceParent, bound_tracestate};
 use crate::execute::{Clock, Shared, Start, TraceCtx};
 use crate::export::{AttrValue, ExportError, ExportStats, Exporter, Kind, SpanRecord};
@@ -48,6 +49,10 @@ pub struct ServeOptions {
     pub base_dir: PathBuf,
     /// Longest wait for in-flight requests at shutdown.
     pub drain: Duration,
+    /// Serve only this instance of the (replicated) services chosen; `None`:
+    /// every instance, each on its port (`port + i`). With peers by DNS a
+    /// process is one instance whatever this says, listening on `port`.
+    pub instance: Option<u32>,
 }
 
 impl Default for ServeOptions {
@@ -58,6 +63,7 @@ impl Default for ServeOptions {
             peers: PeerHosts::Loopback,
             base_dir: PathBuf::from("."),
             drain: Duration::from_secs(10),
+            instance: None,
         }
     }
 }
@@ -67,6 +73,10 @@ impl Default for ServeOptions {
 pub enum ServeError {
     #[error("no service `{name}` in the system (it has {known})")]
     UnknownService { name: String, known: String },
+    #[error(
+        "service `{service}` has {instances} instance(s): there is no instance {instance} (they are numbered from 0)"
+    )]
+    UnknownInstance { service: String, instance: u32, instances: u32 },
     #[error("cannot listen on {addr} for service `{service}`: {source}")]
     Bind { service: String, addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
@@ -76,7 +86,7 @@ pub enum ServeError {
 impl ServeError {
     /// A wrong service name is a usage error (exit 2).
     pub fn is_usage(&self) -> bool {
-        matches!(self, ServeError::UnknownService { .. })
+        matches!(self, ServeError::UnknownService { .. } | ServeError::UnknownInstance { .. })
     }
 }
 
@@ -86,6 +96,8 @@ struct Service {
     index: usize,
     /// Operation name → API, for this service's APIs.
     ops: HashMap<String, ApiId>,
+    /// `service.instance.id` of its spans, for a replicated service.
+    instance: Option<Arc<str>>,
     /// Requests executing now, against `limits.max_in_flight`.
     in_flight: AtomicU32,
 }
@@ -146,6 +158,7 @@ impl Service {
                 let now = sh.clock.unix_ns(t0);
                 sh.exporter.record(SpanRecord {
                     service: name.clone(),
+                    instance: self.instance.clone(),
                     trace_id,
                     span_id,
                     parent_span_id: parent_span,
@@ -187,6 +200,7 @@ impl Service {
             request_bytes: req.body.len(),
             t0,
             grpc: req.grpc,
+            instance: self.instance.clone(),
         };
         let out = sh.clone().execute(start, rng).await;
         match out.failure {
@@ -251,25 +265,41 @@ pub async fn start(config: SystemConfig, opts: &ServeOptions) -> Result<Running,
     let mut listeners = Vec::with_capacity(chosen.len());
     for &i in &chosen {
         let s = &config.services[i];
-        let addr = SocketAddr::new(opts.listen_host, s.port);
-        let l = TcpListener::bind(addr).await.map_err(|source| ServeError::Bind {
-            service: s.name.clone(),
-            addr,
-            source,
-        })?;
-        listeners.push((i, l));
+        let instances: Vec<u32> = match (opts.instance, opts.peers) {
+            (Some(k), _) if k >= s.instances => {
+                return Err(ServeError::UnknownInstance {
+                    service: s.name.clone(),
+                    instance: k,
+                    instances: s.instances,
+                });
+            }
+            (Some(k), PeerHosts::Loopback) => vec![k],
+            (None, PeerHosts::Loopback) => (0..s.instances).collect(),
+            (k, PeerHosts::Dns) => vec![k.unwrap_or(0)],
+        };
+        for k in instances {
+            // By DNS every instance has an address of its own and the service's port.
+            let port = if opts.peers == PeerHosts::Dns { s.port } else { s.instance_port(k) };
+            let addr = SocketAddr::new(opts.listen_host, port);
+            let l = TcpListener::bind(addr).await.map_err(|source| ServeError::Bind {
+                service: s.name.clone(),
+                addr,
+                source,
+            })?;
+            listeners.push((i, instance_id(s, k, opts.peers), l));
+        }
     }
     let exporter = Exporter::start(&config.tracing, &opts.base_dir)?;
-    let addrs = config.services.iter().map(|s| s.peer_address(opts.peers)).collect();
+    let peers = config.services.iter().map(|s| Instances::of(s, opts.peers)).collect();
     let transport: Arc<dyn Transport> = match config.rpc {
-        RpcMode::Http => Arc::new(HttpClient::new(addrs, config.limits.max_body_bytes)),
-        RpcMode::Grpc => Arc::new(GrpcClient::new(addrs, config.limits.max_body_bytes)),
+        RpcMode::Http => Arc::new(HttpClient::with_instances(peers, config.limits.max_body_bytes)),
+        RpcMode::Grpc => Arc::new(GrpcClient::with_instances(peers, config.limits.max_body_bytes)),
     };
     let shared = Arc::new(shared_state(config, transport, exporter));
     let (phase, phase_rx) = watch::channel(Phase::Running);
     let mut listening = Vec::new();
     let mut servers = Vec::new();
-    for (i, listener) in listeners {
+    for (i, instance, listener) in listeners {
         let addr = listener.local_addr().map_err(|source| ServeError::Bind {
             service: shared.config.services[i].name.clone(),
             addr: SocketAddr::new(opts.listen_host, shared.config.services[i].port),
@@ -281,7 +311,8 @@ pub async fn start(config: SystemConfig, opts: &ServeOptions) -> Result<Running,
             .iter()
             .map(|&a| (shared.config.model.apis[a as usize].operation.clone(), a))
             .collect();
-        let handler = Arc::new(Service { shared: shared.clone(), index: i, ops, in_flight: AtomicU32::new(0) });
+        let handler =
+            Arc::new(Service { shared: shared.clone(), index: i, ops, instance, in_flight: AtomicU32::new(0) });
         let phase = phase_rx.clone();
         servers.push(match shared.config.rpc {
             RpcMode::Http => tokio::spawn(serve_http(listener, handler, phase)),
@@ -293,6 +324,20 @@ pub async fn start(config: SystemConfig, opts: &ServeOptions) -> Result<Running,
         });
     }
     Ok(Running { listening, phase, shared, servers, drain: opts.drain })
+}
+
+/// `service.instance.id` of instance `k` of `s`: `None` for a service with
+/// one instance (its spans stay as they were); by DNS the host name (the
+/// container or pod), which tells replicas started alike apart.
+fn instance_id(s: &ServiceConfig, k: u32, peers: PeerHosts) -> Option<Arc<str>> {
+    if s.instances <= 1 {
+        return None;
+    }
+    let host = match peers {
+        PeerHosts::Dns => std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()),
+        PeerHosts::Loopback => None,
+    };
+    Some(host.unwrap_or_else(|| format!("{}-{k}", s.host)).into())
 }
 
 /// The state every service of the process shares.
@@ -336,7 +381,7 @@ fn shared_state(config: SystemConfig, transport: Arc<dyn Transport>, exporter: E
 }
 
 impl Running {
-    /// (service, address) of each service served here, in the order asked.
+    /// (service, address) of each service instance served here, in the order asked.
     pub fn listening(&self) -> &[(String, SocketAddr)] {
         &self.listening
     }

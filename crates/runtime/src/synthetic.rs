@@ -113,6 +113,7 @@ pub fn chain(ports: &[u16], work_ns: &[u64]) -> SystemConfig {
                 name: chain_service(i),
                 host: chain_service(i),
                 port: ports[i],
+                instances: 1,
                 apis: vec![i as ApiId],
             })
             .collect(),
@@ -153,6 +154,7 @@ pub fn chains(chains: usize, hops: usize, ports: &[u16]) -> SystemConfig {
                 name: chains_service(c, h),
                 host: chains_service(c, h),
                 port: ports[c * hops + h],
+                instances: 1,
                 apis: vec![base + h as ApiId],
             });
         }

@@ -24,6 +24,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::balance::{Balanced, Endpoint, Instances};
+
 /// The response header with the callee's own duration (its SERVER span):
 /// the caller subtracts it from the latency it observed to get the call
 /// overhead it must reproduce.
@@ -126,26 +128,38 @@ struct Peer {
     idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
 }
 
-/// HTTP/1.1 client: keep-alive connections pooled per peer, `TCP_NODELAY`
-/// (the requests are small; Nagle would add 40 ms waits).
+impl Endpoint for Peer {
+    fn new(addr: String) -> Peer {
+        Peer {
+            host: HeaderValue::from_str(&addr).unwrap_or(HeaderValue::from_static("localhost")),
+            addr,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn addr(&self) -> &str {
+        &self.addr
+    }
+}
+
+/// HTTP/1.1 client: keep-alive connections pooled per peer instance,
+/// `TCP_NODELAY` (the requests are small; Nagle would add 40 ms waits).
 pub struct HttpClient {
-    peers: Vec<Peer>,
+    /// Per service; each call goes to the next instance.
+    peers: Vec<Balanced<Peer>>,
     /// Largest response body read.
     max_body_bytes: u64,
 }
 
 impl HttpClient {
-    /// A client for peers at `host:port` addresses.
+    /// A client for peers at `host:port` addresses, one instance each.
     pub fn new(addrs: Vec<String>, max_body_bytes: u64) -> HttpClient {
-        let peers = addrs
-            .into_iter()
-            .map(|addr| Peer {
-                host: HeaderValue::from_str(&addr).unwrap_or(HeaderValue::from_static("localhost")),
-                addr,
-                idle: Mutex::new(Vec::new()),
-            })
-            .collect();
-        HttpClient { peers, max_body_bytes }
+        HttpClient::with_instances(addrs.into_iter().map(|a| Instances::Fixed(vec![a])).collect(), max_body_bytes)
+    }
+
+    /// A client for peers with one or more instances each.
+    pub fn with_instances(peers: Vec<Instances>, max_body_bytes: u64) -> HttpClient {
+        HttpClient { peers: peers.into_iter().map(Balanced::new).collect(), max_body_bytes }
     }
 
     async fn connect(p: &Peer) -> Result<SendRequest<Full<Bytes>>, CallError> {
@@ -169,7 +183,8 @@ impl HttpClient {
         headers: CallHeaders,
         body: Bytes,
     ) -> Result<Reply, CallError> {
-        let p = self.peers.get(peer).ok_or(CallError::NoPeer(peer))?;
+        let balanced = self.peers.get(peer).ok_or(CallError::NoPeer(peer))?;
+        let p = &*balanced.pick().await?;
         let protocol = |e: &dyn std::fmt::Display| CallError::Protocol { peer: p.addr.clone(), message: e.to_string() };
         let mut req = http::Request::builder()
             .method(Method::POST)
@@ -188,7 +203,7 @@ impl HttpClient {
             let fresh = pooled.is_none();
             let mut sender = match pooled {
                 Some(s) => s,
-                None => HttpClient::connect(p).await?,
+                None => HttpClient::connect(p).await.inspect_err(|_| balanced.unreachable())?,
             };
             if let Err(e) = sender.ready().await {
                 if fresh {

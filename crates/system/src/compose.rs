@@ -1,7 +1,8 @@
 //! `compose.yaml`: the system on one Docker host.
 //!
 //! One compose service per Palette service, all from the one image the
-//! Dockerfile builds, reaching each other by compose DNS (`--peers dns`).
+//! Dockerfile builds, reaching each other by compose DNS (`--peers dns`); a
+//! replicated service is one compose service with `deploy.replicas`.
 //! Ports are also published on the host's loopback, so host tools (`palette
 //! load system/`) reach the services as they would under `palette up`. Spans
 //! go to a shared named volume (every service appends whole lines to the
@@ -75,7 +76,17 @@ pub fn render(config: &SystemConfig, opts: &GenerateOptions) -> String {
         let _ = writeln!(s, "    image: {image}");
         let _ = writeln!(s, "    pull_policy: {pull}");
         let _ = writeln!(s, "    command: {}", clist(&serve_args(&svc.name)));
-        let _ = writeln!(s, "    ports: [{}]", q(&format!("127.0.0.1:{p}:{p}")));
+        if svc.instances > 1 {
+            // Each replica gets one host port of the range, as `palette up`
+            // gives instance i port + i; inside, all listen on the service's
+            // port and its name resolves to every replica (the callers spread
+            // their calls over the addresses).
+            let last = u32::from(p) + svc.instances - 1;
+            let _ = writeln!(s, "    deploy:\n      replicas: {}", svc.instances);
+            let _ = writeln!(s, "    ports: [{}]", q(&format!("127.0.0.1:{p}-{last}:{p}")));
+        } else {
+            let _ = writeln!(s, "    ports: [{}]", q(&format!("127.0.0.1:{p}:{p}")));
+        }
         s.push_str("    volumes:\n");
         let _ = writeln!(s, "      - {}", q(&format!("spans:{CONTAINER_DIR}")));
         let _ = writeln!(s, "      - {}", q(&format!("./system.json:{CONTAINER_SYSTEM}:ro")));

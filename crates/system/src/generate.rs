@@ -148,21 +148,30 @@ pub fn generate(model: Model, opts: &GenerateOptions) -> Result<Generated, Gener
     // Services with no API of their own serve nothing; the model lists
     // services from the APIs, so every one has at least one.
     let names: Vec<String> = model.services.clone();
+    // A replicated service takes a port per instance (`port + i` locally),
+    // so the ports stay one contiguous range from --base-port.
+    let instances: Vec<u32> = names.iter().map(|n| model.deploy.replicas.get(n).copied().unwrap_or(1).max(1)).collect();
     let first = u32::from(opts.base_port);
-    let last = first + names.len() as u32 - 1;
+    let last = first + instances.iter().sum::<u32>() - 1;
     if opts.base_port == 0 || last > u32::from(u16::MAX) {
         return Err(GenerateError::PortRange { first, last, services: names.len() });
     }
     let hosts = dns_labels(&names, RESERVED_HOSTS);
+    let mut next_port = first;
     let services: Vec<ServiceConfig> = names
         .iter()
         .zip(&hosts)
-        .enumerate()
-        .map(|(i, (name, host))| ServiceConfig {
-            name: name.clone(),
-            host: host.clone(),
-            port: opts.base_port + i as u16,
-            apis: (0..model.apis.len() as u32).filter(|&a| model.apis[a as usize].service == *name).collect(),
+        .zip(&instances)
+        .map(|((name, host), &n)| {
+            let port = next_port as u16;
+            next_port += n;
+            ServiceConfig {
+                name: name.clone(),
+                host: host.clone(),
+                port,
+                instances: n,
+                apis: (0..model.apis.len() as u32).filter(|&a| model.apis[a as usize].service == *name).collect(),
+            }
         })
         .collect();
 
@@ -248,11 +257,10 @@ fn recorded_deploy(model: &Model, default: WorkMode, warnings: &mut Vec<String>)
         Some("grpc") => RpcMode::Grpc,
         _ => RpcMode::Http,
     };
-    for (service, n) in &model.deploy.replicas {
-        warnings.push(format!(
-            "the model asks for {n} instances of `{service}`: recorded only — generated systems run one instance \
-             per service (scale the Kubernetes Deployment by hand meanwhile)"
-        ));
+    for service in model.deploy.replicas.keys() {
+        if !model.services.contains(service) {
+            warnings.push(format!("the model asks for instances of `{service}`, which it does not have: ignored"));
+        }
     }
     (work, rpc)
 }

@@ -155,7 +155,7 @@ pub fn service(config: &SystemConfig, svc: &ServiceConfig, opts: &GenerateOption
     let mut s = String::from("apiVersion: apps/v1\nkind: Deployment\n");
     metadata(&mut s, config, host, "service");
     let _ = writeln!(s, "  annotations:\n    palette/service: {}", q(&svc.name));
-    s.push_str("spec:\n  replicas: 1\n  selector:\n    matchLabels:\n");
+    let _ = writeln!(s, "spec:\n  replicas: {}\n  selector:\n    matchLabels:", svc.instances.max(1));
     let _ = writeln!(s, "      app.kubernetes.io/name: {}", q(host));
     let _ = writeln!(s, "      app.kubernetes.io/part-of: {}", q(&config.name));
     s.push_str("  template:\n    metadata:\n      labels:\n");
@@ -189,7 +189,14 @@ pub fn service(config: &SystemConfig, svc: &ServiceConfig, opts: &GenerateOption
     s.push_str("---\napiVersion: v1\nkind: Service\n");
     metadata(&mut s, config, host, "service");
     let _ = writeln!(s, "  annotations:\n    palette/service: {}", q(&svc.name));
-    s.push_str("spec:\n  type: ClusterIP\n  selector:\n");
+    if svc.instances > 1 {
+        // Headless: the name resolves to every ready pod, and callers spread
+        // each call over them (a ClusterIP would balance connections only,
+        // and a keep-alive connection pins a caller to one pod).
+        s.push_str("spec:\n  type: ClusterIP\n  clusterIP: None\n  selector:\n");
+    } else {
+        s.push_str("spec:\n  type: ClusterIP\n  selector:\n");
+    }
     let _ = writeln!(s, "    app.kubernetes.io/name: {}", q(host));
     let _ = writeln!(s, "    app.kubernetes.io/part-of: {}", q(&config.name));
     let _ = writeln!(

@@ -84,7 +84,26 @@ pub fn render(config: &SystemConfig, opts: &GenerateOptions, source: &Source) ->
 
     s.push_str("## Services\n\n| service | host | port | APIs |\n|---|---|---:|---:|\n");
     for svc in &config.services {
-        let _ = writeln!(s, "| {} | `{}` | {} | {} |", cell(&svc.name), svc.host, svc.port, svc.apis.len());
+        let port = if svc.instances > 1 {
+            format!("{}–{} ({} instances)", svc.port, u32::from(svc.port) + svc.instances - 1, svc.instances)
+        } else {
+            svc.port.to_string()
+        };
+        let _ = writeln!(s, "| {} | `{}` | {port} | {} |", cell(&svc.name), svc.host, svc.apis.len());
+    }
+    let replicated: Vec<String> =
+        config.services.iter().filter(|s| s.instances > 1).map(|s| format!("`{}` ({})", s.host, s.instances)).collect();
+    if !replicated.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nReplicated (the `replicate` intervention): {}. Callers send each call to the next instance in turn. \
+             Locally instance i listens on port + i and is a process of its own (`logs/HOST-i.log`); with \
+             `--packed` one process serves every instance. Under compose the service has `deploy.replicas` and its \
+             name resolves to every replica; on Kubernetes its Deployment has that many replicas behind a headless \
+             Service (`clusterIP: None`), so callers see every pod and spread calls, not connections, over them \
+             (they look the name up again every 5 s and after a failed connect). Spans carry `service.instance.id`.",
+            replicated.join(", ")
+        );
     }
     let total: u64 = model.roots.iter().map(|r| r.count).sum();
     if total > 0 {

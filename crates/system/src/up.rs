@@ -2,7 +2,8 @@
 //!
 //! [`LocalSystem::load`] reads `system.json` (or the directory holding it);
 //! [`LocalSystem::children`] turns it into `palette serve` processes — one
-//! per service, or with `packed` one for all — that listen on 127.0.0.1,
+//! per service instance (a replicated service has several, instance i on
+//! port + i), or with `packed` one for all — that listen on 127.0.0.1,
 //! reach their peers there, run in the system directory (so the span file
 //! lands there) and log to `logs/HOST.log`; [`start`] hands them to a
 //! [`Supervisor`]. `palette run` uses the same calls to bring a system up
@@ -45,27 +46,43 @@ impl LocalSystem {
     /// The `palette serve` processes that run the system.
     pub fn children(&self, opts: &UpOptions) -> Vec<ChildSpec> {
         let log_dir = opts.log_dir.clone().unwrap_or_else(|| self.dir.join("logs"));
-        let endpoint =
-            |s: &palette_runtime::config::ServiceConfig| Endpoint { service: s.name.clone(), addr: s.default_listen() };
-        let child = |name: &str, log: &str, selector: OsString, endpoints: Vec<Endpoint>| ChildSpec {
-            name: name.to_string(),
+        let endpoint = |s: &palette_runtime::config::ServiceConfig, i: u32| Endpoint {
+            service: if s.instances > 1 { format!("{} (instance {i})", s.name) } else { s.name.clone() },
+            addr: s.instance_listen(i),
+        };
+        let child = |name: String, log: String, selectors: Vec<OsString>, endpoints: Vec<Endpoint>| ChildSpec {
+            name,
             program: opts.program.clone(),
-            args: vec!["serve".into(), self.path.clone().into(), selector],
+            args: [vec!["serve".into(), self.path.clone().into()], selectors].concat(),
             env: Vec::new(),
             cwd: Some(self.dir.clone()),
             log: log_dir.join(format!("{log}.log")),
             endpoints,
         };
         if opts.packed {
-            let endpoints = self.config.services.iter().map(endpoint).collect();
-            vec![child("all services", "all", "--all".into(), endpoints)]
+            let endpoints =
+                self.config.services.iter().flat_map(|s| (0..s.instances).map(move |i| endpoint(s, i))).collect();
+            vec![child("all services".into(), "all".into(), vec!["--all".into()], endpoints)]
         } else {
-            self.config
-                .services
-                .iter()
+            let mut children = Vec::new();
+            for s in &self.config.services {
                 // `=`: a service name starting with '-' stays a value.
-                .map(|s| child(&s.name, &s.host, format!("--service={}", s.name).into(), vec![endpoint(s)]))
-                .collect()
+                let service: OsString = format!("--service={}", s.name).into();
+                if s.instances <= 1 {
+                    children.push(child(s.name.clone(), s.host.clone(), vec![service], vec![endpoint(s, 0)]));
+                    continue;
+                }
+                // One process per instance: each crashes and is restarted on its own.
+                for i in 0..s.instances {
+                    children.push(child(
+                        format!("{} (instance {i})", s.name),
+                        format!("{}-{i}", s.host),
+                        vec![service.clone(), format!("--instance={i}").into()],
+                        vec![endpoint(s, i)],
+                    ));
+                }
+            }
+            children
         }
     }
 }

@@ -29,7 +29,8 @@ pub struct Args {
     /// Seeds every random choice the services make.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// The first service's port; service i listens on base-port + i.
+    /// The first service's port; service i listens on base-port + i (a
+    /// replicated service takes a port per instance, shifting the ones after it).
     #[arg(long, value_name = "PORT", default_value_t = 7000)]
     pub base_port: u16,
     /// How services spend their sampled local work (work modes recorded in
@@ -94,8 +95,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("palette: warning: {w}");
     }
     let c = &generated.config;
-    let ports = match (c.services.first(), c.services.last()) {
-        (Some(a), Some(b)) if a.port != b.port => format!("ports {}-{}", a.port, b.port),
+    let ports = match (c.services.first(), c.services.last().and_then(|b| b.ports().last())) {
+        (Some(a), Some(last)) if a.port != last => format!("ports {}-{last}", a.port),
         (Some(a), _) => format!("port {}", a.port),
         _ => String::new(),
     };

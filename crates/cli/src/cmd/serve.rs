@@ -44,6 +44,10 @@ pub struct Args {
     /// How peers are reached: loopback (127.0.0.1:PORT) or dns (HOST:PORT).
     #[arg(long, value_enum, default_value = "loopback")]
     pub peers: Peers,
+    /// Serve only this instance (from 0) of a replicated service, on port + INSTANCE
+    /// (what `palette up` runs per instance); default: every instance, each on its port.
+    #[arg(long, value_name = "INSTANCE")]
+    pub instance: Option<u32>,
     /// Longest wait for in-flight requests at shutdown.
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = crate::cmd::parse_duration_ns)]
     pub drain: i64,
@@ -73,6 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         },
         base_dir: base_dir.clone(),
         drain: Duration::from_nanos(args.drain.max(0) as u64),
+        instance: args.instance,
     };
     let spans = describe_spans(&config, &base_dir);
     let protocols = match config.rpc {

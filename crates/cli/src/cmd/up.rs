@@ -69,11 +69,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         children.len(),
         if children.len() == 1 { "" } else { "es" }
     );
-    let width = c.services.iter().map(|s| s.name.chars().count()).max().unwrap_or(0);
-    for s in &c.services {
-        let log = children.iter().find(|ch| ch.endpoints.iter().any(|e| e.service == s.name)).map(|ch| &ch.log);
-        let log = log.map(|l| l.display().to_string()).unwrap_or_default();
-        println!("  {:width$}  http://{}  log {log}", s.name, s.default_listen());
+    // One line per instance: a replicated service's endpoints are named
+    // `NAME (instance i)` by `LocalSystem::children`.
+    let endpoints: Vec<_> = children.iter().flat_map(|ch| ch.endpoints.iter().map(move |e| (e, &ch.log))).collect();
+    let width = endpoints.iter().map(|(e, _)| e.service.chars().count()).max().unwrap_or(0);
+    for (e, log) in endpoints {
+        println!("  {:width$}  http://{}  log {}", e.service, e.addr, log.display());
     }
     match system.spans_file() {
         Some(f) => println!("spans: {}", f.display()),

@@ -9,6 +9,7 @@ mod limits;
 mod load;
 mod model;
 mod overload;
+mod replicate;
 mod run;
 mod scale;
 mod serve;

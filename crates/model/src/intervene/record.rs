@@ -77,6 +77,9 @@ impl ReplicateSpec {
         if self.instances == 0 {
             return Err("`instances` must be at least 1".into());
         }
+        if self.instances > crate::model::MAX_REPLICAS {
+            return Err(format!("`instances` {} is more than {}", self.instances, crate::model::MAX_REPLICAS));
+        }
         if self.instances == 1 {
             m.deploy.replicas.remove(&self.service);
         } else {
@@ -107,6 +110,8 @@ mod tests {
         assert_eq!(back, e);
         let err = parse("- work: { mode: turbo }\n").unwrap_err().to_string();
         assert!(err.contains("entry 0 (work)") && err.contains("unknown variant `turbo`"), "{err}");
+        let err = apply(&m, &parse("- replicate: { service: cart, instances: 65 }\n").unwrap()).unwrap_err();
+        assert!(err.to_string().contains("more than 64"), "{err}");
         let err = apply(&m, &parse("- replicate: { service: cart, instances: 0 }\n").unwrap()).unwrap_err();
         assert!(err.to_string().contains("at least 1"));
     }

@@ -30,15 +30,19 @@ fn push_u64_str(out: &mut String, v: u64) {
 }
 
 /// Appends one `ExportTraceServiceRequest` (no newline) holding `spans`,
-/// which are sorted by service: one resource per run of a service.
+/// which are sorted by service and instance: one resource per run of them.
 pub fn request(spans: &[SpanRecord], out: &mut String) {
     out.push_str("{\"resourceSpans\":[");
-    for (i, group) in spans.chunk_by(|a, b| a.service == b.service).enumerate() {
+    for (i, group) in spans.chunk_by(|a, b| a.service == b.service && a.instance == b.instance).enumerate() {
         if i > 0 {
             out.push(',');
         }
         out.push_str("{\"resource\":{\"attributes\":[{\"key\":\"service.name\",\"value\":{\"stringValue\":");
         push_str(out, &group[0].service);
+        if let Some(id) = &group[0].instance {
+            out.push_str("}},{\"key\":\"service.instance.id\",\"value\":{\"stringValue\":");
+            push_str(out, id);
+        }
         out.push_str("}}]},\"scopeSpans\":[{\"scope\":{\"name\":\"palette\"},\"spans\":[");
         for (k, s) in group.iter().enumerate() {
             if k > 0 {
@@ -112,6 +116,7 @@ mod tests {
     fn record(service: &str, parent: u8, error: Option<&str>) -> SpanRecord {
         SpanRecord {
             service: service.into(),
+            instance: None,
             trace_id: [0xab; 16],
             span_id: [1, 2, 3, 4, 5, 6, 7, 8],
             parent_span_id: [0, 0, 0, 0, 0, 0, 0, parent],

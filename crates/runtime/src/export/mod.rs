@@ -50,6 +50,9 @@ pub enum AttrValue {
 pub struct SpanRecord {
     /// `service.name` of the resource the span is exported under.
     pub service: Arc<str>,
+    /// `service.instance.id` of the resource, for a service with several
+    /// instances: which of them did the work.
+    pub instance: Option<Arc<str>>,
     /// W3C trace id: the trace this span belongs to.
     pub trace_id: [u8; 16],
     /// W3C span id (parent id of the spans this one calls).
@@ -325,7 +328,7 @@ impl ExportThread {
             return;
         }
         // Stable: spans of one service keep the order they finished in.
-        batch.sort_by(|a, b| a.service.cmp(&b.service));
+        batch.sort_by(|a, b| (&a.service, &a.instance).cmp(&(&b.service, &b.instance)));
         let mut failure = None;
         if let Some(file) = &mut self.file {
             self.json.clear();

@@ -97,12 +97,15 @@ fn string_attribute(out: &mut Vec<u8>, field: u32, k: &str, v: &str) {
 }
 
 /// Appends one `ExportTraceServiceRequest` holding `spans`, which are sorted
-/// by service: one `ResourceSpans` per run of a service.
+/// by service and instance: one `ResourceSpans` per run of them.
 pub fn request(spans: &[SpanRecord], out: &mut Vec<u8>) {
-    for group in spans.chunk_by(|a, b| a.service == b.service) {
+    for group in spans.chunk_by(|a, b| a.service == b.service && a.instance == b.instance) {
         message(out, REQUEST_RESOURCE_SPANS, |out| {
             message(out, RESOURCE_SPANS_RESOURCE, |out| {
                 string_attribute(out, RESOURCE_ATTRIBUTES, "service.name", &group[0].service);
+                if let Some(id) = &group[0].instance {
+                    string_attribute(out, RESOURCE_ATTRIBUTES, "service.instance.id", id);
+                }
             });
             message(out, RESOURCE_SPANS_SCOPE_SPANS, |out| {
                 message(out, SCOPE_SPANS_SCOPE, |out| bytes(out, SCOPE_NAME, b"palette"));
@@ -182,6 +185,7 @@ mod tests {
     fn a_span_encodes_its_fields_in_order() {
         let s = SpanRecord {
             service: "svc".into(),
+            instance: None,
             trace_id: [1; 16],
             span_id: [2; 8],
             parent_span_id: [0; 8],

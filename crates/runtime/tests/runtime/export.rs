@@ -39,6 +39,7 @@ fn trace_spans(trace: u64, error_every: u64) -> Vec<SpanRecord> {
     let failed = error_every > 0 && trace.is_multiple_of(error_every);
     let span = |service: &Arc<str>, k: u64, parent: u64, name: &str, kind: Kind, start: u64, end: u64| SpanRecord {
         service: service.clone(),
+        instance: None,
         trace_id: id16(trace),
         span_id: id8(trace, k),
         parent_span_id: if parent == 0 { [0; 8] } else { id8(trace, parent) },

@@ -2,4 +2,5 @@
 
 mod export;
 mod grpc;
+mod replicate;
 mod serve;

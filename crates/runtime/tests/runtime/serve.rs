@@ -496,6 +496,7 @@ pub(super) fn figure1(dir: &Path, traces: usize) -> Figure1 {
             name: name.clone(),
             host: name.to_lowercase(),
             port,
+            instances: 1,
             apis: (0..model.apis.len() as ApiId).filter(|&a| &model.apis[a as usize].service == name).collect(),
         })
         .collect();

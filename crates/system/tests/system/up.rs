@@ -252,3 +252,41 @@ fn up_plans_serve_processes() {
     let err = LocalSystem::load(tmp.path()).unwrap_err();
     assert!(!err.is_bad_data(), "a missing system.json is not bad data: {err}");
 }
+
+/// A replicated service is a process per instance, instance i on port + i,
+/// each with its own log; packed, one process has every instance's endpoint.
+#[test]
+fn up_runs_a_process_per_instance() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("fig");
+    let mut model = figure1_model();
+    model.deploy.replicas.insert("B".into(), 2);
+    let g = generate(model, &GenerateOptions { name: "fig".into(), ..Default::default() }).unwrap();
+    write_dir(&dir, &g.files, false).unwrap();
+    let system = LocalSystem::load(&dir).unwrap();
+    let opts = UpOptions::new("/opt/palette".into());
+    let children = system.children(&opts);
+    let plan: Vec<(&str, String, String, Vec<u16>)> = children
+        .iter()
+        .map(|c| {
+            (
+                c.name.as_str(),
+                c.args[2..].iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "),
+                c.log.file_name().unwrap().to_string_lossy().into_owned(),
+                c.endpoints.iter().map(|e| e.addr.port()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        plan,
+        [
+            ("A", "--service=A".to_string(), "a.log".to_string(), vec![7000]),
+            ("B (instance 0)", "--service=B --instance=0".to_string(), "b-0.log".to_string(), vec![7001]),
+            ("B (instance 1)", "--service=B --instance=1".to_string(), "b-1.log".to_string(), vec![7002]),
+            ("C", "--service=C".to_string(), "c.log".to_string(), vec![7003]),
+        ]
+    );
+    let packed = system.children(&UpOptions { packed: true, ..opts });
+    let ports: Vec<u16> = packed[0].endpoints.iter().map(|e| e.addr.port()).collect();
+    assert_eq!(ports, [7000, 7001, 7002, 7003]);
+}
