@@ -3,14 +3,14 @@
 //! for 60 s, and check that no service exits, memory stays bounded, the
 //! excess gets 503 with error spans, and latency recovers afterwards.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use palette_runtime::synthetic::chain;
 
-use crate::util::{Dir, free_ports, palette, skip};
+use crate::util::{Dir, free_ports, palette, skip, wait_until_up};
 
 /// Leaf work per request: with `IN_FLIGHT` requests at once, the system's
 /// capacity is about IN_FLIGHT / WORK — 100 requests/s.
@@ -68,19 +68,7 @@ fn start_up(system: &Path) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start palette up");
-    let mut lines = BufReader::new(up.stdout.take().unwrap()).lines();
-    let mut shown = String::new();
-    while !shown.contains("press Ctrl-C to stop") {
-        match lines.next() {
-            Some(Ok(l)) => shown += &(l + "\n"),
-            _ => {
-                let _ = up.kill();
-                let mut err = String::new();
-                let _ = up.stderr.take().unwrap().read_to_string(&mut err);
-                panic!("palette up ended early:\n{shown}{err}");
-            }
-        }
-    }
+    wait_until_up(&mut up, Duration::from_secs(60));
     up
 }
 

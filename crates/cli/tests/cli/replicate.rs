@@ -4,12 +4,12 @@
 //! the calls spread over every instance (spans name their instance).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::util::{Dir, free_ports, palette};
+use crate::util::{Dir, Up, free_ports, palette, wait_until_up};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -74,21 +74,7 @@ fn a_replicated_service_runs_its_instances_and_shares_the_calls() {
             cmd.arg("--packed");
         }
         let mut up = cmd.spawn().expect("start palette up");
-        let mut lines = BufReader::new(up.stdout.take().unwrap()).lines();
-        let mut shown = String::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !shown.contains("press Ctrl-C to stop") {
-            match lines.next() {
-                Some(Ok(l)) => shown += &(l + "\n"),
-                _ => {
-                    let _ = up.kill();
-                    let mut err = String::new();
-                    let _ = up.stderr.take().unwrap().read_to_string(&mut err);
-                    panic!("palette up ended early:\n{shown}{err}");
-                }
-            }
-            assert!(Instant::now() < deadline, "{shown}");
-        }
+        let Up { shown, rest: _lines } = wait_until_up(&mut up, Duration::from_secs(60));
         let processes = if packed { "1 process," } else { "6 processes," };
         assert!(shown.contains(&format!("3 services in {processes} all healthy")), "{shown}");
         assert!(shown.contains(&format!("B (instance 2)  http://127.0.0.1:{}", base + 4)), "{shown}");

@@ -1,11 +1,10 @@
 //! Issue 7 at scale: an Alibaba-like system of over 2,000 services,
 //! downscaled to 50 while fitting, runs live with `palette up`.
 
-use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::util::{Dir, free_ports, palette};
+use crate::util::{Dir, Up, free_ports, palette, wait_until_up};
 
 fn s(p: &std::path::Path) -> &str {
     p.to_str().unwrap()
@@ -40,21 +39,7 @@ fn a_downscaled_two_thousand_service_system_runs_live() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start palette up");
-    let mut lines = BufReader::new(up.stdout.take().unwrap()).lines();
-    let mut shown = String::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !shown.contains("press Ctrl-C to stop") {
-        match lines.next() {
-            Some(Ok(l)) => shown += &(l + "\n"),
-            _ => {
-                let _ = up.kill();
-                let mut err = String::new();
-                let _ = up.stderr.take().unwrap().read_to_string(&mut err);
-                panic!("palette up ended early:\n{shown}{err}");
-            }
-        }
-        assert!(Instant::now() < deadline, "{shown}");
-    }
+    let Up { shown, rest: _lines } = wait_until_up(&mut up, Duration::from_secs(60));
     assert!(shown.contains("50 services in 50 processes, all healthy"), "{shown}");
     let load = palette(["load", s(&sys), "--rate", "40", "--duration", "3s", "--warmup", "1s", "--json"]);
     let _ = Command::new("kill").args(["-TERM", &up.id().to_string()]).status();

@@ -2,13 +2,13 @@
 //! written, exit codes, and (once `palette serve` exists) a system brought
 //! up, checked healthy and stopped by SIGTERM.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::util::{Dir, free_ports, palette, skip};
+use crate::util::{Dir, Up, free_ports, palette, skip, wait_until_up};
 
 /// A Figure-1 model fitted from `palette example`'s traces.
 fn figure1_model(dir: &Dir) -> PathBuf {
@@ -126,21 +126,7 @@ fn up_runs_and_stops_the_system() {
             cmd.arg("--packed");
         }
         let mut up = cmd.spawn().expect("start palette up");
-        let mut lines = BufReader::new(up.stdout.take().unwrap()).lines();
-        let mut shown = String::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !shown.contains("press Ctrl-C to stop") {
-            match lines.next() {
-                Some(Ok(l)) => shown += &(l + "\n"),
-                _ => {
-                    let _ = up.kill();
-                    let mut err = String::new();
-                    let _ = up.stderr.take().unwrap().read_to_string(&mut err);
-                    panic!("palette up ended early:\n{shown}{err}");
-                }
-            }
-            assert!(Instant::now() < deadline, "{shown}");
-        }
+        let Up { shown, rest: _lines } = wait_until_up(&mut up, Duration::from_secs(60));
         let processes = if packed { "1 process," } else { "3 processes," };
         assert!(shown.contains(&format!("3 services in {processes} all healthy")), "{shown}");
         assert!(shown.contains(&format!("http://127.0.0.1:{}", base + 2)), "{shown}");

@@ -101,3 +101,33 @@ pub fn free_ports(n: u16) -> u16 {
     }
     panic!("no {n} free ports in a row");
 }
+
+/// What a started `palette up` printed until it said the system is up, and
+/// the rest of its output. Keep the reader while `up` runs: a closed pipe
+/// would fail its later lines (restarts, shutdown).
+pub struct Up {
+    pub shown: String,
+    pub rest: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+/// Reads `up`'s output (stdout and stderr piped) until "press Ctrl-C to
+/// stop"; panics with its output if it ends first or takes over `within`.
+pub fn wait_until_up(up: &mut std::process::Child, within: std::time::Duration) -> Up {
+    use std::io::{BufRead, Read};
+    let mut rest = std::io::BufReader::new(up.stdout.take().expect("stdout piped")).lines();
+    let mut shown = String::new();
+    let deadline = std::time::Instant::now() + within;
+    while !shown.contains("press Ctrl-C to stop") {
+        match rest.next() {
+            Some(Ok(l)) => shown += &(l + "\n"),
+            _ => {
+                let _ = up.kill();
+                let mut err = String::new();
+                let _ = up.stderr.take().expect("stderr piped").read_to_string(&mut err);
+                panic!("palette up ended early:\n{shown}{err}");
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "palette up not up in {within:?}:\n{shown}");
+    }
+    Up { shown, rest }
+}
