@@ -14,7 +14,7 @@ use palette_runtime::synthetic::chain;
 use palette_runtime::transport::CallHeaders;
 use prost::Message;
 
-use crate::serve::{MS, SERIAL, Span, figure1, figure1_run, free_ports, post, profile, raw, serve, tracing};
+use crate::serve::{MS, SERIAL, Span, figure1, figure1_in_three_runs, free_ports, post, profile, raw, serve, tracing};
 
 /// What a gRPC call answered, as a foreign client reads it.
 struct RawReply {
@@ -285,20 +285,7 @@ async fn figure1_served_over_grpc_matches_its_ground_truth() {
     let truth = profile(&fig.truth);
     // As over HTTP: a run that misses on a shared machine is repeated, at
     // most three times; a transport that is wrong misses every time.
-    let mut failures = Vec::new();
-    for attempt in 1..=3 {
-        match figure1_run(&fig, &truth, 800, 4).await {
-            Ok(report) => {
-                eprintln!("figure1 served over gRPC (run {attempt}): {report}");
-                return;
-            }
-            Err(report) => {
-                eprintln!("figure1 over gRPC, run {attempt} missed: {report}");
-                failures.push(report);
-            }
-        }
-    }
-    panic!("three runs missed:\n{}", failures.join("\n"));
+    figure1_in_three_runs(&fig, &truth, "figure1 served over gRPC").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
