@@ -94,7 +94,7 @@ pub struct Model {
     /// Call edges of the topology.
     pub edges: Vec<Edge>,
     /// How a generated system should run this model, as interventions
-    /// recorded it (work modes, RPC, replicas): `generate` reads it, so an
+    /// recorded it (work modes, RPC, replicas, sampling): `generate` reads it, so an
     /// edited model carries its deployment choices with it.
     #[serde(default, skip_serializing_if = "Deploy::is_default")]
     pub deploy: Deploy,
@@ -118,6 +118,9 @@ pub struct Deploy {
     /// Instances per service name (absent: one).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub replicas: std::collections::BTreeMap<String, u32>,
+    /// Share of root requests traced; `None`: every request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_rate: Option<f64>,
 }
 
 impl Deploy {

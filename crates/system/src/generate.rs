@@ -178,13 +178,14 @@ pub fn generate(model: Model, opts: &GenerateOptions) -> Result<Generated, Gener
     let mut warnings = Vec::new();
     let limits = limits_for(&model, &mut warnings);
     let (work, rpc) = recorded_deploy(&model, opts.work, &mut warnings);
+    let sample_rate = model.deploy.sample_rate.unwrap_or(1.0);
     let config = SystemConfig {
         format: SYSTEM_FORMAT.into(),
         name: opts.name.clone(),
         seed: opts.seed,
         rpc,
         work,
-        tracing: TracingConfig { otlp_endpoint: opts.otlp_endpoint.clone(), ..Default::default() },
+        tracing: TracingConfig { otlp_endpoint: opts.otlp_endpoint.clone(), sample_rate, ..Default::default() },
         limits,
         services,
         model,

@@ -131,6 +131,7 @@ fn invalid_intervention_files_name_the_entry_and_write_nothing() {
         ("- replicate: { service: cart, instances: 0 }\n", 2, "`instances` must be at least 1"),
         ("- remove: { service: frontend }\n", 2, "every root API"),
         ("- rpc: carrier-pigeon\n", 65, "entry 0 (rpc): unknown variant `carrier-pigeon`"),
+        ("- tracing: { sample_rate: 1.5 }\n", 2, "entry 0 (tracing): `sample_rate` 1.5 is not between 0 and 1"),
         ("- remove: { service: cart }\n  delay: { into: cart, add_ms: 1 }\n", 65, "one intervention per entry"),
         (
             "- delay: { into: cart, add_ms: 1 }\n- remove: { edge: { caller: cart get, callee: email send } }\n",
@@ -185,7 +186,10 @@ fn fit_and_generate_apply_interventions() {
     assert_eq!(m.services, ["cart", "frontend"], "the filter dropped email");
     assert_eq!(m.provenance.interventions.len(), 2);
 
-    let gen_file = dir.write("gen.yaml", "- work: { mode: cpu }\n- work: { mode: memory, service: cart }\n");
+    let gen_file = dir.write(
+        "gen.yaml",
+        "- work: { mode: cpu }\n- work: { mode: memory, service: cart }\n- tracing: { sample_rate: 0.1 }\n",
+    );
     let sys = dir.path("sys");
     let run = palette([
         "generate".as_ref(),
@@ -200,6 +204,7 @@ fn fit_and_generate_apply_interventions() {
         serde_json::from_str(&std::fs::read_to_string(sys.join("system.json")).unwrap()).unwrap();
     assert_eq!(cfg["work"]["mode"], "cpu");
     assert_eq!(cfg["work"]["services"]["cart"], "memory");
+    assert_eq!(cfg["tracing"]["sample_rate"], 0.1);
 
     let grpc = dir.write("grpc.yaml", "- rpc: grpc\n");
     let run = palette([

@@ -61,6 +61,8 @@ pub enum Intervention {
     Rpc(record::Rpc),
     /// Instances of a service (recorded for generate).
     Replicate(record::ReplicateSpec),
+    /// The share of requests traced (recorded for generate).
+    Tracing(record::TracingSpec),
 }
 
 impl Intervention {
@@ -77,6 +79,7 @@ impl Intervention {
             Intervention::Work(_) => "work",
             Intervention::Rpc(_) => "rpc",
             Intervention::Replicate(_) => "replicate",
+            Intervention::Tracing(_) => "tracing",
         }
     }
 
@@ -279,6 +282,7 @@ fn apply_one(m: &mut Model, e: &Entry, after_fit: bool) -> Result<(), Interventi
         Intervention::Work(s) => s.apply(m).map_err(invalid)?,
         Intervention::Rpc(s) => s.apply(m),
         Intervention::Replicate(s) => s.apply(m).map_err(invalid)?,
+        Intervention::Tracing(s) => s.apply(m).map_err(invalid)?,
     }
     if let Err(c) = crate::check::check(m) {
         return Err(invalid(format!("the edit left an inconsistent model ({c}); please report this")));

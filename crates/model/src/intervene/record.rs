@@ -1,5 +1,5 @@
 //! Deployment choices recorded in [`Model::deploy`] for `palette generate`:
-//! the work mode, the RPC transport and replicas.
+//! the work mode, the RPC transport, replicas and the tracing sample rate.
 
 use serde::{Deserialize, Serialize};
 
@@ -49,7 +49,6 @@ impl WorkSpec {
 #[serde(rename_all = "lowercase")]
 pub enum Rpc {
     Http,
-    /// Recorded for generate; the runtime does not serve gRPC yet.
     Grpc,
 }
 
@@ -89,6 +88,24 @@ impl ReplicateSpec {
     }
 }
 
+/// The share of root requests the generated system traces.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracingSpec {
+    /// From 0 (no spans) to 1 (every request, the default).
+    pub sample_rate: f64,
+}
+
+impl TracingSpec {
+    pub fn apply(&self, m: &mut Model) -> Check {
+        if !(0.0..=1.0).contains(&self.sample_rate) {
+            return Err(format!("`sample_rate` {} is not between 0 and 1", self.sample_rate));
+        }
+        m.deploy.sample_rate = (self.sample_rate != 1.0).then_some(self.sample_rate);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::intervene::tests_support::shop;
@@ -98,13 +115,15 @@ mod tests {
     fn recorded_for_generate() {
         let m = shop();
         let text = "- work: { mode: cpu }\n- work: { mode: memory, service: cart }\n\
-                    - work: { mode: sleep, api: email/send }\n- rpc: grpc\n- replicate: { service: cart, instances: 3 }\n";
+                    - work: { mode: sleep, api: email/send }\n- rpc: grpc\n- replicate: { service: cart, instances: 3 }\n\
+                    - tracing: { sample_rate: 0.25 }\n";
         let e = apply(&m, &parse(text).unwrap()).unwrap();
         assert_eq!(e.deploy.work.len(), 3);
         assert_eq!(e.deploy.work[1].service.as_deref(), Some("cart"));
         assert_eq!(e.deploy.work[2].api.as_deref(), Some("email send"));
         assert_eq!(e.deploy.rpc.as_deref(), Some("grpc"));
         assert_eq!(e.deploy.replicas.get("cart"), Some(&3));
+        assert_eq!(e.deploy.sample_rate, Some(0.25));
         assert_eq!(e.apis, m.apis);
         let back: crate::Model = serde_json::from_str(&e.to_json()).unwrap();
         assert_eq!(back, e);
@@ -114,5 +133,14 @@ mod tests {
         assert!(err.to_string().contains("more than 64"), "{err}");
         let err = apply(&m, &parse("- replicate: { service: cart, instances: 0 }\n").unwrap()).unwrap_err();
         assert!(err.to_string().contains("at least 1"));
+        for bad in ["-0.5", "1.5", "2"] {
+            let err = apply(&m, &parse(&format!("- tracing: {{ sample_rate: {bad} }}\n")).unwrap()).unwrap_err();
+            assert!(err.to_string().contains("is not between 0 and 1"), "{err}");
+        }
+        let err = parse("- tracing: { rate: 0.5 }\n").unwrap_err().to_string();
+        assert!(err.contains("entry 0 (tracing)") && err.contains("unknown field `rate`"), "{err}");
+        // Back to every request: nothing left recorded.
+        let again = apply(&e, &parse("- tracing: { sample_rate: 1 }\n").unwrap()).unwrap();
+        assert_eq!(again.deploy.sample_rate, None);
     }
 }

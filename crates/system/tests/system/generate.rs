@@ -100,6 +100,15 @@ fn a_grpc_model_gives_a_grpc_system_with_the_same_deployment_files() {
     }
 }
 
+#[test]
+fn a_sampled_model_gives_a_system_that_traces_that_share() {
+    let mut model = figure1_model();
+    model.deploy.sample_rate = Some(0.25);
+    let g = generate(model, &named("figure1")).expect("generate");
+    let config = SystemConfig::parse(g.file("system.json").unwrap(), Path::new("system.json")).unwrap();
+    assert_eq!(config.tracing.sample_rate, 0.25);
+}
+
 /// Figure 1 with `B` replicated three times (`replicate: { service: B, instances: 3 }`).
 fn replicated_model() -> Model {
     let mut model = figure1_model();
