@@ -135,6 +135,11 @@ fn downscaling_two_thousand_services_to_fifty_keeps_root_latency() {
         );
         against_traces.push((name.clone(), *ks, full_ks, small_ks));
     }
+    eprintln!(
+        "downscale {} → {} services: every request's root latency pooled, KS full vs downscaled {ks_pooled:.3}",
+        full.services.len(),
+        small.services.len()
+    );
     assert!(ks_pooled <= 0.10, "pooled KS {ks_pooled}");
     assert!(per_api.len() >= 5, "too few root APIs with enough samples: {}", per_api.len());
     // Per root API: the two simulations agree, or where they do not, the
