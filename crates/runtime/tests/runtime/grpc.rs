@@ -3,7 +3,6 @@
 //! port, a chain's trace, overload and timeouts as error spans with the
 //! right status, and the Figure-1 system against its ground truth.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,10 @@ use palette_runtime::synthetic::chain;
 use palette_runtime::transport::CallHeaders;
 use prost::Message;
 
-use crate::serve::{MS, SERIAL, Span, figure1, figure1_in_three_runs, free_ports, post, profile, raw, serve, tracing};
+use crate::serve::{
+    MS, SERIAL, Span, assert_chain_trace, figure1, figure1_in_three_runs, free_ports, post, profile, raw, serve,
+    tracing,
+};
 
 /// What a gRPC call answered, as a foreign client reads it.
 struct RawReply {
@@ -183,34 +185,7 @@ async fn a_grpc_chain_carries_the_trace_and_records_every_hop() {
     let ours: Vec<&Span> = spans.iter().filter(|s| s.trace_id == trace).collect();
     assert_eq!(ours.len(), 5, "3 SERVER + 2 CLIENT spans: {ours:#?}");
     assert_eq!(spans.len(), 5 * 51);
-    let by_id: BTreeMap<&str, &Span> = ours.iter().map(|s| (s.span_id.as_str(), *s)).collect();
-    let mut servers: Vec<&Span> = ours.iter().copied().filter(|s| s.kind == 2).collect();
-    servers.sort_by(|a, b| a.service.cmp(&b.service));
-    assert_eq!(servers.iter().map(|s| s.service.as_str()).collect::<Vec<_>>(), ["s01", "s02", "s03"]);
-    assert_eq!(servers[0].parent.as_deref(), Some(client_span), "the root's parent is the caller's span");
-    for (i, s) in servers.iter().enumerate() {
-        assert_eq!(s.name, "hop");
-        assert_eq!(s.int("palette.caller"), i.checked_sub(1).map(|c| c as i64), "baggage crossed the hop");
-        assert_eq!(s.int("http.response.status_code"), Some(200));
-        assert_eq!(s.str("rpc.system"), Some("grpc"));
-        assert_eq!(s.int("rpc.grpc.status_code"), Some(0));
-        assert!(!s.error);
-        if i > 0 {
-            let client = by_id[s.parent.as_deref().unwrap()];
-            assert_eq!(
-                (client.kind, client.service.as_str(), client.name.as_str()),
-                (3, servers[i - 1].service.as_str(), "hop")
-            );
-            assert_eq!(client.str("peer.service"), Some(s.service.as_str()));
-            assert_eq!(client.str("rpc.system"), Some("grpc"));
-            assert_eq!(client.str("rpc.service"), Some("palette.v1.Palette"));
-            assert_eq!(client.parent.as_deref(), Some(servers[i - 1].span_id.as_str()));
-            assert!(client.duration_ns >= s.duration_ns, "the caller waits for the callee");
-        }
-    }
-    let durations: Vec<u64> = servers.iter().map(|s| s.duration_ns).collect();
-    assert!(durations[0] >= 6 * MS && durations[1] >= 4 * MS && durations[2] >= 2 * MS, "{durations:?}");
-    assert!(durations[0] < 30 * MS, "{durations:?}");
+    assert_chain_trace(&ours, client_span, RpcMode::Grpc);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

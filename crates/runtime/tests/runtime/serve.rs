@@ -249,19 +249,27 @@ async fn a_chain_carries_the_trace_and_records_every_hop() {
 
     assert_eq!(spans.len(), 5, "3 SERVER + 2 CLIENT spans: {spans:#?}");
     assert!(spans.iter().all(|s| s.trace_id == trace), "every span joins the caller's trace");
-    let by_id: BTreeMap<&str, &Span> = spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
-    let servers: Vec<&Span> = {
-        let mut v: Vec<&Span> = spans.iter().filter(|s| s.kind == 2).collect();
-        v.sort_by(|a, b| a.service.cmp(&b.service));
-        v
-    };
+    assert_chain_trace(&spans.iter().collect::<Vec<_>>(), client_span, RpcMode::Http);
+}
+
+/// One trace of a three-service chain of 2 ms hops (s01 → s02 → s03) whose
+/// root was called from `client_span`: SERVER ← CLIENT ← caller's SERVER
+/// per hop, with the model's attributes (and gRPC's over `rpc`), nested
+/// durations.
+pub(super) fn assert_chain_trace(spans: &[&Span], client_span: &str, rpc: RpcMode) {
+    let by_id: BTreeMap<&str, &Span> = spans.iter().map(|s| (s.span_id.as_str(), *s)).collect();
+    let mut servers: Vec<&Span> = spans.iter().copied().filter(|s| s.kind == 2).collect();
+    servers.sort_by(|a, b| a.service.cmp(&b.service));
     assert_eq!(servers.iter().map(|s| s.service.as_str()).collect::<Vec<_>>(), ["s01", "s02", "s03"]);
     assert_eq!(servers[0].parent.as_deref(), Some(client_span), "the root's parent is the caller's span");
+    let grpc = rpc == RpcMode::Grpc;
     for (i, s) in servers.iter().enumerate() {
         assert_eq!(s.name, "hop");
         assert_eq!(s.int("palette.api"), Some(i as i64));
-        assert_eq!(s.int("palette.caller"), i.checked_sub(1).map(|c| c as i64));
+        assert_eq!(s.int("palette.caller"), i.checked_sub(1).map(|c| c as i64), "baggage crossed the hop");
         assert_eq!(s.int("http.response.status_code"), Some(200));
+        assert_eq!(s.str("rpc.system"), grpc.then_some("grpc"));
+        assert_eq!(s.int("rpc.grpc.status_code"), grpc.then_some(0));
         assert!(!s.error);
         if i > 0 {
             // SERVER ← CLIENT (of the caller's service) ← caller's SERVER.
@@ -271,6 +279,8 @@ async fn a_chain_carries_the_trace_and_records_every_hop() {
                 (3, servers[i - 1].service.as_str(), "hop")
             );
             assert_eq!(client.str("peer.service"), Some(s.service.as_str()));
+            assert_eq!(client.str("rpc.system"), grpc.then_some("grpc"));
+            assert_eq!(client.str("rpc.service"), grpc.then_some("palette.v1.Palette"));
             assert_eq!(client.parent.as_deref(), Some(servers[i - 1].span_id.as_str()));
             assert!(client.duration_ns >= s.duration_ns, "the caller waits for the callee");
         }
