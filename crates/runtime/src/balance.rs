@@ -50,6 +50,7 @@ pub trait Endpoint: Send + Sync + 'static {
 }
 
 struct ResolvedSet<E> {
+    /// The instances the last lookup answered, sorted by address.
     endpoints: Vec<Arc<E>>,
     /// `None`: resolve before the next call.
     at: Option<Instant>,
@@ -59,12 +60,14 @@ struct ResolvedSet<E> {
 pub struct Balanced<E> {
     /// For messages: the address peers use.
     name: String,
+    /// The instances, when their addresses are known up front (locally).
     fixed: Vec<Arc<E>>,
     /// `Some` when the instances come from DNS.
     resolved: Option<Mutex<ResolvedSet<E>>>,
     /// Held by the one call looking the name up; the others meanwhile use
     /// the addresses known (or, with none yet, wait for the answer).
     refreshing: tokio::sync::Mutex<()>,
+    /// Calls made so far: the next call's turn.
     next: AtomicUsize,
 }
 
