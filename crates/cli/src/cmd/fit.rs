@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use palette_model::{FilterNames, FitOptions, Fitter, Model, ModelKind, TraceFilter, build_model_owned};
-use palette_trace::CallTree;
+use palette_trace::{CallTree, InputWarning, ReadSummary};
 
 use crate::cmd::read::ReadArgs;
 use crate::cmd::{UsageError, parse_duration_ns, thousands};
@@ -128,7 +128,29 @@ pub fn input_names(inputs: &[PathBuf]) -> Vec<String> {
         .collect()
 }
 
+/// Inputs of a read that may not belong together (the same traces in two
+/// files, systems that share no service), from the read itself: checked only
+/// with two input files or more, at no second read. See
+/// `palette_trace::overlap`.
+pub fn input_warnings(read: &ReadSummary) -> Vec<InputWarning> {
+    read.input_warnings.clone()
+}
+
+/// Prints each warning on one line of stderr, `palette: warning: …`.
+pub fn print_input_warnings(warnings: &[InputWarning]) {
+    for w in warnings {
+        eprintln!("palette: warning: {w}");
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
+    run_with_warnings(args, true).map(drop)
+}
+
+/// `palette fit`, returning the warnings about its inputs (see
+/// [`input_warnings`]) for a report to record; they are printed on stderr
+/// too when `print` is set. Warnings never fail the fit.
+pub fn run_with_warnings(args: Args, print: bool) -> anyhow::Result<Vec<InputWarning>> {
     let started = Instant::now();
     let mut filter = args.filter()?;
     let opts = args.fit_options()?;
@@ -155,6 +177,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Ok(())
     };
     let read = args.read.read_with_names(&mut sink, filter.names())?;
+    let warnings = input_warnings(&read);
+    if print {
+        print_input_warnings(&warnings);
+    }
     if fitter.traces() == 0 {
         anyhow::bail!(UsageError("no trace is left to fit (check the input and the filters)".into()));
     }
@@ -169,14 +195,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.output.display(),
             started.elapsed().as_secs_f64()
         );
-        return Ok(());
+        return Ok(warnings);
     }
     let model = build_model_owned(partial, args.model.kind, args.model.min_support);
     let model = crate::cmd::edit::apply_files(model, &args.apply, &entries)?;
     palette_trace::write::write_atomically(&args.output, |w| model.write_json(w))
         .with_context(|| format!("cannot write {}", args.output.display()))?;
     eprintln!("{}", summary(&model, &args.output, started));
-    Ok(())
+    Ok(warnings)
 }
 
 /// The one-line summary after a fit or merge.

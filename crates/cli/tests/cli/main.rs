@@ -8,6 +8,7 @@ mod inspect;
 mod limits;
 mod load;
 mod model;
+mod overlap;
 mod overload;
 mod replicate;
 mod run;

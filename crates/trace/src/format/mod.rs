@@ -18,6 +18,7 @@ use crate::assemble::{AssembleOptions, AssemblyCounts, Closed, Grouper, TraceSin
 use crate::defect::{DefectKind, DefectReport, Policies, Policy};
 use crate::error::Error;
 use crate::input::{self, NoProgress, Progress};
+use crate::overlap::{InputWarning, OverlapTracker};
 use crate::rpcid::RpcParents;
 use crate::span::{Interner, Origin, Span, SpanId};
 
@@ -143,6 +144,10 @@ pub struct ReadSummary {
     pub counts: AssemblyCounts,
     /// Every name seen, for resolving the symbols in the traces.
     pub names: Interner,
+    /// Inputs that may not belong together (the same traces in two files,
+    /// systems sharing no service); checked only with two files or more.
+    /// See [`crate::overlap`].
+    pub input_warnings: Vec<InputWarning>,
 }
 
 /// Spans travel to the assembly thread in batches of this many: large
@@ -285,6 +290,8 @@ pub fn read_traces(
     };
     let mut builder = TreeBuilder::new(assemble, files.clone());
     let mut grouper = Grouper::new(window);
+    // Looks at each trace on its way to the builder: no second read.
+    let mut overlap = (files.len() >= 2).then(|| OverlapTracker::new(files.len(), window.is_some()));
     let (read_result, build_result) = std::thread::scope(|scope| {
         let assembling =
             std::thread::Builder::new().name("assemble".into()).spawn_scoped(scope, || -> Result<(), Error> {
@@ -292,6 +299,9 @@ pub fn read_traces(
                 let mut closed: Vec<Closed> = Vec::new();
                 let mut build = |closed: &mut Vec<Closed>, rpc_up: &RpcParents| -> Result<(), Error> {
                     for (trace_id, spans) in closed.drain(..) {
+                        if let Some(o) = overlap.as_mut() {
+                            o.group(trace_id, &spans);
+                        }
                         if let Some(tree) = builder.build(trace_id, spans, rpc_up)? {
                             sink.trace(&tree)?;
                         }
@@ -333,13 +343,32 @@ pub fn read_traces(
     defects.merge(builder.defects);
     let mut counts = builder.counts;
     counts.peak_open_traces = grouper.peak_open_traces;
+    let input_warnings = overlap.map(|o| o.warnings(&files)).unwrap_or_default();
     Ok(ReadSummary {
         files: files.into_iter().zip(formats).collect(),
         records: ing.records,
         defects,
         counts,
         names: ing.names,
+        input_warnings,
     })
+}
+
+/// Reads `inputs` only to check whether they belong together: the
+/// [`ReadSummary::input_warnings`] of a [`read_traces`] whose traces go
+/// nowhere. A whole read (parsing and assembly) of every input, so a caller
+/// that reads them anyway should take the warnings from its own read; with
+/// fewer than two files there is nothing to check and nothing is read.
+pub fn input_overlap(
+    inputs: &[PathBuf],
+    opts: &ReadOptions,
+    progress: &dyn Progress,
+) -> Result<Vec<InputWarning>, Error> {
+    if input::expand_inputs(inputs)?.len() < 2 {
+        return Ok(Vec::new());
+    }
+    let mut sink = |_: &crate::tree::CallTree| Ok(());
+    Ok(read_traces(inputs, opts, progress, &mut sink)?.input_warnings)
 }
 
 fn read_all(ing: &mut Ingest, files: &[PathBuf], formats: &[Format], progress: &dyn Progress) -> Result<(), Error> {
