@@ -101,19 +101,36 @@ impl Pool {
         headers: &[(&'static str, HeaderValue)],
         body: Bytes,
     ) -> Outcome {
+        match self.exchange(method, uri, headers, body).await {
+            Ok((status, _)) if (200..300).contains(&status) => Outcome::Ok,
+            Ok((status, _)) => Outcome::Status(status),
+            Err(outcome) => outcome,
+        }
+    }
+
+    /// Sends one request as [`Pool::send`] does and returns the status and
+    /// the whole response body; `Err` is how it failed (never `Ok` or
+    /// `Status`).
+    pub async fn exchange(
+        &self,
+        method: Method,
+        uri: &Uri,
+        headers: &[(&'static str, HeaderValue)],
+        body: Bytes,
+    ) -> Result<(u16, Bytes), Outcome> {
         for _ in 0..2 {
             let (mut tx, reused) = match self.take_idle() {
                 Some(tx) => (tx, true),
                 None => match self.connect().await {
                     Ok(tx) => (tx, false),
-                    Err(_) => return Outcome::Connect,
+                    Err(_) => return Err(Outcome::Connect),
                 },
             };
             if tx.ready().await.is_err() {
                 if reused {
                     continue;
                 }
-                return Outcome::Io;
+                return Err(Outcome::Io);
             }
             let mut req = Request::new(Full::new(body.clone()));
             *req.method_mut() = method.clone();
@@ -126,17 +143,29 @@ impl Pool {
             match tx.send_request(req).await {
                 Ok(resp) => {
                     let status = resp.status();
-                    if resp.into_body().collect().await.is_err() {
-                        return Outcome::Io;
-                    }
+                    let Ok(body) = resp.into_body().collect().await else {
+                        return Err(Outcome::Io);
+                    };
                     self.put_idle(tx);
-                    return if status.is_success() { Outcome::Ok } else { Outcome::Status(status.as_u16()) };
+                    return Ok((status.as_u16(), body.to_bytes()));
                 }
                 Err(e) if reused && e.is_canceled() => continue,
-                Err(_) => return Outcome::Io,
+                Err(_) => return Err(Outcome::Io),
             }
         }
-        Outcome::Io
+        Err(Outcome::Io)
+    }
+
+    /// `GET path` answered 2xx within `timeout`: its body; otherwise why not.
+    pub async fn get(&self, path: &'static str, timeout: Duration) -> Result<Bytes, String> {
+        let uri = Uri::from_static(path);
+        match tokio::time::timeout(timeout, self.exchange(Method::GET, &uri, &[], Bytes::new())).await {
+            Ok(Ok((status, body))) if (200..300).contains(&status) => Ok(body),
+            Ok(Ok((status, _))) => Err(format!("GET {path} answered {status}")),
+            Ok(Err(Outcome::Connect)) => Err("cannot connect".into()),
+            Ok(Err(_)) => Err("the connection failed".into()),
+            Err(_) => Err(format!("no answer to GET {path} within {timeout:?}")),
+        }
     }
 
     /// `GET /healthz` answers 200 within `timeout`; otherwise why not.

@@ -12,6 +12,14 @@
 //! omission). Latencies go into HDR histograms per root API, in total and
 //! per timeline interval; errors are counted by kind.
 //!
+//! The report places the measured window on the wall clock
+//! (`measured_from_unix_ns`, `measured_until_unix_ns`: traces whose root
+//! span starts earlier are warm-up traffic) and says how contended the host
+//! was over it ([`Contention`]: the generator's own 1 ms sleeps, `/proc`,
+//! and the services' lateness from `GET /stats/lateness`), with a verdict
+//! ([`Contention::host_busy`]). Trace ids mix the seed with a per-run id, so
+//! two runs with one seed send the same arrivals under different traces.
+//!
 //! [`run_load`] is async (for callers with a runtime, such as `palette
 //! run`); [`run_load_blocking`] brings its own multi-threaded runtime.
 //!
@@ -46,12 +54,14 @@
 pub mod arrivals;
 pub mod bench;
 pub mod client;
+pub mod contention;
 pub mod error;
 pub mod record;
 pub mod report;
 pub mod run;
 
 pub use arrivals::{Arrival, Arrivals, Replay, Schedule};
+pub use contention::{Contention, LatenessSummary, ServicesLateness};
 pub use error::LoadError;
 pub use report::{ApiReport, Interval, Latency, LoadReport};
 pub use run::{LoadObserver, LoadOptions, NoObserver, Progress, Target, load_system, run_load, run_load_blocking};

@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::contention::Contention;
+
 /// The result of a load run.
 #[derive(Clone, Debug, Serialize)]
 pub struct LoadReport {
@@ -23,8 +25,22 @@ pub struct LoadReport {
     pub warmup_s: f64,
     /// The in-flight bound.
     pub connections: usize,
-    /// Seed of the arrival times, root picks and trace ids.
+    /// Seed of the arrival times, root picks and payload sizes (and, with
+    /// `run_id`, of the trace ids).
     pub seed: u64,
+    /// This run's id, 16 hex digits: mixed into its trace and span ids, so
+    /// runs with the same seed send the same workload under trace ids of
+    /// their own.
+    pub run_id: String,
+    /// Start of the measured window (the end of the warm-up), Unix
+    /// nanoseconds by this host's wall clock, as the services' spans are:
+    /// traces whose root span starts before it are warm-up traffic. Exactly
+    /// where the generator starts counting arrivals as measured.
+    pub measured_from_unix_ns: u64,
+    /// The scheduled end of the measured window, Unix nanoseconds (also
+    /// when the run was stopped early): no measured arrival is scheduled
+    /// at or after it.
+    pub measured_until_unix_ns: u64,
     /// Wall time of the whole run: warm-up, window and the drain of the
     /// requests still in flight at its end, seconds.
     pub elapsed_s: f64,
@@ -44,6 +60,13 @@ pub struct LoadReport {
     /// The measured window over time: queueing shows as latency growing from
     /// one interval to the next.
     pub timeline: Vec<Interval>,
+    /// Requests on the wire at the end of the measured window (or when the
+    /// run was stopped): answered or failed in the drain after it, and
+    /// counted in `requests` like every request scheduled in the window.
+    pub in_flight_at_end: u64,
+    /// How contended the host was over the measured window: the generator's
+    /// own lateness, `/proc`, the services' lateness, and a verdict.
+    pub contention: Contention,
 }
 
 /// Requests, rates, errors and latency of one root API (or all of them).
@@ -169,6 +192,12 @@ impl LoadReport {
             out.push_str(" (stopped early)");
         }
         out.push('\n');
+        out.push_str(&self.contention.to_line());
+        out.push('\n');
+        if let Some(why) = &self.contention.busy_reason {
+            out.push_str(why);
+            out.push_str(": latencies include the host's own delays\n");
+        }
         out
     }
 }

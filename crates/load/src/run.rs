@@ -14,23 +14,33 @@
 //! are still sent and awaited (the drain), up to one request timeout past
 //! the window. Whatever is still unsent then is counted as an `unsent`
 //! error, never dropped silently.
+//!
+//! Over the measured window a probe thread and a monitor task measure how
+//! contended the host is ([`crate::contention`]): the probe's own sleeps,
+//! `/proc`, and every service's lateness counters read at the window's start
+//! and end.
+//!
+//! Arrival times, root picks and payload sizes follow the seed alone; trace
+//! and span ids mix in a run id as well (fresh per run unless given), so two
+//! runs with the same seed send the same workload under different traces.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Uri};
 use palette_model::Sketch;
 use palette_model::model::ApiId;
 use palette_runtime::SystemConfig;
-use palette_runtime::config::{ConfigError, PeerHosts};
+use palette_runtime::config::{ConfigError, PeerHosts, ServiceConfig};
 use palette_trace::rng::Rng;
 use tokio::sync::Semaphore;
 
 use crate::arrivals::{Arrivals, Schedule};
 use crate::client::{Outcome, Pool, op_path, traceparent};
+use crate::contention::{self, HostFigures};
 use crate::error::LoadError;
 use crate::record::{Recorder, Times};
 use crate::report::LoadReport;
@@ -66,6 +76,12 @@ pub struct LoadOptions {
     /// Check every target's `/healthz` before starting, so a system that is
     /// not running gives one clear error instead of a table of failures.
     pub health_check: bool,
+    /// Mixed into trace and span ids (not into arrivals, root picks or
+    /// payloads, which the seed alone decides), so two runs with the same
+    /// seed never share a trace id and their spans can be told apart.
+    /// `None`: a fresh one per run, from the OS's randomness and the clock;
+    /// `Some`: this one (trace ids then repeat for the same seed and id).
+    pub run_id: Option<u64>,
 }
 
 impl Default for LoadOptions {
@@ -79,6 +95,7 @@ impl Default for LoadOptions {
             target: Target::Host("127.0.0.1".into()),
             timeout: Duration::from_secs(30),
             health_check: true,
+            run_id: None,
         }
     }
 }
@@ -209,6 +226,79 @@ impl Shared {
     }
 }
 
+/// Where the instances of `service` are reached (`host:port` each).
+fn service_addresses(service: &ServiceConfig, target: &Target) -> Vec<String> {
+    // On one host instance i of a replicated service listens on port + i;
+    // by DNS the name stands for every instance (compose, Kubernetes).
+    match target {
+        Target::Host(h) if h.contains(':') && !h.starts_with('[') => {
+            service.ports().map(|p| format!("[{h}]:{p}")).collect()
+        }
+        Target::Host(h) => service.ports().map(|p| format!("{h}:{p}")).collect(),
+        // A replicated service's name resolves to every instance
+        // (compose replicas, a headless Kubernetes Service): resolved
+        // once here, so requests are spread per request, not per connection.
+        Target::Dns if service.instances > 1 => {
+            let name = service.peer_address(PeerHosts::Dns);
+            let mut all: Vec<String> = std::net::ToSocketAddrs::to_socket_addrs(name.as_str())
+                .map(|a| a.map(|a| a.to_string()).collect())
+                .unwrap_or_default();
+            all.sort();
+            all.dedup();
+            if all.is_empty() { vec![name] } else { all }
+        }
+        Target::Dns => vec![service.peer_address(PeerHosts::Dns)],
+    }
+}
+
+/// A run id nobody else has: the OS's randomness (std's hasher keys) with
+/// the clock and the process id.
+fn fresh_run_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// What the monitor task read over the window.
+#[derive(Default)]
+struct Monitored {
+    /// Every service's lateness counters at the window's start and end
+    /// (`None`: the run stopped before the window began).
+    first: Option<Vec<Option<palette_runtime::lateness::LatenessReport>>>,
+    last: Option<Vec<Option<palette_runtime::lateness::LatenessReport>>>,
+    /// Requests on the wire at the window's end.
+    in_flight: u64,
+}
+
+/// Waits for `at`; `false` if the run was stopped first.
+async fn wait_until(shared: &Shared, at: Instant) -> bool {
+    loop {
+        if shared.stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= at {
+            return true;
+        }
+        tokio::time::sleep((at - now).min(Duration::from_millis(50))).await;
+    }
+}
+
+/// Reads the services' lateness counters at the window's start and end
+/// (or when the run stops), and what is in flight at its end.
+async fn monitor(shared: Arc<Shared>, pools: Vec<Arc<Pool>>, start: Instant, end: Instant) -> Monitored {
+    if !wait_until(&shared, start).await {
+        return Monitored::default();
+    }
+    let first = contention::read_lateness(&pools).await;
+    wait_until(&shared, end).await;
+    let in_flight = shared.in_flight.load(Ordering::Relaxed);
+    let last = contention::read_lateness(&pools).await;
+    Monitored { first: Some(first), last: Some(last), in_flight }
+}
+
 /// The roots the system is loaded through, in `model.roots` order.
 fn roots(system: &SystemConfig, path: &Path, opts: &LoadOptions) -> Result<Vec<Root>, LoadError> {
     let model = &system.model;
@@ -227,29 +317,7 @@ fn roots(system: &SystemConfig, path: &Path, opts: &LoadOptions) -> Result<Vec<R
                 message: format!("no service serves root API `{}`", model.api_name(r.api)),
             });
         };
-        let service = &system.services[s];
-        // On one host instance i of a replicated service listens on port + i;
-        // by DNS the name stands for every instance (compose, Kubernetes).
-        let addresses: Vec<String> = match &opts.target {
-            Target::Host(h) if h.contains(':') && !h.starts_with('[') => {
-                service.ports().map(|p| format!("[{h}]:{p}")).collect()
-            }
-            Target::Host(h) => service.ports().map(|p| format!("{h}:{p}")).collect(),
-            // A replicated service's name resolves to every instance
-            // (compose replicas, a headless Kubernetes Service): resolved
-            // once here, so requests are spread per request, not per connection.
-            Target::Dns if service.instances > 1 => {
-                let name = service.peer_address(PeerHosts::Dns);
-                let mut all: Vec<String> = std::net::ToSocketAddrs::to_socket_addrs(name.as_str())
-                    .map(|a| a.map(|a| a.to_string()).collect())
-                    .unwrap_or_default();
-                all.sort();
-                all.dedup();
-                if all.is_empty() { vec![name] } else { all }
-            }
-            Target::Dns => vec![service.peer_address(PeerHosts::Dns)],
-        };
-        let root_pools = addresses
+        let root_pools = service_addresses(&system.services[s], &opts.target)
             .into_iter()
             .map(|address| match pools.iter().find(|p| p.address == address) {
                 Some(p) => p.clone(),
@@ -316,9 +384,26 @@ pub async fn run_load(
     let warmup_ns = opts.warmup.as_nanos() as u64;
     let duration_ns = opts.duration.as_nanos() as u64;
     let schedule = Schedule::new(&opts.arrivals, &system.model, warmup_ns, duration_ns, opts.seed);
+    let run_id = opts.run_id.unwrap_or_else(fresh_run_id);
+    // Every service instance's lateness counters, read at the window's ends.
+    let mut lateness_addresses: Vec<String> =
+        system.services.iter().flat_map(|s| service_addresses(s, &opts.target)).collect();
+    lateness_addresses.dedup();
+    let lateness_pools: Vec<Arc<Pool>> = lateness_addresses.iter().map(|a| Arc::new(Pool::new(a.clone(), 1))).collect();
     // A short lead-in, so the first arrivals are not late before the
-    // scheduler thread is even running.
-    let t0 = Instant::now() + Duration::from_millis(20);
+    // scheduler thread is even running. The wall clock of `t0` places the
+    // measured window among the services' spans (which use the wall clock).
+    let lead_in = Duration::from_millis(20);
+    let (unix_now, now) = (SystemTime::now(), Instant::now());
+    let t0 = now + lead_in;
+    let unix_t0 = unix_now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from((d + lead_in).as_nanos()).unwrap_or(u64::MAX));
+    // Exactly the window the schedule marks arrivals measured in and the
+    // recorder records.
+    let measured_from_unix_ns = unix_t0.saturating_add(warmup_ns);
+    let measured_until_unix_ns = measured_from_unix_ns.saturating_add(duration_ns);
+    let (window_start, window_end) = (t0 + opts.warmup, t0 + opts.warmup + opts.duration);
     let shared = Arc::new(Shared {
         roots,
         recorder: Mutex::new(Recorder::new(
@@ -344,12 +429,23 @@ pub async fn run_load(
     std::thread::Builder::new()
         .name("palette-load".into())
         .spawn(move || {
-            schedule_arrivals(&scheduler_shared, schedule, &handle, hard_stop, seed);
+            schedule_arrivals(&scheduler_shared, schedule, &handle, hard_stop, seed, run_id);
             let _ = done_tx.send(());
         })
         .map_err(LoadError::Runtime)?;
-    // If this future is dropped mid-run, the scheduler thread stops sending.
+    // If this future is dropped mid-run, the scheduler thread stops sending
+    // (and the probe and the monitor stop).
     let _stop_on_drop = StopOnDrop(&shared.stop);
+    let (probe_tx, probe_rx) = tokio::sync::oneshot::channel::<HostFigures>();
+    let probe_shared = shared.clone();
+    let probe_stop = move || probe_shared.stop.load(Ordering::Relaxed);
+    std::thread::Builder::new()
+        .name("palette-probe".into())
+        .spawn(move || {
+            let _ = probe_tx.send(contention::probe(window_start, window_end, &probe_stop));
+        })
+        .map_err(LoadError::Runtime)?;
+    let monitored = tokio::spawn(monitor(shared.clone(), lateness_pools, window_start, window_end));
     let planned = opts.warmup + opts.duration;
     let snapshot = |shared: &Shared| Progress {
         elapsed: shared.t0.elapsed(),
@@ -382,10 +478,25 @@ pub async fn run_load(
             _ = tick.tick() => on_tick(&shared),
         }
     }
+    // The contention figures are of the whole window: a run whose last
+    // arrival came early waits for its end.
+    let figures = async { (probe_rx.await.unwrap_or_default(), monitored.await.unwrap_or_default()) };
+    tokio::pin!(figures);
+    let (host, monitored) = loop {
+        tokio::select! {
+            f = &mut figures => break f,
+            _ = tick.tick() => on_tick(&shared),
+        }
+    };
     observer.progress(&snapshot(&shared));
     let elapsed_s = shared.t0.elapsed().as_secs_f64();
     let recorder = shared.recorder.lock().unwrap_or_else(|p| p.into_inner());
     let (apis, total, send_lag, timeline_step_s, timeline) = recorder.summarise(&names, &targets);
+    let services = match (&monitored.first, &monitored.last) {
+        (Some(first), Some(last)) => contention::services_lateness(&lateness_addresses, first, last),
+        _ => None,
+    };
+    let contention = contention::contention(host, send_lag.map(|l| l.p99_ms), services);
     Ok(LoadReport {
         system: system.name.clone(),
         arrivals: match opts.arrivals {
@@ -397,6 +508,9 @@ pub async fn run_load(
         warmup_s: opts.warmup.as_secs_f64(),
         connections: opts.connections,
         seed: opts.seed,
+        run_id: format!("{run_id:016x}"),
+        measured_from_unix_ns,
+        measured_until_unix_ns,
         elapsed_s,
         stopped_early: shared.stop.load(Ordering::Relaxed),
         apis,
@@ -404,6 +518,8 @@ pub async fn run_load(
         send_lag,
         timeline_step_s,
         timeline,
+        in_flight_at_end: monitored.in_flight,
+        contention,
     })
 }
 
@@ -434,15 +550,24 @@ fn schedule_arrivals(
     handle: &tokio::runtime::Handle,
     hard_stop: Instant,
     seed: u64,
+    run_id: u64,
 ) {
     let mut by_api = vec![usize::MAX; shared.roots.iter().map(|r| r.api as usize + 1).max().unwrap_or(0)];
     for (i, r) in shared.roots.iter().enumerate() {
         by_api[r.api as usize] = i;
     }
     let index_of = |api: ApiId| by_api[api as usize];
-    // Trace ids and payload sizes: deterministic for the seed, independent
-    // of the arrival streams.
+    // Payload sizes: deterministic for the seed, independent of the
+    // arrival streams. Trace and span ids: for the seed and the run, so no
+    // two runs share one.
     let mut rng = Rng::new(seed ^ 0x7ACE_1D5E_ED00_0001);
+    let mut ids = {
+        let mut key = [0u8; 24];
+        key[..8].copy_from_slice(&seed.to_le_bytes());
+        key[8..16].copy_from_slice(&run_id.to_le_bytes());
+        key[16..].copy_from_slice(b"trace-id");
+        Rng::new(palette_trace::span::hash64(&key))
+    };
     for arrival in schedule.by_ref() {
         let at = shared.t0 + Duration::from_nanos(arrival.at_ns);
         let now = Instant::now();
@@ -466,8 +591,8 @@ fn schedule_arrivals(
         let root = &shared.roots[i];
         let size = root.request_bytes.as_ref().map_or(0, |s| s.sample(rng.f64()).max(0.0) as usize);
         let body = shared.payload.slice(..size.min(shared.payload.len()));
-        let trace_id = ((rng.next_u64() as u128) << 64 | rng.next_u64() as u128).max(1);
-        let span_id = rng.next_u64().max(1);
+        let trace_id = ((ids.next_u64() as u128) << 64 | ids.next_u64() as u128).max(1);
+        let span_id = ids.next_u64().max(1);
         let tp = HeaderValue::from_str(&traceparent(trace_id, span_id)).expect("hex is a valid header");
         shared.sent.fetch_add(1, Ordering::Relaxed);
         shared.in_flight.fetch_add(1, Ordering::Relaxed);

@@ -86,7 +86,8 @@ struct Seen {
     hosts: Vec<String>,
 }
 
-/// Serves `POST /op/...` on a free loopback port. With `service` set, the
+/// Serves `POST /op/...` on a free loopback port (and `/healthz`; `GET
+/// /stats/lateness` is 404, as on a server that is no Palette service). With `service` set, the
 /// server is a single worker: each request is done `service` after the later
 /// of its arrival and the previous request's completion (computed exactly, so
 /// timer granularity cannot change the capacity). Returns the port.
@@ -105,6 +106,12 @@ async fn serve(service: Option<Duration>, seen: Arc<Mutex<Seen>>) -> u16 {
                     async move {
                         if req.uri().path() == "/healthz" {
                             return Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))));
+                        }
+                        // Not a Palette service: no lateness counters.
+                        if req.uri().path() == "/stats/lateness" {
+                            let mut resp = Response::new(Full::new(Bytes::from_static(b"not found")));
+                            *resp.status_mut() = hyper::StatusCode::NOT_FOUND;
+                            return Ok(resp);
                         }
                         let path = req.uri().path().to_string();
                         let tp = req.headers().get("traceparent").map(|v| v.to_str().unwrap().to_string());
@@ -443,4 +450,113 @@ fn a_stop_request_ends_the_run_early_with_what_was_measured() {
     assert!(r.total.requests > 20 && r.total.requests < 200, "{}", r.total.requests);
     assert_eq!(r.total.errors, 0, "arrivals not yet due are not errors: {:?}", r.total.errors_by_kind);
     assert!(r.to_text().contains("stopped early"));
+}
+
+fn unix_ns_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+}
+
+#[test]
+fn the_report_places_the_measured_window_on_the_wall_clock() {
+    let before = unix_ns_now();
+    let r = against_10ms_server(poisson(50.0, 300, 1000, 8));
+    let after = unix_ns_now();
+    let (from, until) = (r.measured_from_unix_ns, r.measured_until_unix_ns);
+    // After the warm-up, exactly the window long, and within the run.
+    assert!(from >= before + 300_000_000, "window from {from}, run started {before}");
+    assert_eq!(until - from, 1_000_000_000);
+    assert!(until <= after, "window until {until}, run ended {after}");
+    assert!(r.in_flight_at_end <= 8);
+    assert_eq!(r.run_id.len(), 16);
+    assert!(u64::from_str_radix(&r.run_id, 16).is_ok(), "{}", r.run_id);
+    // The contention figures of the window (not judged: this machine may be busy).
+    let c = &r.contention;
+    assert!(c.cpus >= 1);
+    assert!(c.probe.is_some_and(|p| p.count > 0 && p.p50_us <= p.p99_us && p.p99_us <= p.max_us), "{c:?}");
+    if cfg!(target_os = "linux") {
+        assert!(c.host_busy_fraction.is_some_and(|b| (0.0..=1.0).contains(&b)), "{c:?}");
+        assert!(c.runnable_per_cpu.is_some(), "{c:?}");
+    }
+    // The test server is no Palette service: no lateness counters to read.
+    assert!(c.services.is_none(), "{c:?}");
+    assert_eq!(c.busy_reason, c.host_busy());
+    assert!(r.to_text().lines().any(|l| l.starts_with("host: ")), "{}", r.to_text());
+    let v = serde_json::to_value(&r).unwrap();
+    assert!(v["contention"]["probe"]["p99_us"].is_number(), "{v}");
+    assert_eq!(v["measured_from_unix_ns"], from);
+}
+
+#[test]
+fn runs_with_one_seed_send_one_workload_under_their_own_trace_ids() {
+    let rt = runtime();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let port = rt.block_on(serve(None, seen.clone()));
+    let m = model(&[("web", "GET /home", 6), ("web", "POST /cart", 3)], None);
+    let sys = system(m, &[("web", port)]);
+    // Each run: what the server saw, the report.
+    let run = |run_id: Option<u64>| {
+        *seen.lock().unwrap() = Seen::default();
+        let mut opts = poisson(400.0, 100, 500, 64);
+        opts.run_id = run_id;
+        let r = rt.block_on(run_load(&opts, &sys, Path::new("system.json"), &NoObserver)).unwrap();
+        let s = std::mem::take(&mut *seen.lock().unwrap());
+        let ids: std::collections::HashSet<String> =
+            s.traceparents.iter().map(|tp| tp.split('-').nth(1).unwrap().to_string()).collect();
+        assert_eq!(ids.len(), s.traceparents.len(), "a trace id repeats within a run");
+        (r, s.paths, ids)
+    };
+    let (a, a_paths, a_ids) = run(None);
+    let (b, b_paths, b_ids) = run(None);
+    // The same arrivals: the same root APIs, at the same scheduled times.
+    assert_eq!(a_paths, b_paths);
+    let rows = |r: &LoadReport| r.apis.iter().map(|x| (x.api.clone(), x.requests)).collect::<Vec<_>>();
+    assert_eq!(rows(&a), rows(&b));
+    let per_interval = |r: &LoadReport| r.timeline.iter().map(|i| i.requests).collect::<Vec<_>>();
+    assert_eq!(per_interval(&a), per_interval(&b));
+    // Under trace ids of their own.
+    assert_ne!(a.run_id, b.run_id);
+    assert_eq!(a_ids.len(), 240);
+    assert!(a_ids.is_disjoint(&b_ids), "{} trace ids shared", a_ids.intersection(&b_ids).count());
+    // A run id given: its trace ids again, and none of the others.
+    let (c, _, c_ids) = run(Some(7));
+    let (_, _, d_ids) = run(Some(7));
+    assert_eq!(c.run_id, "0000000000000007");
+    assert_eq!(c_ids, d_ids);
+    assert!(c_ids.is_disjoint(&a_ids) && c_ids.is_disjoint(&b_ids));
+}
+
+#[test]
+fn the_services_lateness_is_read_from_a_real_runtime() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let (report, ports) = rt.block_on(async {
+        let ports: Vec<u16> = (0..2)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
+        let mut sys = palette_runtime::synthetic::chain(&ports, &[1_000_000, 1_000_000]);
+        sys.tracing.file = None;
+        let opts = palette_runtime::server::ServeOptions {
+            base_dir: dir.path().to_path_buf(),
+            ..palette_runtime::server::ServeOptions::default()
+        };
+        let running = palette_runtime::server::start(sys.clone(), &opts).await.unwrap();
+        let report = run_load(&poisson(100.0, 200, 1000, 16), &sys, Path::new("system.json"), &NoObserver).await;
+        running.shutdown().await;
+        (report.unwrap(), ports)
+    });
+    assert_eq!(report.total.errors, 0, "{:?}", report.total.errors_by_kind);
+    let s = report.contention.services.as_ref().expect("the runtime answers /stats/lateness");
+    // Both services are one process: counted once.
+    assert_eq!(s.processes, 1, "{s:?} of ports {ports:?}");
+    assert!(s.unanswered.is_empty(), "{s:?}");
+    // Each of the window's 100 requests slept in both services (give or
+    // take the requests at the window's edges, and the time the reads take).
+    let sleep = s.sleep.expect("sleep work");
+    assert!(sleep.count >= 100 && sleep.count <= 300, "{sleep:?}");
+    assert!(sleep.p50_us <= sleep.p99_us && sleep.p99_us <= sleep.max_us, "{sleep:?}");
+    assert!(s.cpu.is_none() && s.memory.is_none(), "{s:?}");
+    assert!(report.to_text().contains("services' work late sleep p99"), "{}", report.to_text());
 }

@@ -9,9 +9,10 @@
 //!   call to it (as a gRPC channel does), reconnecting when it closes;
 //! - [`serve_grpc`] answers gRPC and HTTP/1.1 on the same port, told apart
 //!   per connection by the HTTP/2 preface: a gRPC system still answers
-//!   `GET /healthz` (the supervisor, compose and Kubernetes probes) and
-//!   `POST /op/{operation}` (root requests from `palette load` or curl)
-//!   exactly as an HTTP system does; calls between its services are gRPC.
+//!   `GET /healthz` (the supervisor, compose and Kubernetes probes),
+//!   `GET /stats/lateness` and `POST /op/{operation}` (root requests from
+//!   `palette load` or curl) exactly as an HTTP system does; calls between
+//!   its services are gRPC.
 //!
 //! Why not tonic over hyper's HTTP/2: a first version used them, and a
 //! zero-work hop cost 65 µs at p50 back to back (`palette bench runtime`)

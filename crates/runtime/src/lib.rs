@@ -22,6 +22,7 @@ pub mod context;
 pub mod execute;
 pub mod export;
 pub mod grpc;
+pub mod lateness;
 pub mod server;
 pub mod synthetic;
 pub mod transport;

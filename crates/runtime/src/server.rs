@@ -222,6 +222,10 @@ impl Handler for Service {
     fn max_body_bytes(&self) -> u64 {
         self.shared.config.limits.max_body_bytes
     }
+
+    fn lateness(&self) -> Option<crate::lateness::LatenessReport> {
+        Some(self.shared.worker.lateness())
+    }
 }
 
 /// A system being served.

@@ -7,7 +7,8 @@
 //!
 //! Wire protocol: `POST /op/{operation}` (percent-encoded), W3C context
 //! headers, `palette-server-ns` on 200 responses, one-line error bodies,
-//! `GET /healthz`.
+//! `GET /healthz`, and `GET /stats/lateness` (the process's
+//! [`crate::lateness::LatenessReport`] as JSON).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -25,6 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::balance::{Balanced, Endpoint, Instances};
+use crate::lateness::{LATENESS_PATH, LatenessReport};
 
 /// The response header with the callee's own duration (its SERVER span):
 /// the caller subtracts it from the latency it observed to get the call
@@ -275,6 +277,11 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(self: Arc<Self>, req: Inbound) -> Pin<Box<dyn Future<Output = Outbound> + Send>>;
     /// Largest request body accepted (413 beyond).
     fn max_body_bytes(&self) -> u64;
+    /// How late the process's local work has ended, for `GET
+    /// /stats/lateness`; `None` (404) for a handler that does no work.
+    fn lateness(&self) -> Option<LatenessReport> {
+        None
+    }
 }
 
 /// Where a server is in its shutdown.
@@ -307,6 +314,17 @@ async fn dispatch(handler: Arc<dyn Handler>, req: http::Request<Incoming>) -> ht
     let path = req.uri().path();
     if path == "/healthz" {
         return text(StatusCode::OK, "ok");
+    }
+    if path == LATENESS_PATH {
+        return match handler.lateness().map(|l| serde_json::to_vec(&l)) {
+            Some(Ok(json)) => {
+                let mut r = http::Response::new(Full::new(Bytes::from(json)));
+                r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                r
+            }
+            Some(Err(e)) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("cannot write the lateness: {e}")),
+            None => text(StatusCode::NOT_FOUND, "this server keeps no lateness counters"),
+        };
     }
     let Some(encoded) = path.strip_prefix(OP_PREFIX) else {
         return text(StatusCode::NOT_FOUND, &format!("unknown path {path}; operations are POST /op/NAME"));

@@ -20,6 +20,11 @@
 //!
 //! CPU and memory work run on tokio's blocking pool, never on the reactor
 //! threads that serve requests.
+//!
+//! Every piece of work, whatever its mode, is timed from the call to its
+//! return, and how late it ended against the time asked is counted in the
+//! worker's [`Lateness`] (`GET /stats/lateness`): on a contended host work
+//! ends late, and that is how a service sees it.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -29,6 +34,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::config::{Limits, WorkMode};
+use crate::lateness::{Lateness, LatenessReport};
 
 /// Side of the matrices CPU work multiplies: small enough to stay in L1, so
 /// the work is arithmetic, not memory traffic.
@@ -88,6 +94,9 @@ struct Inner {
     /// to the waiting task, which the work cannot see. Work stops this much
     /// early, as sleeps fire early by their learned wake delay.
     pool_lateness_ns: AtomicU64,
+    /// How late each piece of work ended against its asked end, per mode:
+    /// the process's own measure of a contended host.
+    lateness: Lateness,
 }
 
 /// The most pool lateness that is corrected for.
@@ -107,6 +116,7 @@ impl Worker {
                 memory: Arc::new(memory),
                 timer: Timer::start(),
                 pool_lateness_ns: AtomicU64::new(0),
+                lateness: Lateness::new(),
             }),
         }
     }
@@ -122,12 +132,25 @@ impl Worker {
         }
     }
 
+    /// How late work has ended so far, per mode (cumulative since start).
+    pub fn lateness(&self) -> LatenessReport {
+        self.inner.lateness.report()
+    }
+
     /// Spends `ns` nanoseconds of work in `mode`. CPU and memory work run
     /// off the async reactor; sleep is precise below a millisecond too.
+    /// How late it ends is counted (see [`Worker::lateness`]).
     pub async fn work(&self, mode: WorkMode, ns: u64) {
         if ns == 0 {
             return;
         }
+        let asked = Instant::now();
+        self.spend(mode, ns).await;
+        let late = u64::try_from(asked.elapsed().as_nanos()).unwrap_or(u64::MAX).saturating_sub(ns);
+        self.inner.lateness.record(mode, late);
+    }
+
+    async fn spend(&self, mode: WorkMode, ns: u64) {
         match mode {
             WorkMode::Sleep => self.inner.timer.sleep(Duration::from_nanos(ns)).await,
             // The wait for a blocking-pool thread counts as part of the

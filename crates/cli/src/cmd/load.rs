@@ -157,6 +157,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         target,
         timeout: duration("--timeout", &args.timeout)?,
         health_check: !args.no_health_check,
+        run_id: None,
     };
     opts.validate()?;
     let observer = Bar::new(Arc::new(AtomicBool::new(false)));

@@ -2,5 +2,6 @@
 
 mod export;
 mod grpc;
+mod lateness;
 mod replicate;
 mod serve;
