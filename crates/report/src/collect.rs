@@ -152,8 +152,42 @@ pub struct Collector {
     fan_out: Histogram,
     stages: u64,
     concurrent_stages: u64,
+    /// Per-trace sums behind the [`Clustered`] variances (see there).
+    edge_sums: FxHashMap<(Api, Api), Clustered>,
+    caller_sq: FxHashMap<Api, f64>,
+    stage_sums: Clustered,
+    /// This trace's executions per API and calls per edge (reused across traces).
+    trace_execs: FxHashMap<Api, u32>,
+    trace_calls: FxHashMap<(Api, Api), u32>,
     /// Depth of each execution of the current trace (reused across traces).
     depths: Vec<u32>,
+}
+
+/// Sums over traces for the variance of a ratio of per-trace counts
+/// (calls of an edge per execution of its caller; concurrent stages per
+/// stage): Σcₜ² and Σcₜeₜ, with Σeₜ² kept per caller. Calls in one trace
+/// are not independent (a loop makes many at once), so the spread of such a
+/// rate is measured between traces, as a cluster-robust variance:
+/// `Σ(cₜ − r·eₜ)² / (Σeₜ)²`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Clustered {
+    /// Σ over traces of the numerator count squared.
+    pub num_sq: f64,
+    /// Σ over traces of numerator × denominator.
+    pub cross: f64,
+    /// Σ over traces of the denominator squared (for stages; per caller
+    /// for edges, in [`Profile::caller_sq`]).
+    pub den_sq: f64,
+}
+
+impl Clustered {
+    /// The variance of the rate `r = num / den` from these sums.
+    pub fn rate_variance(&self, r: f64, den_sq: f64, den: f64) -> f64 {
+        if den <= 0.0 {
+            return 0.0;
+        }
+        ((self.num_sq - 2.0 * r * self.cross + r * r * den_sq) / (den * den)).max(0.0)
+    }
 }
 
 impl Collector {
@@ -173,6 +207,11 @@ impl Collector {
             fan_out: Histogram::default(),
             stages: 0,
             concurrent_stages: 0,
+            edge_sums: FxHashMap::default(),
+            caller_sq: FxHashMap::default(),
+            stage_sums: Clustered::default(),
+            trace_execs: FxHashMap::default(),
+            trace_calls: FxHashMap::default(),
             depths: Vec::new(),
         }
     }
@@ -187,6 +226,9 @@ impl Collector {
         let root = tree.root();
         self.roots.entry(root.api).or_default().add(root.duration_ns, cap, &mut self.rng);
         self.depths.clear();
+        self.trace_execs.clear();
+        self.trace_calls.clear();
+        let (stages_before, concurrent_before) = (self.stages, self.concurrent_stages);
         let mut max_depth = 0;
         for (i, e) in tree.execs.iter().enumerate() {
             // Breadth-first order: a parent's depth is known before its children's.
@@ -196,8 +238,10 @@ impl Collector {
             let acc = self.apis.entry(e.api).or_insert_with(|| ApiAcc { min_depth: u32::MAX, ..ApiAcc::default() });
             acc.latency.add(e.duration_ns, cap, &mut self.rng);
             acc.min_depth = acc.min_depth.min(depth);
+            *self.trace_execs.entry(e.api).or_default() += 1;
             if !e.is_root() {
                 let caller = tree.execs[e.parent as usize].api;
+                *self.trace_calls.entry((caller, e.api)).or_default() += 1;
                 self.callers.entry((caller, e.api)).or_default().add(e.duration_ns, cap, &mut self.rng);
                 self.calls.entry((caller, e.api)).or_default().add(e.call_duration_ns, cap, &mut self.rng);
             }
@@ -207,6 +251,19 @@ impl Collector {
             }
         }
         self.depth.add(max_depth as u64);
+        for (&(caller, callee), &c) in &self.trace_calls {
+            let e = self.trace_execs.get(&caller).copied().unwrap_or(0) as f64;
+            let sums = self.edge_sums.entry((caller, callee)).or_default();
+            sums.num_sq += (c as f64) * (c as f64);
+            sums.cross += c as f64 * e;
+        }
+        for (&api, &e) in &self.trace_execs {
+            *self.caller_sq.entry(api).or_default() += (e as f64) * (e as f64);
+        }
+        let (s, k) = ((self.stages - stages_before) as f64, (self.concurrent_stages - concurrent_before) as f64);
+        self.stage_sums.num_sq += k * k;
+        self.stage_sums.cross += k * s;
+        self.stage_sums.den_sq += s * s;
     }
 
     /// Cuts execution `i`'s calls (ordered by call start) into stages.
@@ -260,6 +317,9 @@ impl Collector {
             fan_out: self.fan_out,
             stages: self.stages,
             concurrent_stages: self.concurrent_stages,
+            edge_sums: self.edge_sums.into_iter().map(|((c, a), v)| ((name(c), name(a)), v)).collect(),
+            caller_sq: self.caller_sq.into_iter().map(|(a, v)| (name(a), v)).collect(),
+            stage_sums: self.stage_sums,
         }
     }
 }
@@ -314,6 +374,13 @@ pub struct Profile {
     pub stages: u64,
     /// Those stages with two or more concurrent calls.
     pub concurrent_stages: u64,
+    /// Per edge `(caller, callee)`, the per-trace sums of its calls (see
+    /// [`Clustered`]): how much its call rate varies between traces.
+    pub edge_sums: BTreeMap<(ApiName, ApiName), Clustered>,
+    /// Per API, Σ over traces of its executions squared.
+    pub caller_sq: BTreeMap<ApiName, f64>,
+    /// The per-trace sums of concurrent stages over stages.
+    pub stage_sums: Clustered,
 }
 
 impl Profile {
@@ -334,6 +401,32 @@ impl Profile {
         let calls = self.callers.get(&(caller.clone(), callee.clone())).map_or(0, |s| s.count);
         let execs = self.apis.get(caller).map_or(0, |a| a.latency.count);
         if execs == 0 { 0.0 } else { calls as f64 / execs as f64 }
+    }
+
+    /// The standard deviation of edge `caller → callee`'s call rate
+    /// ([`Profile::call_probability`]) between samples of this many traces,
+    /// measured between the traces of this profile.
+    pub fn call_rate_sd(&self, caller: &ApiName, callee: &ApiName) -> f64 {
+        let key = (caller.clone(), callee.clone());
+        let sums = self.edge_sums.get(&key).copied().unwrap_or_default();
+        let den = self.apis.get(caller).map_or(0, |a| a.latency.count) as f64;
+        let den_sq = self.caller_sq.get(caller).copied().unwrap_or(0.0);
+        let rate = self.call_probability(caller, callee);
+        // With few traces the between-trace variance can be 0 by chance (one
+        // trace): never less than independent calls would vary (binomial
+        // below one call per execution, Poisson above).
+        let independent = match den {
+            d if d <= 0.0 => 0.0,
+            d if rate > 1.0 => rate / d,
+            d => rate * (1.0 - rate) / d,
+        };
+        sums.rate_variance(rate, den_sq, den).max(independent).sqrt()
+    }
+
+    /// The standard deviation of the concurrent fraction, likewise.
+    pub fn concurrent_fraction_sd(&self) -> f64 {
+        let s = &self.stage_sums;
+        s.rate_variance(self.concurrent_fraction(), s.den_sq, self.stages as f64).sqrt()
     }
 
     /// Fraction of stages with concurrent calls; 0 when nothing calls anything.

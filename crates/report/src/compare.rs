@@ -9,6 +9,16 @@
 //!   distributions, the mean absolute error of per-edge call probabilities
 //!   over the union of edges, and the fraction of concurrent stages.
 //!
+//! Each figure has its noise floor beside it ([`crate::floor`]): the
+//! distance the original shows against itself at the candidate's sample
+//! size. A verdict is "close" within the floor (and within the absolute
+//! bounds), "differs" beyond it, "too few samples" when either side has
+//! fewer than [`CompareOptions::min_samples`] values or the floor is wider
+//! than the bounds, and "inconclusive" instead of "differs" when the
+//! candidate ran on a busy host. A candidate run several times is compared
+//! run by run: each figure is the median over its runs, and its floor is the
+//! floor of such a median.
+//!
 //! The result serialises as the `--json` report; its maps are keyed by
 //! candidate label.
 
@@ -19,6 +29,7 @@ use serde::Serialize;
 
 use crate::collect::{ApiName, Profile, Sample};
 use crate::error::Error;
+use crate::floor::{self, FloorOptions, LatencyIntervals, LatencyMetrics, StructureMetrics};
 use crate::metrics;
 
 /// One input of a comparison: its profile and how to name it.
@@ -29,33 +40,68 @@ pub struct Input {
     pub label: String,
     /// Where it was read from, for the reader of the report.
     pub source: String,
-    /// What was collected from it.
+    /// What was collected from it (every run together, for plots and counts).
     pub profile: Profile,
+    /// Each run of a candidate that was run several times (`palette run
+    /// --repeat`), compared one by one; empty for a single run, which is
+    /// `profile` itself.
+    pub runs: Vec<Profile>,
+    /// Why the host was too busy for a live candidate's latency to be
+    /// judged (from the load generator's and services' lateness), if it was:
+    /// its "differs" verdicts become "inconclusive".
+    pub host_busy: Option<String>,
 }
 
 impl Input {
     pub fn new(label: impl Into<String>, source: impl Into<String>, profile: Profile) -> Input {
-        Input { label: label.into(), source: source.into(), profile }
+        Input { label: label.into(), source: source.into(), profile, runs: Vec::new(), host_busy: None }
+    }
+
+    /// A candidate of several runs: `pooled` is all of them read together.
+    pub fn with_runs(
+        label: impl Into<String>,
+        source: impl Into<String>,
+        pooled: Profile,
+        runs: Vec<Profile>,
+    ) -> Input {
+        let runs = if runs.len() > 1 { runs } else { Vec::new() };
+        Input { runs, ..Input::new(label, source, pooled) }
+    }
+
+    /// The runs compared one by one.
+    pub fn runs(&self) -> Vec<&Profile> {
+        if self.runs.is_empty() { vec![&self.profile] } else { self.runs.iter().collect() }
     }
 }
 
 /// Thresholds of the verdicts.
 #[derive(Clone, Debug)]
 pub struct CompareOptions {
-    /// A latency distribution is "close" when its KS statistic is at most
-    /// this (and W1 within [`CompareOptions::close_w1`]). The KS p-value is
-    /// not used: with thousands of samples it rejects differences too small
-    /// to matter for a benchmark.
+    /// The absolute bound of a "close" verdict: however wide the noise
+    /// floor (few samples, a noisy original), a distribution with a KS
+    /// statistic above this is never called close — it is "too few
+    /// samples" when within the floor.
     pub close_ks: f64,
-    /// ... and Wasserstein-1 is at most this fraction of the original's mean.
+    /// ... and likewise for Wasserstein-1 as a fraction of the original's mean.
     pub close_w1: f64,
+    /// Below this many values on either side a distribution is "too few
+    /// samples": its floor would be too wide to mean anything.
+    pub min_samples: u64,
+    /// How floors and confidence intervals are drawn.
+    pub floor: FloorOptions,
     /// Edges listed under the largest call-probability errors.
     pub worst_edges: usize,
 }
 
 impl Default for CompareOptions {
     fn default() -> Self {
-        CompareOptions { close_ks: 0.10, close_w1: 0.10, worst_edges: 10 }
+        CompareOptions {
+            close_ks: 0.25,
+            close_w1: 0.25,
+            min_samples: 30,
+            floor: FloorOptions::default(),
+            worst_edges: 10,
+        }
     }
 }
 
@@ -72,6 +118,15 @@ pub struct Comparison {
     pub close_ks: f64,
     /// The W1 threshold (fraction of the original's mean) of a "close" verdict.
     pub close_w1: f64,
+    /// Fewest values per side for a verdict other than "too few samples".
+    pub min_samples: u64,
+    /// Share of same-system samples the noise floors cover (0.95).
+    pub floor_level: f64,
+    /// One verdict per candidate, in command-line order: what to read first.
+    pub summary: Vec<CandidateSummary>,
+    /// How the candidates were made (version, command, seed, rate, host…),
+    /// set by the command that ran them; `null` for a plain comparison.
+    pub metadata: Option<serde_json::Value>,
     /// End-to-end latency per root API of the original, most traces first.
     pub roots: BTreeMap<String, Vec<LatencyComparison>>,
     /// Execution latency per API of the original, most executions first.
@@ -105,6 +160,11 @@ pub struct InputSummary {
     pub apis: u64,
     /// Distinct root APIs.
     pub root_apis: u64,
+    /// Runs compared one by one (1 unless the candidate was repeated).
+    pub runs: usize,
+    /// Why the host was busy while the candidate ran, if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_busy: Option<String>,
 }
 
 impl InputSummary {
@@ -118,20 +178,99 @@ impl InputSummary {
             executions: p.executions,
             apis: p.apis.len() as u64,
             root_apis: p.roots.len() as u64,
+            runs: input.runs().len(),
+            host_busy: input.host_busy.clone(),
         }
     }
 }
 
-/// The verdict on one latency distribution.
+/// The verdict on one distribution (or on a candidate's structure).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
-    /// KS and W1 within the thresholds.
+    /// Every metric within its noise floor, and KS and W1 within the
+    /// absolute bounds.
     Close,
-    /// At least one of them beyond its threshold.
+    /// At least one metric beyond its noise floor.
     Differs,
+    /// Fewer values than `min_samples` on a side, or within a floor wider
+    /// than the absolute bounds: the data cannot tell.
+    TooFewSamples,
+    /// Beyond the floor, but the host was busy while the candidate ran, so
+    /// the difference may be the host's.
+    Inconclusive,
     /// The candidate never executed it (in this context).
     Missing,
+}
+
+/// One candidate's verdicts, counted.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct CandidateSummary {
+    /// The candidate's label.
+    pub label: String,
+    /// Runs it was compared over.
+    pub runs: usize,
+    /// Root APIs of the original.
+    pub roots: u64,
+    /// Root-API latency distributions per verdict.
+    pub roots_close: u64,
+    pub roots_differs: u64,
+    pub roots_too_few_samples: u64,
+    pub roots_inconclusive: u64,
+    pub roots_missing: u64,
+    /// The verdict on the shape of the call trees (all structure metrics).
+    pub structure: Verdict,
+    /// Why the host was busy, if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_busy: Option<String>,
+    /// The verdict in words, as the terminal and the HTML show it.
+    pub line: String,
+}
+
+impl CandidateSummary {
+    fn of(
+        label: &str,
+        runs: usize,
+        roots: &[LatencyComparison],
+        structure: Verdict,
+        host_busy: Option<String>,
+    ) -> Self {
+        let count = |v: Verdict| roots.iter().filter(|r| r.verdict == v).count() as u64;
+        let mut s = CandidateSummary {
+            label: label.to_string(),
+            runs,
+            roots: roots.len() as u64,
+            roots_close: count(Verdict::Close),
+            roots_differs: count(Verdict::Differs),
+            roots_too_few_samples: count(Verdict::TooFewSamples),
+            roots_inconclusive: count(Verdict::Inconclusive),
+            roots_missing: count(Verdict::Missing),
+            structure,
+            host_busy,
+            line: String::new(),
+        };
+        let mut parts = vec![format!("{}/{} root APIs within the noise floor", s.roots_close, s.roots)];
+        for (n, what) in [
+            (s.roots_differs, "beyond it"),
+            (s.roots_inconclusive, "inconclusive (host busy)"),
+            (s.roots_too_few_samples, "too few samples"),
+            (s.roots_missing, "missing"),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n} {what}"));
+            }
+        }
+        let structure = match structure {
+            Verdict::Close => "structure within its floor",
+            Verdict::Differs => "structure beyond its floor",
+            Verdict::Inconclusive => "structure inconclusive (host busy)",
+            Verdict::TooFewSamples => "structure: too few samples",
+            Verdict::Missing => "structure missing",
+        };
+        let runs = if runs > 1 { format!(" (median of {runs} runs)") } else { String::new() };
+        s.line = format!("{}{runs}: {}; {structure}", s.label, parts.join(", "));
+        s
+    }
 }
 
 /// One statistic of the original and the candidate.
@@ -171,6 +310,21 @@ pub struct LatencyComparison {
     pub w1: Option<f64>,
     /// Wasserstein-1 in ms.
     pub w1_ms: Option<f64>,
+    /// The noise floor of each metric (KS, W1, and |relative error| of
+    /// p50/p90/p99): the 95% bound, jointly over the metrics, of the
+    /// distance between two samples of the original's own system of these
+    /// sizes. `null` when a side has no values.
+    pub floor: Option<LatencyMetrics>,
+    /// 95% bootstrap confidence intervals of the candidate's metrics.
+    pub ci: Option<LatencyIntervals>,
+    /// Runs the figures are the median of.
+    pub runs: usize,
+    /// The smallest and largest value of each metric over the runs (when
+    /// there are several): how much a single run varies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runs_min: Option<LatencyMetrics>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runs_max: Option<LatencyMetrics>,
     /// Mean latency.
     pub mean: Stat,
     /// Median latency.
@@ -179,7 +333,7 @@ pub struct LatencyComparison {
     pub p90: Stat,
     /// 99th percentile.
     pub p99: Stat,
-    /// Close, differs or missing.
+    /// Close, differs, too few samples, inconclusive or missing.
     pub verdict: Verdict,
 }
 
@@ -258,11 +412,14 @@ pub struct EdgeError {
 /// Per-edge call probabilities compared.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct EdgeComparison {
-    /// Mean absolute error over the union of edges (an absent edge has
-    /// probability 0 on its side).
+    /// Mean absolute difference of calls per caller execution over the
+    /// union of edges whose caller runs on both sides (an absent edge has
+    /// rate 0 on its side).
     pub mae: f64,
     /// Edges in the union.
     pub edges: u64,
+    /// Those whose caller runs on both sides: the edges `mae` averages over.
+    pub rated: u64,
     /// Edges of the original the candidate never calls.
     pub missing: u64,
     /// Edges the candidate calls that the original never does.
@@ -310,6 +467,14 @@ pub struct StructureComparison {
     pub concurrent_stages: FractionComparison,
     /// APIs present on one side only.
     pub apis: ApiSetComparison,
+    /// The figures the verdict is on (median over runs): KS of the three
+    /// distributions, mean absolute difference of calls per caller
+    /// execution, |difference| of the concurrent fraction.
+    pub metrics: StructureMetrics,
+    /// Their noise floors (95%, jointly).
+    pub floor: StructureMetrics,
+    /// Within the floors, beyond them, or inconclusive on a busy host.
+    pub verdict: Verdict,
 }
 
 /// Compares each candidate with the original.
@@ -329,6 +494,10 @@ pub fn compare(original: &Input, candidates: &[Input], opts: &CompareOptions) ->
         candidates: candidates.iter().map(InputSummary::of).collect(),
         close_ks: opts.close_ks,
         close_w1: opts.close_w1,
+        min_samples: opts.min_samples,
+        floor_level: opts.floor.level,
+        summary: Vec::new(),
+        metadata: None,
         roots: BTreeMap::new(),
         apis: BTreeMap::new(),
         callers: BTreeMap::new(),
@@ -340,28 +509,51 @@ pub fn compare(original: &Input, candidates: &[Input], opts: &CompareOptions) ->
     let apis = o.apis_by_count();
     for cand in candidates {
         let c = &cand.profile;
+        let runs = cand.runs();
+        let busy = cand.host_busy.is_some();
+        let judge = |key: &str,
+                     name: &ApiName,
+                     caller: Option<&ApiName>,
+                     orig: &Sample,
+                     pick: &dyn Fn(&Profile) -> Option<&Sample>| {
+            let per_run: Vec<Option<&Sample>> = runs.iter().map(|p| pick(p)).collect();
+            latency(key, name, caller, orig, pick(c), &per_run, busy, opts)
+        };
         let roots = o
             .roots_by_count()
             .into_iter()
-            .map(|name| latency(name, None, &o.roots[name], c.roots.get(name), opts))
-            .collect();
+            .map(|name| judge(&format!("root {name}"), name, None, &o.roots[name], &|p| p.roots.get(name)))
+            .collect::<Vec<_>>();
         let api_rows = apis
             .iter()
-            .map(|&name| latency(name, None, &o.apis[name].latency, c.apis.get(name).map(|a| &a.latency), opts))
+            .map(|&name| {
+                judge(&format!("api {name}"), name, None, &o.apis[name].latency, &|p| {
+                    p.apis.get(name).map(|a| &a.latency)
+                })
+            })
             .collect();
         let mut caller_rows = Vec::new();
         for &callee in &apis {
             for (caller, s) in o.callers_of(callee) {
                 let key = (caller.clone(), callee.clone());
-                caller_rows.push(latency(callee, Some(caller), s, c.callers.get(&key), opts));
+                let seed_key = format!("caller {caller} {callee}");
+                caller_rows.push(judge(&seed_key, callee, Some(caller), s, &|p| p.callers.get(&key)));
             }
         }
+        let structure = structure(o, c, &runs, busy, opts);
+        cmp.summary.push(CandidateSummary::of(
+            &cand.label,
+            runs.len(),
+            &roots,
+            structure.verdict,
+            cand.host_busy.clone(),
+        ));
         cmp.roots.insert(cand.label.clone(), roots);
         cmp.apis.insert(cand.label.clone(), api_rows);
         cmp.callers.insert(cand.label.clone(), caller_rows);
         let edges = edge_keys.iter().map(|&(key, _)| edge_shift(key, &o.calls[key], c.calls.get(key))).collect();
         cmp.edges.insert(cand.label.clone(), edges);
-        cmp.structure.insert(cand.label.clone(), structure(o, c, opts));
+        cmp.structure.insert(cand.label.clone(), structure);
     }
     Ok(cmp)
 }
@@ -370,48 +562,128 @@ fn ms(ns: f64) -> f64 {
     ns / 1e6
 }
 
-/// One latency distribution compared.
+/// A value at the precision reports show it (KS to 3 decimals, fractions
+/// to 0.1%), so a verdict never contradicts the numbers beside it.
+fn shown(x: f64) -> f64 {
+    (x.abs() * 1000.0).round() / 1000.0
+}
+
+/// Whether every metric is within its floor, at the shown precision.
+fn within(m: &LatencyMetrics, f: &LatencyMetrics) -> bool {
+    [(m.ks, f.ks), (m.w1, f.w1), (m.p50, f.p50), (m.p90, f.p90), (m.p99, f.p99)]
+        .iter()
+        .all(|&(m, f)| shown(m) <= shown(f))
+}
+
+/// The verdict on figures `m` with floor `f`.
+fn verdict(m: &LatencyMetrics, f: &LatencyMetrics, busy: bool, opts: &CompareOptions) -> Verdict {
+    if !within(m, f) {
+        if busy { Verdict::Inconclusive } else { Verdict::Differs }
+    } else if shown(m.ks) > shown(opts.close_ks) || shown(m.w1) > shown(opts.close_w1) {
+        Verdict::TooFewSamples
+    } else {
+        Verdict::Close
+    }
+}
+
+/// The median of `f` over the runs; `None` without runs.
+fn median_over(runs: &[&Sample], f: &dyn Fn(&Sample) -> f64) -> Option<f64> {
+    let mut v: Vec<f64> = runs.iter().map(|s| f(s)).collect();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    (n > 0).then(|| if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+}
+
+/// Per metric, the smallest and the largest over runs.
+fn run_range(per_run: &[LatencyMetrics]) -> (LatencyMetrics, LatencyMetrics) {
+    let fold = |f: fn(f64, f64) -> f64| {
+        let first = per_run[0];
+        per_run.iter().skip(1).fold(first, |acc, m| LatencyMetrics {
+            ks: f(acc.ks, m.ks),
+            w1: f(acc.w1, m.w1),
+            p50: f(acc.p50, m.p50),
+            p90: f(acc.p90, m.p90),
+            p99: f(acc.p99, m.p99),
+        })
+    };
+    (fold(f64::min), fold(f64::max))
+}
+
+/// One latency distribution compared: `pooled` is the candidate's sample
+/// over every run (for counts), `per_run` its sample in each run.
+#[allow(clippy::too_many_arguments)]
 fn latency(
+    key: &str,
     name: &ApiName,
     caller: Option<&ApiName>,
     original: &Sample,
-    candidate: Option<&Sample>,
+    pooled: Option<&Sample>,
+    per_run: &[Option<&Sample>],
+    busy: bool,
     opts: &CompareOptions,
 ) -> LatencyComparison {
-    let candidate = candidate.filter(|s| !s.values.is_empty());
-    let (a, b) = (&original.values, candidate.map(|s| s.values.as_slice()));
+    let pooled = pooled.filter(|s| !s.values.is_empty());
+    let runs: Vec<&Sample> = per_run.iter().flatten().copied().filter(|s| !s.values.is_empty()).collect();
+    let a = &original.values;
     let q = |s: &[i64], p: f64| metrics::quantile(s, p).map_or(0.0, |v| ms(v as f64));
+    let mean = original.mean_ns();
+    let median_of = |f: &dyn Fn(&Sample) -> f64| median_over(&runs, f);
+    let cand_mean = median_of(&|s| ms(s.mean_ns()));
+    let (c50, c90, c99) =
+        (median_of(&|s| q(&s.values, 0.5)), median_of(&|s| q(&s.values, 0.9)), median_of(&|s| q(&s.values, 0.99)));
+    let w1_ms = median_of(&|s| ms(metrics::wasserstein1(a, &s.values)));
+    let p_values = median_of(&|s| metrics::ks_p_value(metrics::ks_statistic(a, &s.values), a.len(), s.values.len()));
     let stat = |orig: f64, cand: Option<f64>| Stat {
         original_ms: orig,
         candidate_ms: cand,
         rel_error: cand.and_then(|c| metrics::relative_error(orig, c)),
     };
-    let quantile = |p: f64| stat(q(a, p), b.map(|b| q(b, p)));
-    let mean = original.mean_ns();
-    let ks = b.map(|b| metrics::ks_statistic(a, b));
-    let w1_ns = b.map(|b| metrics::wasserstein1(a, b));
-    let w1 = w1_ns.and_then(|w| (mean > 0.0).then(|| w / mean));
-    let verdict = match (ks, w1) {
+    let per_metrics: Vec<LatencyMetrics> = runs.iter().map(|s| LatencyMetrics::of(a, mean, &s.values)).collect();
+    let point = (!per_metrics.is_empty()).then(|| LatencyMetrics::median(&per_metrics));
+    let candidate_n = runs.iter().map(|s| s.values.len()).min().unwrap_or(0);
+    let counted_n = runs.iter().map(|s| s.count).min().unwrap_or(0);
+    let enough = original.count >= opts.min_samples && counted_n >= opts.min_samples;
+    let seed = floor::seed_for(opts.floor.seed, key);
+    let (floor, ci) = match point {
+        Some(point) if !a.is_empty() && enough => {
+            let f = floor::latency_floor(a, mean, candidate_n, runs.len(), &opts.floor, seed);
+            let samples: Vec<&[i64]> = runs.iter().map(|s| s.values.as_slice()).collect();
+            (Some(f), Some(floor::latency_intervals(a, mean, &samples, point, &opts.floor, seed)))
+        }
+        _ => (None, None),
+    };
+    let verdict = match (point, floor) {
         (None, _) => Verdict::Missing,
-        (Some(d), w) if d <= opts.close_ks && w.is_none_or(|w| w <= opts.close_w1) => Verdict::Close,
-        _ => Verdict::Differs,
+        (Some(_), None) => Verdict::TooFewSamples,
+        (Some(m), Some(f)) => verdict(&m, &f, busy, opts),
+    };
+    let (runs_min, runs_max) = if per_metrics.len() > 1 {
+        let (lo, hi) = run_range(&per_metrics);
+        (Some(lo), Some(hi))
+    } else {
+        (None, None)
     };
     LatencyComparison {
         service: name.service.clone(),
         operation: name.operation.clone(),
         caller: caller.cloned(),
         original_count: original.count,
-        candidate_count: candidate.map_or(0, |s| s.count),
+        candidate_count: pooled.map_or(0, |s| s.count),
         original_sample: a.len() as u64,
-        candidate_sample: b.map_or(0, |b| b.len() as u64),
-        ks,
-        p_value: ks.map(|d| metrics::ks_p_value(d, a.len(), b.map_or(0, <[i64]>::len))),
-        w1,
-        w1_ms: w1_ns.map(ms),
-        mean: stat(ms(mean), candidate.map(|s| ms(s.mean_ns()))),
-        p50: quantile(0.5),
-        p90: quantile(0.9),
-        p99: quantile(0.99),
+        candidate_sample: pooled.map_or(0, |s| s.values.len() as u64),
+        ks: point.map(|m| m.ks),
+        p_value: p_values,
+        w1: point.map(|m| m.w1),
+        w1_ms,
+        floor,
+        ci,
+        runs: runs.len(),
+        runs_min,
+        runs_max,
+        mean: stat(ms(mean), cand_mean),
+        p50: stat(q(a, 0.5), c50),
+        p90: stat(q(a, 0.9), c90),
+        p99: stat(q(a, 0.99), c99),
         verdict,
     }
 }
@@ -452,7 +724,84 @@ fn first_names<'a>(names: impl Iterator<Item = &'a ApiName>) -> (Vec<ApiName>, u
     (list, n)
 }
 
-fn structure(o: &Profile, c: &Profile, opts: &CompareOptions) -> StructureComparison {
+/// The shape of `c` (every run together) against `o`, with the verdict on
+/// the median of each run's figures against their floors.
+fn structure(o: &Profile, c: &Profile, runs: &[&Profile], busy: bool, opts: &CompareOptions) -> StructureComparison {
+    let mut shape = shape(o, c, opts);
+    let per_run: Vec<StructureMetrics> = runs.iter().map(|r| shape_metrics(&shape_of_run(o, r))).collect();
+    shape.metrics = StructureMetrics::median(&per_run);
+    let median_of = |f: &dyn Fn(&Profile) -> u64| {
+        let mut v: Vec<u64> = runs.iter().map(|r| f(r)).collect();
+        v.sort_unstable();
+        v.get(v.len() / 2).copied().unwrap_or(0)
+    };
+    let candidate_traces = median_of(&|r: &Profile| r.traces);
+    // A rate's spread shrinks with the traces it is measured over.
+    let to_candidate = if candidate_traces > 0 { (o.traces as f64 / candidate_traces as f64).sqrt() } else { 1.0 };
+    let edges: Vec<floor::EdgeRate> = o
+        .callers
+        .keys()
+        .filter(|(caller, _)| c.apis.contains_key(caller))
+        .map(|(caller, callee)| {
+            let sd = o.call_rate_sd(caller, callee);
+            floor::EdgeRate {
+                calls_per_execution: o.call_probability(caller, callee),
+                original_sd: sd,
+                candidate_sd: sd * to_candidate,
+            }
+        })
+        .collect();
+    let input = floor::StructureInput {
+        spans_per_trace: &o.spans_per_trace,
+        depth: &o.depth,
+        fan_out: &o.fan_out,
+        candidate_traces,
+        candidate_callers: median_of(&|r: &Profile| r.fan_out.count()),
+        edges: &edges,
+        union_edges: shape.edge_probability.rated as usize,
+        concurrent_fraction: o.concurrent_fraction(),
+        concurrent_sd_original: o.concurrent_fraction_sd(),
+        concurrent_sd_candidate: o.concurrent_fraction_sd() * to_candidate,
+    };
+    let enough = o.traces >= opts.min_samples && input.candidate_traces >= opts.min_samples;
+    shape.floor =
+        floor::structure_floor(&input, runs.len(), &opts.floor, floor::seed_for(opts.floor.seed, "structure"));
+    let (m, f) = (shape.metrics, shape.floor);
+    let within = [
+        (m.spans_per_trace, f.spans_per_trace),
+        (m.depth, f.depth),
+        (m.fan_out, f.fan_out),
+        (m.edge_calls, f.edge_calls),
+        (m.concurrent_stages, f.concurrent_stages),
+    ]
+    .iter()
+    .all(|&(m, f)| shown(m) <= shown(f));
+    shape.verdict = match (enough, within, busy) {
+        (false, _, _) => Verdict::TooFewSamples,
+        (true, true, _) => Verdict::Close,
+        (true, false, true) => Verdict::Inconclusive,
+        (true, false, false) => Verdict::Differs,
+    };
+    shape
+}
+
+/// The figures of one run's shape.
+fn shape_metrics(s: &StructureComparison) -> StructureMetrics {
+    StructureMetrics {
+        spans_per_trace: s.spans_per_trace.ks,
+        depth: s.depth.ks,
+        fan_out: s.fan_out.ks,
+        edge_calls: s.edge_probability.mae,
+        concurrent_stages: s.concurrent_stages.difference.abs(),
+    }
+}
+
+fn shape_of_run(o: &Profile, run: &Profile) -> StructureComparison {
+    shape(o, run, &CompareOptions { worst_edges: 0, ..CompareOptions::default() })
+}
+
+/// The shape of `c` against `o`, without floor or verdict.
+fn shape(o: &Profile, c: &Profile, opts: &CompareOptions) -> StructureComparison {
     let edges: BTreeSet<&(ApiName, ApiName)> = o.callers.keys().chain(c.callers.keys()).collect();
     let mut errors: Vec<EdgeError> = edges
         .iter()
@@ -463,7 +812,11 @@ fn structure(o: &Profile, c: &Profile, opts: &CompareOptions) -> StructureCompar
             candidate: c.call_probability(caller, callee),
         })
         .collect();
-    let mae = metrics::mean_absolute_error(errors.iter().map(|e| (e.original, e.candidate)));
+    // A rate per caller execution means nothing where the caller never
+    // runs: such edges count under the missing APIs and edges, not here.
+    let both = |e: &EdgeError| o.apis.contains_key(&e.caller) && c.apis.contains_key(&e.caller);
+    let mae = metrics::mean_absolute_error(errors.iter().filter(|e| both(e)).map(|e| (e.original, e.candidate)));
+    let rated = errors.iter().filter(|e| both(e)).count() as u64;
     let missing = edges.iter().filter(|k| !c.callers.contains_key(k)).count() as u64;
     let extra = edges.iter().filter(|k| !o.callers.contains_key(k)).count() as u64;
     errors.sort_by(|x, y| (y.original - y.candidate).abs().total_cmp(&(x.original - x.candidate).abs()));
@@ -476,9 +829,12 @@ fn structure(o: &Profile, c: &Profile, opts: &CompareOptions) -> StructureCompar
         spans_per_trace: distribution(&o.spans_per_trace, &c.spans_per_trace),
         depth: distribution(&o.depth, &c.depth),
         fan_out: distribution(&o.fan_out, &c.fan_out),
-        edge_probability: EdgeComparison { mae, edges: edges.len() as u64, missing, extra, worst: errors },
+        edge_probability: EdgeComparison { mae, edges: edges.len() as u64, rated, missing, extra, worst: errors },
         concurrent_stages: FractionComparison { original: fo, candidate: fc, difference: fc - fo },
         apis: ApiSetComparison { missing: missing_apis, missing_count, extra: extra_apis, extra_count },
+        metrics: StructureMetrics::default(),
+        floor: StructureMetrics::default(),
+        verdict: Verdict::Close,
     }
 }
 
@@ -507,6 +863,11 @@ mod tests {
         Profile::from_traces(&trees, &names, CollectOptions { stage_tolerance_ns: 0, ..CollectOptions::default() })
     }
 
+    /// The fixtures here hold a handful of values: judge them anyway.
+    fn tiny() -> CompareOptions {
+        CompareOptions { min_samples: 1, ..CompareOptions::default() }
+    }
+
     fn find<'a>(rows: &'a [LatencyComparison], op: &str, caller: Option<&str>) -> &'a LatencyComparison {
         rows.iter()
             .find(|r| r.operation == op && r.caller.as_ref().map(|c| c.operation.as_str()) == caller)
@@ -517,7 +878,7 @@ mod tests {
     fn identical_inputs_match_everywhere() {
         let p = profile(&[10, 20, 30], &[100, 200], true);
         let o = Input::new("orig", "o", p.clone());
-        let cmp = compare(&o, &[Input::new("same", "s", p)], &CompareOptions::default()).unwrap();
+        let cmp = compare(&o, &[Input::new("same", "s", p)], &tiny()).unwrap();
         for rows in [&cmp.roots["same"], &cmp.apis["same"], &cmp.callers["same"]] {
             for r in rows {
                 assert_eq!((r.ks, r.w1, r.verdict), (Some(0.0), Some(0.0), Verdict::Close), "{r:?}");
@@ -537,7 +898,7 @@ mod tests {
         // B's overall distribution is the same, but per caller it is disjoint.
         let o = Input::new("orig", "o", profile(&[10; 5], &[100; 5], true));
         let c = Input::new("swapped", "s", profile(&[100; 5], &[10; 5], false));
-        let cmp = compare(&o, &[c], &CompareOptions::default()).unwrap();
+        let cmp = compare(&o, &[c], &tiny()).unwrap();
         assert_eq!(find(&cmp.apis["swapped"], "b", None).ks, Some(0.0));
         let via_a = find(&cmp.callers["swapped"], "b", Some("a"));
         assert_eq!((via_a.ks, via_a.verdict), (Some(1.0), Verdict::Differs));
@@ -554,13 +915,15 @@ mod tests {
     fn missing_apis_and_edges() {
         let o = Input::new("orig", "o", profile(&[10, 20], &[30], true));
         let c = Input::new("only-a", "c", profile(&[10, 20], &[], true));
-        let cmp = compare(&o, &[c], &CompareOptions::default()).unwrap();
+        let cmp = compare(&o, &[c], &tiny()).unwrap();
         let row = find(&cmp.roots["only-a"], "c", None);
         assert_eq!((row.verdict, row.ks, row.candidate_count), (Verdict::Missing, None, 0));
         let s = &cmp.structure["only-a"];
-        // Edges: A→B (1 vs 1), C→B (1 vs 0), C→D (1 vs 0): MAE 2/3.
+        // Edges: A→B (1 vs 1), C→B and C→D missing. C never runs in the
+        // candidate, so its edges have no rate there: they count as missing,
+        // and the rate difference is over A→B alone.
         assert_eq!((s.edge_probability.edges, s.edge_probability.missing, s.edge_probability.extra), (3, 2, 0));
-        assert!((s.edge_probability.mae - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!((s.edge_probability.rated, s.edge_probability.mae), (1, 0.0));
         assert_eq!(s.apis.missing_count, 2);
         let json = serde_json::to_value(&cmp).unwrap();
         assert!(json["roots"]["only-a"][0]["ks"].is_number());
@@ -588,7 +951,7 @@ mod tests {
         let callee: Vec<i64> = (1..=100).collect();
         let o = Input::new("orig", "o", delayed(&callee, 2));
         let c = Input::new("fault", "f", delayed(&callee, 247));
-        let cmp = compare(&o, &[c], &CompareOptions::default()).unwrap();
+        let cmp = compare(&o, &[c], &tiny()).unwrap();
         // The callee's own latency did not move; the caller's view did, by 245 ms.
         assert_eq!(find(&cmp.callers["fault"], "b", Some("a")).ks, Some(0.0));
         let e = &cmp.edges["fault"][0];
@@ -604,7 +967,7 @@ mod tests {
         let json = serde_json::to_value(&cmp).unwrap();
         assert_eq!(json["edges"]["fault"][0]["p90"]["shift_ms"], 245.0);
         // An edge the candidate lacks has no shift.
-        let none = compare(&o, &[Input::new("empty", "e", Profile::default())], &CompareOptions::default()).unwrap();
+        let none = compare(&o, &[Input::new("empty", "e", Profile::default())], &tiny()).unwrap();
         let e = &none.edges["empty"][0];
         assert_eq!((e.ks, e.p50.shift_ms, e.candidate_calls), (None, None, 0));
     }
@@ -614,7 +977,7 @@ mod tests {
         let p = profile(&[1], &[1], false);
         let o = Input::new("o", "o", p.clone());
         let twice = [Input::new("x", "1", p.clone()), Input::new("x", "2", p.clone())];
-        assert!(matches!(compare(&o, &twice, &CompareOptions::default()), Err(Error::DuplicateLabel(_))));
-        assert!(matches!(compare(&o, &[Input::new("", "1", p)], &CompareOptions::default()), Err(Error::EmptyLabel)));
+        assert!(matches!(compare(&o, &twice, &tiny()), Err(Error::DuplicateLabel(_))));
+        assert!(matches!(compare(&o, &[Input::new("", "1", p)], &tiny()), Err(Error::EmptyLabel)));
     }
 }

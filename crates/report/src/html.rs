@@ -41,11 +41,19 @@ h1 { font-size: 1.6em; margin-bottom: 0.2em; }
 h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
 h3 { font-size: 1em; margin: 1.2em 0 0.3em; }
 p.note { color: #555; max-width: 60em; }
-table { border-collapse: collapse; font-size: 0.88em; margin: 0.6em 0; }
-th, td { padding: 0.25em 0.7em; text-align: right; border-bottom: 1px solid #eee; white-space: nowrap; }
-th { background: #f5f5f5; }
-td.name, th.name { text-align: left; max-width: 38em; overflow: hidden; text-overflow: ellipsis; }
-td.close { color: #1a7f37; } td.differs, td.missing { color: #b42318; }
+.scroll { overflow-x: auto; max-width: 100%; margin: 0.6em 0; border: 1px solid #eee; }
+table { border-collapse: collapse; font-size: 0.9em; }
+th, td { padding: 0.25em 0.6em; text-align: right; border-bottom: 1px solid #eee; white-space: nowrap; }
+th { background: #f5f5f5; position: sticky; top: 0; }
+th small, td small { color: #666; font-weight: normal; }
+td.name, th.name { text-align: left; max-width: 22em; overflow: hidden; text-overflow: ellipsis; }
+td.verdict { text-align: left; white-space: normal; min-width: 7em; }
+td.wrap { white-space: normal; text-align: left; max-width: 40em; }
+td.close, li.close { color: #1a7f37; } td.differs, td.missing, li.differs { color: #b42318; }
+td.too_few_samples, td.inconclusive, li.inconclusive { color: #9a6700; }
+.verdict { font-size: 1.1em; border: 1px solid #ddd; background: #fafafa; padding: 0.6em 1.2em; max-width: 70em; }
+.verdict li { margin: 0.2em 0; } .busy { color: #9a6700; }
+nav.toc { font-size: 0.95em; } nav.toc a { margin-right: 1.2em; }
 .swatch { display: inline-block; width: 1.6em; height: 0.35em; vertical-align: middle; margin-right: 0.4em; }
 .plots { display: flex; flex-wrap: wrap; gap: 10px; }
 .plots svg { border: 1px solid #eee; }
@@ -60,20 +68,20 @@ pub fn render(original: &Input, candidates: &[Input], cmp: &Comparison, opts: &H
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>Palette fidelity report: {}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
         xml_escape(&original.label)
     );
-    h += "<h1>Fidelity report</h1>\n<p class=\"note\">How closely each candidate's traces match the original's. \
-        Latency is compared by the two-sample Kolmogorov–Smirnov statistic (KS, the largest gap between the CDFs) \
-        with its asymptotic p-value, the Wasserstein-1 distance as a fraction of the original's mean (W1), and the \
-        relative error of p50, p90 and p99. ";
-    let _ = writeln!(
-        h,
-        "A distribution is <b>close</b> when KS ≤ {:.2} and W1 ≤ {:.0}%.</p>",
-        cmp.close_ks,
-        cmp.close_w1 * 100.0
-    );
+    h += "<h1>Fidelity report</h1>\n";
+    summary_box(&mut h, cmp);
+    h += "<nav class=\"toc\"><b>Contents:</b> <a href=\"#run\">Run</a><a href=\"#inputs\">Inputs</a>\
+        <a href=\"#roots\">Request latency</a><a href=\"#callers\">By caller</a><a href=\"#apis\">API latency</a>\
+        <a href=\"#edges\">Edges</a><a href=\"#structure\">Structure</a><a href=\"#topology\">Topology</a>\
+        <a href=\"#method\">Method</a></nav>\n";
+    h += "<h2 id=\"run\">Run</h2>\n";
+    metadata_table(&mut h, cmp);
+    h += "<h2 id=\"inputs\">Inputs</h2>\n";
     inputs_table(&mut h, cmp);
 
     let root_names: Vec<&ApiName> = original.profile.roots_by_count();
-    h += "<h2>Request latency by root API</h2>\n";
+    h += "<h2 id=\"roots\">Request latency by root API</h2>\n<p class=\"note\">End-to-end latency of each root API. \
+        Each figure has its noise floor beside it in brackets (see <a href=\"#method\">Method</a>).</p>\n";
     verdict_table(&mut h, cmp, |l| &cmp.roots[l], |_| true, opts.max_rows);
     h += "<div class=\"plots\">\n";
     for name in root_names.iter().take(opts.max_root_plots) {
@@ -94,8 +102,11 @@ pub fn render(original: &Input, candidates: &[Input], cmp: &Comparison, opts: &H
         .filter(|a| original.profile.callers_of(a).len() >= 2)
         .take(opts.top)
         .collect();
-    if !multi.is_empty() {
-        h += "<h2>Latency by caller</h2>\n<p class=\"note\">A shared API's latency can depend on who calls it \
+    h += "<h2 id=\"callers\">Latency by caller</h2>\n";
+    if multi.is_empty() {
+        h += "<p class=\"note\">No API of the original has two or more callers.</p>\n";
+    } else {
+        h += "<p class=\"note\">A shared API's latency can depend on who calls it \
             (the paper's Figure 1): each plot is the API's execution latency when called by one caller.</p>\n";
         let is_multi =
             |r: &LatencyComparison| multi.iter().any(|m| m.service == r.service && m.operation == r.operation);
@@ -112,7 +123,7 @@ pub fn render(original: &Input, candidates: &[Input], cmp: &Comparison, opts: &H
         }
     }
 
-    let _ = writeln!(h, "<h2>API latency (top {} by executions)</h2>", opts.top);
+    let _ = writeln!(h, "<h2 id=\"apis\">API latency (top {} by executions)</h2>", opts.top);
     let top: Vec<&ApiName> = original.profile.apis_by_count().into_iter().take(opts.top).collect();
     verdict_table(&mut h, cmp, |l| &cmp.apis[l], |_| true, opts.top);
     h += "<div class=\"plots\">\n";
@@ -122,21 +133,148 @@ pub fn render(original: &Input, candidates: &[Input], cmp: &Comparison, opts: &H
     }
     h += "</div>\n";
 
-    h += "<h2>Caller-observed latency per edge</h2>\n<p class=\"note\">Each call's duration as its caller saw it \
+    h += "<h2 id=\"edges\">Caller-observed latency per edge</h2>\n<p class=\"note\">Each call's duration as its caller saw it \
         (the client span where the traces have one, else the callee's span), and how far each quantile moved: \
         the delay a <code>delay</code> intervention adds to reproduce the candidate.</p>\n";
     edge_table(&mut h, cmp, opts.max_rows);
 
-    h += "<h2>Structure</h2>\n<p class=\"note\">Spans per trace count executions (one per API call). \
-        Call probability is calls of an edge per execution of its caller, compared over the union of edges. \
-        A stage is a group of one execution's calls that overlap in time; a concurrent stage has two or more.</p>\n";
+    h += "<h2 id=\"structure\">Structure</h2>\n<p class=\"note\">Spans per trace count executions (one per API call). \
+        Calls per caller execution: how often an edge is called each time its caller runs (above 1 in loops), \
+        compared as the mean absolute difference over the union of edges. \
+        A stage is a group of one execution's calls that overlap in time; a concurrent stage has two or more. \
+        Brackets: noise floors.</p>\n";
     structure_table(&mut h, cmp);
 
-    h += "<h2>Topology of the original</h2>\n<p class=\"note\">Services on rings by call depth (root services in \
+    h += "<h2 id=\"topology\">Topology of the original</h2>\n<p class=\"note\">Services on rings by call depth (root services in \
         the middle), arrows from caller to callee, thicker for more calls. Hover for counts.</p>\n";
     h += &topology_svg(&original.profile, opts.max_services);
+    method(&mut h, cmp);
     h += "<footer>Written by <code>palette compare</code>.</footer>\n</body>\n</html>\n";
     Ok(h)
+}
+
+/// The per-candidate verdicts, first thing on the page.
+fn summary_box(h: &mut String, cmp: &Comparison) {
+    h.push_str("<div class=\"verdict\"><b>Verdict</b>\n<ul>\n");
+    for s in &cmp.summary {
+        let class = if s.host_busy.is_some() {
+            "inconclusive"
+        } else if s.roots_differs > 0 || s.structure == Verdict::Differs {
+            "differs"
+        } else {
+            "close"
+        };
+        let _ = write!(h, "<li class=\"{class}\">{}", xml_escape(&s.line));
+        if let Some(busy) = &s.host_busy {
+            let _ = write!(h, "<br><span class=\"busy\">{}</span>", xml_escape(busy));
+        }
+        h.push_str("</li>\n");
+    }
+    let _ = writeln!(
+        h,
+        "</ul>\n<small>Within the noise floor: no further from the original than the original's own traces are from \
+         each other at the same sample size ({:.0}% bound). Close also needs KS ≤ {:.2}, W1 ≤ {:.0}% and at least {} \
+         values a side.</small></div>",
+        cmp.floor_level * 100.0,
+        cmp.close_ks,
+        cmp.close_w1 * 100.0,
+        cmp.min_samples
+    );
+}
+
+/// Keys of the run metadata shown first, in this order; the rest follow
+/// by name, and `runs` gets a table of its own.
+const METADATA_ORDER: [&str; 4] = ["palette", "command", "date", "host CPUs"];
+
+/// Columns of the per-run table: the metadata key and its heading.
+const RUN_COLUMNS: [(&str, &str); 8] = [
+    ("kind", "candidate"),
+    ("run", "run"),
+    ("run_id", "run id"),
+    ("measured_requests", "measured requests"),
+    ("compared_traces", "traces compared"),
+    ("warmup_traces_excluded", "warm-up traces left out"),
+    ("in_flight_at_end", "in flight at the end"),
+    ("host", "host during the run"),
+];
+
+/// How the candidates were made, from the command that made them.
+fn metadata_table(h: &mut String, cmp: &Comparison) {
+    let Some(serde_json::Value::Object(meta)) = &cmp.metadata else {
+        h.push_str("<p class=\"note\">No run metadata: a plain <code>palette compare</code> of files.</p>\n");
+        return;
+    };
+    let shown = |value: &serde_json::Value| match value {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "–".into(),
+        other => other.to_string(),
+    };
+    let mut keys: Vec<&String> = METADATA_ORDER.iter().filter_map(|k| meta.get_key_value(*k).map(|(k, _)| k)).collect();
+    keys.extend(meta.keys().filter(|k| !METADATA_ORDER.contains(&k.as_str()) && k.as_str() != "runs"));
+    h.push_str("<div class=\"scroll\"><table>\n");
+    for key in keys {
+        let _ = writeln!(
+            h,
+            "<tr><th class=\"name\">{}</th><td class=\"wrap\"><code>{}</code></td></tr>",
+            xml_escape(key),
+            xml_escape(&shown(&meta[key]))
+        );
+    }
+    h.push_str("</table></div>\n");
+    let Some(serde_json::Value::Array(runs)) = meta.get("runs") else {
+        return;
+    };
+    h.push_str("<h3>Live runs</h3>\n<p class=\"note\">Only requests sent in the measured window are compared; the \
+        load generator's and the services' own lateness tell whether the host was busy (full figures in the JSON report \
+        and each run's load report).</p>\n<div class=\"scroll\"><table>\n<tr>");
+    for (_, heading) in RUN_COLUMNS {
+        let _ = write!(h, "<th class=\"name\">{heading}</th>");
+    }
+    h.push_str("</tr>\n");
+    for run in runs {
+        h.push_str("<tr>");
+        for (key, _) in RUN_COLUMNS {
+            let value = run.get(key).map_or_else(|| "–".to_string(), &shown);
+            let busy = key == "host" && run.get("host_busy").is_some_and(|b| !b.is_null());
+            let class = if busy {
+                "wrap inconclusive"
+            } else if key == "host" {
+                "wrap"
+            } else {
+                "name"
+            };
+            let _ = write!(h, "<td class=\"{class}\">{}</td>", xml_escape(&value));
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</table></div>\n");
+}
+
+/// What the figures mean, in plain words.
+fn method(h: &mut String, cmp: &Comparison) {
+    let _ = writeln!(
+        h,
+        "<h2 id=\"method\">Method</h2>\n<p class=\"note\"><b>KS</b> (Kolmogorov–Smirnov) is the largest vertical gap \
+         between the two cumulative distributions: 0.10 means that at some latency the share of requests at or below \
+         it differs by 10 points. <b>W1</b> (Wasserstein-1) is the average distance latency mass has to move to turn \
+         one distribution into the other, as a share of the original's mean. p50/p90/p99 are relative errors of \
+         those percentiles.</p>\n<p class=\"note\">The <b>noise floor</b> of a figure is how large it gets between \
+         two samples of the <i>original's own</i> system of the same sizes as those compared: drawn {} times by \
+         bootstrap from the original, the bound that {:.0}% of the draws stay within on every metric at once \
+         (so a copy of the original is close {:.0}% of the time). A candidate run several times is judged on the \
+         median of each figure over its runs, against the floor of such a median. \
+         Verdicts: <b>close</b> within every floor (and KS ≤ {:.2}, W1 ≤ {:.0}%); <b>differs</b> beyond a floor; \
+         <b>too few samples</b> under {} values a side, or within floors wider than those bounds; \
+         <b>inconclusive</b> beyond a floor while the host was measured busy. Intervals in the JSON report \
+         (<code>ci</code>) are 95% bootstrap intervals of each figure. Figures and floors are compared at the \
+         precision shown.</p>",
+        200,
+        cmp.floor_level * 100.0,
+        cmp.floor_level * 100.0,
+        cmp.close_ks,
+        cmp.close_w1 * 100.0,
+        cmp.min_samples
+    );
 }
 
 /// The series of one plot: the original in black, candidates in colour.
@@ -160,14 +298,14 @@ fn series<'a>(
 }
 
 fn inputs_table(h: &mut String, cmp: &Comparison) {
-    h.push_str("<table>\n<tr><th class=\"name\">input</th><th class=\"name\">file</th><th>traces</th><th>spans</th><th>executions</th><th>APIs</th><th>root APIs</th></tr>\n");
+    h.push_str("<div class=\"scroll\"><table>\n<tr><th class=\"name\">input</th><th class=\"name\">file</th><th>traces</th><th>spans</th><th>executions</th><th>APIs</th><th>root APIs</th><th>runs</th></tr>\n");
     let rows = std::iter::once((&cmp.original, plot::ORIGINAL))
         .chain(cmp.candidates.iter().enumerate().map(|(i, c)| (c, plot::candidate_color(i))));
     for (k, (s, color)) in rows.enumerate() {
         let role = if k == 0 { format!("{} (original)", s.label) } else { s.label.clone() };
         let _ = writeln!(
             h,
-            "<tr><td class=\"name\"><span class=\"swatch\" style=\"background:{}\"></span>{}</td><td class=\"name\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td class=\"name\"><span class=\"swatch\" style=\"background:{}\"></span>{}</td><td class=\"name\" title=\"{2}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             plot::css(color),
             xml_escape(&role),
             xml_escape(&s.source),
@@ -175,10 +313,11 @@ fn inputs_table(h: &mut String, cmp: &Comparison) {
             thousands(s.spans),
             thousands(s.executions),
             thousands(s.apis),
-            thousands(s.root_apis)
+            thousands(s.root_apis),
+            s.runs
         );
     }
-    h.push_str("</table>\n");
+    h.push_str("</table></div>\n");
 }
 
 /// A table of rows interleaved by candidate (row 1 of each candidate, then
@@ -191,7 +330,10 @@ fn verdict_table<'c>(
     keep: impl Fn(&LatencyComparison) -> bool,
     limit: usize,
 ) {
-    h.push_str("<table>\n<tr><th class=\"name\">API</th><th class=\"name\">candidate</th><th>n (orig / cand)</th><th>KS</th><th>p-value</th><th>W1</th><th>p50</th><th>p90</th><th>p99</th><th class=\"name\">verdict</th></tr>\n");
+    h.push_str("<div class=\"scroll\"><table>\n<tr><th class=\"name\">API</th><th class=\"name\">candidate</th>\
+        <th>n<br><small>orig / cand</small></th><th>KS<br><small>[floor]</small></th><th>W1<br><small>% of mean [floor]</small></th>\
+        <th>p50<br><small>orig ms; error [floor]</small></th><th>p90<br><small>orig ms; error [floor]</small></th>\
+        <th>p99<br><small>orig ms; error [floor]</small></th><th class=\"name\">verdict</th></tr>\n");
     let per: Vec<(&str, &Vec<LatencyComparison>)> =
         cmp.candidates.iter().map(|c| (c.label.as_str(), rows(&c.label))).collect();
     let n = per.first().map_or(0, |p| p.1.len());
@@ -203,38 +345,60 @@ fn verdict_table<'c>(
                 None => format!("{} {}", r.service, r.operation),
                 Some(c) => format!("{} {} ← {}", r.service, r.operation, c),
             };
-            let class = match r.verdict {
-                Verdict::Close => "close",
-                Verdict::Differs => "differs",
-                Verdict::Missing => "missing",
+            let class = verdict_class(r.verdict);
+            let floor = |f: fn(&crate::floor::LatencyMetrics) -> f64, pct: bool, signed: bool| {
+                r.floor.as_ref().map_or_else(String::new, |fl| {
+                    let v = f(fl);
+                    let body = match (pct, signed) {
+                        (_, true) => text::bound(v),
+                        (true, false) => format!("{:.1}%", v * 100.0),
+                        (false, false) => format!("{v:.3}"),
+                    };
+                    format!(" <small>[{body}]</small>")
+                })
             };
             let num = |x: Option<f64>, f: &dyn Fn(f64) -> String| x.map_or_else(|| "–".to_string(), f);
-            let q =
-                |s: &crate::compare::Stat| format!("{:.2} ms ({})", s.original_ms, text::signed_percent(s.rel_error));
+            let q = |s: &crate::compare::Stat, fl: String| {
+                format!("{:.2} ms<br>{}{fl}", s.original_ms, text::signed_percent(s.rel_error))
+            };
             let _ = writeln!(
                 h,
-                "<tr><td class=\"name\" title=\"{n}\">{n}</td><td class=\"name\">{}</td><td>{} / {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"name {class}\">{}</td></tr>",
+                "<tr><td class=\"name\" title=\"{n}\">{n}</td><td class=\"name\">{}</td><td>{} / {}</td><td>{}{}</td><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"verdict {class}\">{}</td></tr>",
                 xml_escape(label),
                 thousands(r.original_count),
                 thousands(r.candidate_count),
                 num(r.ks, &|v| format!("{v:.3}")),
-                num(r.p_value, &|v| if v < 0.001 { "&lt;0.001".into() } else { format!("{v:.3}") }),
+                floor(|f| f.ks, false, false),
                 num(r.w1, &|v| format!("{:.1}%", v * 100.0)),
-                q(&r.p50),
-                q(&r.p90),
-                q(&r.p99),
+                floor(|f| f.w1, true, false),
+                q(&r.p50, floor(|f| f.p50, true, true)),
+                q(&r.p90, floor(|f| f.p90, true, true)),
+                q(&r.p99, floor(|f| f.p99, true, true)),
                 text::verdict(r.verdict),
                 n = xml_escape(&name),
             );
         }
     }
-    h.push_str("</table>\n");
+    h.push_str("</table></div>\n");
+}
+
+/// The CSS class of a verdict (its JSON name).
+fn verdict_class(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Close => "close",
+        Verdict::Differs => "differs",
+        Verdict::TooFewSamples => "too_few_samples",
+        Verdict::Inconclusive => "inconclusive",
+        Verdict::Missing => "missing",
+    }
 }
 
 /// Per-edge caller-observed latency: the first `limit` edges by calls, each
 /// candidate's row under the edge.
 fn edge_table(h: &mut String, cmp: &Comparison, limit: usize) {
-    h.push_str("<table>\n<tr><th class=\"name\">caller → callee</th><th class=\"name\">candidate</th><th>calls (orig / cand)</th><th>KS</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th></tr>\n");
+    h.push_str("<div class=\"scroll\"><table>\n<tr><th class=\"name\">caller → callee</th><th class=\"name\">candidate</th>\
+        <th>calls<br><small>orig / cand</small></th><th>KS</th><th>p50<br><small>orig → cand ms (shift, ratio)</small></th>\
+        <th>p90<br><small>orig → cand ms (shift, ratio)</small></th><th>p99<br><small>orig → cand ms (shift, ratio)</small></th></tr>\n");
     let cell = |s: &crate::compare::Shift| match (s.candidate_ms, s.shift_ms) {
         (Some(c), Some(d)) => format!(
             "{:.2} → {c:.2} ({d:+.2}, {})",
@@ -244,7 +408,7 @@ fn edge_table(h: &mut String, cmp: &Comparison, limit: usize) {
         _ => format!("{:.2} → –", s.original_ms),
     };
     let Some(first) = cmp.candidates.first() else {
-        h.push_str("</table>\n");
+        h.push_str("</table></div>\n");
         return;
     };
     for i in 0..cmp.edges[&first.label].len().min(limit) {
@@ -264,11 +428,11 @@ fn edge_table(h: &mut String, cmp: &Comparison, limit: usize) {
             );
         }
     }
-    h.push_str("</table>\n");
+    h.push_str("</table></div>\n");
 }
 
 fn structure_table(h: &mut String, cmp: &Comparison) {
-    h.push_str("<table>\n<tr><th class=\"name\">metric</th><th>original</th>");
+    h.push_str("<div class=\"scroll\"><table>\n<tr><th class=\"name\">metric</th><th>original</th>");
     for (i, c) in cmp.candidates.iter().enumerate() {
         let _ = write!(
             h,
@@ -280,7 +444,7 @@ fn structure_table(h: &mut String, cmp: &Comparison) {
     h.push_str("</tr>\n");
     let labels: Vec<&str> = cmp.candidates.iter().map(|c| c.label.as_str()).collect();
     let Some(first) = labels.first().map(|l| &cmp.structure[*l]) else {
-        h.push_str("</table>\n");
+        h.push_str("</table></div>\n");
         return;
     };
     let mut row = |name: &str, orig: String, cell: &dyn Fn(&crate::StructureComparison) -> String| {
@@ -291,27 +455,47 @@ fn structure_table(h: &mut String, cmp: &Comparison) {
         h.push_str("</tr>\n");
     };
     let d = |x: &palette_trace::stats::Distribution| format!("mean {:.2}, p50 {}, p99 {}", x.mean, x.p50, x.p99);
-    row("spans per trace", d(&first.spans_per_trace.original), &|s| {
-        format!("{}; KS {:.3}", d(&s.spans_per_trace.candidate), s.spans_per_trace.ks)
+    let ks = |v: f64, f: f64| format!("KS {v:.3} <small>[{f:.3}]</small>");
+    row("spans per trace <small>(executions)</small>", d(&first.spans_per_trace.original), &|s| {
+        format!("{}; {}", d(&s.spans_per_trace.candidate), ks(s.metrics.spans_per_trace, s.floor.spans_per_trace))
     });
-    row("call-tree depth", d(&first.depth.original), &|s| format!("{}; KS {:.3}", d(&s.depth.candidate), s.depth.ks));
-    row("fan-out", d(&first.fan_out.original), &|s| format!("{}; KS {:.3}", d(&s.fan_out.candidate), s.fan_out.ks));
+    row("call-tree depth <small>(executions)</small>", d(&first.depth.original), &|s| {
+        format!("{}; {}", d(&s.depth.candidate), ks(s.metrics.depth, s.floor.depth))
+    });
+    row("fan-out <small>(calls per calling execution)</small>", d(&first.fan_out.original), &|s| {
+        format!("{}; {}", d(&s.fan_out.candidate), ks(s.metrics.fan_out, s.floor.fan_out))
+    });
     row(
-        "per-edge call probability",
+        "calls per caller execution <small>(mean |difference| over edges)</small>",
         format!("{} edges", thousands(first.edge_probability.edges - first.edge_probability.extra)),
         &|s| {
             let e = &s.edge_probability;
-            format!("MAE {:.4} ({} missing, {} extra edges)", e.mae, e.missing, e.extra)
+            format!(
+                "{:.3} <small>[{:.3}]</small> ({} missing, {} extra edges)",
+                s.metrics.edge_calls, s.floor.edge_calls, e.missing, e.extra
+            )
         },
     );
-    row("concurrent stages", format!("{:.1}%", first.concurrent_stages.original * 100.0), &|s| {
-        format!("{:.1}% ({:+.1} pts)", s.concurrent_stages.candidate * 100.0, s.concurrent_stages.difference * 100.0)
-    });
+    row(
+        "concurrent stages <small>(% of stages)</small>",
+        format!("{:.1}%", first.concurrent_stages.original * 100.0),
+        &|s| {
+            format!(
+                "{:.1}% ({:+.1} pts) <small>[±{:.1}]</small>",
+                s.concurrent_stages.candidate * 100.0,
+                s.concurrent_stages.difference * 100.0,
+                s.floor.concurrent_stages * 100.0
+            )
+        },
+    );
     row("APIs missing / extra", format!("{} APIs", thousands(cmp.original.apis)), &|s| {
         format!("{} / {}", s.apis.missing_count, s.apis.extra_count)
     });
-    h.push_str("</table>\n");
-    // The largest call-probability errors, per candidate.
+    row("verdict", String::new(), &|s| {
+        format!("<span class=\"{}\">{}</span>", verdict_class(s.verdict), text::verdict(s.verdict))
+    });
+    h.push_str("</table></div>\n");
+    // The largest differences of calls per caller execution, per candidate.
     for l in &labels {
         let worst = &cmp.structure[*l].edge_probability.worst;
         if worst.is_empty() {
@@ -319,7 +503,7 @@ fn structure_table(h: &mut String, cmp: &Comparison) {
         }
         let _ = writeln!(
             h,
-            "<h3>Largest call-probability errors: {}</h3>\n<table>\n<tr><th class=\"name\">caller</th><th class=\"name\">callee</th><th>original</th><th>candidate</th></tr>",
+            "<h3>Largest differences of calls per caller execution: {}</h3>\n<div class=\"scroll\"><table>\n<tr><th class=\"name\">caller</th><th class=\"name\">callee</th><th>original<br><small>calls per execution</small></th><th>candidate<br><small>calls per execution</small></th></tr>",
             xml_escape(l)
         );
         for e in worst {
@@ -332,7 +516,7 @@ fn structure_table(h: &mut String, cmp: &Comparison) {
                 e.candidate
             );
         }
-        h.push_str("</table>\n");
+        h.push_str("</table></div>\n");
     }
 }
 

@@ -36,6 +36,7 @@
 pub mod collect;
 pub mod compare;
 pub mod error;
+pub mod floor;
 pub mod html;
 pub mod metrics;
 pub mod plot;
@@ -44,7 +45,9 @@ pub mod topology;
 
 pub use collect::{ApiName, ApiProfile, CollectOptions, Collector, Profile, Sample};
 pub use compare::{
-    CompareOptions, Comparison, EdgeShift, Input, LatencyComparison, Shift, StructureComparison, Verdict, compare,
+    CandidateSummary, CompareOptions, Comparison, EdgeShift, Input, LatencyComparison, Shift, StructureComparison,
+    Verdict, compare,
 };
 pub use error::Error;
+pub use floor::{FloorOptions, LatencyMetrics, StructureMetrics};
 pub use html::HtmlOptions;

@@ -4,8 +4,15 @@
 //! y is the cumulative fraction. Each sample is drawn as a staircase through
 //! at most [`MAX_STEPS`] of its order statistics, which keeps a plot of
 //! 200,000-value samples a few tens of kilobytes.
+//!
+//! The picture is, top to bottom: the title (wrapped to at most
+//! [`TITLE_LINES`] lines), the chart, and the legend as its own rows below
+//! the chart, so it never covers a curve. The height grows with the title
+//! and legend lines. Every text is at least 12 px as emitted (plotters
+//! writes `font-size` as the requested size / 1.24; `font` makes up for it).
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::error::Error;
 
@@ -50,9 +57,145 @@ pub struct Series<'a> {
     pub dashed: bool,
 }
 
-/// Plot size in pixels.
-pub const WIDTH: u32 = 460;
-pub const HEIGHT: u32 = 300;
+/// Plot width in pixels: three plots and their borders fit side by side in
+/// the report's flex grid on a 1,400 px window.
+pub const WIDTH: u32 = 436;
+/// Height of the chart (plotting area, tick labels and axis captions),
+/// without the title and legend, in pixels.
+pub const CHART_HEIGHT: u32 = 280;
+/// Height of a plot with a one-line title and a one-row legend, in pixels;
+/// a longer title or legend makes it taller.
+pub const HEIGHT: u32 = 8 + TITLE_LINE + CHART_HEIGHT + 4 + LEGEND_ROW + 6;
+
+/// Chart margins (room for the last x tick label) and the y label area
+/// (tick labels and caption), px.
+const MARGIN_LEFT: u32 = 6;
+const MARGIN_RIGHT: u32 = 20;
+const Y_LABEL_AREA: u32 = 58;
+/// Width of the plotting area, px.
+const PLOT_WIDTH: f64 = (WIDTH - MARGIN_LEFT - MARGIN_RIGHT - Y_LABEL_AREA) as f64;
+
+/// Lines of the title at most; the rest is elided.
+pub const TITLE_LINES: usize = 2;
+
+/// Emitted text sizes, px.
+const TITLE_PX: f64 = 14.0;
+const TICK_PX: f64 = 12.0;
+const CAPTION_PX: f64 = 12.5;
+const LEGEND_PX: f64 = 12.5;
+
+/// Title line height, px.
+const TITLE_LINE: u32 = 18;
+/// Legend row height, px.
+const LEGEND_ROW: u32 = 20;
+/// Left and right padding of the title and legend, px.
+const PAD: u32 = 12;
+/// Legend swatch length and the gap after it, px.
+const SWATCH: i32 = 24;
+const SWATCH_GAP: i32 = 7;
+/// Gap between legend columns, px.
+const COLUMN_GAP: i32 = 18;
+
+/// The sans-serif font that plotters' SVG backend writes with
+/// `font-size="{px}"` (it divides the requested size by 1.24).
+fn font(px: f64) -> FontDesc<'static> {
+    ("sans-serif", px * 1.24).into_font()
+}
+
+/// A generous estimate of the width of `s` in a sans-serif font of `px`
+/// pixels (DejaVu Sans, the widest common default), for layout only.
+pub(crate) fn text_width(s: &str, px: f64) -> f64 {
+    let em: f64 = s
+        .chars()
+        .map(|c| match c {
+            ' ' | 'i' | 'j' | 'l' | '.' | ',' | ':' | ';' | '\'' | '|' | '!' => 0.34,
+            'f' | 't' | 'r' | '(' | ')' | '[' | ']' | '/' | '-' => 0.45,
+            'm' | 'w' | 'M' | 'W' | '@' | '%' | '=' | '≤' | '←' | '→' | '<' | '>' | '+' | '&' | '#' | '_' => 0.86,
+            c if c.is_ascii_uppercase() => 0.74,
+            c if c.is_ascii() => 0.64,
+            _ => 0.9,
+        })
+        .sum();
+    em * px
+}
+
+/// `s` shortened with an ellipsis in the middle to fit `width` px (the end
+/// of a legend label is its sample size, which stays).
+fn elide_middle(s: &str, px: f64, width: f64) -> String {
+    if text_width(s, px) <= width {
+        return s.to_string();
+    }
+    let chars: Vec<char> = s.chars().collect();
+    let (mut head, mut tail) = (chars.len() / 2, chars.len() - chars.len() / 2);
+    loop {
+        let t: String = chars[..head].iter().chain(std::iter::once(&'…')).chain(&chars[chars.len() - tail..]).collect();
+        if text_width(&t, px) <= width || head + tail == 0 {
+            return t;
+        }
+        // Shorten the longer side, keeping more of the end.
+        if head >= tail && head > 0 {
+            head -= 1;
+        } else {
+            tail -= 1;
+        }
+    }
+}
+
+/// `s` wrapped at spaces into lines of at most `width` px, at most
+/// `max_lines` of them (the last ends with an ellipsis if text was left
+/// out); a word longer than a line is cut.
+fn wrap(s: &str, px: f64, width: f64, max_lines: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in s.split(' ').filter(|w| !w.is_empty()) {
+        let joined = if line.is_empty() { word.to_string() } else { format!("{line} {word}") };
+        if text_width(&joined, px) <= width {
+            line = joined;
+            continue;
+        }
+        if !line.is_empty() {
+            lines.push(std::mem::take(&mut line));
+        }
+        // A word alone too wide for a line: cut it into pieces.
+        let mut rest: Vec<char> = word.chars().collect();
+        while text_width(&rest.iter().collect::<String>(), px) > width && rest.len() > 1 {
+            let mut k = rest.len() - 1;
+            while k > 1 && text_width(&rest[..k].iter().collect::<String>(), px) > width {
+                k -= 1;
+            }
+            lines.push(rest[..k].iter().collect());
+            rest.drain(..k);
+        }
+        line = rest.into_iter().collect();
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    if lines.len() > max_lines {
+        lines.truncate(max_lines);
+        let last = lines.last_mut().expect("max_lines > 0");
+        let mut chars: Vec<char> = last.chars().collect();
+        while !chars.is_empty() && text_width(&format!("{}…", chars.iter().collect::<String>()), px) > width {
+            chars.pop();
+        }
+        *last = format!("{}…", chars.iter().collect::<String>().trim_end());
+    }
+    lines
+}
+
+/// Where the legend's entries go: `(columns, rows, column width)`, for
+/// labels as already elided to fit.
+fn legend_grid(labels: &[String]) -> (usize, usize, i32) {
+    if labels.is_empty() {
+        return (0, 0, 0);
+    }
+    let avail = (WIDTH - 2 * PAD) as i32;
+    let widest = labels.iter().map(|l| text_width(l, LEGEND_PX).ceil() as i32).max().unwrap_or(0);
+    let column = SWATCH + SWATCH_GAP + widest + COLUMN_GAP;
+    // The last column needs no gap after it.
+    let columns = (((avail + COLUMN_GAP) / column.max(1)) as usize).clamp(1, labels.len());
+    (columns, labels.len().div_ceil(columns), column)
+}
 
 /// Tick labels on the log axis: `0.05`, `1`, `20`, `1.5k`.
 fn tick(ms: f64) -> String {
@@ -68,18 +211,34 @@ fn tick(ms: f64) -> String {
     }
 }
 
-/// Axis ticks on a log scale: 1-2-5 in each decade of `[lo, hi]` (only
-/// powers of ten past four decades), and light grid lines at every integer
-/// multiple of each power of ten.
-fn log_ticks(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>) {
+/// Axis ticks on a log scale `[lo, hi]` drawn `width` px wide: labelled
+/// ticks at 1-2-5 in each decade, else 1-3, else powers of ten (else every
+/// other, third… one), the first of these whose labels do not crowd; and
+/// light grid lines at every integer multiple of each power of ten.
+fn log_ticks(lo: f64, hi: f64, width: f64) -> (Vec<f64>, Vec<f64>) {
     let (first, last) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
-    let multiples: &[f64] = if last - first > 4 { &[1.0] } else { &[1.0, 2.0, 5.0] };
-    let (mut bold, mut light) = (Vec::new(), Vec::new());
-    for k in first..=last {
-        let p = 10f64.powi(k);
-        bold.extend(multiples.iter().map(|m| m * p).filter(|v| (lo..=hi).contains(v)));
-        light.extend((1..10).map(|m| m as f64 * p).filter(|v| (lo..=hi).contains(v)));
+    let px = |v: f64| width * (v / lo).log10() / (hi / lo).log10();
+    let label = |v: f64| text_width(&tick(v), TICK_PX);
+    let ticks = |multiples: &[f64], every: i32| -> Vec<f64> {
+        (first..=last)
+            .filter(|k| k.rem_euclid(every) == 0)
+            // m / 10^-k rather than m * 10^k: 0.3, not 0.30000000000000004.
+            .flat_map(|k| multiples.iter().map(move |m| if k < 0 { m / 10f64.powi(-k) } else { m * 10f64.powi(k) }))
+            .filter(|v| (lo..=hi).contains(v))
+            .collect()
+    };
+    let fits = |t: &[f64]| t.windows(2).all(|w| px(w[1]) - px(w[0]) >= (label(w[0]) + label(w[1])) / 2.0 + 10.0);
+    let options = [(&[1.0, 2.0, 5.0][..], 1), (&[1.0, 3.0][..], 1)]
+        .into_iter()
+        .chain((1..=last - first).map(|e| (&[1.0][..], e)));
+    let mut bold = Vec::new();
+    for (multiples, every) in options {
+        bold = ticks(multiples, every);
+        if fits(&bold) {
+            break;
+        }
     }
+    let light = ticks(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0], 1);
     (bold, light)
 }
 
@@ -130,61 +289,90 @@ fn x_range(series: &[Series]) -> (f64, f64) {
     (lo, hi)
 }
 
+/// Line width of series `i`: candidates are drawn over a wider original, so
+/// a candidate that matches shows as a coloured line with a black rim.
+fn line_width(i: usize, s: &Series) -> u32 {
+    if i == 0 {
+        4
+    } else if s.dashed {
+        1
+    } else {
+        2
+    }
+}
+
 /// An SVG document with the CDFs of `series`, titled `title`.
 pub fn cdf_svg(title: &str, series: &[Series]) -> Result<String, Error> {
     let fail = |e: &dyn std::fmt::Display| Error::Plot { title: title.to_string(), message: e.to_string() };
+    let inner = f64::from(WIDTH - 2 * PAD);
+    let title_lines = wrap(title, TITLE_PX, inner, TITLE_LINES);
+    let labels: Vec<String> =
+        series.iter().map(|s| elide_middle(&s.label, LEGEND_PX, inner - f64::from(SWATCH + SWATCH_GAP))).collect();
+    let (columns, rows, column) = legend_grid(&labels);
+    // Keep in step with HEIGHT.
+    let title_height = 8 + TITLE_LINE * title_lines.len().max(1) as u32;
+    let legend_height = if rows == 0 { 0 } else { 4 + LEGEND_ROW * rows as u32 + 6 };
+    let height = title_height + CHART_HEIGHT + legend_height;
+
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| fail(&e))?;
+        let (title_area, rest) = root.split_vertically(title_height);
+        let (chart_area, legend_area) = rest.split_vertically(CHART_HEIGHT);
+
+        let title_style = font(TITLE_PX).color(&RGBColor(0x22, 0x22, 0x22)).pos(Pos::new(HPos::Center, VPos::Top));
+        for (k, line) in title_lines.iter().enumerate() {
+            let y = 6 + (TITLE_LINE as usize * k) as i32;
+            title_area
+                .draw(&Text::new(line.clone(), ((WIDTH / 2) as i32, y), title_style.clone()))
+                .map_err(|e| fail(&e))?;
+        }
+
         let (lo, hi) = x_range(series);
-        let (bold, light) = log_ticks(lo, hi);
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 14))
-            .margin(10)
-            .x_label_area_size(38)
-            .y_label_area_size(46)
+        let (bold, light) = log_ticks(lo, hi, PLOT_WIDTH);
+        let mut chart = ChartBuilder::on(&chart_area)
+            .margin_top(6)
+            .margin_left(MARGIN_LEFT)
+            .margin_right(MARGIN_RIGHT)
+            .margin_bottom(2)
+            .x_label_area_size(46)
+            .y_label_area_size(Y_LABEL_AREA)
             .build_cartesian_2d((lo..hi).log_scale().with_key_points(bold).with_light_points(light), 0.0f64..1.0)
             .map_err(|e| fail(&e))?;
         chart
             .configure_mesh()
             .x_desc("latency (ms, log scale)")
-            .y_desc("cumulative fraction")
+            .y_desc("fraction with latency ≤ x")
             .x_label_formatter(&|v| tick(*v))
             .y_label_formatter(&|v| format!("{v:.1}"))
             .y_labels(11)
+            .y_max_light_lines(1)
             .light_line_style(RGBColor(242, 242, 242))
             .bold_line_style(RGBColor(215, 215, 215))
-            .label_style(("sans-serif", 11))
-            .axis_desc_style(("sans-serif", 12))
+            .label_style(font(TICK_PX).color(&RGBColor(0x33, 0x33, 0x33)))
+            .axis_desc_style(font(CAPTION_PX).color(&RGBColor(0x22, 0x22, 0x22)))
             .draw()
             .map_err(|e| fail(&e))?;
-        // Candidates are drawn over a wider original, so a candidate that
-        // matches shows as a coloured line with a black rim.
         for (i, s) in series.iter().enumerate() {
-            let color = s.color;
-            let width = if i == 0 {
-                4
-            } else if s.dashed {
-                1
-            } else {
-                2
-            };
             let points = staircase(s.values, lo, hi);
-            chart
-                .draw_series(LineSeries::new(points, color.stroke_width(width)))
-                .map_err(|e| fail(&e))?
-                .label(s.label.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(width)));
+            chart.draw_series(LineSeries::new(points, s.color.stroke_width(line_width(i, s)))).map_err(|e| fail(&e))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .label_font(("sans-serif", 11))
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(180, 180, 180))
-            .draw()
-            .map_err(|e| fail(&e))?;
+
+        // The legend: a grid of swatch-and-label entries below the chart,
+        // row by row.
+        let label_style = font(LEGEND_PX).color(&RGBColor(0x22, 0x22, 0x22)).pos(Pos::new(HPos::Left, VPos::Center));
+        for (i, (s, label)) in series.iter().zip(&labels).enumerate() {
+            let (row, col) = (i / columns.max(1), i % columns.max(1));
+            let x = PAD as i32 + col as i32 * column;
+            let y = 4 + (LEGEND_ROW as usize * row) as i32 + LEGEND_ROW as i32 / 2;
+            legend_area
+                .draw(&PathElement::new(vec![(x, y), (x + SWATCH, y)], s.color.stroke_width(line_width(i, s))))
+                .map_err(|e| fail(&e))?;
+            legend_area
+                .draw(&Text::new(label.clone(), (x + SWATCH + SWATCH_GAP, y), label_style.clone()))
+                .map_err(|e| fail(&e))?;
+        }
         root.present().map_err(|e| fail(&e))?;
     }
     Ok(svg)
@@ -205,12 +393,42 @@ mod tests {
 
     #[test]
     fn log_axis_ticks() {
-        let (bold, light) = log_ticks(1.8, 46.0);
+        let (bold, light) = log_ticks(1.8, 46.0, PLOT_WIDTH);
         assert_eq!(bold, vec![2.0, 5.0, 10.0, 20.0]);
         assert_eq!(light.first(), Some(&2.0));
         assert_eq!(light.last(), Some(&40.0));
-        let (bold, _) = log_ticks(0.01, 10_000.0);
+        // Fewer labels as the range widens, so they do not crowd.
+        let (bold, _) = log_ticks(0.001, 1.0, PLOT_WIDTH);
+        assert_eq!(bold, vec![0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0]);
+        let (bold, _) = log_ticks(0.01, 10_000.0, PLOT_WIDTH);
         assert_eq!(bold, vec![0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10_000.0]);
+        let (bold, light) = log_ticks(0.0001, 1e6, PLOT_WIDTH);
+        assert_eq!(bold, vec![0.0001, 0.01, 1.0, 100.0, 10_000.0, 1e6]);
+        assert_eq!(light.len(), 9 * 10 + 1);
+        // A narrow plot of the same range thins further.
+        assert!(log_ticks(1.0, 1000.0, 120.0).0.len() < log_ticks(1.0, 1000.0, PLOT_WIDTH).0.len());
+    }
+
+    #[test]
+    fn labels_wrap_and_elide() {
+        let title = "frontend/HTTP GET /hotels/recommendations ← search/Nearby (end to end)";
+        let lines = wrap(title, TITLE_PX, 412.0, 2);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines.join(" "), title);
+        assert!(lines.iter().all(|l| text_width(l, TITLE_PX) <= 412.0));
+        let long = "x".repeat(200);
+        let lines = wrap(&long, TITLE_PX, 412.0, 2);
+        assert_eq!(lines.len(), 2);
+        assert!(lines[1].ends_with('…') && lines.iter().all(|l| text_width(l, TITLE_PX) <= 412.0));
+        assert_eq!(wrap("a b", TITLE_PX, 412.0, 2), vec!["a b"]);
+
+        assert_eq!(elide_middle("palette (n=1,234)", LEGEND_PX, 400.0), "palette (n=1,234)");
+        let label = format!("{} (n=1,234)", "candidate-".repeat(10));
+        let short = elide_middle(&label, LEGEND_PX, 300.0);
+        assert!(
+            text_width(&short, LEGEND_PX) <= 300.0 && short.contains('…') && short.ends_with("(n=1,234)"),
+            "{short}"
+        );
     }
 
     #[test]
@@ -236,12 +454,99 @@ mod tests {
         )
         .unwrap();
         assert!(svg.starts_with("<svg"), "{}", &svg[..100]);
-        assert!(svg.contains("latency (ms, log scale)") && svg.contains("cumulative fraction"));
+        assert!(svg.starts_with(&format!("<svg width=\"{WIDTH}\" height=\"{HEIGHT}\"")), "{}", &svg[..100]);
+        assert!(svg.contains("latency (ms, log scale)") && svg.contains("fraction with latency ≤ x"));
         assert!(svg.contains(">palette<") || svg.contains("palette\n"), "legend");
         assert!(svg.contains("&lt;via&gt; A &amp; C"), "title escaped");
         let links = svg.matches("http").count();
         assert_eq!(links, svg.matches("xmlns=\"http://www.w3.org/2000/svg\"").count());
         // Empty series still draw a valid (empty) plot.
         assert!(cdf_svg("empty", &[]).unwrap().contains("<svg"));
+    }
+
+    /// The value of attribute `name` in the tag `tag`.
+    fn attr<'s>(tag: &'s str, name: &str) -> Option<&'s str> {
+        let start = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+        Some(&tag[start..start + tag[start..].find('"')?])
+    }
+
+    /// `(tag, content)` of every `<text>` of an SVG.
+    fn texts(svg: &str) -> Vec<(&str, &str)> {
+        svg.match_indices("<text")
+            .map(|(i, _)| {
+                let rest = &svg[i..];
+                let end = rest.find('>').unwrap();
+                let close = rest.find("</text>").unwrap();
+                (&rest[..end], rest[end + 1..close].trim())
+            })
+            .collect()
+    }
+
+    /// The y of every point of the polylines with more than two points (the
+    /// curves; a legend swatch has two).
+    fn curve_ys(svg: &str) -> Vec<f64> {
+        svg.match_indices("<polyline")
+            .filter_map(|(i, _)| attr(&svg[i..i + svg[i..].find("/>").unwrap()], "points"))
+            .map(|p| p.split_whitespace().map(|xy| xy.split_once(',').unwrap().1.parse::<f64>().unwrap()).collect())
+            .filter(|ys: &Vec<f64>| ys.len() > 2)
+            .flatten()
+            .collect()
+    }
+
+    #[test]
+    fn text_is_readable_and_legend_is_below_the_chart() {
+        let a: Vec<i64> = (1..=1000).map(|i| i * 10_000).collect();
+        let b: Vec<i64> = (1..=500).map(|i| i * 25_000).collect();
+        let c: Vec<i64> = (1..=800).map(|i| 5_000_000 + i * 1_000).collect();
+        let labels = ["original traces (n=1,000)", "palette simulation (n=500)", "baseline generator (n=800)"];
+        let series: Vec<Series> = [(&a, ORIGINAL), (&b, candidate_color(0)), (&c, candidate_color(1))]
+            .iter()
+            .zip(labels)
+            .map(|(&(v, color), label)| Series { label: label.into(), color, values: v, dashed: false })
+            .collect();
+        let title = "reservation/CheckAvailability ← frontend/HTTP GET /hotels (end to end)";
+        let svg = cdf_svg(title, &series).unwrap();
+        assert_eq!(svg, cdf_svg(title, &series).unwrap(), "deterministic");
+
+        // Every text is at least 12 px as emitted.
+        let sizes: Vec<f64> = svg
+            .match_indices("font-size=\"")
+            .map(|(i, _)| attr(&svg[i - 1..], "font-size").unwrap().parse().unwrap())
+            .collect();
+        assert!(sizes.len() > 10, "{sizes:?}");
+        assert!(sizes.iter().all(|&s| s >= 12.0), "{sizes:?}");
+
+        // The legend is below the curves and every other text of the chart
+        // (tick labels, axis captions), inside the picture.
+        let height: f64 = attr(&svg, "height").unwrap().parse().unwrap();
+        let width: f64 = attr(&svg, "width").unwrap().parse().unwrap();
+        assert!((430.0..=480.0).contains(&width), "{width}");
+        let all = texts(&svg);
+        let legend: Vec<(f64, f64)> = all
+            .iter()
+            .filter(|(_, t)| labels.contains(t))
+            .map(|(tag, _)| (attr(tag, "x").unwrap().parse().unwrap(), attr(tag, "y").unwrap().parse().unwrap()))
+            .collect();
+        assert_eq!(legend.len(), 3, "one entry per series: {all:?}");
+        let chart_bottom = all
+            .iter()
+            .filter(|(_, t)| !labels.contains(t))
+            .map(|(tag, _)| attr(tag, "y").unwrap().parse::<f64>().unwrap())
+            .chain(curve_ys(&svg))
+            .fold(0.0, f64::max);
+        let legend_top = legend.iter().map(|l| l.1).fold(f64::INFINITY, f64::min);
+        assert!(legend_top > chart_bottom + LEGEND_PX, "legend at y {legend_top}, chart down to {chart_bottom}");
+        assert!(legend.iter().all(|l| l.1 + LEGEND_PX <= height), "{legend:?} in {height}");
+        for ((x, _), label) in legend.iter().zip(labels) {
+            assert!(x + text_width(label, LEGEND_PX) <= width, "{label} at {x}");
+        }
+        // Three long labels do not fit on one row: the legend wraps and the
+        // picture grows.
+        let rows: std::collections::BTreeSet<i64> = legend.iter().map(|l| l.1 as i64).collect();
+        assert!(rows.len() >= 2, "{legend:?}");
+        let one = cdf_svg("t", &series[..1]).unwrap();
+        assert!(attr(&one, "height").unwrap().parse::<f64>().unwrap() < height);
+        // The long title is on two lines.
+        assert_eq!(all.iter().filter(|(tag, _)| attr(tag, "font-size") == Some("14")).count(), 2);
     }
 }

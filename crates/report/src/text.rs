@@ -17,28 +17,77 @@ pub fn p_value(p: f64) -> String {
     if p < 0.01 { "p<0.01".into() } else { format!("p={p:.2}") }
 }
 
-/// `✓ close`, `✗ differs` or `✗ missing`.
+/// `✓ close`, `✗ differs`, `· too few samples`, `? inconclusive` or `✗ missing`.
 pub fn verdict(v: Verdict) -> &'static str {
     match v {
         Verdict::Close => "✓ close",
         Verdict::Differs => "✗ differs",
+        Verdict::TooFewSamples => "· too few samples",
+        Verdict::Inconclusive => "? inconclusive (host busy)",
         Verdict::Missing => "✗ missing",
     }
 }
 
-/// The metrics of one row, after the label: `KS 0.04 (p=0.62) W1 3.1% p50 +1.2% p90 -2.0% p99 +5.5%`.
+/// A fraction as reports show it: `4.4%`.
+fn percent(x: f64) -> String {
+    format!("{:.1}%", x * 100.0)
+}
+
+/// A floor as a percentage; `n/a` for a quantile too few values reach to be judged.
+pub fn bound(x: f64) -> String {
+    if x.is_finite() { format!("±{}", percent(x)) } else { "n/a".into() }
+}
+
+/// The metrics of one row, after the label, each with its noise floor in
+/// brackets: `KS 0.041 [0.112]  W1 3.1% [8.0%]  p50 +1.2% [±6.3%] …`.
 pub fn metrics_line(r: &LatencyComparison) -> String {
-    match r.ks {
-        None => format!("not in the candidate ({} in the original)", thousands(r.original_count)),
-        Some(ks) => format!(
-            "KS {ks:.2} ({}) W1 {} p50 {} p90 {} p99 {}",
-            p_value(r.p_value.unwrap_or(1.0)),
-            r.w1.map_or_else(|| "n/a".into(), |w| format!("{:.1}%", w * 100.0)),
-            signed_percent(r.p50.rel_error),
-            signed_percent(r.p90.rel_error),
-            signed_percent(r.p99.rel_error),
+    let Some(ks) = r.ks else {
+        return format!("not in the candidate ({} in the original)", thousands(r.original_count));
+    };
+    let w1 = r.w1.unwrap_or(0.0);
+    let q = [&r.p50, &r.p90, &r.p99].map(|s| signed_percent(s.rel_error));
+    match &r.floor {
+        Some(f) => format!(
+            "KS {ks:.3} [{:.3}]  W1 {} [{}]  p50 {} [{}]  p90 {} [{}]  p99 {} [{}]",
+            f.ks,
+            percent(w1),
+            percent(f.w1),
+            q[0],
+            bound(f.p50),
+            q[1],
+            bound(f.p90),
+            q[2],
+            bound(f.p99)
+        ),
+        None => format!(
+            "KS {ks:.3}  W1 {}  p50 {}  p90 {}  p99 {}  (n {} / {})",
+            percent(w1),
+            q[0],
+            q[1],
+            q[2],
+            thousands(r.original_count),
+            thousands(r.candidate_count)
         ),
     }
+}
+
+/// The verdict lines, one per candidate, and how to read them.
+pub fn summary(cmp: &Comparison) -> String {
+    let mut out = format!(
+        "verdict ({:.0}% noise floor: how far the original is from itself at the candidate's sample size; \
+         close also needs KS ≤ {:.2}, W1 ≤ {:.0}% and {} samples a side)\n",
+        cmp.floor_level * 100.0,
+        cmp.close_ks,
+        cmp.close_w1 * 100.0,
+        cmp.min_samples
+    );
+    for s in &cmp.summary {
+        let _ = writeln!(out, "  {}", s.line);
+        if let Some(busy) = &s.host_busy {
+            let _ = writeln!(out, "  {:w$}  {busy}", "", w = s.label.chars().count());
+        }
+    }
+    out
 }
 
 /// What a row is about: `service operation`, or `service operation ← caller`.
@@ -72,14 +121,15 @@ fn section<'c>(out: &mut String, cmp: &'c Comparison, rows: impl Fn(&str) -> Vec
             let r = per_label[k][i];
             let shown = if k == 0 { fit(name, name_w) } else { String::new() };
             let head = format!("{shown:<name_w$}  {:<label_w$}", format!("{label}:"));
-            let _ = writeln!(out, "{head} {:<62} {}", metrics_line(r), verdict(r.verdict));
+            let _ = writeln!(out, "{head} {:<92} {}", metrics_line(r), verdict(r.verdict));
         }
     }
 }
 
 /// The terminal report; `top` limits the API and per-caller sections.
 pub fn render(cmp: &Comparison, top: usize) -> String {
-    let mut out = String::new();
+    let mut out = summary(cmp);
+    out += "\n";
     let inputs: Vec<_> = std::iter::once(&cmp.original).chain(&cmp.candidates).collect();
     let label_w = inputs.iter().map(|i| i.label.chars().count()).max().unwrap_or(0).max("original".len());
     for (i, s) in inputs.iter().enumerate() {
@@ -93,8 +143,10 @@ pub fn render(cmp: &Comparison, top: usize) -> String {
             s.source
         );
     }
-    let rule = format!("KS ≤ {:.2} and W1 ≤ {:.0}% of the original's mean", cmp.close_ks, cmp.close_w1 * 100.0);
-    let _ = writeln!(out, "\nrequest latency by root API (close: {rule})");
+    let _ = writeln!(
+        out,
+        "\nrequest latency by root API ([x]: the noise floor; W1 as a share of the original's mean; p50/p90/p99: relative error)"
+    );
     section(&mut out, cmp, |l| cmp.roots[l].iter().collect());
 
     // Per-caller rows of the most executed APIs with two or more callers.
@@ -195,25 +247,39 @@ pub fn structure_table(cmp: &Comparison) -> String {
     rows.push(dist(
         "spans/trace",
         first.spans_per_trace.original.mean,
-        s.iter().map(|x| format!("{:.2} KS {:.3}", x.spans_per_trace.candidate.mean, x.spans_per_trace.ks)).collect(),
+        s.iter()
+            .map(|x| {
+                format!(
+                    "{:.2} KS {:.3} [{:.3}]",
+                    x.spans_per_trace.candidate.mean, x.metrics.spans_per_trace, x.floor.spans_per_trace
+                )
+            })
+            .collect(),
     ));
     rows.push(dist(
         "depth",
         first.depth.original.mean,
-        s.iter().map(|x| format!("{:.2} KS {:.3}", x.depth.candidate.mean, x.depth.ks)).collect(),
+        s.iter()
+            .map(|x| format!("{:.2} KS {:.3} [{:.3}]", x.depth.candidate.mean, x.metrics.depth, x.floor.depth))
+            .collect(),
     ));
     rows.push(dist(
         "fan-out",
         first.fan_out.original.mean,
-        s.iter().map(|x| format!("{:.2} KS {:.3}", x.fan_out.candidate.mean, x.fan_out.ks)).collect(),
+        s.iter()
+            .map(|x| format!("{:.2} KS {:.3} [{:.3}]", x.fan_out.candidate.mean, x.metrics.fan_out, x.floor.fan_out))
+            .collect(),
     ));
     rows.push((
-        "edge call probability".into(),
+        "calls per caller execution".into(),
         format!("{} edges", thousands(first.edge_probability.edges - first.edge_probability.extra)),
         s.iter()
             .map(|x| {
                 let e = &x.edge_probability;
-                format!("MAE {:.3} ({} missing, {} extra)", e.mae, e.missing, e.extra)
+                format!(
+                    "mean |diff| {:.3} [{:.3}] ({} missing, {} extra)",
+                    x.metrics.edge_calls, x.floor.edge_calls, e.missing, e.extra
+                )
             })
             .collect(),
     ));
@@ -223,7 +289,12 @@ pub fn structure_table(cmp: &Comparison) -> String {
         s.iter()
             .map(|x| {
                 let c = &x.concurrent_stages;
-                format!("{:.1}% ({:+.1} pts)", c.candidate * 100.0, c.difference * 100.0)
+                format!(
+                    "{:.1}% ({:+.1} pts) [±{:.1}]",
+                    c.candidate * 100.0,
+                    c.difference * 100.0,
+                    x.floor.concurrent_stages * 100.0
+                )
             })
             .collect(),
     ));
@@ -232,6 +303,7 @@ pub fn structure_table(cmp: &Comparison) -> String {
         format!("{} APIs", thousands(cmp.original.apis)),
         s.iter().map(|x| format!("{} / {}", x.apis.missing_count, x.apis.extra_count)).collect(),
     ));
+    rows.push(("verdict".into(), String::new(), s.iter().map(|x| verdict(x.verdict).to_string()).collect()));
     let name_w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     let orig_w = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0).max("original".len());
     let widths: Vec<usize> = (0..labels.len())

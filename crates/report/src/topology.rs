@@ -6,17 +6,56 @@
 //! to callee, thicker for more calls. Calls inside a service are not drawn
 //! (they are counted in the service's tooltip). Only the most called
 //! services are drawn when there are many.
+//!
+//! Labels are 12 px; the picture's size and view box grow to take in every
+//! label (by an estimate of its width), so none is cut off at an edge.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::f64::consts::{PI, TAU};
 use std::fmt::Write;
 
 use crate::collect::Profile;
+use crate::plot::text_width;
 
-/// Picture size (square), px.
+/// Size of the square the rings are laid out in, px; the picture grows past
+/// it to fit the labels.
 const SIZE: f64 = 760.0;
 /// Room left outside the outer ring for labels.
 const MARGIN: f64 = 110.0;
+/// Label size, px.
+const FONT_PX: f64 = 12.0;
+/// Blank border around everything drawn, px.
+const PAD: f64 = 8.0;
+/// Characters of a label at most (then elided).
+const MAX_LABEL: usize = 26;
+
+/// Attributes of a label: a white rim under the glyphs keeps it readable
+/// over arrows and rings.
+const HALO: &str = r##"stroke="#fff" stroke-width="3" stroke-linejoin="round" paint-order="stroke""##;
+
+/// A growing bounding box `(min x, min y, max x, max y)`.
+struct Bounds(f64, f64, f64, f64);
+
+impl Bounds {
+    fn add(&mut self, x0: f64, y0: f64, x1: f64, y1: f64) {
+        self.0 = self.0.min(x0);
+        self.1 = self.1.min(y0);
+        self.2 = self.2.max(x1);
+        self.3 = self.3.max(y1);
+    }
+
+    /// Takes in a one-line text drawn at `(x, y)` (its baseline) with
+    /// `text-anchor` `anchor`.
+    fn add_text(&mut self, text: &str, x: f64, y: f64, anchor: &str) {
+        let w = text_width(text, FONT_PX);
+        let x0 = match anchor {
+            "start" => x,
+            "end" => x - w,
+            _ => x - w / 2.0,
+        };
+        self.add(x0, y - 0.8 * FONT_PX, x0 + w, y + 0.25 * FONT_PX);
+    }
+}
 
 /// Escapes text for XML content and attributes.
 pub fn xml_escape(s: &str) -> String {
@@ -141,16 +180,15 @@ pub fn topology_svg(profile: &Profile, max_services: usize) -> String {
         }
     }
 
+    // What is drawn, in a box that grows to take in every node and label.
+    let mut bounds = Bounds(f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY);
     let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r#"<svg class="topology" width="{SIZE}" height="{SIZE}" viewBox="0 0 {SIZE} {SIZE}" xmlns="http://www.w3.org/2000/svg" font-family="sans-serif" font-size="11">"#
-    );
     svg += r##"<defs><marker id="palette-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>"##;
     svg += "\n";
     for ring in 0..depths.len() {
         let radius = if centered { step * ring as f64 } else { step * (ring + 1) as f64 };
         if radius > 0.0 {
+            bounds.add(center - radius, center - radius, center + radius, center + radius);
             let _ = writeln!(
                 svg,
                 r##"<circle cx="{center}" cy="{center}" r="{radius:.1}" fill="none" stroke="#e4e4e4" stroke-dasharray="3 4"/>"##
@@ -177,11 +215,12 @@ pub fn topology_svg(profile: &Profile, max_services: usize) -> String {
         );
     }
     for s in &services {
+        bounds.add(s.x - s.r - 1.0, s.y - s.r - 1.0, s.x + s.r + 1.0, s.y + s.r + 1.0);
         let (dx, dy) = (s.x - center, s.y - center);
         let len = (dx * dx + dy * dy).sqrt();
         // Labels point outward; the center node's label goes below it.
         let (lx, ly, anchor) = if len < 1.0 {
-            (s.x, s.y + s.r + 13.0, "middle")
+            (s.x, s.y + s.r + 14.0, "middle")
         } else {
             let (ux, uy) = (dx / len, dy / len);
             let anchor = if ux > 0.3 {
@@ -191,17 +230,18 @@ pub fn topology_svg(profile: &Profile, max_services: usize) -> String {
             } else {
                 "middle"
             };
-            (s.x + ux * (s.r + 5.0), s.y + uy * (s.r + 5.0) + 4.0 + uy * 4.0, anchor)
+            (s.x + ux * (s.r + 5.0), s.y + uy * (s.r + 5.0) + 4.5 + uy * 4.5, anchor)
         };
-        let label: String = if s.name.chars().count() > 26 {
-            s.name.chars().take(25).chain(std::iter::once('…')).collect()
+        let label: String = if s.name.chars().count() > MAX_LABEL {
+            s.name.chars().take(MAX_LABEL - 1).chain(std::iter::once('…')).collect()
         } else {
             s.name.clone()
         };
+        bounds.add_text(&label, lx, ly, anchor);
         let fill = if s.depth == depths[0] { "#222" } else { "#6a8caf" };
         let _ = writeln!(
             svg,
-            r##"<g><title>{name}: {calls} executions, depth {depth}, {local} local calls</title><circle cx="{x:.1}" cy="{y:.1}" r="{r:.1}" fill="{fill}" stroke="#fff"/><text x="{lx:.1}" y="{ly:.1}" text-anchor="{anchor}">{label}</text></g>"##,
+            r##"<g><title>{name}: {calls} executions, depth {depth}, {local} local calls</title><circle cx="{x:.1}" cy="{y:.1}" r="{r:.1}" fill="{fill}" stroke="#fff"/><text x="{lx:.1}" y="{ly:.1}" text-anchor="{anchor}" {HALO}>{label}</text></g>"##,
             name = xml_escape(&s.name),
             calls = s.calls,
             depth = s.depth,
@@ -212,17 +252,22 @@ pub fn topology_svg(profile: &Profile, max_services: usize) -> String {
             label = xml_escape(&label),
         );
     }
-    if total_services > services.len() {
-        let _ = writeln!(
-            svg,
-            r##"<text x="8" y="{}" fill="#666">the {} most executed of {} services</text>"##,
-            SIZE - 8.0,
-            services.len(),
-            total_services
-        );
+    if !bounds.0.is_finite() {
+        bounds.add(center, center, center, center);
     }
-    svg += "</svg>\n";
-    svg
+    if total_services > services.len() {
+        // A note below everything, at the left.
+        let note = format!("the {} most executed of {} services", services.len(), total_services);
+        let (x, y) = (bounds.0, bounds.3 + 6.0 + FONT_PX);
+        bounds.add_text(&note, x, y, "start");
+        let _ = writeln!(svg, r##"<text x="{x:.1}" y="{y:.1}" fill="#666">{note}</text>"##);
+    }
+    let (x0, y0) = ((bounds.0 - PAD).floor(), (bounds.1 - PAD).floor());
+    let (w, h) = ((bounds.2 + PAD).ceil() - x0, (bounds.3 + PAD).ceil() - y0);
+    let header = format!(
+        r#"<svg class="topology" width="{w}" height="{h}" viewBox="{x0} {y0} {w} {h}" xmlns="http://www.w3.org/2000/svg" font-family="sans-serif" font-size="{FONT_PX}">"#
+    );
+    header + &svg + "</svg>\n"
 }
 
 #[cfg(test)]
@@ -248,5 +293,53 @@ mod tests {
         let capped = topology_svg(&Profile::from_traces([&t], &names, CollectOptions::default()), 2);
         assert!(capped.contains("the 2 most executed of 3 services"));
         assert_eq!(xml_escape("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&#39;");
+    }
+
+    /// The value of attribute `name` in `tag`.
+    fn attr(tag: &str, name: &str) -> f64 {
+        let start = tag.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
+        tag[start..start + tag[start..].find('"').unwrap()].parse().unwrap()
+    }
+
+    #[test]
+    fn labels_are_readable_and_inside() {
+        let mut names = Interner::default();
+        let t = tree(
+            &mut names,
+            &[
+                ("frontend-with-a-long-name/GET", NO_PARENT, 0, 100),
+                ("reservation-service-east/check", 0, 1, 20),
+                ("recommendation-engine-v2-experimental/get", 0, 30, 40),
+                ("geo/near", 1, 2, 10),
+                ("profile-cache-memcached-shard-1/get", 2, 31, 35),
+                ("rate-limiter-west/allow", 0, 41, 50),
+            ],
+        );
+        let svg = topology_svg(&Profile::from_traces([&t], &names, CollectOptions::default()), 4);
+        assert!(svg.contains("the 4 most executed of 6 services"));
+        let head = &svg[..svg.find('>').unwrap()];
+        // Every text is at least 12 px (they inherit the root's size).
+        assert!(attr(head, "font-size") >= 12.0);
+        assert!(svg.match_indices("font-size=\"").all(|(i, _)| attr(&svg[i - 1..], "font-size") >= 12.0));
+        let view: Vec<f64> = {
+            let start = head.find("viewBox=\"").unwrap() + 9;
+            head[start..start + head[start..].find('"').unwrap()].split(' ').map(|v| v.parse().unwrap()).collect()
+        };
+        assert_eq!((view[2], view[3]), (attr(head, "width"), attr(head, "height")));
+        // Every label's estimated box is inside the view box.
+        for (i, _) in svg.match_indices("<text") {
+            let tag = &svg[i..i + svg[i..].find('>').unwrap()];
+            let body = &svg[i + tag.len() + 1..i + svg[i..].find("</text>").unwrap()];
+            let (x, y, w) = (attr(tag, "x"), attr(tag, "y"), text_width(body, FONT_PX));
+            let x0 = if tag.contains("\"end\"") {
+                x - w
+            } else if tag.contains("\"middle\"") {
+                x - w / 2.0
+            } else {
+                x
+            };
+            assert!(x0 >= view[0] && x0 + w <= view[0] + view[2], "{body} at x {x0}..{} in {view:?}", x0 + w);
+            assert!(y - FONT_PX >= view[1] && y + 4.0 <= view[1] + view[3], "{body} at y {y} in {view:?}");
+        }
     }
 }
