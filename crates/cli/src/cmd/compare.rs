@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use palette_report::{CollectOptions, Collector, CompareOptions, HtmlOptions, Input, compare};
+use palette_report::{CollectOptions, Collector, CompareOptions, Comparison, HtmlOptions, Input, compare};
+use palette_trace::{CallTree, TraceSink};
 
 use crate::cmd::read::ReadArgs;
 use crate::cmd::{UsageError, parse_duration_ns, thousands};
@@ -14,6 +15,10 @@ use crate::cmd::{UsageError, parse_duration_ns, thousands};
     override_usage = "palette compare [OPTIONS] ORIGINAL CANDIDATE...",
     after_help = "The first input is the original (the reference); each further input is a candidate, labelled \
     by its file stem or by --label (in order).\n\n\
+    Every figure is shown with its noise floor in brackets: how far the original is from itself at the \
+    candidate's sample size (95%, by seeded bootstrap). Verdicts: close (within every floor, and KS and W1 \
+    within --close-ks/--close-w1), differs (beyond a floor), too few samples (under --min-samples, or a \
+    floor wider than the bounds), missing. The report starts with one verdict line per candidate.\n\n\
     Examples:\n  \
     palette compare traces.jsonl palette.jsonl naive.jsonl\n  \
     palette compare traces.jsonl sim.jsonl base.jsonl --label palette --label naive --html report/\n  \
@@ -50,12 +55,63 @@ pub struct Args {
     /// stages): shorter overlaps are clock noise, not concurrency.
     #[arg(long, value_name = "DURATION", default_value = "100us")]
     pub stage_tolerance: String,
-    /// Verdict "close" needs a KS statistic at most this ...
-    #[arg(long, default_value_t = 0.10, value_name = "D")]
+    /// Absolute bound of a "close" verdict, beside the noise floor: a KS
+    /// statistic above this is never close, however few the samples ...
+    #[arg(long, default_value_t = 0.25, value_name = "D")]
     pub close_ks: f64,
-    /// ... and Wasserstein-1 at most this fraction of the original's mean.
-    #[arg(long, default_value_t = 0.10, value_name = "FRACTION")]
+    /// ... and likewise Wasserstein-1 as a fraction of the original's mean.
+    #[arg(long, default_value_t = 0.25, value_name = "FRACTION")]
     pub close_w1: f64,
+    /// Fewest values on each side for a verdict; fewer is "too few samples".
+    #[arg(long, default_value_t = 30, value_name = "N")]
+    pub min_samples: u64,
+    /// Bootstrap draws for each noise floor and confidence interval.
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub bootstrap: usize,
+}
+
+/// One candidate to compare: the span files of its runs (one unless it was
+/// run several times) and what is known of how they were made.
+pub struct Candidate {
+    /// Its label in the report.
+    pub label: String,
+    /// One file per run.
+    pub runs: Vec<PathBuf>,
+    /// Per run, the wall-clock window (unix ns, `[from, until)`) whose root
+    /// requests count; traces that started outside it (warm-up traffic) are
+    /// left out. Empty: every trace counts.
+    pub windows: Vec<(i64, i64)>,
+    /// Why the host was busy while it ran, if it was.
+    pub host_busy: Option<String>,
+}
+
+/// What reading one run of a candidate kept and left out.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunCount {
+    /// Traces compared.
+    pub compared: u64,
+    /// Traces left out because their root started outside the window.
+    pub excluded: u64,
+}
+
+/// A [`Collector`] that keeps only the traces whose root started in one of
+/// the windows.
+struct InWindows<'a> {
+    collector: &'a mut Collector,
+    windows: &'a [(i64, i64)],
+    excluded: u64,
+}
+
+impl TraceSink for InWindows<'_> {
+    fn trace(&mut self, tree: &CallTree) -> Result<(), palette_trace::Error> {
+        let start = tree.root().start_ns;
+        if self.windows.is_empty() || self.windows.iter().any(|&(from, until)| (from..until).contains(&start)) {
+            self.collector.add(tree);
+        } else {
+            self.excluded += 1;
+        }
+        Ok(())
+    }
 }
 
 /// A file's label: its name without directories and trace extensions
@@ -119,61 +175,163 @@ impl Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let started = Instant::now();
     if args.read.inputs.len() < 2 {
         anyhow::bail!(UsageError(
             "compare needs the original and at least one candidate: palette compare ORIGINAL CANDIDATE...".into()
         ));
     }
     let labels = args.labels()?;
-    let collect = args.collect_options()?;
-    let opts = CompareOptions { close_ks: args.close_ks, close_w1: args.close_w1, ..CompareOptions::default() };
-    let read = |path: &Path, label: String| -> anyhow::Result<Input> {
-        let mut collector = Collector::new(collect.clone());
-        let summary = args.read_one(path).read(&mut collector)?;
-        if collector.traces() == 0 {
-            return Err(palette_trace::Error::BadData {
-                path: path.to_path_buf(),
-                line: 0,
-                message: "no trace is left to compare (every trace was dropped)".into(),
-            }
-            .into());
-        }
-        Ok(Input::new(label, path.display().to_string(), collector.finish(&summary.names)))
-    };
-    let original_path = &args.read.inputs[0];
-    let original = read(original_path, stem(original_path))?;
-    let candidates: Vec<Input> =
-        args.read.inputs[1..].iter().zip(labels).map(|(p, label)| read(p, label)).collect::<anyhow::Result<_>>()?;
-    let cmp = compare(&original, &candidates, &opts)?;
-    if args.json {
-        crate::cmd::print_out(&(serde_json::to_string_pretty(&cmp)? + "\n"))?;
-    } else {
-        crate::cmd::print_out(&palette_report::text::render(&cmp, args.top))?;
-        if args.edges {
-            crate::cmd::print_out(&("\n".to_string() + &palette_report::text::edges(&cmp, args.top)))?;
-        }
-    }
-    let mut wrote = String::new();
-    if let Some(dir) = &args.html {
-        let html_opts = HtmlOptions { top: args.top, ..HtmlOptions::default() };
-        let page = palette_report::html::render(&original, &candidates, &cmp, &html_opts)?;
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let path = dir.join("index.html");
-        palette_trace::write::write_atomically(&path, |w| w.write_all(page.as_bytes()))
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        wrote = format!("; wrote {}", path.display());
-    }
-    let close = cmp.roots.values().flatten().filter(|r| r.verdict == palette_report::Verdict::Close).count();
-    let total: usize = cmp.roots.values().map(Vec::len).sum();
-    eprintln!(
-        "compared {} candidate(s) with {} ({} traces): {close} of {total} root-API latency distributions close{wrote} in {:.1}s",
-        candidates.len(),
-        original.label,
-        thousands(original.profile.traces),
-        started.elapsed().as_secs_f64()
-    );
+    let started = Instant::now();
+    let original = args.read_original()?;
+    let candidates: Vec<Input> = args.read.inputs[1..]
+        .iter()
+        .zip(labels)
+        .map(|(p, label)| {
+            let c = Candidate { label, runs: vec![p.clone()], windows: Vec::new(), host_busy: None };
+            args.read_candidate(&c).map(|(input, _)| input)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    args.report(&original, &candidates, metadata(None), started)?;
     Ok(())
+}
+
+/// What every report says of how it was made; `run` adds its own fields.
+pub fn metadata(extra: Option<serde_json::Map<String, serde_json::Value>>) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    let version = match option_env!("PALETTE_COMMIT") {
+        Some(commit) if !commit.is_empty() => format!("{} (commit {commit})", env!("CARGO_PKG_VERSION")),
+        _ => env!("CARGO_PKG_VERSION").to_string(),
+    };
+    m.insert("palette".into(), version.into());
+    let argv: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
+    m.insert("command".into(), argv.join(" ").into());
+    m.insert("date".into(), crate::cmd::utc_now().into());
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    m.insert("host CPUs".into(), cpus.into());
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        let first: Vec<&str> = load.split_whitespace().take(3).collect();
+        m.insert("host load average (1, 5, 15 min, at the report)".into(), first.join(" ").into());
+    }
+    if let Some(extra) = extra {
+        m.extend(extra);
+    }
+    serde_json::Value::Object(m)
+}
+
+impl Args {
+    fn compare_options(&self) -> Result<CompareOptions, UsageError> {
+        let bounds_ok = self.close_ks > 0.0 && self.close_ks <= 1.0 && self.close_w1 > 0.0 && self.close_w1.is_finite();
+        if !bounds_ok {
+            return Err(UsageError("--close-ks must be in (0, 1] and --close-w1 a positive fraction".into()));
+        }
+        if self.bootstrap < 20 {
+            return Err(UsageError("--bootstrap must be at least 20 draws".into()));
+        }
+        let mut opts = CompareOptions {
+            close_ks: self.close_ks,
+            close_w1: self.close_w1,
+            min_samples: self.min_samples,
+            ..CompareOptions::default()
+        };
+        opts.floor.replicates = self.bootstrap;
+        Ok(opts)
+    }
+
+    /// Reads `files` into one profile, keeping traces whose root started in `windows`.
+    fn read_profile(
+        &self,
+        files: &[PathBuf],
+        windows: &[(i64, i64)],
+    ) -> anyhow::Result<(palette_report::Profile, RunCount)> {
+        let mut collector = Collector::new(self.collect_options()?);
+        let mut read = self.read_one(&files[0]);
+        read.inputs = files.to_vec();
+        let mut sink = InWindows { collector: &mut collector, windows, excluded: 0 };
+        let summary = read.read(&mut sink)?;
+        let excluded = sink.excluded;
+        if collector.traces() == 0 {
+            let what = if excluded > 0 {
+                format!("no trace started in the measured window ({excluded} outside it)")
+            } else {
+                "no trace is left to compare (every trace was dropped)".into()
+            };
+            return Err(palette_trace::Error::BadData { path: files[0].clone(), line: 0, message: what }.into());
+        }
+        let compared = collector.traces();
+        Ok((collector.finish(&summary.names), RunCount { compared, excluded }))
+    }
+
+    /// The original: the first input.
+    pub fn read_original(&self) -> anyhow::Result<Input> {
+        let path = &self.read.inputs[0];
+        let (profile, _) = self.read_profile(std::slice::from_ref(path), &[])?;
+        Ok(Input::new(stem(path), path.display().to_string(), profile))
+    }
+
+    /// One candidate: every run together (plots, counts) and each run on its own (the verdicts).
+    pub fn read_candidate(&self, c: &Candidate) -> anyhow::Result<(Input, Vec<RunCount>)> {
+        let window = |i: usize| c.windows.get(i).map(std::slice::from_ref).unwrap_or(&[]);
+        let source = c.runs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+        if c.runs.len() == 1 {
+            let (profile, count) = self.read_profile(&c.runs, window(0))?;
+            let mut input = Input::new(c.label.clone(), source, profile);
+            input.host_busy = c.host_busy.clone();
+            return Ok((input, vec![count]));
+        }
+        let (pooled, _) = self.read_profile(&c.runs, &c.windows)?;
+        let mut runs = Vec::new();
+        let mut counts = Vec::new();
+        for (i, file) in c.runs.iter().enumerate() {
+            let (profile, count) = self.read_profile(std::slice::from_ref(file), window(i))?;
+            runs.push(profile);
+            counts.push(count);
+        }
+        let mut input = Input::with_runs(c.label.clone(), source, pooled, runs);
+        input.host_busy = c.host_busy.clone();
+        Ok((input, counts))
+    }
+
+    /// Compares, prints the report (text or JSON), writes the HTML, and
+    /// ends with the per-candidate verdict on stderr.
+    pub fn report(
+        &self,
+        original: &Input,
+        candidates: &[Input],
+        metadata: serde_json::Value,
+        started: Instant,
+    ) -> anyhow::Result<Comparison> {
+        let opts = self.compare_options()?;
+        let mut cmp = compare(original, candidates, &opts)?;
+        cmp.metadata = Some(metadata);
+        if self.json {
+            crate::cmd::print_out(&(serde_json::to_string_pretty(&cmp)? + "\n"))?;
+        } else {
+            crate::cmd::print_out(&palette_report::text::render(&cmp, self.top))?;
+            if self.edges {
+                crate::cmd::print_out(&("\n".to_string() + &palette_report::text::edges(&cmp, self.top)))?;
+            }
+        }
+        let mut wrote = String::new();
+        if let Some(dir) = &self.html {
+            let html_opts = HtmlOptions { top: self.top, ..HtmlOptions::default() };
+            let page = palette_report::html::render(original, candidates, &cmp, &html_opts)?;
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            let path = dir.join("index.html");
+            palette_trace::write::write_atomically(&path, |w| w.write_all(page.as_bytes()))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            wrote = format!("; wrote {}", path.display());
+        }
+        let verdicts: Vec<&str> = cmp.summary.iter().map(|s| s.line.as_str()).collect();
+        eprintln!(
+            "compared {} candidate(s) with {} ({} traces) in {:.1}s{wrote}\n{}",
+            candidates.len(),
+            original.label,
+            thousands(original.profile.traces),
+            started.elapsed().as_secs_f64(),
+            verdicts.join("\n")
+        );
+        Ok(cmp)
+    }
 }
 
 #[cfg(test)]

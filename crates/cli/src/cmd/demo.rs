@@ -28,9 +28,13 @@ pub struct Args {
     /// Load on each live system, requests per second.
     #[arg(long, value_name = "R/s", default_value_t = 40.0)]
     pub rate: f64,
-    /// The measured load window of each live system.
-    #[arg(long, value_name = "DURATION", default_value = "15s")]
+    /// The measured load window of each live system, per run.
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
     pub duration: String,
+    /// Runs of each live system (fresh processes each time); the report
+    /// judges the median of every figure over them.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub repeat: usize,
     /// The first port of the live systems (each example uses a few from here).
     #[arg(long, value_name = "PORT", default_value_t = 7000)]
     pub base_port: u16,
@@ -68,6 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         force: true,
     })?;
     let (rate, seed, port) = (args.rate.to_string(), args.seed.to_string(), args.base_port.to_string());
+    let repeat = args.repeat.to_string();
     // Relative to where the demo was started, as the user typed them.
     let apply: Vec<PathBuf> = args.apply.iter().map(|f| std::path::absolute(f).unwrap_or_else(|_| f.clone())).collect();
     let mut summaries = Vec::new();
@@ -85,6 +90,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             &args.duration,
             "--warmup",
             "2s",
+            "--repeat",
+            &repeat,
             "--packed",
             "--seed",
             &seed,
@@ -115,6 +122,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             );
         }
         println!("  {system:8} report: {}", summary.report.display());
+        for v in &summary.verdicts {
+            println!("  {system:8} verdict: {v}");
+        }
     }
     Ok(())
 }

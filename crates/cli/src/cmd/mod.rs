@@ -74,6 +74,27 @@ pub fn parse_duration_ns(s: &str) -> Result<i64, String> {
     Ok((value * scale).round() as i64)
 }
 
+/// Now as `2026-12-02T15:04:05Z` (UTC), for report metadata.
+pub fn utc_now() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    utc(secs)
+}
+
+/// Unix seconds as an RFC 3339 UTC time (the civil-from-days algorithm).
+fn utc(secs: u64) -> String {
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + (month <= 2) as i64;
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
 /// `1234567` → `1,234,567`: the report crate's, so every table reads alike.
 pub use palette_report::text::thousands;
 
@@ -91,5 +112,8 @@ mod tests {
         assert_eq!(thousands(4890), "4,890");
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1_000_000), "1,000,000");
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_825_600), "2000-02-29T12:00:00Z");
+        assert_eq!(utc(1_795_186_800), "2026-11-20T15:00:00Z");
     }
 }

@@ -26,7 +26,8 @@ use crate::cmd::{self, UsageError, parse_duration_ns, thousands, verb};
     palette run jaeger-export.json -o run/ --kind palette --work cpu\n  \
     palette run traces.jsonl -o run/ --rpc grpc --apply what-if.yaml\n\n\
     DIR gets: model-KIND.json, system-KIND/ (with its spans.jsonl and logs/), \
-    spans-KIND.jsonl (the live system's spans), load-KIND.json, report/index.html.")]
+    spans-KIND-R.jsonl (the live system's spans in run R), load-KIND-R.json, report/index.html \
+    (with --repeat 1: spans-KIND.jsonl and load-KIND.json).")]
 pub struct Args {
     /// Traces to learn from (any format palette reads; files or directories).
     #[arg(value_name = "TRACES", required = true)]
@@ -69,21 +70,34 @@ pub struct Args {
     /// Write into a non-empty DIR (files of a previous run are replaced).
     #[arg(long)]
     pub force: bool,
+    /// Run each live system this many times, each on fresh processes
+    /// (the kinds interleaved); every figure of the report is the median
+    /// over the runs, judged against the noise floor of such a median. The
+    /// default 3 keeps the verdict from flipping between invocations.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub repeat: usize,
 }
 
 /// What one live system did.
 pub struct LiveRun {
     pub kind: String,
+    /// Which repetition this was (1-based).
+    pub run: usize,
     pub spans: PathBuf,
     pub load: LoadReport,
     /// Services restarted by the supervisor during the run (crashes).
     pub restarts: u64,
+    /// Why the host was busy during the run, if it was (the load
+    /// generator's and the services' own lateness).
+    pub host_busy: Option<String>,
 }
 
 /// What a whole run wrote.
 pub struct RunSummary {
     pub live: Vec<LiveRun>,
     pub report: PathBuf,
+    /// One verdict line per candidate, as the report gives them.
+    pub verdicts: Vec<String>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -106,12 +120,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     println!("report: {}", summary.report.display());
+    for v in &summary.verdicts {
+        println!("verdict: {v}");
+    }
     Ok(())
 }
 
 /// The whole pipeline; `palette demo` runs it on the built-in examples.
 pub fn run_pipeline(args: &Args) -> anyhow::Result<RunSummary> {
-    let started = Instant::now();
+    let started_all = Instant::now();
     if !(args.rate > 0.0 && args.rate.is_finite()) {
         anyhow::bail!(UsageError(format!(
             "--rate must be a positive number of requests per second, not {}",
@@ -120,6 +137,9 @@ pub fn run_pipeline(args: &Args) -> anyhow::Result<RunSummary> {
     }
     if args.duration <= 0 {
         anyhow::bail!(UsageError("--duration must be longer than 0".into()));
+    }
+    if !(1..=100).contains(&args.repeat) {
+        anyhow::bail!(UsageError(format!("--repeat must be between 1 and 100, not {}", args.repeat)));
     }
     // Checked before DIR is created, so a mistyped input leaves nothing behind.
     if let Some(missing) = args.inputs.iter().chain(&args.apply).find(|p| !p.exists()) {
@@ -131,13 +151,13 @@ pub fn run_pipeline(args: &Args) -> anyhow::Result<RunSummary> {
         "both" => vec!["palette", "naive"],
         one => vec![one],
     };
-    let steps = 2 * kinds.len() + 1;
+    let steps = kinds.len() * (1 + args.repeat) + 1;
     let mut step = 0;
     let mut next = |what: String| {
         step += 1;
         eprintln!("[{step}/{steps}] {what}");
     };
-    let inputs: Vec<&str> = args.inputs.iter().map(|p| s(p)).collect();
+    let inputs: Vec<&str> = args.inputs.iter().map(|p| s(p)).collect::<anyhow::Result<_>>()?;
     let mut apply = args.apply.clone();
     if let Some(rpc) = &args.rpc {
         // A file like any other intervention, so DIR shows what was applied.
@@ -146,22 +166,27 @@ pub fn run_pipeline(args: &Args) -> anyhow::Result<RunSummary> {
             .with_context(|| format!("cannot write {}", file.display()))?;
         apply.push(file);
     }
-    let mut live = Vec::new();
-    for kind in &kinds {
+    let mut systems = Vec::new();
+    let mut input_warnings = Vec::new();
+    for (k, kind) in kinds.iter().enumerate() {
         let model = dir.join(format!("model-{kind}.json"));
         let system = dir.join(format!("system-{kind}"));
         next(format!("fitting the {kind} model and generating its system"));
         let mut argv = inputs.clone();
-        argv.extend(["--kind", kind, "-o", s(&model)]);
+        argv.extend(["--kind", kind, "-o", s(&model)?]);
         for f in &apply {
-            argv.extend(["--apply", s(f)]);
+            argv.extend(["--apply", s(f)?]);
         }
-        cmd::fit::run(verb(&argv)?)?;
+        // Inputs that do not belong together are said once, and recorded.
+        let warnings = cmd::fit::run_with_warnings(verb(&argv)?, k == 0)?;
+        if k == 0 {
+            input_warnings = warnings;
+        }
         let (seed, port) = (args.seed.to_string(), args.base_port.to_string());
         cmd::generate::run(verb(&[
-            s(&model),
+            s(&model)?,
             "-o",
-            s(&system),
+            s(&system)?,
             "--name",
             &format!("palette-{kind}"),
             "--seed",
@@ -172,25 +197,118 @@ pub fn run_pipeline(args: &Args) -> anyhow::Result<RunSummary> {
             &args.work,
             "--force",
         ])?)?;
-        next(format!("running the {kind} system under load"));
-        live.push(run_live(kind, &system, dir, args)?);
+        systems.push((*kind, system));
+    }
+    // The kinds take turns, so a change in the host's load over the runs
+    // falls on each of them alike.
+    let mut live = Vec::new();
+    for run in 1..=args.repeat {
+        for (kind, system) in &systems {
+            let of = if args.repeat > 1 { format!(" (run {run} of {})", args.repeat) } else { String::new() };
+            next(format!("running the {kind} system under load{of}"));
+            let one = run_live(kind, run, system, dir, args)?;
+            if let Some(busy) = &one.host_busy {
+                eprintln!("palette: warning: {kind} run {run}: {busy}; latency verdicts of {kind} are inconclusive");
+            }
+            live.push(one);
+        }
     }
     next("comparing the live systems' spans with the input".into());
     let report = dir.join("report");
     let mut argv = inputs.clone();
-    argv.extend(live.iter().map(|l| s(&l.spans)));
-    for l in &live {
-        argv.extend(["--label", &l.kind]);
+    argv.extend(["__live__", "--html", s(&report)?]);
+    let mut compare_args: cmd::compare::Args = verb(&argv)?;
+    compare_args.read.inputs.pop();
+    let started = Instant::now();
+    let original = compare_args.read_original()?;
+    let mut candidates = Vec::new();
+    let mut runs_meta = Vec::new();
+    for (kind, _) in &systems {
+        let mine: Vec<&LiveRun> = live.iter().filter(|l| l.kind == *kind).collect();
+        let warmup = args.warmup.max(0);
+        // A run's window ends where the next run's warm-up begins: a file
+        // holds one run's spans, but the pooled read takes them all.
+        let windows: Vec<(i64, i64)> = mine
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let from = l.load.measured_from_unix_ns as i64;
+                let until = mine.get(i + 1).map_or(i64::MAX, |n| n.load.measured_from_unix_ns as i64 - warmup);
+                (from, until)
+            })
+            .collect();
+        let busy: Vec<&LiveRun> = mine.iter().copied().filter(|l| l.host_busy.is_some()).collect();
+        let host_busy = busy.first().and_then(|l| l.host_busy.clone()).map(|reason| {
+            if mine.len() > 1 { format!("{reason} ({} of {} runs)", busy.len(), mine.len()) } else { reason }
+        });
+        let candidate = cmd::compare::Candidate {
+            label: kind.to_string(),
+            runs: mine.iter().map(|l| l.spans.clone()).collect(),
+            windows,
+            host_busy,
+        };
+        let (input, counts) = compare_args.read_candidate(&candidate)?;
+        for (l, c) in mine.iter().zip(&counts) {
+            let t = &l.load.total;
+            let in_flight = l.load.in_flight_at_end;
+            eprintln!(
+                "{kind} run {}: compared {} traces of {} measured requests ({} still in flight at the end; {} warm-up traces left out)",
+                l.run,
+                thousands(c.compared),
+                thousands(t.requests),
+                in_flight,
+                thousands(c.excluded)
+            );
+            runs_meta.push(serde_json::json!({
+                "kind": kind,
+                "run": l.run,
+                "run_id": l.load.run_id,
+                "measured_requests": t.requests,
+                "compared_traces": c.compared,
+                "warmup_traces_excluded": c.excluded,
+                "in_flight_at_end": in_flight,
+                "restarts": l.restarts,
+                "host_busy": l.host_busy,
+                "host": match &l.host_busy {
+                    Some(busy) => format!("{}; {busy}", l.load.contention.to_line()),
+                    None => l.load.contention.to_line(),
+                },
+                "contention": l.load.contention,
+            }));
+        }
+        candidates.push(input);
     }
-    argv.extend(["--html", s(&report)]);
-    cmd::compare::run(verb(&argv)?)?;
-    eprintln!("done in {:.0}s", started.elapsed().as_secs_f64());
-    Ok(RunSummary { live, report: report.join("index.html") })
+    let mut extra = serde_json::Map::new();
+    extra.insert("inputs".into(), serde_json::json!(inputs));
+    let said: Vec<String> = input_warnings.iter().map(|w| w.to_string()).collect();
+    extra.insert("input warnings".into(), serde_json::json!(said));
+    extra.insert("seed".into(), args.seed.into());
+    extra.insert("rate (requests/s)".into(), args.rate.into());
+    extra.insert("duration (s, measured, per run)".into(), (args.duration as f64 / 1e9).into());
+    extra.insert("warm-up (s, per run, not compared)".into(), (args.warmup as f64 / 1e9).into());
+    extra.insert("repeats".into(), args.repeat.into());
+    extra.insert("work mode".into(), args.work.clone().into());
+    extra.insert("rpc".into(), args.rpc.clone().unwrap_or_else(|| "as the model records (default http)".into()).into());
+    extra.insert("packed".into(), args.packed.into());
+    extra.insert("interventions".into(), serde_json::json!(args.apply));
+    extra.insert("runs".into(), serde_json::Value::Array(runs_meta));
+    let cmp = compare_args.report(&original, &candidates, cmd::compare::metadata(Some(extra)), started)?;
+    eprintln!("done in {:.0}s", started_all.elapsed().as_secs_f64());
+    let verdicts = cmp.summary.iter().map(|v| v.line.clone()).collect();
+    Ok(RunSummary { live, report: report.join("index.html"), verdicts })
 }
 
 /// Starts one generated system, loads it, stops it, and keeps its spans.
-fn run_live(kind: &str, system_dir: &Path, dir: &Path, args: &Args) -> anyhow::Result<LiveRun> {
+fn run_live(kind: &str, run: usize, system_dir: &Path, dir: &Path, args: &Args) -> anyhow::Result<LiveRun> {
     let system = LocalSystem::load(&system_dir.join("system.json"))?;
+    let produced = system.spans_file().context("the generated system writes no span file (tracing.file is null)")?;
+    // Each run starts from an empty span file: one file, one run.
+    match std::fs::remove_file(&produced) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("cannot remove {}", produced.display()));
+        }
+        _ => {}
+    }
     let mut opts = UpOptions::new(std::env::current_exe()?);
     opts.packed = args.packed;
     let supervisor = up::start(&system, &opts)?;
@@ -213,11 +331,14 @@ fn run_live(kind: &str, system_dir: &Path, dir: &Path, args: &Args) -> anyhow::R
     let stopped = supervisor.stop();
     let report = report?;
     eprint!("{}", report.to_text());
-    std::fs::write(dir.join(format!("load-{kind}.json")), serde_json::to_string_pretty(&report)? + "\n")?;
-    let produced = system.spans_file().context("the generated system writes no span file (tracing.file is null)")?;
-    let spans = dir.join(format!("spans-{kind}.jsonl"));
+    let name = |what: &str, ext: &str| {
+        if args.repeat > 1 { format!("{what}-{kind}-{run}.{ext}") } else { format!("{what}-{kind}.{ext}") }
+    };
+    std::fs::write(dir.join(name("load", "json")), serde_json::to_string_pretty(&report)? + "\n")?;
+    let spans = dir.join(name("spans", "jsonl"));
     std::fs::copy(&produced, &spans).with_context(|| format!("cannot copy {}", produced.display()))?;
-    Ok(LiveRun { kind: kind.to_string(), spans, load: report, restarts: stopped.restarts })
+    let host_busy = report.contention.host_busy();
+    Ok(LiveRun { kind: kind.to_string(), run, spans, load: report, restarts: stopped.restarts, host_busy })
 }
 
 /// Creates DIR, refusing one with files in it unless `force`.
@@ -234,6 +355,8 @@ fn prepare_dir(dir: &Path, force: bool) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap_or_default()
+/// A path as a pipeline argument; a path that is not UTF-8 is a usage
+/// error (clap's parsing of the steps takes UTF-8), not an empty string.
+fn s(p: &Path) -> anyhow::Result<&str> {
+    p.to_str().ok_or_else(|| UsageError(format!("{}: the path is not valid UTF-8", p.display())).into())
 }

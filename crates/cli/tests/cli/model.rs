@@ -646,7 +646,9 @@ fn demo_runs_the_pipeline_and_writes_its_reports() {
         "--traces".as_ref(),
         "300".as_ref(),
         "--duration".as_ref(),
-        "3s".as_ref(),
+        "2s".as_ref(),
+        "--repeat".as_ref(),
+        "2".as_ref(),
         "--base-port".as_ref(),
         port.as_ref(),
     ]);
@@ -656,13 +658,37 @@ fn demo_runs_the_pipeline_and_writes_its_reports() {
     for system in ["figure1", "webshop"] {
         let report = std::fs::read_to_string(out.join(format!("{system}/report/index.html"))).expect("report written");
         assert!(report.contains("<svg"), "{system}: no plot");
+        // The verdict first, then how the candidates were made.
+        let verdict = report.find("<b>Verdict</b>").expect("verdict box");
+        assert!(verdict < report.find("<h2").expect("sections"), "{system}: the verdict comes first");
+        assert!(report.contains("palette (median of 2 runs): ") && report.contains(">repeats<"), "{system}");
         for kind in ["palette", "naive"] {
-            for file in [format!("model-{kind}.json"), format!("spans-{kind}.jsonl"), format!("load-{kind}.json")] {
+            for file in [format!("model-{kind}.json"), format!("spans-{kind}-2.jsonl"), format!("load-{kind}-1.json")] {
                 assert!(out.join(system).join(&file).is_file(), "{system}: {file} missing");
             }
             assert!(out.join(format!("{system}/system-{kind}/system.json")).is_file());
         }
     }
+    // Only measured traffic is compared: per run, the traces compared are the
+    // load report's measured requests, give or take those still in flight.
+    let counts: Vec<(u64, u64, u64)> = run
+        .stderr
+        .lines()
+        .filter_map(|l| {
+            let rest = l.split_once(": compared ")?.1;
+            let (compared, rest) = rest.split_once(" traces of ")?;
+            let (measured, rest) = rest.split_once(" measured requests (")?;
+            let in_flight = rest.split_once(' ')?.0;
+            let n = |x: &str| x.replace(',', "").parse::<u64>().ok();
+            Some((n(compared)?, n(measured)?, n(in_flight)?))
+        })
+        .collect();
+    assert_eq!(counts.len(), 8, "2 systems x 2 kinds x 2 runs: {}", run.stderr);
+    for (compared, measured, in_flight) in counts {
+        assert!(compared.abs_diff(measured) <= in_flight, "{compared} compared of {measured} measured (±{in_flight})");
+        assert!(measured > 0);
+    }
+    assert!(run.stdout.contains("figure1  verdict: palette (median of 2 runs): "), "{}", run.stdout);
     // The live systems' spans are compared with the ground truth, per caller of B too.
     assert!(run.stdout.contains("B b ← A a  palette:"), "{}", run.stdout);
 }

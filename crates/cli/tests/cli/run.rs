@@ -46,7 +46,7 @@ fn a_service_killed_during_a_run_is_restarted_and_its_errors_are_counted() {
     let base = free_ports(24);
     let run = Command::new(env!("CARGO_BIN_EXE_palette"))
         .args(["run", s(&input), "-o", s(&out), "--kind", "palette", "--rate", "40", "--duration", "8s"])
-        .args(["--warmup", "1s", "--base-port", &base.to_string()])
+        .args(["--warmup", "1s", "--repeat", "1", "--base-port", &base.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -145,6 +145,8 @@ fn run_with_rpc_grpc_and_an_intervention_file() {
         "2s",
         "--warmup",
         "1s",
+        "--repeat",
+        "1",
         "--base-port",
         &base,
         "--packed",
