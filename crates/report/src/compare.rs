@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use crate::collect::{ApiName, Profile, Sample};
 use crate::error::Error;
-use crate::floor::{self, FloorOptions, LatencyIntervals, LatencyMetrics, StructureMetrics};
+use crate::floor::{self, FloorOptions, Interval, LatencyIntervals, LatencyMetrics, StructureMetrics};
 use crate::metrics;
 
 /// One input of a comparison: its profile and how to name it.
@@ -191,8 +191,12 @@ pub enum Verdict {
     /// Every metric within its noise floor, and KS and W1 within the
     /// absolute bounds.
     Close,
-    /// At least one metric beyond its noise floor.
+    /// At least one metric beyond its noise floor by more than its own
+    /// uncertainty (its 95% interval is beyond the floor too).
     Differs,
+    /// Beyond a floor, but within the figure's own 95% interval of it: a
+    /// difference as large as the figure's uncertainty, too small to call.
+    Borderline,
     /// Fewer values than `min_samples` on a side, or within a floor wider
     /// than the absolute bounds: the data cannot tell.
     TooFewSamples,
@@ -215,6 +219,7 @@ pub struct CandidateSummary {
     /// Root-API latency distributions per verdict.
     pub roots_close: u64,
     pub roots_differs: u64,
+    pub roots_borderline: u64,
     pub roots_too_few_samples: u64,
     pub roots_inconclusive: u64,
     pub roots_missing: u64,
@@ -225,6 +230,8 @@ pub struct CandidateSummary {
     pub host_busy: Option<String>,
     /// The verdict in words, as the terminal and the HTML show it.
     pub line: String,
+    /// The root APIs per verdict, all of them, in words.
+    pub counts: String,
 }
 
 impl CandidateSummary {
@@ -236,22 +243,28 @@ impl CandidateSummary {
         host_busy: Option<String>,
     ) -> Self {
         let count = |v: Verdict| roots.iter().filter(|r| r.verdict == v).count() as u64;
+        let borderline = count(Verdict::Borderline);
         let mut s = CandidateSummary {
             label: label.to_string(),
             runs,
             roots: roots.len() as u64,
             roots_close: count(Verdict::Close),
             roots_differs: count(Verdict::Differs),
+            roots_borderline: borderline,
             roots_too_few_samples: count(Verdict::TooFewSamples),
             roots_inconclusive: count(Verdict::Inconclusive),
             roots_missing: count(Verdict::Missing),
             structure,
             host_busy,
             line: String::new(),
+            counts: String::new(),
         };
-        let mut parts = vec![format!("{}/{} root APIs within the noise floor", s.roots_close, s.roots)];
+        // The line names what is clearly so: root APIs beyond the floor by
+        // more than their uncertainty, and those the data cannot judge.
+        // Close and borderline ones are counted below it, not in it, since
+        // a borderline figure may land on either side in another run.
+        let mut parts = vec![format!("{}/{} root APIs beyond the noise floor", s.roots_differs, s.roots)];
         for (n, what) in [
-            (s.roots_differs, "beyond it"),
             (s.roots_inconclusive, "inconclusive (host busy)"),
             (s.roots_too_few_samples, "too few samples"),
             (s.roots_missing, "missing"),
@@ -261,7 +274,7 @@ impl CandidateSummary {
             }
         }
         let structure = match structure {
-            Verdict::Close => "structure within its floor",
+            Verdict::Close | Verdict::Borderline => "structure within its floor",
             Verdict::Differs => "structure beyond its floor",
             Verdict::Inconclusive => "structure inconclusive (host busy)",
             Verdict::TooFewSamples => "structure: too few samples",
@@ -269,6 +282,15 @@ impl CandidateSummary {
         };
         let runs = if runs > 1 { format!(" (median of {runs} runs)") } else { String::new() };
         s.line = format!("{}{runs}: {}; {structure}", s.label, parts.join(", "));
+        s.counts = format!(
+            "root APIs: {} close, {} borderline, {} differ, {} too few samples, {} inconclusive, {} missing",
+            s.roots_close,
+            s.roots_borderline,
+            s.roots_differs,
+            s.roots_too_few_samples,
+            s.roots_inconclusive,
+            s.roots_missing
+        );
         s
     }
 }
@@ -540,7 +562,7 @@ pub fn compare(original: &Input, candidates: &[Input], opts: &CompareOptions) ->
                 caller_rows.push(judge(&seed_key, callee, Some(caller), s, &|p| p.callers.get(&key)));
             }
         }
-        let structure = structure(o, c, &runs, busy, opts);
+        let structure = structure(o, c, &runs, opts);
         cmp.summary.push(CandidateSummary::of(
             &cand.label,
             runs.len(),
@@ -575,10 +597,32 @@ fn within(m: &LatencyMetrics, f: &LatencyMetrics) -> bool {
         .all(|&(m, f)| shown(m) <= shown(f))
 }
 
-/// The verdict on figures `m` with floor `f`.
-fn verdict(m: &LatencyMetrics, f: &LatencyMetrics, busy: bool, opts: &CompareOptions) -> Verdict {
+/// The smallest magnitude each metric's interval allows (0 where an
+/// interval of a signed error spans 0).
+fn least(ci: &LatencyIntervals) -> LatencyMetrics {
+    let least = |i: Interval| if i.lo <= 0.0 && i.hi >= 0.0 { 0.0 } else { i.lo.abs().min(i.hi.abs()) };
+    LatencyMetrics { ks: least(ci.ks), w1: least(ci.w1), p50: least(ci.p50), p90: least(ci.p90), p99: least(ci.p99) }
+}
+
+/// The verdict on figures `m` with floor `f` and intervals `ci`: beyond
+/// the floor is "differs" only when the figure's own interval is beyond it
+/// too, else "borderline" — a difference no larger than the figure's
+/// uncertainty, which one more run could put on either side.
+fn verdict(
+    m: &LatencyMetrics,
+    f: &LatencyMetrics,
+    ci: &LatencyIntervals,
+    busy: bool,
+    opts: &CompareOptions,
+) -> Verdict {
     if !within(m, f) {
-        if busy { Verdict::Inconclusive } else { Verdict::Differs }
+        if busy {
+            Verdict::Inconclusive
+        } else if within(&least(ci), f) {
+            Verdict::Borderline
+        } else {
+            Verdict::Differs
+        }
     } else if shown(m.ks) > shown(opts.close_ks) || shown(m.w1) > shown(opts.close_w1) {
         Verdict::TooFewSamples
     } else {
@@ -589,9 +633,7 @@ fn verdict(m: &LatencyMetrics, f: &LatencyMetrics, busy: bool, opts: &CompareOpt
 /// The median of `f` over the runs; `None` without runs.
 fn median_over(runs: &[&Sample], f: &dyn Fn(&Sample) -> f64) -> Option<f64> {
     let mut v: Vec<f64> = runs.iter().map(|s| f(s)).collect();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    (n > 0).then(|| if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+    (!v.is_empty()).then(|| floor::median(&mut v))
 }
 
 /// Per metric, the smallest and the largest over runs.
@@ -655,7 +697,7 @@ fn latency(
     let verdict = match (point, floor) {
         (None, _) => Verdict::Missing,
         (Some(_), None) => Verdict::TooFewSamples,
-        (Some(m), Some(f)) => verdict(&m, &f, busy, opts),
+        (Some(m), Some(f)) => verdict(&m, &f, ci.as_ref().expect("intervals come with a floor"), busy, opts),
     };
     let (runs_min, runs_max) = if per_metrics.len() > 1 {
         let (lo, hi) = run_range(&per_metrics);
@@ -726,7 +768,7 @@ fn first_names<'a>(names: impl Iterator<Item = &'a ApiName>) -> (Vec<ApiName>, u
 
 /// The shape of `c` (every run together) against `o`, with the verdict on
 /// the median of each run's figures against their floors.
-fn structure(o: &Profile, c: &Profile, runs: &[&Profile], busy: bool, opts: &CompareOptions) -> StructureComparison {
+fn structure(o: &Profile, c: &Profile, runs: &[&Profile], opts: &CompareOptions) -> StructureComparison {
     let mut shape = shape(o, c, opts);
     let per_run: Vec<StructureMetrics> = runs.iter().map(|r| shape_metrics(&shape_of_run(o, r))).collect();
     shape.metrics = StructureMetrics::median(&per_run);
@@ -776,11 +818,12 @@ fn structure(o: &Profile, c: &Profile, runs: &[&Profile], busy: bool, opts: &Com
     ]
     .iter()
     .all(|&(m, f)| shown(m) <= shown(f));
-    shape.verdict = match (enough, within, busy) {
-        (false, _, _) => Verdict::TooFewSamples,
-        (true, true, _) => Verdict::Close,
-        (true, false, true) => Verdict::Inconclusive,
-        (true, false, false) => Verdict::Differs,
+    // The shape of the call trees is what the system did, not how long it
+    // took: a busy host does not make it inconclusive.
+    shape.verdict = match (enough, within) {
+        (false, _) => Verdict::TooFewSamples,
+        (true, true) => Verdict::Close,
+        (true, false) => Verdict::Differs,
     };
     shape
 }

@@ -99,12 +99,7 @@ impl LatencyMetrics {
 
     /// Each metric's median over runs (signed errors keep their sign).
     pub fn median(runs: &[LatencyMetrics]) -> LatencyMetrics {
-        let mut out = [0.0; 5];
-        for (k, o) in out.iter_mut().enumerate() {
-            let mut v: Vec<f64> = runs.iter().map(|m| m.to_array()[k]).collect();
-            *o = median(&mut v);
-        }
-        LatencyMetrics::from_array(out)
+        LatencyMetrics::from_array(median_each(runs.iter().map(|m| m.to_array())))
     }
 }
 
@@ -127,7 +122,19 @@ pub struct LatencyIntervals {
     pub p99: Interval,
 }
 
-fn median(v: &mut [f64]) -> f64 {
+/// The median of each column of `rows`.
+fn median_each<const K: usize>(rows: impl Iterator<Item = [f64; K]>) -> [f64; K] {
+    let rows: Vec<[f64; K]> = rows.collect();
+    let mut out = [0.0; K];
+    for (k, o) in out.iter_mut().enumerate() {
+        let mut column: Vec<f64> = rows.iter().map(|r| r[k]).collect();
+        *o = median(&mut column);
+    }
+    out
+}
+
+/// The median of `v` (sorted here); 0 when empty.
+pub fn median(v: &mut [f64]) -> f64 {
     if v.is_empty() {
         return 0.0;
     }
@@ -342,12 +349,7 @@ impl StructureMetrics {
     }
     /// Each metric's median over runs.
     pub fn median(runs: &[StructureMetrics]) -> StructureMetrics {
-        let mut out = [0.0; 5];
-        for (k, o) in out.iter_mut().enumerate() {
-            let mut v: Vec<f64> = runs.iter().map(|m| m.to_array()[k]).collect();
-            *o = median(&mut v);
-        }
-        StructureMetrics::from_array(out)
+        StructureMetrics::from_array(median_each(runs.iter().map(|m| m.to_array())))
     }
 }
 

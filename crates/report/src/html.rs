@@ -50,7 +50,7 @@ td.name, th.name { text-align: left; max-width: 22em; overflow: hidden; text-ove
 td.verdict { text-align: left; white-space: normal; min-width: 7em; }
 td.wrap { white-space: normal; text-align: left; max-width: 40em; }
 td.close, li.close { color: #1a7f37; } td.differs, td.missing, li.differs { color: #b42318; }
-td.too_few_samples, td.inconclusive, li.inconclusive { color: #9a6700; }
+td.too_few_samples, td.inconclusive, td.borderline, li.inconclusive { color: #9a6700; }
 .verdict { font-size: 1.1em; border: 1px solid #ddd; background: #fafafa; padding: 0.6em 1.2em; max-width: 70em; }
 .verdict li { margin: 0.2em 0; } .busy { color: #9a6700; }
 nav.toc { font-size: 0.95em; } nav.toc a { margin-right: 1.2em; }
@@ -164,7 +164,7 @@ fn summary_box(h: &mut String, cmp: &Comparison) {
         } else {
             "close"
         };
-        let _ = write!(h, "<li class=\"{class}\">{}", xml_escape(&s.line));
+        let _ = write!(h, "<li class=\"{class}\">{}<br><small>{}</small>", xml_escape(&s.line), xml_escape(&s.counts));
         if let Some(busy) = &s.host_busy {
             let _ = write!(h, "<br><span class=\"busy\">{}</span>", xml_escape(busy));
         }
@@ -173,7 +173,8 @@ fn summary_box(h: &mut String, cmp: &Comparison) {
     let _ = writeln!(
         h,
         "</ul>\n<small>Within the noise floor: no further from the original than the original's own traces are from \
-         each other at the same sample size ({:.0}% bound). Close also needs KS ≤ {:.2}, W1 ≤ {:.0}% and at least {} \
+         each other at the same sample size ({:.0}% bound); beyond it means by more than the figure's own 95% \
+         interval (else borderline). Close also needs KS ≤ {:.2}, W1 ≤ {:.0}% and at least {} \
          values a side.</small></div>",
         cmp.floor_level * 100.0,
         cmp.close_ks,
@@ -263,7 +264,9 @@ fn method(h: &mut String, cmp: &Comparison) {
          bootstrap from the original, the bound that {:.0}% of the draws stay within on every metric at once \
          (so a copy of the original is close {:.0}% of the time). A candidate run several times is judged on the \
          median of each figure over its runs, against the floor of such a median. \
-         Verdicts: <b>close</b> within every floor (and KS ≤ {:.2}, W1 ≤ {:.0}%); <b>differs</b> beyond a floor; \
+         Verdicts: <b>close</b> within every floor (and KS ≤ {:.2}, W1 ≤ {:.0}%); <b>differs</b> beyond a floor by \
+         more than the figure's own uncertainty (its 95% bootstrap interval is beyond the floor too); \
+         <b>borderline</b> beyond a floor but not by more than that, so that another run may land on either side; \
          <b>too few samples</b> under {} values a side, or within floors wider than those bounds; \
          <b>inconclusive</b> beyond a floor while the host was measured busy. Intervals in the JSON report \
          (<code>ci</code>) are 95% bootstrap intervals of each figure. Figures and floors are compared at the \
@@ -387,6 +390,7 @@ fn verdict_class(v: Verdict) -> &'static str {
     match v {
         Verdict::Close => "close",
         Verdict::Differs => "differs",
+        Verdict::Borderline => "borderline",
         Verdict::TooFewSamples => "too_few_samples",
         Verdict::Inconclusive => "inconclusive",
         Verdict::Missing => "missing",

@@ -17,11 +17,12 @@ pub fn p_value(p: f64) -> String {
     if p < 0.01 { "p<0.01".into() } else { format!("p={p:.2}") }
 }
 
-/// `✓ close`, `✗ differs`, `· too few samples`, `? inconclusive` or `✗ missing`.
+/// `✓ close`, `✗ differs`, `~ borderline`, `· too few samples`, `? inconclusive` or `✗ missing`.
 pub fn verdict(v: Verdict) -> &'static str {
     match v {
         Verdict::Close => "✓ close",
         Verdict::Differs => "✗ differs",
+        Verdict::Borderline => "~ borderline",
         Verdict::TooFewSamples => "· too few samples",
         Verdict::Inconclusive => "? inconclusive (host busy)",
         Verdict::Missing => "✗ missing",
@@ -75,7 +76,7 @@ pub fn metrics_line(r: &LatencyComparison) -> String {
 pub fn summary(cmp: &Comparison) -> String {
     let mut out = format!(
         "verdict ({:.0}% noise floor: how far the original is from itself at the candidate's sample size; \
-         close also needs KS ≤ {:.2}, W1 ≤ {:.0}% and {} samples a side)\n",
+         beyond it: by more than the figure's own 95% interval; close also needs KS ≤ {:.2}, W1 ≤ {:.0}% and {} samples a side)\n",
         cmp.floor_level * 100.0,
         cmp.close_ks,
         cmp.close_w1 * 100.0,
@@ -83,6 +84,7 @@ pub fn summary(cmp: &Comparison) -> String {
     );
     for s in &cmp.summary {
         let _ = writeln!(out, "  {}", s.line);
+        let _ = writeln!(out, "  {:w$}  {}", "", s.counts, w = s.label.chars().count());
         if let Some(busy) = &s.host_busy {
             let _ = writeln!(out, "  {:w$}  {busy}", "", w = s.label.chars().count());
         }

@@ -182,7 +182,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let labels = args.labels()?;
     let started = Instant::now();
-    let original = args.read_original()?;
+    let original = args.read_original(&args.read.inputs[..1])?;
     let candidates: Vec<Input> = args.read.inputs[1..]
         .iter()
         .zip(labels)
@@ -261,11 +261,12 @@ impl Args {
         Ok((collector.finish(&summary.names), RunCount { compared, excluded }))
     }
 
-    /// The original: the first input.
-    pub fn read_original(&self) -> anyhow::Result<Input> {
-        let path = &self.read.inputs[0];
-        let (profile, _) = self.read_profile(std::slice::from_ref(path), &[])?;
-        Ok(Input::new(stem(path), path.display().to_string(), profile))
+    /// The original: `paths` read as one input (`compare` gives its first
+    /// input; `run` every trace file it fitted).
+    pub fn read_original(&self, paths: &[PathBuf]) -> anyhow::Result<Input> {
+        let (profile, _) = self.read_profile(paths, &[])?;
+        let source = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+        Ok(Input::new(stem(&paths[0]), source, profile))
     }
 
     /// One candidate: every run together (plots, counts) and each run on its own (the verdicts).

@@ -216,11 +216,11 @@ pub fn run_pipeline(args: &Args) -> anyhow::Result<RunSummary> {
     next("comparing the live systems' spans with the input".into());
     let report = dir.join("report");
     let mut argv = inputs.clone();
-    argv.extend(["__live__", "--html", s(&report)?]);
-    let mut compare_args: cmd::compare::Args = verb(&argv)?;
-    compare_args.read.inputs.pop();
+    argv.extend(["--html", s(&report)?]);
+    let compare_args: cmd::compare::Args = verb(&argv)?;
     let started = Instant::now();
-    let original = compare_args.read_original()?;
+    // The original is every trace file the models were fitted on.
+    let original = compare_args.read_original(&args.inputs)?;
     let mut candidates = Vec::new();
     let mut runs_meta = Vec::new();
     for (kind, _) in &systems {
