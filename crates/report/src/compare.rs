@@ -529,39 +529,32 @@ pub fn compare(original: &Input, candidates: &[Input], opts: &CompareOptions) ->
     let mut edge_keys: Vec<(&(ApiName, ApiName), u64)> = o.calls.iter().map(|(k, s)| (k, s.count)).collect();
     edge_keys.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
     let apis = o.apis_by_count();
+    // Every caller → callee edge, callees by executions then callers by calls.
+    let mut by_callee: BTreeMap<&ApiName, Vec<(&ApiName, u64)>> = BTreeMap::new();
+    for ((caller, callee), s) in &o.callers {
+        by_callee.entry(callee).or_default().push((caller, s.count));
+    }
+    let mut caller_edges: Vec<(&ApiName, &ApiName)> = Vec::new();
+    for &callee in &apis {
+        if let Some(callers) = by_callee.get_mut(callee) {
+            callers.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+            caller_edges.extend(callers.iter().map(|&(caller, _)| (caller, callee)));
+        }
+    }
     for cand in candidates {
         let c = &cand.profile;
         let runs = cand.runs();
         let busy = cand.host_busy.is_some();
-        let judge = |key: &str,
-                     name: &ApiName,
-                     caller: Option<&ApiName>,
-                     orig: &Sample,
-                     pick: &dyn Fn(&Profile) -> Option<&Sample>| {
-            let per_run: Vec<Option<&Sample>> = runs.iter().map(|p| pick(p)).collect();
-            latency(key, name, caller, orig, pick(c), &per_run, busy, opts)
+        let judge = |job: &Job<'_>| {
+            let per_run: Vec<Option<&Sample>> = runs.iter().map(|p| job.pick(p)).collect();
+            latency(&job.seed_key(), job.api(), job.caller(), job.original(o), job.pick(c), &per_run, busy, opts)
         };
-        let roots = o
-            .roots_by_count()
-            .into_iter()
-            .map(|name| judge(&format!("root {name}"), name, None, &o.roots[name], &|p| p.roots.get(name)))
-            .collect::<Vec<_>>();
-        let api_rows = apis
-            .iter()
-            .map(|&name| {
-                judge(&format!("api {name}"), name, None, &o.apis[name].latency, &|p| {
-                    p.apis.get(name).map(|a| &a.latency)
-                })
-            })
-            .collect();
-        let mut caller_rows = Vec::new();
-        for &callee in &apis {
-            for (caller, s) in o.callers_of(callee) {
-                let key = (caller.clone(), callee.clone());
-                let seed_key = format!("caller {caller} {callee}");
-                caller_rows.push(judge(&seed_key, callee, Some(caller), s, &|p| p.callers.get(&key)));
-            }
-        }
+        let roots_jobs: Vec<Job> = o.roots_by_count().into_iter().map(Job::Root).collect();
+        let roots = par_map(&roots_jobs, &judge);
+        let api_jobs: Vec<Job> = apis.iter().map(|&name| Job::Api(name)).collect();
+        let api_rows = par_map(&api_jobs, &judge);
+        let caller_jobs: Vec<Job> = caller_edges.iter().map(|&(caller, callee)| Job::Caller(caller, callee)).collect();
+        let caller_rows = par_map(&caller_jobs, &judge);
         let structure = structure(o, c, &runs, opts);
         cmp.summary.push(CandidateSummary::of(
             &cand.label,
@@ -578,6 +571,64 @@ pub fn compare(original: &Input, candidates: &[Input], opts: &CompareOptions) ->
         cmp.structure.insert(cand.label.clone(), structure);
     }
     Ok(cmp)
+}
+
+/// One latency distribution to judge: where it is in a profile.
+enum Job<'a> {
+    Root(&'a ApiName),
+    Api(&'a ApiName),
+    Caller(&'a ApiName, &'a ApiName),
+}
+
+impl Job<'_> {
+    fn pick<'p>(&self, p: &'p Profile) -> Option<&'p Sample> {
+        match self {
+            Job::Root(name) => p.roots.get(*name),
+            Job::Api(name) => p.apis.get(*name).map(|a| &a.latency),
+            Job::Caller(caller, callee) => p.callers.get(&((*caller).clone(), (*callee).clone())),
+        }
+    }
+    fn original<'p>(&self, o: &'p Profile) -> &'p Sample {
+        self.pick(o).expect("jobs come from the original's own distributions")
+    }
+    fn api(&self) -> &ApiName {
+        match self {
+            Job::Root(name) | Job::Api(name) | Job::Caller(_, name) => name,
+        }
+    }
+    fn caller(&self) -> Option<&ApiName> {
+        match self {
+            Job::Caller(caller, _) => Some(caller),
+            _ => None,
+        }
+    }
+    /// Seeds its floor: the same distribution gets the same draws in any report.
+    fn seed_key(&self) -> String {
+        match self {
+            Job::Root(name) => format!("root {name}"),
+            Job::Api(name) => format!("api {name}"),
+            Job::Caller(caller, callee) => format!("caller {caller} {callee}"),
+        }
+    }
+}
+
+/// `f` over `items` on every core, in order: floors are the costly part of
+/// a comparison and each distribution's is independent (and seeded by
+/// its name, so the result does not depend on the split).
+fn par_map<T: Sync, R: Send>(items: &[T], f: &(dyn Fn(&T) -> R + Sync)) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len().max(1));
+    if threads <= 1 || items.len() < 16 {
+        return items.iter().map(f).collect();
+    }
+    // Strided, not in halves: the most executed (costliest) rows come first.
+    let mut parts: Vec<Vec<R>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| scope.spawn(move || items.iter().skip(t).step_by(threads).map(f).collect::<Vec<R>>()))
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a comparison thread panicked")).collect()
+    });
+    let mut iters: Vec<_> = parts.iter_mut().map(|p| std::mem::take(p).into_iter()).collect();
+    (0..items.len()).filter_map(|i| iters[i % threads].next()).collect()
 }
 
 fn ms(ns: f64) -> f64 {
