@@ -161,49 +161,22 @@ pub fn seed_for(base: u64, name: &str) -> u64 {
 }
 
 /// `m` values drawn with replacement from `sorted`, written sorted into
-/// `out`. Uniform indices are put in order by counting them where the
-/// sample is not much larger than the draw (the usual case: a sample of up
-/// to [`FloorOptions::max_n`] redrawn at its own size), else by sorting
-/// them; `scratch` is reused across calls.
+/// `out`, in O(m): the order statistics of `m` uniforms come from
+/// cumulative exponential spacings, so no sort is needed.
 fn resample(sorted: &[i64], m: usize, rng: &mut Rng, out: &mut Vec<i64>) {
-    SCRATCH.with_borrow_mut(|scratch| {
-        out.clear();
-        if sorted.is_empty() || m == 0 {
-            return;
-        }
-        let n = sorted.len();
-        let index = |rng: &mut Rng| (((rng.next_u64() >> 32) * n as u64) >> 32) as usize;
-        if n <= 4 * m {
-            let counts = &mut scratch.counts;
-            counts.clear();
-            counts.resize(n, 0);
-            for _ in 0..m {
-                counts[index(rng)] += 1;
-            }
-            for (value, &c) in sorted.iter().zip(counts.iter()) {
-                out.extend(std::iter::repeat_n(*value, c as usize));
-            }
-        } else {
-            let idx = &mut scratch.indices;
-            idx.clear();
-            idx.extend((0..m).map(|_| index(rng) as u32));
-            idx.sort_unstable();
-            out.extend(idx.iter().map(|&i| sorted[i as usize]));
-        }
-    });
-}
-
-/// Buffers [`resample`] reuses, one set per thread.
-#[derive(Default)]
-struct Scratch {
-    /// Draws per index of the sample.
-    counts: Vec<u32>,
-    /// Drawn indices, to sort.
-    indices: Vec<u32>,
-}
-
-thread_local! {
-    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+    out.clear();
+    if sorted.is_empty() || m == 0 {
+        return;
+    }
+    let spacings: Vec<f64> = (0..=m).map(|_| rng.exp(1.0)).collect();
+    let total: f64 = spacings.iter().sum();
+    let n = sorted.len();
+    let mut acc = 0.0;
+    for s in &spacings[..m] {
+        acc += s;
+        let i = ((acc / total) * n as f64) as usize;
+        out.push(sorted[i.min(n - 1)]);
+    }
 }
 
 /// Effective two-sample size.
