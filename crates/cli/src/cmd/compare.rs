@@ -346,4 +346,45 @@ mod tests {
         assert_eq!(stem(Path::new("a/CallGraph_0.csv.gz")), "CallGraph_0");
         assert_eq!(stem(Path::new("spans")), "spans");
     }
+
+    /// A one-execution trace whose root starts at `start_ns`.
+    fn trace(id: u128, start_ns: i64) -> CallTree {
+        use palette_trace::tree::{EdgeKind, Exec, NO_PARENT};
+        let root = Exec {
+            api: palette_trace::Api { service: palette_trace::Sym::EMPTY, operation: palette_trace::Sym::EMPTY },
+            parent: NO_PARENT,
+            first_child: 0,
+            child_count: 0,
+            edge: EdgeKind::Root,
+            protocol: palette_trace::Sym::EMPTY,
+            start_ns,
+            duration_ns: 1_000,
+            call_start_ns: start_ns,
+            call_duration_ns: 1_000,
+            error: false,
+            detached: false,
+            request_bytes: None,
+            response_bytes: None,
+        };
+        CallTree { trace_id: palette_trace::TraceId::new(id), span_count: 1, execs: vec![root] }
+    }
+
+    /// Warm-up traffic is left out: only traces whose root started in a
+    /// run's measured window reach the collector.
+    #[test]
+    fn traces_outside_the_measured_windows_are_left_out() {
+        let mut collector = Collector::new(CollectOptions::default());
+        let windows = [(100, 200), (500, 600)];
+        let mut sink = InWindows { collector: &mut collector, windows: &windows, excluded: 0 };
+        for (i, start) in [50, 99, 100, 150, 199, 200, 300, 499, 500, 599, 600].into_iter().enumerate() {
+            sink.trace(&trace(i as u128 + 1, start)).unwrap();
+        }
+        // Kept: 100, 150, 199 (first run), 500, 599 (second); the window's end is open.
+        assert_eq!((sink.excluded, collector.traces()), (6, 5));
+        // No windows: every trace counts (a plain `palette compare`).
+        let mut collector = Collector::new(CollectOptions::default());
+        let mut sink = InWindows { collector: &mut collector, windows: &[], excluded: 0 };
+        sink.trace(&trace(1, 0)).unwrap();
+        assert_eq!((sink.excluded, collector.traces()), (0, 1));
+    }
 }
