@@ -218,6 +218,32 @@ fn joint_bounds<const K: usize>(replicates: &[[f64; K]], level: f64) -> [f64; K]
     }
 }
 
+/// `count` bootstrap replicates: each draws `mo` values of `original` and,
+/// per run, `size` values of its `source`, and keeps the runs' median of
+/// the metrics of each run's draw against the original's.
+fn replicate_medians(
+    original: &[i64],
+    mo: usize,
+    sources: &[(&[i64], usize)],
+    mean: f64,
+    count: usize,
+    rng: &mut Rng,
+) -> Vec<[f64; 5]> {
+    let (mut a, mut b) = (Vec::with_capacity(mo), Vec::new());
+    let mut per_run = Vec::with_capacity(sources.len());
+    (0..count)
+        .map(|_| {
+            resample(original, mo, rng, &mut a);
+            per_run.clear();
+            for &(source, size) in sources {
+                resample(source, size, rng, &mut b);
+                per_run.push(LatencyMetrics::of(&a, mean, &b));
+            }
+            LatencyMetrics::median(&per_run).to_array()
+        })
+        .collect()
+}
+
 /// The floor of a latency distribution: the distance from `original`
 /// (sorted, with mean `mean` over every value seen) that samples of its own
 /// system show, for `runs` candidate runs of `candidate_n` values each whose
@@ -234,25 +260,15 @@ pub fn latency_floor(
     let judged = judged_quantiles(original.len().min(candidate_n));
     let (mo, mc, scale) = drawn_sizes(original.len(), candidate_n, opts.max_n);
     let mut rng = Rng::new(seed);
-    let (mut a, mut b) = (Vec::with_capacity(mo), Vec::with_capacity(mc));
-    let mut per_run = Vec::with_capacity(runs);
-    let replicates: Vec<[f64; 5]> = (0..opts.replicates)
-        .map(|_| {
-            resample(original, mo, &mut rng, &mut a);
-            per_run.clear();
-            for _ in 0..runs {
-                resample(original, mc, &mut rng, &mut b);
-                per_run.push(LatencyMetrics::of(&a, mean, &b));
+    let sources = vec![(original, mc); runs];
+    let mut replicates = replicate_medians(original, mo, &sources, mean, opts.replicates, &mut rng);
+    for m in &mut replicates {
+        for (x, &judge) in m.iter_mut().zip(&judged) {
+            if !judge {
+                *x = 0.0;
             }
-            let mut m = LatencyMetrics::median(&per_run).to_array();
-            for (x, &judge) in m.iter_mut().zip(&judged) {
-                if !judge {
-                    *x = 0.0;
-                }
-            }
-            m
-        })
-        .collect();
+        }
+    }
     let mut bounds = joint_bounds(&replicates, opts.level);
     for (x, &judge) in bounds.iter_mut().zip(&judged) {
         *x = if judge { *x * scale } else { f64::INFINITY };
@@ -286,19 +302,8 @@ pub fn latency_intervals(
     let n_c = runs.iter().map(|r| r.len()).min().unwrap_or(0);
     let (mo, mc, scale) = drawn_sizes(original.len(), n_c, opts.max_n);
     let mut rng = Rng::new(seed ^ 0x005e_edc1);
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    let mut per_run = Vec::with_capacity(runs.len());
-    let mut replicates: Vec<[f64; 5]> = (0..opts.replicates)
-        .map(|_| {
-            resample(original, mo, &mut rng, &mut a);
-            per_run.clear();
-            for run in runs {
-                resample(run, mc.min(run.len()), &mut rng, &mut b);
-                per_run.push(LatencyMetrics::of(&a, mean, &b));
-            }
-            LatencyMetrics::median(&per_run).to_array()
-        })
-        .collect();
+    let sources: Vec<(&[i64], usize)> = runs.iter().map(|r| (*r, mc.min(r.len()))).collect();
+    let mut replicates = replicate_medians(original, mo, &sources, mean, opts.replicates, &mut rng);
     let p = point.to_array();
     let mut out = [Interval { lo: 0.0, hi: 0.0 }; 5];
     for k in 0..5 {
