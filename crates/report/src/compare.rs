@@ -15,9 +15,13 @@
 //! bounds), "differs" beyond it, "too few samples" when either side has
 //! fewer than [`CompareOptions::min_samples`] values or the floor is wider
 //! than the bounds, and "inconclusive" instead of "differs" when the
-//! candidate ran on a busy host. A candidate run several times is compared
-//! run by run: each figure is the median over its runs, and its floor is the
-//! floor of such a median.
+//! candidate ran on a busy host. A candidate run several times is judged
+//! on its runs pooled, against the floor at the pooled sample's size: for
+//! runs of one system that is the most exact estimate there is (a median
+//! of per-run figures is noisier, and small samples inflate KS), and it
+//! is what kept the verdict from flipping between invocations where the
+//! median of three runs did not. Each figure's range over the runs is
+//! reported beside it.
 //!
 //! The result serialises as the `--json` report; its maps are keyed by
 //! candidate label.
@@ -280,7 +284,7 @@ impl CandidateSummary {
             Verdict::TooFewSamples => "structure: too few samples",
             Verdict::Missing => "structure missing",
         };
-        let runs = if runs > 1 { format!(" (median of {runs} runs)") } else { String::new() };
+        let runs = if runs > 1 { format!(" ({runs} runs pooled)") } else { String::new() };
         s.line = format!("{}{runs}: {}; {structure}", s.label, parts.join(", "));
         s.counts = format!(
             "root APIs: {} close, {} borderline, {} differ, {} too few samples, {} inconclusive, {} missing",
@@ -339,7 +343,7 @@ pub struct LatencyComparison {
     pub floor: Option<LatencyMetrics>,
     /// 95% bootstrap confidence intervals of the candidate's metrics.
     pub ci: Option<LatencyIntervals>,
-    /// Runs the figures are the median of.
+    /// Runs pooled into the figures.
     pub runs: usize,
     /// The smallest and largest value of each metric over the runs (when
     /// there are several): how much a single run varies.
@@ -555,7 +559,7 @@ pub fn compare(original: &Input, candidates: &[Input], opts: &CompareOptions) ->
         let api_rows = par_map(&api_jobs, &judge);
         let caller_jobs: Vec<Job> = caller_edges.iter().map(|&(caller, callee)| Job::Caller(caller, callee)).collect();
         let caller_rows = par_map(&caller_jobs, &judge);
-        let structure = structure(o, c, &runs, opts);
+        let structure = structure(o, c, opts);
         cmp.summary.push(CandidateSummary::of(
             &cand.label,
             runs.len(),
@@ -681,12 +685,6 @@ fn verdict(
     }
 }
 
-/// The median of `f` over the runs; `None` without runs.
-fn median_over(runs: &[&Sample], f: &dyn Fn(&Sample) -> f64) -> Option<f64> {
-    let mut v: Vec<f64> = runs.iter().map(|s| f(s)).collect();
-    (!v.is_empty()).then(|| floor::median(&mut v))
-}
-
 /// Per metric, the smallest and the largest over runs.
 fn run_range(per_run: &[LatencyMetrics]) -> (LatencyMetrics, LatencyMetrics) {
     let fold = |f: fn(f64, f64) -> f64| {
@@ -703,7 +701,8 @@ fn run_range(per_run: &[LatencyMetrics]) -> (LatencyMetrics, LatencyMetrics) {
 }
 
 /// One latency distribution compared: `pooled` is the candidate's sample
-/// over every run (for counts), `per_run` its sample in each run.
+/// over every run (the figures and the verdict), `per_run` its sample in
+/// each run (the figures' range over runs).
 #[allow(clippy::too_many_arguments)]
 fn latency(
     key: &str,
@@ -720,27 +719,27 @@ fn latency(
     let a = &original.values;
     let q = |s: &[i64], p: f64| metrics::quantile(s, p).map_or(0.0, |v| ms(v as f64));
     let mean = original.mean_ns();
-    let median_of = |f: &dyn Fn(&Sample) -> f64| median_over(&runs, f);
-    let cand_mean = median_of(&|s| ms(s.mean_ns()));
+    let of_pooled = |f: &dyn Fn(&Sample) -> f64| pooled.map(f);
+    let cand_mean = of_pooled(&|s| ms(s.mean_ns()));
     let (c50, c90, c99) =
-        (median_of(&|s| q(&s.values, 0.5)), median_of(&|s| q(&s.values, 0.9)), median_of(&|s| q(&s.values, 0.99)));
-    let w1_ms = median_of(&|s| ms(metrics::wasserstein1(a, &s.values)));
-    let p_values = median_of(&|s| metrics::ks_p_value(metrics::ks_statistic(a, &s.values), a.len(), s.values.len()));
+        (of_pooled(&|s| q(&s.values, 0.5)), of_pooled(&|s| q(&s.values, 0.9)), of_pooled(&|s| q(&s.values, 0.99)));
+    let w1_ms = of_pooled(&|s| ms(metrics::wasserstein1(a, &s.values)));
+    let p_values = of_pooled(&|s| metrics::ks_p_value(metrics::ks_statistic(a, &s.values), a.len(), s.values.len()));
     let stat = |orig: f64, cand: Option<f64>| Stat {
         original_ms: orig,
         candidate_ms: cand,
         rel_error: cand.and_then(|c| metrics::relative_error(orig, c)),
     };
     let per_metrics: Vec<LatencyMetrics> = runs.iter().map(|s| LatencyMetrics::of(a, mean, &s.values)).collect();
-    let point = (!per_metrics.is_empty()).then(|| LatencyMetrics::median(&per_metrics));
-    let candidate_n = runs.iter().map(|s| s.values.len()).min().unwrap_or(0);
-    let counted_n = runs.iter().map(|s| s.count).min().unwrap_or(0);
+    let point = pooled.map(|s| LatencyMetrics::of(a, mean, &s.values));
+    let candidate_n = pooled.map_or(0, |s| s.values.len());
+    let counted_n = pooled.map_or(0, |s| s.count);
     let enough = original.count >= opts.min_samples && counted_n >= opts.min_samples;
     let seed = floor::seed_for(opts.floor.seed, key);
     let (floor, ci) = match point {
         Some(point) if !a.is_empty() && enough => {
-            let f = floor::latency_floor(a, mean, candidate_n, runs.len(), &opts.floor, seed);
-            let samples: Vec<&[i64]> = runs.iter().map(|s| s.values.as_slice()).collect();
+            let f = floor::latency_floor(a, mean, candidate_n, 1, &opts.floor, seed);
+            let samples: Vec<&[i64]> = pooled.iter().map(|s| s.values.as_slice()).collect();
             (Some(f), Some(floor::latency_intervals(a, mean, &samples, point, &opts.floor, seed)))
         }
         _ => (None, None),
@@ -818,17 +817,11 @@ fn first_names<'a>(names: impl Iterator<Item = &'a ApiName>) -> (Vec<ApiName>, u
 }
 
 /// The shape of `c` (every run together) against `o`, with the verdict on
-/// the median of each run's figures against their floors.
-fn structure(o: &Profile, c: &Profile, runs: &[&Profile], opts: &CompareOptions) -> StructureComparison {
+/// its figures against their floors at its size.
+fn structure(o: &Profile, c: &Profile, opts: &CompareOptions) -> StructureComparison {
     let mut shape = shape(o, c, opts);
-    let per_run: Vec<StructureMetrics> = runs.iter().map(|r| shape_metrics(&shape_of_run(o, r))).collect();
-    shape.metrics = StructureMetrics::median(&per_run);
-    let median_of = |f: &dyn Fn(&Profile) -> u64| {
-        let mut v: Vec<u64> = runs.iter().map(|r| f(r)).collect();
-        v.sort_unstable();
-        v.get(v.len() / 2).copied().unwrap_or(0)
-    };
-    let candidate_traces = median_of(&|r: &Profile| r.traces);
+    shape.metrics = shape_metrics(&shape);
+    let candidate_traces = c.traces;
     // A rate's spread shrinks with the traces it is measured over.
     let to_candidate = if candidate_traces > 0 { (o.traces as f64 / candidate_traces as f64).sqrt() } else { 1.0 };
     let edges: Vec<floor::EdgeRate> = o
@@ -849,7 +842,7 @@ fn structure(o: &Profile, c: &Profile, runs: &[&Profile], opts: &CompareOptions)
         depth: &o.depth,
         fan_out: &o.fan_out,
         candidate_traces,
-        candidate_callers: median_of(&|r: &Profile| r.fan_out.count()),
+        candidate_callers: c.fan_out.count(),
         edges: &edges,
         union_edges: shape.edge_probability.rated as usize,
         concurrent_fraction: o.concurrent_fraction(),
@@ -857,8 +850,7 @@ fn structure(o: &Profile, c: &Profile, runs: &[&Profile], opts: &CompareOptions)
         concurrent_sd_candidate: o.concurrent_fraction_sd() * to_candidate,
     };
     let enough = o.traces >= opts.min_samples && input.candidate_traces >= opts.min_samples;
-    shape.floor =
-        floor::structure_floor(&input, runs.len(), &opts.floor, floor::seed_for(opts.floor.seed, "structure"));
+    shape.floor = floor::structure_floor(&input, 1, &opts.floor, floor::seed_for(opts.floor.seed, "structure"));
     let (m, f) = (shape.metrics, shape.floor);
     let within = [
         (m.spans_per_trace, f.spans_per_trace),
@@ -888,10 +880,6 @@ fn shape_metrics(s: &StructureComparison) -> StructureMetrics {
         edge_calls: s.edge_probability.mae,
         concurrent_stages: s.concurrent_stages.difference.abs(),
     }
-}
-
-fn shape_of_run(o: &Profile, run: &Profile) -> StructureComparison {
-    shape(o, run, &CompareOptions { worst_edges: 0, ..CompareOptions::default() })
 }
 
 /// The shape of `c` against `o`, without floor or verdict.
@@ -984,6 +972,27 @@ mod tests {
         assert_eq!((s.spans_per_trace.ks, s.depth.ks, s.fan_out.ks), (0.0, 0.0, 0.0));
         assert_eq!((s.edge_probability.mae, s.edge_probability.edges, s.concurrent_stages.difference), (0.0, 3, 0.0));
         assert!(s.edge_probability.worst.is_empty());
+    }
+
+    #[test]
+    fn runs_are_judged_pooled() {
+        // Each run holds half the original's values: alone, each differs
+        // (KS 0.5); together they are the original's sample.
+        let all: Vec<i64> = (1..=40).map(|v| v * 10).collect();
+        let o = Input::new("orig", "o", profile(&all, &[], true));
+        let runs = vec![profile(&all[..20], &[], true), profile(&all[20..], &[], true)];
+        let c = Input::with_runs("twice", "t", profile(&all, &[], true), runs);
+        let cmp = compare(&o, &[c], &tiny()).unwrap();
+        let b = find(&cmp.apis["twice"], "b", None);
+        assert_eq!((b.ks, b.verdict, b.runs), (Some(0.0), Verdict::Close, 2), "{b:?}");
+        assert_eq!((b.candidate_count, b.original_count), (40, 40));
+        assert_eq!(b.runs_min.map(|m| m.ks), Some(0.5), "the range over runs shows each run alone");
+        assert_eq!(b.runs_max.map(|m| m.ks), Some(0.5));
+        assert!(
+            cmp.summary[0].line.starts_with("twice (2 runs pooled): 0/1 root APIs beyond"),
+            "{}",
+            cmp.summary[0].line
+        );
     }
 
     #[test]

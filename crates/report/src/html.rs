@@ -262,8 +262,8 @@ fn method(h: &mut String, cmp: &Comparison) {
          those percentiles.</p>\n<p class=\"note\">The <b>noise floor</b> of a figure is how large it gets between \
          two samples of the <i>original's own</i> system of the same sizes as those compared: drawn {} times by \
          bootstrap from the original, the bound that {:.0}% of the draws stay within on every metric at once \
-         (so a copy of the original is close {:.0}% of the time). A candidate run several times is judged on the \
-         median of each figure over its runs, against the floor of such a median. \
+         (so a copy of the original is close {:.0}% of the time). A candidate run several times is judged on its \
+         runs pooled, against the floor at the pooled sample's size. \
          Verdicts: <b>close</b> within every floor (and KS ≤ {:.2}, W1 ≤ {:.0}%); <b>differs</b> beyond a floor by \
          more than the figure's own uncertainty (its 95% bootstrap interval is beyond the floor too); \
          <b>borderline</b> beyond a floor but not by more than that, so that another run may land on either side; \

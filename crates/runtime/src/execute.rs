@@ -17,14 +17,19 @@
 //! at its modelled latency — the callee's own plus the sampled overhead —
 //! so the caller's later work absorbs the transport's excess instead of
 //! adding it to every latency above (the callee's own time, slowed by load
-//! or not, is always counted in full).
+//! or not, is always counted in full). Since most APIs end with a call,
+//! with no later work to absorb it, the excess is also anticipated: a
+//! waited stage's work ends early by how much longer than the sampled
+//! overheads the calls will likely take (learned per peer, [`HopCosts`]),
+//! and the final top-up makes up for a guess that was too high.
 //! (A sleep's own lateness — the woken task waiting for a thread — is
-//! taken care of by the worker's timer, which fires early by its median.)
+//! taken care of by the worker's timer, which fires early by as much as
+//! makes sleeps end on time on average.)
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -101,6 +106,57 @@ pub struct Shared {
     /// Shutting down: new root requests are refused, calls still served.
     pub draining: AtomicBool,
     pub call_timeout: Duration,
+    /// What a call to each service really costs on top of the callee's own
+    /// time, learned: a waited stage's work ends early by the part of it
+    /// the sampled overhead will not cover (see [`HopCosts`]).
+    pub hop_costs: HopCosts,
+}
+
+/// Per peer service: a running estimate of the 90th percentile of a call's
+/// real transport time (the caller-observed latency less the callee's
+/// own). A call whose sampled overhead is below it will most likely take
+/// longer than the model says; the stage's work before it ends early by
+/// the difference, so the excess is absorbed before the call rather than
+/// added to the caller's latency when nothing follows the call (most APIs
+/// end with a call). Ending early costs nothing when the guess is too
+/// high: the caller's next work, or its final top-up, makes up the
+/// difference to the causal target.
+pub struct HopCosts {
+    p90_ns: Vec<AtomicU64>,
+}
+
+/// The most transport time that is anticipated: more is load, which the
+/// caller should see.
+const MAX_ANTICIPATED_HOP_NS: u64 = 2_000_000;
+
+impl HopCosts {
+    pub fn new(services: usize) -> HopCosts {
+        HopCosts { p90_ns: (0..services).map(|_| AtomicU64::new(0)).collect() }
+    }
+
+    /// The transport time a call to `peer` is expected to take at most
+    /// (nine calls in ten).
+    pub fn expected_ns(&self, peer: usize) -> u64 {
+        self.p90_ns.get(peer).map_or(0, |a| a.load(Ordering::Relaxed))
+    }
+
+    /// Folds one measured transport time into the estimate: up by nine
+    /// steps when above it, down by one when below, so it settles where one
+    /// measurement in ten is above (a stochastic quantile estimate; races
+    /// between requests only blur it).
+    pub fn record(&self, peer: usize, ns: u64) {
+        let Some(a) = self.p90_ns.get(peer) else { return };
+        let est = a.load(Ordering::Relaxed);
+        if est == 0 {
+            // The first measurement is the best guess there is: starting
+            // from it, not from nothing, the estimate settles in a few calls.
+            a.store(ns.clamp(1, MAX_ANTICIPATED_HOP_NS), Ordering::Relaxed);
+            return;
+        }
+        let step = (est / 64).max(500);
+        let next = if ns > est { est + 9 * step } else { est.saturating_sub(step) };
+        a.store(next.min(MAX_ANTICIPATED_HOP_NS), Ordering::Relaxed);
+    }
 }
 
 /// One trace's context, shared by an execution's calls.
@@ -258,12 +314,12 @@ impl Shared {
                     Step::Stage { work_ns, calls, wait, .. } => (work_ns, calls, wait),
                 };
                 target += work_ns.max(0) as u64;
-                self.work_until(mode, t0, target).await;
                 stages += 1;
-                if stages > limits.max_stages {
-                    break;
-                }
-                if calls.is_empty() {
+                if stages > limits.max_stages || calls.is_empty() {
+                    self.work_until(mode, t0, target).await;
+                    if stages > limits.max_stages {
+                        break;
+                    }
                     continue;
                 }
                 let child = exec.child_context();
@@ -279,6 +335,11 @@ impl Shared {
                         ),
                     })
                     .collect();
+                // The transport time the sampled overheads will likely not
+                // cover, taken out of this stage's work (see [`HopCosts`]).
+                let anticipated = if wait { self.anticipated_excess_ns(api, &plans) } else { 0 };
+                let work_ns = work_ns.max(0) as u64;
+                self.work_until(mode, t0, target - anticipated.min(work_ns)).await;
                 if plans.len() > 1 {
                     // Stable, and after every draw: the random stream is the same either way.
                     plans.sort_by(|a, b| {
@@ -356,6 +417,18 @@ impl Shared {
         })
     }
 
+    /// How much longer than their sampled overheads a waited stage's calls
+    /// will likely take over the transport: the most of any of its remote
+    /// calls (in-process calls have no transport).
+    fn anticipated_excess_ns(&self, caller: ApiId, plans: &[Plan]) -> u64 {
+        plans
+            .iter()
+            .filter(|p| !self.local.contains(&(caller, p.callee)))
+            .map(|p| self.hop_costs.expected_ns(self.service_of[p.callee as usize]).saturating_sub(p.overhead_ns))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// One call of a stage: in-process for a local edge, else over the
     /// transport with a CLIENT span around it.
     fn call(self: Arc<Self>, from: From, ctx: Context, plan: Plan, trace: Arc<TraceCtx>) -> BoxFuture<CallResult> {
@@ -422,12 +495,18 @@ impl Shared {
                 }
                 Ok(Ok(r)) => {
                     calls_made = r.calls.unwrap_or(0);
-                    let actual = ns_since(t0).saturating_sub(r.server_ns.unwrap_or(0));
+                    let server_ns = r.server_ns.unwrap_or(0);
+                    let actual = ns_since(t0).saturating_sub(server_ns);
+                    if r.server_ns.is_some() {
+                        self.hop_costs.record(peer, actual);
+                    }
                     if plan.overhead_ns > actual {
                         self.worker.work(WorkMode::Sleep, plan.overhead_ns - actual).await;
-                    } else {
-                        transport_excess_ns = actual - plan.overhead_ns;
                     }
+                    // Beyond the callee's own time and the sampled overhead,
+                    // the call took what the model does not say: the real
+                    // transport's excess, or the top-up sleep's lateness.
+                    transport_excess_ns = ns_since(t0).saturating_sub(server_ns.saturating_add(plan.overhead_ns));
                     None
                 }
             };
@@ -463,6 +542,23 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hop_costs_settle_at_the_ninetieth_percentile() {
+        let hops = HopCosts::new(2);
+        assert_eq!(hops.expected_ns(0), 0, "nothing is anticipated before a call is measured");
+        let mut rng = Rng::new(7);
+        // Transport times spread evenly over 100–300 µs: the 90th percentile is 280 µs.
+        for _ in 0..5_000 {
+            hops.record(0, rng.range(100_000, 300_000));
+        }
+        let p90 = hops.expected_ns(0);
+        assert!((265_000..=295_000).contains(&p90), "estimated {p90} ns");
+        assert_eq!(hops.expected_ns(1), 0, "each peer has its own estimate");
+        assert_eq!(hops.expected_ns(9), 0, "an unknown peer anticipates nothing");
+        hops.record(1, u64::MAX);
+        assert_eq!(hops.expected_ns(1), MAX_ANTICIPATED_HOP_NS, "load is not anticipated beyond the bound");
+    }
 
     #[tokio::test]
     async fn join_all_keeps_order_and_runs_concurrently() {

@@ -369,6 +369,7 @@ fn shared_state(config: SystemConfig, transport: Arc<dyn Transport>, exporter: E
         zeros: Bytes::from(vec![0u8; largest_body(&config)]),
         worker: Worker::new(&config.limits),
         call_timeout: Duration::from_millis(config.limits.call_timeout_ms),
+        hop_costs: crate::execute::HopCosts::new(config.services.len()),
         transport,
         exporter,
         clock: Clock::new(),

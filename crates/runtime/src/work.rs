@@ -366,8 +366,8 @@ struct TimerShared {
     stop: AtomicBool,
     /// How much earlier than asked the timer fires, so that the sleeping
     /// task — woken on a reactor thread that may be parked, on a core that
-    /// may be idle — resumes on time: a running estimate of the median
-    /// delay from firing to resuming.
+    /// may be idle — resumes on time: adjusted after every sleep so that
+    /// sleeps end on time on average.
     early_ns: AtomicU64,
 }
 
@@ -413,8 +413,6 @@ const MAX_SPIN: Duration = Duration::from_millis(1);
 /// Most the timer fires early: a wake delay beyond it is load, which no
 /// advance should hide.
 const MAX_EARLY: Duration = Duration::from_micros(200);
-/// Smallest step of the firing advance's estimate.
-const WAKE_STEP_NS: u64 = 500;
 /// Added to the lateness estimate: wake-ups vary.
 const SPIN_HEADROOM: Duration = Duration::from_micros(20);
 
@@ -439,7 +437,14 @@ impl Timer {
 
     async fn sleep(&self, d: Duration) {
         let s = &self.shared;
-        let early = Duration::from_nanos(s.early_ns.load(Ordering::Relaxed)).min(d);
+        let asked = Instant::now();
+        let early = Duration::from_nanos(s.early_ns.load(Ordering::Relaxed));
+        if d < early / 2 {
+            // Shorter than half the wake-up's cost: any sleep would end
+            // later than not sleeping ends early.
+            return;
+        }
+        let early = early.min(d);
         let deadline_ns = (s.epoch.elapsed() + d - early).as_nanos() as u64;
         let (done, rx) = tokio::sync::oneshot::channel();
         {
@@ -452,8 +457,8 @@ impl Timer {
                 s.wake.notify_one();
             }
         }
-        if let Ok(fired) = rx.await {
-            s.learn_wake_delay(fired.elapsed());
+        if rx.await.is_ok() && early < d {
+            s.learn_lateness(asked.elapsed(), d);
         }
     }
 }
@@ -471,14 +476,20 @@ impl TimerShared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Moves the firing advance towards the median wake delay: up when a
-    /// delay is longer, down when shorter, by a step that grows with it.
-    fn learn_wake_delay(&self, delay: Duration) {
-        let delay = delay.as_nanos() as u64;
-        let early = self.early_ns.load(Ordering::Relaxed);
-        let step = (early / 16).max(WAKE_STEP_NS);
-        let next = if delay > early { early + step } else { early.saturating_sub(step) };
-        self.early_ns.store(next.min(MAX_EARLY.as_nanos() as u64), Ordering::Relaxed);
+    /// Moves the firing advance so that sleeps end on time on average:
+    /// by a sixteenth of how late (or early) this one ended, asked for
+    /// `asked` and taking `took`. What it corrects is all of a sleep's
+    /// lateness (the timer thread's own, the hand-over to the sleeping
+    /// task, the task waiting for a reactor thread), not only the part the
+    /// timer can see; and the mean rather than the median, since an
+    /// execution's latency is a sum of its sleeps and their callees', and
+    /// a sum's shift is the sum of the parts' mean shifts.
+    fn learn_lateness(&self, took: Duration, asked: Duration) {
+        let bound = MAX_EARLY.as_nanos() as i64;
+        let late = (took.as_nanos() as i64 - asked.as_nanos() as i64).clamp(-bound, bound);
+        let early = self.early_ns.load(Ordering::Relaxed) as i64;
+        let next = (early + late / 16).clamp(0, bound);
+        self.early_ns.store(next as u64, Ordering::Relaxed);
     }
 
     fn now_ns(&self) -> u64 {
@@ -617,6 +628,19 @@ mod tests {
                 let p50 = quantile(late, 0.5);
                 assert!(p50 < 500_000.0, "{target_us} µs: median {p50} ns late");
             }
+        });
+    }
+
+    #[test]
+    fn a_sleep_shorter_than_half_the_wake_up_is_skipped() {
+        let _serial = timing();
+        runtime().block_on(async {
+            let w = Worker::new(&Limits::default());
+            w.inner.timer.shared.early_ns.store(100_000, Ordering::Relaxed);
+            let t = Instant::now();
+            w.work(WorkMode::Sleep, 40_000).await;
+            // A real sleep would go through the timer thread and a wake-up.
+            assert!(t.elapsed() < Duration::from_micros(40), "took {:?}", t.elapsed());
         });
     }
 

@@ -32,7 +32,7 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     pub duration: String,
     /// Runs of each live system (fresh processes each time); the report
-    /// judges the median of every figure over them.
+    /// judges them pooled.
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub repeat: usize,
     /// The first port of the live systems (each example uses a few from here).

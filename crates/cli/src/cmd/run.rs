@@ -71,9 +71,10 @@ pub struct Args {
     #[arg(long)]
     pub force: bool,
     /// Run each live system this many times, each on fresh processes
-    /// (the kinds interleaved); every figure of the report is the median
-    /// over the runs, judged against the noise floor of such a median. The
-    /// default 3 keeps the verdict from flipping between invocations.
+    /// (the kinds interleaved); the report judges the runs pooled, against
+    /// the noise floor at the pooled size, and shows each figure's range
+    /// over the runs. The default 3 keeps the verdict from flipping between
+    /// invocations.
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub repeat: usize,
 }

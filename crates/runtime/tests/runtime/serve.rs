@@ -848,3 +848,53 @@ async fn a_slow_network_is_absorbed_by_the_callers_later_work() {
     assert!(client >= 5.0, "the CLIENT span keeps the slow network: median {client:.2} ms");
     assert!(server < 8.5, "s01 stays near the model's 7 ms (10 ms if the excess were added): median {server:.2} ms");
 }
+
+fn fixed(ns: u64) -> palette_model::Sketch {
+    let mut s = palette_model::Sketch::new();
+    s.add(ns as f64);
+    s
+}
+
+/// The same slow network (1 ms held by a proxy, a model overhead of 0), but
+/// s01 works 5 ms *before* its call and nothing after it, as most APIs end
+/// with a call: the excess is anticipated — s01's work ends early by the
+/// transport time it has learned a call to s02 takes — so s01's latency
+/// still stays the model's 7 ms, not 9 (the proxy's 1 ms on tokio's timer
+/// is nearer 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_network_is_anticipated_when_nothing_follows_the_call() {
+    let _serial = SERIAL.lock().await;
+    let ports = free_ports(3);
+    let (s01, s02, proxy) = (ports[0], ports[1], ports[2]);
+    let work_before_the_call = |ports: &[u16]| {
+        let mut config = chain(ports, &[0, 2 * MS]);
+        let s01 = &mut config.model.apis[0];
+        s01.states[0].next[0].work.all = fixed(5 * MS);
+        s01.latency = fixed(7 * MS);
+        config
+    };
+    let callee = serve(work_before_the_call(&[s01, s02]), Some(&["s02"])).await;
+    let caller = serve(work_before_the_call(&[s01, proxy]), Some(&["s01"])).await;
+    delaying_proxy(proxy, s02, Duration::from_millis(1)).await;
+    let requests = 40;
+    for _ in 0..requests {
+        assert_eq!(caller.root(0, CHAIN_OPERATION).await.status, 200);
+    }
+    let (spans, _dir) = caller.finish().await;
+    let _ = callee.finish().await;
+    // The last half (spans are written as they end): a call or two teach
+    // s01 what a call to s02 costs.
+    let median_of_last_half = |kind: i64| {
+        let d: Vec<u64> = spans.iter().filter(|s| s.kind == kind).map(|s| s.duration_ns).collect();
+        assert_eq!(d.len(), requests, "one {kind} span per request");
+        let mut last = d[requests / 2..].to_vec();
+        last.sort_unstable();
+        last[last.len() / 2] as f64 / MS as f64
+    };
+    let (server, client) = (median_of_last_half(2), median_of_last_half(3));
+    assert!(client >= 3.0, "the CLIENT span keeps the slow network: median {client:.2} ms");
+    assert!(
+        server < 7.6,
+        "s01 stays near the model's 7 ms (9 ms measured without anticipation): median {server:.2} ms"
+    );
+}
