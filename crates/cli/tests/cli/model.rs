@@ -661,7 +661,7 @@ fn demo_runs_the_pipeline_and_writes_its_reports() {
         // The verdict first, then how the candidates were made.
         let verdict = report.find("<b>Verdict</b>").expect("verdict box");
         assert!(verdict < report.find("<h2").expect("sections"), "{system}: the verdict comes first");
-        assert!(report.contains("palette (median of 2 runs): ") && report.contains(">repeats<"), "{system}");
+        assert!(report.contains("palette (2 runs pooled): ") && report.contains(">repeats<"), "{system}");
         for kind in ["palette", "naive"] {
             for file in [format!("model-{kind}.json"), format!("spans-{kind}-2.jsonl"), format!("load-{kind}-1.json")] {
                 assert!(out.join(system).join(&file).is_file(), "{system}: {file} missing");
@@ -688,7 +688,7 @@ fn demo_runs_the_pipeline_and_writes_its_reports() {
         assert!(compared.abs_diff(measured) <= in_flight, "{compared} compared of {measured} measured (±{in_flight})");
         assert!(measured > 0);
     }
-    assert!(run.stdout.contains("figure1  verdict: palette (median of 2 runs): "), "{}", run.stdout);
+    assert!(run.stdout.contains("figure1  verdict: palette (2 runs pooled): "), "{}", run.stdout);
     // The live systems' spans are compared with the ground truth, per caller of B too.
     assert!(run.stdout.contains("B b ← A a  palette:"), "{}", run.stdout);
 }
