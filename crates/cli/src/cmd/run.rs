@@ -322,11 +322,7 @@ fn run_live(kind: &str, run: usize, system_dir: &Path, dir: &Path, args: &Args) 
         arrivals: Arrivals::Poisson { rate: args.rate },
         duration: Duration::from_nanos(args.duration as u64),
         warmup: Duration::from_nanos(args.warmup.max(0) as u64),
-        // Each repetition draws its own requests (the kinds of one run share
-        // them): pooled runs that replayed one sequence of root APIs would
-        // be one sample counted N times, judged against a floor N times too
-        // tight. Run 1 keeps the seed itself.
-        seed: args.seed ^ (run as u64 - 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        seed: load_seed(args.seed, run),
         target: Target::Host("127.0.0.1".into()),
         ..LoadOptions::default()
     };
@@ -345,6 +341,15 @@ fn run_live(kind: &str, run: usize, system_dir: &Path, dir: &Path, args: &Args) 
     std::fs::copy(&produced, &spans).with_context(|| format!("cannot copy {}", produced.display()))?;
     let host_busy = report.contention.host_busy();
     Ok(LiveRun { kind: kind.to_string(), run, spans, load: report, restarts: stopped.restarts, host_busy })
+}
+
+/// The load's seed in repetition `run` (1-based) of a run seeded `seed`.
+/// Each repetition draws its own requests (the kinds of one run share them):
+/// pooled runs that replayed one sequence of root APIs would be one sample
+/// counted N times, judged against a floor N times too tight. Run 1 keeps
+/// the seed itself, so `--repeat 1` sends what `palette load --seed` does.
+fn load_seed(seed: u64, run: usize) -> u64 {
+    seed ^ (run as u64 - 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// Creates DIR, refusing one with files in it unless `force`.

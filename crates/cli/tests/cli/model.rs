@@ -688,6 +688,15 @@ fn demo_runs_the_pipeline_and_writes_its_reports() {
         assert!(compared.abs_diff(measured) <= in_flight, "{compared} compared of {measured} measured (±{in_flight})");
         assert!(measured > 0);
     }
+    // Each repetition sends its own requests; the kinds of one run the same.
+    let seed = |file: &str| {
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("webshop").join(file)).expect("load report"))
+                .expect("load report is JSON");
+        report["seed"].as_u64().expect("seed recorded")
+    };
+    assert_eq!(seed("load-palette-1.json"), seed("load-naive-1.json"));
+    assert_ne!(seed("load-palette-1.json"), seed("load-palette-2.json"));
     assert!(run.stdout.contains("figure1  verdict: palette (2 runs pooled): "), "{}", run.stdout);
     // The live systems' spans are compared with the ground truth, per caller of B too.
     assert!(run.stdout.contains("B b ← A a  palette:"), "{}", run.stdout);
