@@ -229,6 +229,12 @@ pub struct CandidateSummary {
     pub roots_missing: u64,
     /// The verdict on the shape of the call trees (all structure metrics).
     pub structure: Verdict,
+    /// The candidate's verdict as a whole: `differs` when a root API or the
+    /// structure clearly differs (or a root API is missing), `inconclusive`
+    /// when a difference was measured on a busy host, `too_few_samples`
+    /// when nothing could be judged, `borderline` when nothing clearly
+    /// differs but some figure sits at its floor, else `close`.
+    pub verdict: Verdict,
     /// Why the host was busy, if it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_busy: Option<String>,
@@ -259,33 +265,14 @@ impl CandidateSummary {
             roots_inconclusive: count(Verdict::Inconclusive),
             roots_missing: count(Verdict::Missing),
             structure,
+            verdict: Verdict::Close,
             host_busy,
             line: String::new(),
             counts: String::new(),
         };
-        // The line names what is clearly so: root APIs beyond the floor by
-        // more than their uncertainty, and those the data cannot judge.
-        // Close and borderline ones are counted below it, not in it, since
-        // a borderline figure may land on either side in another run.
-        let mut parts = vec![format!("{}/{} root APIs beyond the noise floor", s.roots_differs, s.roots)];
-        for (n, what) in [
-            (s.roots_inconclusive, "inconclusive (host busy)"),
-            (s.roots_too_few_samples, "too few samples"),
-            (s.roots_missing, "missing"),
-        ] {
-            if n > 0 {
-                parts.push(format!("{n} {what}"));
-            }
-        }
-        let structure = match structure {
-            Verdict::Close | Verdict::Borderline => "structure within its floor",
-            Verdict::Differs => "structure beyond its floor",
-            Verdict::Inconclusive => "structure inconclusive (host busy)",
-            Verdict::TooFewSamples => "structure: too few samples",
-            Verdict::Missing => "structure missing",
-        };
+        s.verdict = s.overall();
         let runs = if runs > 1 { format!(" ({runs} runs pooled)") } else { String::new() };
-        s.line = format!("{}{runs}: {}; {structure}", s.label, parts.join(", "));
+        s.line = format!("{}{runs}: {}", s.label, s.in_words());
         s.counts = format!(
             "root APIs: {} close, {} borderline, {} differ, {} too few samples, {} inconclusive, {} missing",
             s.roots_close,
@@ -296,6 +283,74 @@ impl CandidateSummary {
             s.roots_missing
         );
         s
+    }
+}
+
+impl CandidateSummary {
+    /// The verdict on the whole candidate. It names what is clearly so, so
+    /// that it repeats between invocations: one root API beyond its floor
+    /// by more than its uncertainty, or a structure that is, is a candidate
+    /// that differs, however many others sit at the edge; borderline
+    /// figures (which another run may put on either side) only make a
+    /// close candidate borderline, and the counts below the line say which.
+    fn overall(&self) -> Verdict {
+        let roots_judged = self.roots - self.roots_too_few_samples;
+        if self.roots_differs > 0
+            || self.roots_missing > 0
+            || matches!(self.structure, Verdict::Differs | Verdict::Missing)
+        {
+            Verdict::Differs
+        } else if self.roots_inconclusive > 0 || self.structure == Verdict::Inconclusive {
+            Verdict::Inconclusive
+        } else if roots_judged == 0 && self.structure == Verdict::TooFewSamples {
+            Verdict::TooFewSamples
+        } else if self.roots_borderline > 0 || self.structure == Verdict::Borderline {
+            Verdict::Borderline
+        } else {
+            Verdict::Close
+        }
+    }
+
+    /// The verdict in words: what it is and where it comes from.
+    fn in_words(&self) -> String {
+        let too_few = match self.roots_too_few_samples {
+            0 => String::new(),
+            n if n == self.roots => "; too few samples to judge the root APIs".to_string(),
+            n => format!("; too few samples to judge {n} of {} root APIs", self.roots),
+        };
+        match self.verdict {
+            Verdict::Differs => {
+                let mut what = Vec::new();
+                if self.roots_differs > 0 {
+                    what.push("root-API latency");
+                }
+                if self.structure == Verdict::Differs {
+                    what.push("structure");
+                }
+                let mut line = if what.is_empty() {
+                    "differs from the original".to_string()
+                } else {
+                    format!("differs from the original — {} beyond the noise floor", what.join(" and "))
+                };
+                if self.roots_missing > 0 || self.structure == Verdict::Missing {
+                    line.push_str(if what.is_empty() { " — " } else { "; " });
+                    line.push_str("root APIs missing");
+                }
+                line
+            }
+            Verdict::Inconclusive => {
+                format!("inconclusive — beyond the noise floor while the host was busy{too_few}")
+            }
+            Verdict::TooFewSamples => "too few samples to judge".to_string(),
+            Verdict::Borderline => {
+                format!(
+                    "close to the original — nothing clearly beyond the noise floor, some figures at its edge{too_few}"
+                )
+            }
+            Verdict::Close | Verdict::Missing => {
+                format!("close to the original — root-API latency and structure within the noise floor{too_few}")
+            }
+        }
     }
 }
 
@@ -989,9 +1044,57 @@ mod tests {
         assert_eq!(b.runs_min.map(|m| m.ks), Some(0.5), "the range over runs shows each run alone");
         assert_eq!(b.runs_max.map(|m| m.ks), Some(0.5));
         assert!(
-            cmp.summary[0].line.starts_with("twice (2 runs pooled): 0/1 root APIs beyond"),
+            cmp.summary[0].line.starts_with("twice (2 runs pooled): close to the original"),
             "{}",
             cmp.summary[0].line
+        );
+    }
+
+    #[test]
+    fn a_candidate_verdict_names_only_what_is_clearly_so() {
+        let summary = |differs, borderline, too_few, structure| {
+            let mut s = CandidateSummary {
+                label: "c".into(),
+                runs: 1,
+                roots: 4,
+                roots_close: 4 - differs - borderline - too_few,
+                roots_differs: differs,
+                roots_borderline: borderline,
+                roots_too_few_samples: too_few,
+                roots_inconclusive: 0,
+                roots_missing: 0,
+                structure,
+                verdict: Verdict::Close,
+                host_busy: None,
+                line: String::new(),
+                counts: String::new(),
+            };
+            s.verdict = s.overall();
+            (s.verdict, s.in_words())
+        };
+        // However many figures sit at the edge, one clear difference makes
+        // the candidate differ: a borderline API moving between runs does
+        // not change the line.
+        for borderline in 0..=2 {
+            let (v, words) = summary(1, borderline, 0, Verdict::Close);
+            assert_eq!(v, Verdict::Differs);
+            assert_eq!(words, "differs from the original — root-API latency beyond the noise floor");
+        }
+        assert_eq!(
+            summary(2, 1, 0, Verdict::Differs).1,
+            "differs from the original — root-API latency and structure beyond the noise floor"
+        );
+        assert_eq!(
+            summary(0, 0, 0, Verdict::Differs).1,
+            "differs from the original — structure beyond the noise floor"
+        );
+        assert_eq!(summary(0, 0, 0, Verdict::Close).0, Verdict::Close);
+        assert_eq!(summary(0, 1, 0, Verdict::Close).0, Verdict::Borderline);
+        assert_eq!(summary(0, 0, 0, Verdict::Borderline).0, Verdict::Borderline);
+        assert_eq!(summary(0, 0, 4, Verdict::TooFewSamples).0, Verdict::TooFewSamples);
+        assert_eq!(
+            summary(0, 0, 1, Verdict::Close).1,
+            "close to the original — root-API latency and structure within the noise floor; too few samples to judge 1 of 4 root APIs"
         );
     }
 

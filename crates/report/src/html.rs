@@ -50,7 +50,7 @@ td.name, th.name { text-align: left; max-width: 22em; overflow: hidden; text-ove
 td.verdict { text-align: left; white-space: normal; min-width: 7em; }
 td.wrap { white-space: normal; text-align: left; max-width: 40em; }
 td.close, li.close { color: #1a7f37; } td.differs, td.missing, li.differs { color: #b42318; }
-td.too_few_samples, td.inconclusive, td.borderline, li.inconclusive { color: #9a6700; }
+td.too_few_samples, td.inconclusive, td.borderline, li.inconclusive, li.borderline { color: #9a6700; }
 .verdict { font-size: 1.1em; border: 1px solid #ddd; background: #fafafa; padding: 0.6em 1.2em; max-width: 70em; }
 .verdict li { margin: 0.2em 0; } .busy { color: #9a6700; }
 nav.toc { font-size: 0.95em; } nav.toc a { margin-right: 1.2em; }
@@ -157,12 +157,11 @@ pub fn render(original: &Input, candidates: &[Input], cmp: &Comparison, opts: &H
 fn summary_box(h: &mut String, cmp: &Comparison) {
     h.push_str("<div class=\"verdict\"><b>Verdict</b>\n<ul>\n");
     for s in &cmp.summary {
-        let class = if s.host_busy.is_some() {
-            "inconclusive"
-        } else if s.roots_differs > 0 || s.structure == Verdict::Differs {
-            "differs"
-        } else {
-            "close"
+        let class = match s.verdict {
+            Verdict::Differs => "differs",
+            Verdict::Close => "close",
+            Verdict::Borderline => "borderline",
+            Verdict::Inconclusive | Verdict::TooFewSamples | Verdict::Missing => "inconclusive",
         };
         let _ = write!(h, "<li class=\"{class}\">{}<br><small>{}</small>", xml_escape(&s.line), xml_escape(&s.counts));
         if let Some(busy) = &s.host_busy {

@@ -167,8 +167,14 @@ fn figure1_per_caller_latency_palette_vs_naive() {
     assert_eq!(summary[0]["roots_close"], summary[0]["roots"], "{summary}");
     assert_eq!(summary[0]["structure"], "close", "{summary}");
     assert!(text.starts_with("verdict ("), "the verdict comes first:\n{text}");
-    assert!(text.contains("\n  palette: 0/2 root APIs beyond the noise floor; structure within its floor"), "{text}");
-    assert!(text.contains("\n  naive: 2/2 root APIs beyond the noise floor"), "{text}");
+    assert!(
+        text.contains("\n  palette: close to the original — root-API latency and structure within the noise floor\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n  naive: differs from the original — root-API latency beyond the noise floor\n"),
+        "{text}"
+    );
     assert!(line("A a", "palette").ends_with("✓ close"), "{text}");
     assert!(line("C c", "naive").ends_with("✗ differs"), "{text}");
     assert!(line("B b ← A a", "palette").contains("KS 0.0"), "{text}");
