@@ -232,8 +232,8 @@ pub struct CandidateSummary {
     /// The candidate's verdict as a whole: `differs` when a root API or the
     /// structure clearly differs (or a root API is missing), `inconclusive`
     /// when a difference was measured on a busy host, `too_few_samples`
-    /// when nothing could be judged, `borderline` when nothing clearly
-    /// differs but some figure sits at its floor, else `close`.
+    /// when nothing could be judged, else `close` (borderline figures
+    /// included: they are too small to call).
     pub verdict: Verdict,
     /// Why the host was busy, if it was.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -291,8 +291,8 @@ impl CandidateSummary {
     /// that it repeats between invocations: one root API beyond its floor
     /// by more than its uncertainty, or a structure that is, is a candidate
     /// that differs, however many others sit at the edge; borderline
-    /// figures (which another run may put on either side) only make a
-    /// close candidate borderline, and the counts below the line say which.
+    /// figures, which another run may put on either side, decide nothing
+    /// (the counts below the line say how many there are).
     fn overall(&self) -> Verdict {
         let roots_judged = self.roots - self.roots_too_few_samples;
         if self.roots_differs > 0
@@ -304,8 +304,6 @@ impl CandidateSummary {
             Verdict::Inconclusive
         } else if roots_judged == 0 && self.structure == Verdict::TooFewSamples {
             Verdict::TooFewSamples
-        } else if self.roots_borderline > 0 || self.structure == Verdict::Borderline {
-            Verdict::Borderline
         } else {
             Verdict::Close
         }
@@ -342,13 +340,8 @@ impl CandidateSummary {
                 format!("inconclusive — beyond the noise floor while the host was busy{too_few}")
             }
             Verdict::TooFewSamples => "too few samples to judge".to_string(),
-            Verdict::Borderline => {
-                format!(
-                    "close to the original — nothing clearly beyond the noise floor, some figures at its edge{too_few}"
-                )
-            }
-            Verdict::Close | Verdict::Missing => {
-                format!("close to the original — root-API latency and structure within the noise floor{too_few}")
+            Verdict::Close | Verdict::Borderline | Verdict::Missing => {
+                format!("close to the original — nothing clearly beyond the noise floor{too_few}")
             }
         }
     }
@@ -1089,12 +1082,12 @@ mod tests {
             "differs from the original — structure beyond the noise floor"
         );
         assert_eq!(summary(0, 0, 0, Verdict::Close).0, Verdict::Close);
-        assert_eq!(summary(0, 1, 0, Verdict::Close).0, Verdict::Borderline);
-        assert_eq!(summary(0, 0, 0, Verdict::Borderline).0, Verdict::Borderline);
+        // Borderline figures are too small to call, here as for one figure.
+        assert_eq!(summary(0, 0, 0, Verdict::Close), summary(0, 2, 0, Verdict::Borderline));
         assert_eq!(summary(0, 0, 4, Verdict::TooFewSamples).0, Verdict::TooFewSamples);
         assert_eq!(
             summary(0, 0, 1, Verdict::Close).1,
-            "close to the original — root-API latency and structure within the noise floor; too few samples to judge 1 of 4 root APIs"
+            "close to the original — nothing clearly beyond the noise floor; too few samples to judge 1 of 4 root APIs"
         );
     }
 
