@@ -84,15 +84,23 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("palette: error: {err:#}");
+            // Stopping on a signal is what the user asked for, not an error.
+            match err.downcast_ref::<cmd::Interrupted>() {
+                Some(stopped) => eprintln!("palette: {stopped}"),
+                None => eprintln!("palette: error: {err:#}"),
+            }
             ExitCode::from(exit_code(&err))
         }
     }
 }
 
-/// 65 for bad input data, 2 for a usage error, 1 for anything else.
+/// 65 for bad input data, 2 for a usage error, 130/143 for a stop on
+/// SIGINT/SIGTERM, 1 for anything else.
 fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<cmd::Interrupted>() {
+            return e.exit_code();
+        }
         if let Some(e) = cause.downcast_ref::<palette_trace::Error>() {
             if e.is_bad_data() {
                 return 65;

@@ -9,6 +9,11 @@
 //! [`Supervisor::stop`] sends SIGTERM to every child, waits a bounded time,
 //! then kills what is left. Each child's stdout and stderr go to its log file.
 //!
+//! No child outlives the supervisor, even one killed with SIGKILL: one
+//! thread starts, restarts and stops every child, and a child that calls
+//! [`die_with_supervisor`] (as `palette serve` does) gets SIGTERM from the
+//! kernel when that thread ends.
+//!
 //! The children are any commands ([`ChildSpec`]), so the supervisor can be
 //! tested without the runtime; `up` builds the `palette serve` ones.
 
@@ -137,7 +142,8 @@ impl Shared {
 /// Running, supervised children. Dropping it stops them.
 pub struct Supervisor {
     shared: Arc<Shared>,
-    monitor: Option<JoinHandle<()>>,
+    /// Starts, restarts and stops the children; returns how many it killed.
+    monitor: Option<JoinHandle<usize>>,
     opts: SupervisorOptions,
 }
 
@@ -159,41 +165,54 @@ impl Supervisor {
                 }
             }
         }
-        let now = Instant::now();
-        let mut slots: Vec<Slot> = Vec::with_capacity(specs.len());
-        for spec in specs {
-            match spawn(&spec) {
-                Ok(child) => slots.push(Slot {
-                    spec,
-                    child: Some(child),
-                    started: now,
-                    backoff: opts.first_backoff,
-                    restart_at: None,
-                    failed: None,
-                }),
-                Err(e) => {
-                    terminate(&mut slots, opts.stop_timeout);
-                    return Err(e);
-                }
-            }
-        }
         let shared = Arc::new(Shared {
-            slots: Mutex::new(slots),
+            slots: Mutex::new(Vec::new()),
             stopping: AtomicBool::new(false),
             restarts: AtomicU64::new(0),
         });
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        // One thread starts, restarts and stops every child: the kernel ties
+        // a child's parent-death signal to the thread that started it, so
+        // that thread must live exactly as long as the supervisor.
         let monitor = {
             let (shared, opts) = (shared.clone(), opts.clone());
             std::thread::Builder::new()
                 .name("palette-supervisor".into())
-                .spawn(move || monitor(&shared, &opts))
+                .spawn(move || {
+                    match start_all(specs, &opts) {
+                        Ok(slots) => {
+                            *shared.slots() = slots;
+                            let _ = started_tx.send(Ok(()));
+                        }
+                        Err(e) => {
+                            let _ = started_tx.send(Err(e));
+                            return 0;
+                        }
+                    }
+                    monitor(&shared, &opts);
+                    terminate(&mut shared.slots(), opts.stop_timeout)
+                })
                 .map_err(|error| SupervisorError::Spawn {
                     name: "supervisor thread".into(),
                     program: PathBuf::new(),
                     error,
                 })?
         };
-        Ok(Supervisor { shared, monitor: Some(monitor), opts })
+        match started_rx.recv() {
+            Ok(Ok(())) => Ok(Supervisor { shared, monitor: Some(monitor), opts }),
+            Ok(Err(e)) => {
+                let _ = monitor.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = monitor.join();
+                Err(SupervisorError::Spawn {
+                    name: "supervisor thread".into(),
+                    program: PathBuf::new(),
+                    error: std::io::Error::other("it stopped before starting the children"),
+                })
+            }
+        }
     }
 
     /// Waits until every endpoint answers `GET /healthz` with 200; on
@@ -286,12 +305,13 @@ impl Supervisor {
 
     fn shutdown(&mut self) -> StopReport {
         self.shared.stopping.store(true, Ordering::SeqCst);
-        // The monitor restarts nothing once it sees `stopping`; joining it
-        // first means no child is started behind our back.
-        if let Some(m) = self.monitor.take() {
-            let _ = m.join();
-        }
-        let killed = terminate(&mut self.shared.slots(), self.opts.stop_timeout);
+        // The monitor restarts nothing once it sees `stopping`, then stops
+        // the children itself and says how many it had to kill.
+        let killed = match self.monitor.take().map(JoinHandle::join) {
+            Some(Ok(killed)) => killed,
+            // It panicked: stop what is left from here.
+            _ => terminate(&mut self.shared.slots(), self.opts.stop_timeout),
+        };
         StopReport { restarts: self.restarts(), killed }
     }
 }
@@ -301,6 +321,51 @@ impl Drop for Supervisor {
         if self.monitor.is_some() {
             self.shutdown();
         }
+    }
+}
+
+/// Starts every child, or none: on a failure the ones started are stopped.
+fn start_all(specs: Vec<ChildSpec>, opts: &SupervisorOptions) -> Result<Vec<Slot>, SupervisorError> {
+    let now = Instant::now();
+    let mut slots: Vec<Slot> = Vec::with_capacity(specs.len());
+    for spec in specs {
+        match spawn(&spec) {
+            Ok(child) => slots.push(Slot {
+                spec,
+                child: Some(child),
+                started: now,
+                backoff: opts.first_backoff,
+                restart_at: None,
+                failed: None,
+            }),
+            Err(e) => {
+                terminate(&mut slots, opts.stop_timeout);
+                return Err(e);
+            }
+        }
+    }
+    Ok(slots)
+}
+
+/// Tells a supervised child its supervisor's process id.
+pub const SUPERVISOR_PID_ENV: &str = "PALETTE_SUPERVISOR_PID";
+
+/// Called by a child a [`Supervisor`] started (`palette serve` does, first
+/// thing): asks the kernel for SIGTERM when the supervisor goes away —
+/// stopped, crashed or killed with SIGKILL — so that no service outlives
+/// the command that started it. A process not started by a supervisor is
+/// left alone. An error means the supervisor is already gone (it died
+/// between starting the child and this call): the child should exit.
+pub fn die_with_supervisor() -> std::io::Result<()> {
+    let Some(supervisor) = std::env::var(SUPERVISOR_PID_ENV).ok().and_then(|v| v.parse::<i32>().ok()) else {
+        return Ok(());
+    };
+    rustix::process::set_parent_process_death_signal(Some(Signal::TERM))?;
+    // Checked after asking: a supervisor that died before the request
+    // left this process with another parent, and no signal will come.
+    match rustix::process::getppid() {
+        Some(parent) if parent.as_raw_nonzero().get() == supervisor => Ok(()),
+        _ => Err(std::io::Error::other(format!("its supervisor (pid {supervisor}) has exited"))),
     }
 }
 
@@ -435,6 +500,7 @@ fn spawn(spec: &ChildSpec) -> Result<Child, SupervisorError> {
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .env(SUPERVISOR_PID_ENV, std::process::id().to_string())
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)

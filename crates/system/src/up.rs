@@ -122,16 +122,36 @@ pub fn start(system: &LocalSystem, opts: &UpOptions) -> Result<Supervisor, Super
 /// SIGINT (Ctrl-C) and SIGTERM, caught from the moment of
 /// [`Signals::install`]: installed before children start, a signal during
 /// start-up stops them instead of killing the supervisor and orphaning them.
+///
+/// The first signal is only recorded (and raises [`Signals::stop_flag`]):
+/// the command stops what it started, keeps what it measured, and exits
+/// with [`exit_code`]. A second one ends the process at once; its children
+/// still stop, as each `palette serve` asked the kernel to signal it when
+/// its supervisor dies ([`crate::supervise::die_with_supervisor`]).
 pub struct Signals {
+    /// Wakes [`Signals::wait`] on the first signal.
     rx: std::sync::mpsc::Receiver<&'static str>,
+    /// The first signal's name, kept for every later question.
+    first: std::sync::Arc<std::sync::OnceLock<&'static str>>,
+    /// Raised on the first signal, for code that polls a flag (the load generator).
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The command, for messages that tell the user what to run.
+    program: &'static str,
 }
 
 impl Signals {
-    /// Catches the signals on a thread of its own, for the rest of the process's life.
-    pub fn install() -> std::io::Result<Signals> {
+    /// Catches the signals on a thread of its own, for the rest of the
+    /// process's life. `program` names the command in its messages; the
+    /// first signal prints `notice` (unless empty), a second one says the
+    /// process quits now.
+    pub fn install(program: &'static str, notice: &'static str) -> std::io::Result<Signals> {
+        use std::sync::atomic::Ordering;
         use tokio::signal::unix::{SignalKind, signal};
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
         let (tx, rx) = std::sync::mpsc::channel();
+        let first = std::sync::Arc::new(std::sync::OnceLock::new());
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (first_in, stop_in) = (first.clone(), stop.clone());
         std::thread::Builder::new().name("palette-signals".into()).spawn(move || {
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
@@ -148,23 +168,52 @@ impl Signals {
                         _ = term.recv() => "SIGTERM",
                         _ = int.recv() => "SIGINT",
                     };
-                    if tx.send(name).is_err() {
-                        return;
+                    if first_in.set(name).is_err() {
+                        eprintln!("{program}: {name} again: quitting now");
+                        std::process::exit(i32::from(exit_code(name)));
                     }
+                    stop_in.store(true, Ordering::SeqCst);
+                    if !notice.is_empty() {
+                        eprintln!("{program}: {name}: {notice} ({name} again to quit now)");
+                    }
+                    let _ = tx.send(name);
                 }
             })
         })?;
         ready_rx.recv().map_err(|_| std::io::Error::other("the signal thread stopped"))??;
-        Ok(Signals { rx })
+        Ok(Signals { rx, first, stop, program })
     }
 
-    /// The signal that arrived, if one did.
+    /// The first signal that arrived, if one did (it stays the answer).
     pub fn received(&self) -> Option<&'static str> {
-        self.rx.try_recv().ok()
+        self.first.get().copied()
     }
 
-    /// Blocks until a signal arrives; returns its name.
+    /// Blocks until a signal arrives (or returns the one that did); returns its name.
     pub fn wait(&self) -> &'static str {
+        if let Some(name) = self.received() {
+            return name;
+        }
         self.rx.recv().unwrap_or("SIGTERM")
+    }
+
+    /// The command the signals stop (`palette run`, …).
+    pub fn program(&self) -> &'static str {
+        self.program
+    }
+
+    /// A flag raised on the first signal.
+    pub fn stop_flag(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        self.stop.clone()
+    }
+}
+
+/// The exit status a shell gives a process ended by `signal` (128 + its
+/// number): 130 for SIGINT, 143 for SIGTERM. Commands that stop on a signal
+/// exit with it after stopping cleanly, so scripts see the interruption.
+pub fn exit_code(signal: &str) -> u8 {
+    match signal {
+        "SIGINT" => 130,
+        _ => 143,
     }
 }

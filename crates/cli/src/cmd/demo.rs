@@ -59,6 +59,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(missing) = args.apply.iter().find(|p| !p.exists()) {
         anyhow::bail!(cmd::UsageError(format!("{}: no such file or directory", missing.display())));
     }
+    // Caught before any system starts: a signal stops the current run's
+    // systems and the demo, keeping what was measured.
+    let signals = palette_system::up::Signals::install("palette demo", cmd::run::STOPPING)?;
     let dir = &args.output;
     let traces = dir.join("traces");
     std::fs::create_dir_all(&traces).with_context(|| format!("cannot create {}", traces.display()))?;
@@ -106,7 +109,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             argv.extend(["--rpc", rpc]);
         }
         let run_args: cmd::run::Args = verb(&argv)?;
-        summaries.push((system, cmd::run::run_pipeline(&run_args)?));
+        summaries.push((system, cmd::run::run_pipeline(&run_args, &signals)?));
     }
     println!();
     println!("demo done in {:.0}s", started.elapsed().as_secs_f64());

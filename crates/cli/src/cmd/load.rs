@@ -160,29 +160,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         run_id: None,
     };
     opts.validate()?;
-    let observer = Bar::new(Arc::new(AtomicBool::new(false)));
+    // Ctrl-C or SIGTERM ends the run early with a report of what was
+    // measured (and exit 130/143); a second one ends the process.
+    let signals = palette_system::up::Signals::install("palette load", "stopping: waiting for requests in flight")?;
+    let observer = Bar::new(signals.stop_flag());
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
-    let report = rt.block_on(async {
-        // Ctrl-C ends the run early with a report of what was measured; a
-        // second one ends the process.
-        let stop = observer.stop.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                stop.store(true, Ordering::Relaxed);
-                eprintln!("stopping: waiting for requests in flight (Ctrl-C again to quit now)");
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(130);
-                }
-            }
-        });
-        run_load(&opts, &config, &path, &observer).await
-    });
+    let report = rt.block_on(run_load(&opts, &config, &path, &observer));
     observer.finish();
     let report = report?;
     if args.json {
         crate::cmd::print_out(&(serde_json::to_string_pretty(&report)? + "\n"))?;
     } else {
         crate::cmd::print_out(&report.to_text())?;
+    }
+    if let Some(signal) = signals.received() {
+        let kept = "the report above covers the requests sent before it".to_string();
+        return Err(crate::cmd::Interrupted { signal, kept }.into());
     }
     if report.total.requests > 0 && report.total.ok == 0 {
         anyhow::bail!(

@@ -54,6 +54,35 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// A command stopped by SIGINT or SIGTERM after stopping what it started:
+/// the process exits 130 or 143, with `kept` saying what is left on disk.
+#[derive(Debug)]
+pub struct Interrupted {
+    /// The signal's name, which decides the exit code.
+    pub signal: &'static str,
+    /// What was kept or removed, in words (empty: nothing to say).
+    pub kept: String,
+}
+
+impl Interrupted {
+    /// The exit code: 128 + the signal's number.
+    pub fn exit_code(&self) -> u8 {
+        palette_system::up::exit_code(self.signal)
+    }
+}
+
+impl fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "interrupted ({})", self.signal)?;
+        if !self.kept.is_empty() {
+            write!(f, "; {}", self.kept)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
 /// Parses `250ms`, `60s`, `2m`, `1h`, `1.5s` or a bare number of seconds.
 pub fn parse_duration_ns(s: &str) -> Result<i64, String> {
     let s = s.trim();

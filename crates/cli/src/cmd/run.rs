@@ -10,13 +10,12 @@
 //! same files they would: models, systems, live spans, logs and the report.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use palette_load::{Arrivals, LoadOptions, LoadReport, Target, run_load_blocking};
-use palette_system::up::{self, LocalSystem, UpOptions};
+use palette_system::SupervisorError;
+use palette_system::up::{self, LocalSystem, Signals, UpOptions};
 
 use crate::cmd::{self, UsageError, parse_duration_ns, thousands, verb};
 
@@ -86,12 +85,16 @@ pub struct LiveRun {
     /// Which repetition this was (1-based).
     pub run: usize,
     pub spans: PathBuf,
+    /// Where its load report was written.
+    pub load_file: PathBuf,
     pub load: LoadReport,
     /// Services restarted by the supervisor during the run (crashes).
     pub restarts: u64,
     /// Why the host was busy during the run, if it was (the load
     /// generator's and the services' own lateness).
     pub host_busy: Option<String>,
+    /// A signal ended its load before the planned duration.
+    pub stopped_early: bool,
 }
 
 /// What a whole run wrote.
@@ -103,7 +106,8 @@ pub struct RunSummary {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let summary = run_pipeline(&args)?;
+    let signals = Signals::install("palette run", STOPPING)?;
+    let summary = run_pipeline(&args, &signals)?;
     println!();
     for live in &summary.live {
         let t = &live.load.total;
@@ -128,9 +132,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the first SIGINT or SIGTERM says (the second quits at once).
+pub const STOPPING: &str = "stopping the systems after the current step, keeping what was measured";
+
 /// The whole pipeline; `palette demo` runs it on the built-in examples.
-pub fn run_pipeline(args: &Args) -> anyhow::Result<RunSummary> {
-    let started_all = Instant::now();
+/// `signals` (installed before anything starts) stop it between steps and
+/// end a load early; the command it is part of is `signals.program()`.
+///
+/// A run that fails or is stopped before anything was measured removes the
+/// directory it created, so that the same command can simply be run again;
+/// one that measured something keeps it, and says so.
+pub fn run_pipeline(args: &Args, signals: &Signals) -> anyhow::Result<RunSummary> {
     if !(args.rate > 0.0 && args.rate.is_finite()) {
         anyhow::bail!(UsageError(format!(
             "--rate must be a positive number of requests per second, not {}",
@@ -148,16 +160,84 @@ pub fn run_pipeline(args: &Args) -> anyhow::Result<RunSummary> {
         anyhow::bail!(UsageError(format!("{}: no such file or directory", missing.display())));
     }
     let dir = &args.output;
+    let ours = is_new_or_empty(dir);
     prepare_dir(dir, args.force)?;
+    let mut live = Vec::new();
+    match pipeline(args, signals, &mut live) {
+        Ok(summary) => Ok(summary),
+        Err(e) => Err(leave_behind(e, dir, ours, &live, signals.program())),
+    }
+}
+
+/// Whether DIR is absent or empty: the run may remove it again.
+fn is_new_or_empty(dir: &Path) -> bool {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(_) => !dir.exists(),
+    }
+}
+
+/// What a failed or stopped run leaves, said once: nothing measured in a
+/// directory it made → the directory goes; else what is kept stays.
+fn leave_behind(e: anyhow::Error, dir: &Path, ours: bool, live: &[LiveRun], program: &str) -> anyhow::Error {
+    let kept = if live.is_empty() && ours {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => format!("removed {} (nothing was measured)", dir.display()),
+            Err(err) => format!("nothing was measured; could not remove {}: {err}", dir.display()),
+        }
+    } else if live.is_empty() {
+        format!(
+            "nothing was measured; {} held files before this run, so it is left as it is (pass --force to {program} again)",
+            dir.display()
+        )
+    } else {
+        let files: Vec<String> = live
+            .iter()
+            .flat_map(|l| [l.load_file.clone(), l.spans.clone()])
+            .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        let stopped_early = if live.iter().any(|l| l.stopped_early) { ", the last stopped early" } else { "" };
+        format!(
+            "kept {}: {} measured run(s){stopped_early} ({}); no report was written",
+            dir.display(),
+            live.len(),
+            files.join(", ")
+        )
+    };
+    match e.downcast::<cmd::Interrupted>() {
+        Ok(mut stopped) => {
+            stopped.kept = kept;
+            stopped.into()
+        }
+        Err(e) => {
+            eprintln!("{program}: {kept}");
+            e
+        }
+    }
+}
+
+/// Stops the pipeline at a step boundary once a signal arrived.
+fn check(signals: &Signals) -> anyhow::Result<()> {
+    match signals.received() {
+        Some(signal) => Err(cmd::Interrupted { signal, kept: String::new() }.into()),
+        None => Ok(()),
+    }
+}
+
+fn pipeline(args: &Args, signals: &Signals, live: &mut Vec<LiveRun>) -> anyhow::Result<RunSummary> {
+    let started_all = Instant::now();
+    let dir = &args.output;
     let kinds: Vec<&str> = match args.kind.as_str() {
         "both" => vec!["palette", "naive"],
         one => vec![one],
     };
     let steps = kinds.len() * (1 + args.repeat) + 1;
     let mut step = 0;
-    let mut next = |what: String| {
+    let mut next = |what: String| -> anyhow::Result<()> {
+        check(signals)?;
         step += 1;
         eprintln!("[{step}/{steps}] {what}");
+        Ok(())
     };
     let inputs: Vec<&str> = args.inputs.iter().map(|p| s(p)).collect::<anyhow::Result<_>>()?;
     let mut apply = args.apply.clone();
@@ -173,7 +253,7 @@ pub fn run_pipeline(args: &Args) -> anyhow::Result<RunSummary> {
     for (k, kind) in kinds.iter().enumerate() {
         let model = dir.join(format!("model-{kind}.json"));
         let system = dir.join(format!("system-{kind}"));
-        next(format!("fitting the {kind} model and generating its system"));
+        next(format!("fitting the {kind} model and generating its system"))?;
         let mut argv = inputs.clone();
         argv.extend(["--kind", kind, "-o", s(&model)?]);
         for f in &apply {
@@ -203,19 +283,19 @@ pub fn run_pipeline(args: &Args) -> anyhow::Result<RunSummary> {
     }
     // The kinds take turns, so a change in the host's load over the runs
     // falls on each of them alike.
-    let mut live = Vec::new();
     for run in 1..=args.repeat {
         for (kind, system) in &systems {
             let of = if args.repeat > 1 { format!(" (run {run} of {})", args.repeat) } else { String::new() };
-            next(format!("running the {kind} system under load{of}"));
-            let one = run_live(kind, run, system, dir, args)?;
+            next(format!("running the {kind} system under load{of}"))?;
+            let one = run_live(kind, run, system, dir, args, signals)?;
             if let Some(busy) = &one.host_busy {
                 eprintln!("palette: warning: {kind} run {run}: {busy}; latency verdicts of {kind} are inconclusive");
             }
             live.push(one);
+            check(signals)?;
         }
     }
-    next("comparing the live systems' spans with the input".into());
+    next("comparing the live systems' spans with the input".into())?;
     let report = dir.join("report");
     let mut argv = inputs.clone();
     argv.extend(["--html", s(&report)?]);
@@ -297,11 +377,19 @@ pub fn run_pipeline(args: &Args) -> anyhow::Result<RunSummary> {
     let cmp = compare_args.report(&original, &candidates, cmd::compare::metadata(Some(extra)), started)?;
     eprintln!("done in {:.0}s", started_all.elapsed().as_secs_f64());
     let verdicts = cmp.summary.iter().map(|v| v.line.clone()).collect();
-    Ok(RunSummary { live, report: report.join("index.html"), verdicts })
+    Ok(RunSummary { live: std::mem::take(live), report: report.join("index.html"), verdicts })
 }
 
 /// Starts one generated system, loads it, stops it, and keeps its spans.
-fn run_live(kind: &str, run: usize, system_dir: &Path, dir: &Path, args: &Args) -> anyhow::Result<LiveRun> {
+/// A signal ends the load early; what it measured is kept all the same.
+fn run_live(
+    kind: &str,
+    run: usize,
+    system_dir: &Path,
+    dir: &Path,
+    args: &Args,
+    signals: &Signals,
+) -> anyhow::Result<LiveRun> {
     let system = LocalSystem::load(&system_dir.join("system.json"))?;
     let produced = system.spans_file().context("the generated system writes no span file (tracing.file is null)")?;
     // Each run starts from an empty span file: one file, one run.
@@ -313,10 +401,23 @@ fn run_live(kind: &str, run: usize, system_dir: &Path, dir: &Path, args: &Args) 
     }
     let mut opts = UpOptions::new(std::env::current_exe()?);
     opts.packed = args.packed;
-    let supervisor = up::start(&system, &opts)?;
-    if let Err(e) = supervisor.wait_healthy(opts.health_timeout) {
+    let supervisor = up::start(&system, &opts).map_err(|e| match e {
+        // The user runs this command, not `generate`: say what to pass it.
+        SupervisorError::PortTaken { service, addr, error } => anyhow::anyhow!(
+            "port {} of service `{service}` is taken ({error}); stop what listens on {addr}, or pass another --base-port to `{}`",
+            addr.port(),
+            signals.program()
+        ),
+        e => e.into(),
+    })?;
+    if let Err(e) = supervisor.wait_healthy_unless(opts.health_timeout, || signals.received().is_some()) {
         supervisor.stop();
-        return Err(e.into());
+        return match e {
+            SupervisorError::Interrupted => {
+                Err(cmd::Interrupted { signal: signals.wait(), kept: String::new() }.into())
+            }
+            e => Err(e.into()),
+        };
     }
     let load_opts = LoadOptions {
         arrivals: Arrivals::Poisson { rate: args.rate },
@@ -326,7 +427,7 @@ fn run_live(kind: &str, run: usize, system_dir: &Path, dir: &Path, args: &Args) 
         target: Target::Host("127.0.0.1".into()),
         ..LoadOptions::default()
     };
-    let observer = cmd::load::Bar::new(Arc::new(AtomicBool::new(false)));
+    let observer = cmd::load::Bar::new(signals.stop_flag());
     let report = run_load_blocking(&load_opts, &system.config, &system_dir.join("system.json"), &observer);
     observer.finish();
     // Stopping drains the services and flushes their spans.
@@ -336,11 +437,22 @@ fn run_live(kind: &str, run: usize, system_dir: &Path, dir: &Path, args: &Args) 
     let name = |what: &str, ext: &str| {
         if args.repeat > 1 { format!("{what}-{kind}-{run}.{ext}") } else { format!("{what}-{kind}.{ext}") }
     };
-    std::fs::write(dir.join(name("load", "json")), serde_json::to_string_pretty(&report)? + "\n")?;
+    let load_file = dir.join(name("load", "json"));
+    std::fs::write(&load_file, serde_json::to_string_pretty(&report)? + "\n")?;
     let spans = dir.join(name("spans", "jsonl"));
     std::fs::copy(&produced, &spans).with_context(|| format!("cannot copy {}", produced.display()))?;
     let host_busy = report.contention.host_busy();
-    Ok(LiveRun { kind: kind.to_string(), run, spans, load: report, restarts: stopped.restarts, host_busy })
+    let stopped_early = signals.received().is_some();
+    Ok(LiveRun {
+        kind: kind.to_string(),
+        run,
+        spans,
+        load_file,
+        load: report,
+        restarts: stopped.restarts,
+        host_busy,
+        stopped_early,
+    })
 }
 
 /// The load's seed in repetition `run` (1-based) of a run seeded `seed`.

@@ -63,6 +63,8 @@ pub fn load(path: &Path) -> anyhow::Result<SystemConfig> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    // First thing: a service started by `palette up`/`run` must not outlive it.
+    palette_system::supervise::die_with_supervisor().context("not starting")?;
     let config = load(&args.system)?;
     let base_dir = match args.system.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -94,15 +96,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let _ = writeln!(out, "{name} listening on http://{addr}{protocols}");
         }
         let _ = writeln!(out, "{spans}");
-        shutdown_signal().await;
-        eprintln!("palette serve: stopping (draining for up to {:?})…", opts.drain);
+        let signal = shutdown_signal().await;
+        eprintln!(
+            "palette serve: {signal}: stopping (draining for up to {:?}; {signal} again to quit now)…",
+            opts.drain
+        );
+        tokio::spawn(async {
+            let again = shutdown_signal().await;
+            eprintln!("palette serve: {again} again: quitting now");
+            std::process::exit(i32::from(palette_system::up::exit_code(again)));
+        });
         let stats = running.shutdown().await;
         eprintln!(
             "palette serve: stopped; {} spans exported, {} dropped",
             crate::cmd::thousands(stats.exported),
             crate::cmd::thousands(stats.dropped)
         );
-        Ok::<(), anyhow::Error>(())
+        Err(crate::cmd::Interrupted { signal, kept: String::new() }.into())
     })
 }
 

@@ -8,7 +8,7 @@ use palette_runtime::config::ConfigError;
 use palette_system::SupervisorError;
 use palette_system::up::{self, LocalSystem, Signals, UpOptions};
 
-use crate::cmd::UsageError;
+use crate::cmd::{Interrupted, UsageError};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:\n  \
@@ -45,14 +45,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     opts.log_dir = args.log_dir.as_ref().map(std::path::absolute).transpose()?;
     opts.health_timeout = Duration::from_nanos(args.health_timeout.max(0) as u64);
     // Caught from here on: Ctrl-C during start-up stops the children too.
-    let signals = Signals::install()?;
+    let signals = Signals::install("palette up", "")?;
     let supervisor = up::start(&system, &opts)?;
     match supervisor.wait_healthy_unless(opts.health_timeout, || signals.received().is_some()) {
         Ok(()) => {}
         Err(SupervisorError::Interrupted) => {
+            let signal = signals.wait();
             let report = supervisor.stop();
-            eprintln!("palette up: interrupted while starting; stopped ({} restarts)", report.restarts);
-            return Ok(());
+            eprintln!("palette up: {signal} while starting; stopped ({} restarts)", report.restarts);
+            return Err(Interrupted { signal, kept: String::new() }.into());
         }
         Err(e) => {
             supervisor.stop();
@@ -86,7 +87,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!("press Ctrl-C to stop");
 
     let signal = signals.wait();
-    eprintln!("palette up: {signal}: stopping {} process(es)", children.len());
+    eprintln!("palette up: {signal}: stopping {} process(es) ({signal} again to quit now)", children.len());
     let report = supervisor.stop();
     eprintln!(
         "palette up: stopped ({} restart{}{})",
@@ -94,5 +95,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         if report.restarts == 1 { "" } else { "s" },
         if report.killed > 0 { format!(", {} killed after the stop timeout", report.killed) } else { String::new() }
     );
-    Ok(())
+    Err(Interrupted { signal, kept: String::new() }.into())
 }

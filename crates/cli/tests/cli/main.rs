@@ -14,6 +14,7 @@ mod replicate;
 mod run;
 mod scale;
 mod serve;
+mod signals;
 mod system;
 mod util;
 mod whatif;

@@ -143,7 +143,7 @@ fn twice_the_capacity_for_a_minute_is_refused_with_503_and_the_system_recovers()
     let status = up.wait().unwrap();
     let mut err = String::new();
     let _ = up.stderr.take().unwrap().read_to_string(&mut err);
-    assert_eq!(status.code(), Some(0), "{err}");
+    assert_eq!(status.code(), Some(143), "{err}");
     assert!(err.contains("0 restarts"), "{err}");
     // The refusals are traced: error spans, and every line of the file parses.
     let spans = std::fs::read_to_string(dir.path("sys/spans.jsonl")).unwrap();

@@ -87,7 +87,7 @@ fn serve_runs_until_sigterm_and_flushes_spans() {
     let status = child.wait().unwrap();
     let mut stderr = String::new();
     child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(status.code(), Some(143), "{stderr}");
     assert!(stderr.contains("stopped; 5 spans exported, 0 dropped"), "{stderr}");
     let text = std::fs::read_to_string(&spans).unwrap();
     assert_eq!(text.matches("\"spanId\"").count(), 5, "3 SERVER and 2 CLIENT spans: {text}");
@@ -143,7 +143,7 @@ fn serve_answers_grpc_calls_of_a_grpc_system() {
     let status = child.wait().unwrap();
     let mut stderr = String::new();
     child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(status.code(), Some(143), "{stderr}");
     let text = std::fs::read_to_string(dir.path("sys/spans.jsonl")).unwrap();
     assert_eq!(text.matches("\"spanId\"").count(), 3, "2 SERVER and 1 CLIENT span: {text}");
     assert_eq!(text.matches("\"rpc.system\"").count(), 3, "every span of a gRPC call says so: {text}");

@@ -106,7 +106,7 @@ fn healthz(port: u16) -> bool {
 }
 
 /// The real thing: `palette up` runs `palette serve` per service (and
-/// packed), every port answers /healthz, SIGTERM stops it with exit 0 and
+/// packed), every port answers /healthz, SIGTERM stops it with exit 143 and
 /// frees every port.
 #[test]
 fn up_runs_and_stops_the_system() {
@@ -139,7 +139,7 @@ fn up_runs_and_stops_the_system() {
         let status = up.wait().unwrap();
         let mut err = String::new();
         let _ = up.stderr.take().unwrap().read_to_string(&mut err);
-        assert_eq!(status.code(), Some(0), "{err}");
+        assert_eq!(status.code(), Some(143), "{err}");
         assert!(err.contains("SIGTERM: stopping") && err.contains("stopped (0 restarts"), "{err}");
         for p in base..base + 3 {
             assert!(TcpListener::bind(("127.0.0.1", p)).is_ok(), "port {p} is free again");
