@@ -37,6 +37,7 @@ pub mod check;
 pub mod exec;
 pub mod fit;
 pub mod intervene;
+pub mod json;
 pub mod model;
 pub mod partial;
 pub mod pfa;

@@ -364,7 +364,8 @@ impl Model {
         }
     }
 
-    /// Serialises deterministically (pretty JSON, trailing newline).
+    /// Serialises deterministically (indented JSON with lists of numbers on
+    /// one line, see [`crate::json`]; trailing newline).
     pub fn to_json(&self) -> String {
         let mut out = Vec::new();
         self.write_json(&mut out).expect("models always serialise");
@@ -375,8 +376,6 @@ impl Model {
     /// of 20,000 services is half a gigabyte of text, which need not be held
     /// beside the model.
     pub fn write_json(&self, w: impl std::io::Write) -> std::io::Result<()> {
-        let mut w = w;
-        serde_json::to_writer_pretty(&mut w, self).map_err(std::io::Error::other)?;
-        w.write_all(b"\n")
+        crate::json::to_writer(w, self)
     }
 }

@@ -438,11 +438,10 @@ impl SystemConfig {
         self.services.iter().position(|s| s.apis.contains(&api))
     }
 
-    /// Deterministic pretty JSON with a trailing newline.
+    /// Deterministic indented JSON (lists of numbers on one line, as the
+    /// model's) with a trailing newline.
     pub fn to_json(&self) -> String {
-        let mut s = serde_json::to_string_pretty(self).expect("systems always serialise");
-        s.push('\n');
-        s
+        palette_model::json::to_string(self)
     }
 }
 

@@ -41,13 +41,17 @@ pub enum Source {
 }
 
 /// The tag of the image `Dockerfile.system` builds: the base image's
-/// repository with `-NAME` added, same registry and tag, so it is pushed
-/// where the base image is.
+/// repository with `-NAME` added (tag `latest`, same registry), so it is
+/// pushed where the base image is. A name that already starts with the
+/// repository's own name is not prefixed again (`palette` + `palette-shop`
+/// is `palette-shop`, not `palette-palette-shop`).
 pub fn system_image(base: &str, name: &str) -> String {
     let slash = base.rfind('/').map_or(0, |i| i + 1);
-    match base[slash..].find([':', '@']) {
-        Some(i) => format!("{}-{name}:latest", &base[..slash + i]),
-        None => format!("{base}-{name}:latest"),
+    let end = base[slash..].find([':', '@']).map_or(base.len(), |i| slash + i);
+    let (path, repo) = (&base[..slash], &base[slash..end]);
+    match name.strip_prefix(repo) {
+        Some(rest) if rest.starts_with('-') => format!("{path}{name}:latest"),
+        _ => format!("{path}{repo}-{name}:latest"),
     }
 }
 
@@ -238,5 +242,8 @@ mod tests {
         assert_eq!(system_image("palette:latest", "shop"), "palette-shop:latest");
         assert_eq!(system_image("palette", "shop"), "palette-shop:latest");
         assert_eq!(system_image("reg.io:5000/team/palette:1.2", "shop"), "reg.io:5000/team/palette-shop:latest");
+        assert_eq!(system_image("palette:latest", "palette-naive"), "palette-naive:latest");
+        assert_eq!(system_image("reg.io/palette@sha256:ab", "palette-shop"), "reg.io/palette-shop:latest");
+        assert_eq!(system_image("palette", "palettes"), "palette-palettes:latest");
     }
 }
