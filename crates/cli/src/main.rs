@@ -50,8 +50,10 @@ enum Command {
     Compare(cmd::compare::Args),
     /// Generate a runnable system from a model: system.json, compose.yaml, k8s/, Dockerfile, README.
     Generate(cmd::generate::Args),
-    /// Run a generated system as supervised local processes until Ctrl-C.
+    /// Run a generated system as supervised local processes (or on Docker Compose) until Ctrl-C.
     Up(cmd::up::Args),
+    /// Make the container image of generated systems from this binary (docker import, offline).
+    Image(cmd::image::Args),
     /// Write the built-in example traces (a web shop and Alibaba-style calls) in every format.
     Example(cmd::example::Args),
     /// Measure Palette's own speed and memory; prints a table.
@@ -60,6 +62,8 @@ enum Command {
     Serve(cmd::serve::Args),
     /// Open-loop load against a running system's root APIs: Poisson or replayed arrivals, latency table.
     Load(cmd::load::Args),
+    /// Check that a served service answers /healthz (exit 0) — the containers' health check.
+    Health(cmd::health::Args),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +84,8 @@ fn main() -> ExitCode {
         Command::Up(args) => cmd::up::run(args),
         Command::Serve(args) => cmd::serve::run(args),
         Command::Load(args) => cmd::load::run(args),
+        Command::Image(args) => cmd::image::run(args),
+        Command::Health(args) => cmd::health::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

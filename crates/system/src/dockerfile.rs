@@ -14,14 +14,27 @@ use crate::k8s::UID;
 pub fn render() -> String {
     format!(
         r#"# The image of a Palette system: the `palette` binary, run as a non-root user.
-# Build it from the Palette repository (the build context is the repository):
+# Build it from the Palette repository (the build context is the repository),
+# with BuildKit (Docker 23+ has it by default; 20.10: DOCKER_BUILDKIT=1):
 #   docker build -t palette:latest -f Dockerfile /path/to/palette
 # Dockerfile.dockerignore beside this file keeps target/ and .git out of the
 # context; with another Dockerfile name, put those two lines in the
 # repository's .dockerignore.
+#
+# Already built Palette? `palette image` makes the same image from your
+# binary in seconds, with no Rust toolchain and no base image.
+#
+# No registry? Both stages' images are build arguments: make them locally
+# (e.g. `debootstrap --variant=minbase bookworm DIR` then
+# `tar -C DIR -c . | docker import - debian:bookworm-slim`) and pass
+#   --build-arg RUST_IMAGE=... --build-arg BASE_IMAGE=...
 
 # Same Debian release as the runtime stage: the binary needs its glibc.
-FROM rust:1.95-bookworm AS build
+ARG RUST_IMAGE=rust:1.95-bookworm
+ARG BASE_IMAGE=debian:bookworm-slim
+
+# hadolint ignore=DL3006
+FROM ${{RUST_IMAGE}} AS build
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
@@ -29,15 +42,11 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked -p palette \
  && install -m 0755 target/release/palette /usr/local/bin/palette
 
-FROM debian:bookworm-slim
-# curl: the compose health check. Not pinned: bookworm's security updates
-# replace the versions, and a pin would stop the build.
-# hadolint ignore=DL3008
-RUN apt-get update \
- && apt-get install -y --no-install-recommends curl ca-certificates \
- && rm -rf /var/lib/apt/lists/*
+# hadolint ignore=DL3006
+FROM ${{BASE_IMAGE}}
 # A fixed uid, so Kubernetes can check runAsNonRoot; /etc/palette is where
-# system.json is mounted and the span file is written.
+# system.json is mounted and the span file is written. Nothing is installed:
+# the health check is `palette health`, so the build needs no package mirror.
 RUN groupadd --system --gid {UID} palette \
  && useradd --system --uid {UID} --gid palette --home-dir /nonexistent --no-create-home \
       --shell /usr/sbin/nologin palette \
@@ -45,7 +54,7 @@ RUN groupadd --system --gid {UID} palette \
 COPY --from=build /usr/local/bin/palette /usr/local/bin/palette
 USER {UID}:{UID}
 WORKDIR /etc/palette
-ENTRYPOINT ["palette"]
+ENTRYPOINT ["/usr/local/bin/palette"]
 CMD ["--help"]
 "#
     )

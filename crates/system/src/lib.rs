@@ -34,8 +34,10 @@
 //! ```
 
 pub mod compose;
+pub mod docker;
 pub mod dockerfile;
 pub mod generate;
+pub mod image;
 pub mod k8s;
 pub mod readme;
 pub mod supervise;

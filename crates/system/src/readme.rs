@@ -131,6 +131,13 @@ pub fn render(config: &SystemConfig, opts: &GenerateOptions, source: &Source) ->
 
     let first = config.services.first().map(|s| s.host.as_str()).unwrap_or("SERVICE");
     s.push_str("## Run it with Docker Compose\n\n```sh\n");
+    let _ =
+        writeln!(s, "palette image --tag {}      # once: the image, from your palette binary (offline)", opts.image);
+    s.push_str(
+        "palette up . --target compose  # the services on Docker until Ctrl-C; then spans.jsonl is copied here\n",
+    );
+    s.push_str("palette load .                 # in another terminal: drive them through the published ports\n```\n\n");
+    s.push_str("Or by hand, with the image built by the Dockerfile (no Palette binary needed):\n\n```sh\n");
     let _ = writeln!(
         s,
         "docker build -t {} -f Dockerfile /path/to/palette   # once: the build context is the Palette repository",
@@ -145,11 +152,17 @@ pub fn render(config: &SystemConfig, opts: &GenerateOptions, source: &Source) ->
          so `palette load .` from the host works too. Flags for the load generator go after the service: \
          `docker compose run --rm load load /etc/palette/system.json --peers dns --duration 5m`. \
          Spans go to the volume `spans`; copy them out with\n\
-         `docker compose run --rm --no-deps --entrypoint cat {first} /etc/palette/spans.jsonl > spans.jsonl`. \
+         `docker cp \"$(docker compose ps -q {first})\":/etc/palette/spans.jsonl spans.jsonl`. \
          No OpenTelemetry collector is started: to send spans to one, generate with \
          `--otlp-endpoint http://HOST:4318/v1/traces`.\n"
     );
 
+    s.push_str(
+        "Palette's own tests run a generated system like this one on Docker Compose for real \
+         (`palette image`, `palette up --target compose`, load, spans compared). The Kubernetes \
+         manifests below are only validated against the Kubernetes schemas (`kubernetes-validate \
+         --strict`): no cluster has run them in Palette's tests.\n\n",
+    );
     s.push_str("## Run it on Kubernetes\n\n```sh\n");
     let _ = writeln!(s, "docker build -t {} -f Dockerfile /path/to/palette   # once, as for compose", opts.image);
     let images = match source {

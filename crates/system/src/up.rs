@@ -137,7 +137,13 @@ pub struct Signals {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The command, for messages that tell the user what to run.
     program: &'static str,
+    /// Run on the second signal, just before the process exits: what must
+    /// not outlive it and does not die with it (containers).
+    last_words: std::sync::Arc<std::sync::OnceLock<LastWords>>,
 }
+
+/// See [`Signals::on_quit`].
+type LastWords = Box<dyn Fn() + Send + Sync>;
 
 impl Signals {
     /// Catches the signals on a thread of its own, for the rest of the
@@ -151,7 +157,8 @@ impl Signals {
         let (tx, rx) = std::sync::mpsc::channel();
         let first = std::sync::Arc::new(std::sync::OnceLock::new());
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (first_in, stop_in) = (first.clone(), stop.clone());
+        let last_words = std::sync::Arc::new(std::sync::OnceLock::<LastWords>::new());
+        let (first_in, stop_in, last_words_in) = (first.clone(), stop.clone(), last_words.clone());
         std::thread::Builder::new().name("palette-signals".into()).spawn(move || {
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
@@ -170,6 +177,9 @@ impl Signals {
                     };
                     if first_in.set(name).is_err() {
                         eprintln!("{program}: {name} again: quitting now");
+                        if let Some(f) = last_words_in.get() {
+                            f();
+                        }
                         std::process::exit(i32::from(exit_code(name)));
                     }
                     stop_in.store(true, Ordering::SeqCst);
@@ -181,7 +191,14 @@ impl Signals {
             })
         })?;
         ready_rx.recv().map_err(|_| std::io::Error::other("the signal thread stopped"))??;
-        Ok(Signals { rx, first, stop, program })
+        Ok(Signals { rx, first, stop, program, last_words })
+    }
+
+    /// Sets what a second signal runs before the process exits (once; a
+    /// later call is ignored). Local children need nothing (they die with
+    /// their supervisor); containers do.
+    pub fn on_quit(&self, f: impl Fn() + Send + Sync + 'static) {
+        let _ = self.last_words.set(Box::new(f));
     }
 
     /// The first signal that arrived, if one did (it stays the answer).

@@ -5,6 +5,8 @@ pub mod edit;
 pub mod example;
 pub mod fit;
 pub mod generate;
+pub mod health;
+pub mod image;
 pub mod inspect;
 pub mod load;
 pub mod merge;

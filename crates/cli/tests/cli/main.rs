@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod compare;
+mod compose;
 mod edit;
 mod inspect;
 mod limits;
