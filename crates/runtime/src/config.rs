@@ -336,6 +336,15 @@ impl SystemConfig {
                     format!("service `{}` is listed twice (also services[{j}])", s.name),
                 ));
             }
+            if s.name.contains('\0') {
+                return Err((
+                    vec![K("services"), I(i), K("name")],
+                    format!(
+                        "service name `{}` holds a NUL character, which no command line can carry",
+                        s.name.escape_debug()
+                    ),
+                ));
+            }
             if !is_dns_label(&s.host) {
                 return Err((
                     vec![K("services"), I(i), K("host")],
