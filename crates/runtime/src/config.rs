@@ -307,6 +307,7 @@ impl SystemConfig {
             ("max_stages", u64::from(l.max_stages)),
             ("max_depth", u64::from(l.max_depth)),
             ("max_baggage_bytes", l.max_baggage_bytes as u64),
+            ("max_memory_work_bytes", l.max_memory_work_bytes),
         ];
         for (name, v) in positive {
             if v == 0 {
