@@ -4,6 +4,8 @@
 mod bad_input;
 mod compare;
 mod edit;
+mod hostile;
+mod hostile_peers;
 mod inspect;
 mod limits;
 mod load;
