@@ -7,7 +7,8 @@
 
 use std::fmt::Write as _;
 
-use crate::model::{ApiId, Caller, CondSketch, Model};
+use crate::model::{ApiId, Caller, CondSketch, MAX_REPLICAS, Model};
+use crate::sketch::Sketch;
 
 /// A step of a path into the JSON document.
 #[derive(Clone, Debug)]
@@ -75,9 +76,12 @@ pub fn check(model: &Model) -> Result<(), CheckError> {
     };
     let caller_ok = |c: Caller, at: Vec<OwnedSeg>| c.map_or(Ok(()), |id| api_ok(id, at));
     let cond_ok = |c: &CondSketch, at: Vec<OwnedSeg>| -> Result<(), CheckError> {
+        sketch_ok(&c.all, [at.as_slice(), &[K("all")]].concat())?;
         for (k, cs) in c.by_caller.iter().enumerate() {
             let mut p = at.clone();
-            p.extend([K("by_caller"), I(k), K("caller")]);
+            p.extend([K("by_caller"), I(k)]);
+            sketch_ok(&cs.sketch, [p.as_slice(), &[K("sketch")]].concat())?;
+            p.push(K("caller"));
             caller_ok(cs.caller, p)?;
         }
         Ok(())
@@ -89,12 +93,37 @@ pub fn check(model: &Model) -> Result<(), CheckError> {
         api_ok(e.caller, vec![K("edges"), I(i), K("caller")])?;
         api_ok(e.callee, vec![K("edges"), I(i), K("callee")])?;
     }
+    let mut names = std::collections::HashMap::new();
     for (a, api) in model.apis.iter().enumerate() {
         let at = |rest: &[OwnedSeg]| {
             let mut p = vec![K("apis"), I(a)];
             p.extend_from_slice(rest);
             p
         };
+        // An API the services list does not name would be served by no
+        // service; two APIs of one name would share one operation.
+        if !model.services.contains(&api.service) {
+            return Err(err(at(&[K("service")]), format!("service `{}` is not in `services`", api.service)));
+        }
+        if let Some(other) = names.insert((&api.service, &api.operation), a) {
+            return Err(err(
+                at(&[K("operation")]),
+                format!("API `{} {}` is also apis[{other}]", api.service, api.operation),
+            ));
+        }
+        sketch_ok(&api.latency, at(&[K("latency")]))?;
+        for (key, sketch) in [("request_bytes", &api.request_bytes), ("response_bytes", &api.response_bytes)] {
+            if let Some(sketch) = sketch {
+                sketch_ok(sketch, at(&[K(key)]))?;
+            }
+        }
+        // Fits clamp it to [0, 1]; outside, the copula draws NaN overheads.
+        if !(0.0..=1.0).contains(&api.overhead_correlation) {
+            return Err(err(
+                at(&[K("overhead_correlation")]),
+                format!("correlation {} is not between 0 and 1", api.overhead_correlation),
+            ));
+        }
         for (i, c) in api.callers.iter().enumerate() {
             caller_ok(c.caller, at(&[K("callers"), I(i), K("caller")]))?;
         }
@@ -143,10 +172,43 @@ pub fn check(model: &Model) -> Result<(), CheckError> {
             cond_ok(&o.overhead, at(&[K("overhead"), I(i), K("overhead")]))?;
         }
         if let Some(naive) = &api.naive {
+            sketch_ok(&naive.work, at(&[K("naive"), K("work")]))?;
             for (i, c) in naive.calls.iter().enumerate() {
                 api_ok(c.callee, at(&[K("naive"), K("calls"), I(i), K("callee")]))?;
             }
         }
+    }
+    deploy_ok(model)
+}
+
+/// A sketch's extremes bound every value drawn from it: `min` above `max`
+/// would make sampling and quantiles panic.
+fn sketch_ok(s: &Sketch, at: Vec<OwnedSeg>) -> Result<(), CheckError> {
+    if s.n > 0 && s.min > s.max {
+        return Err(err(at, format!("the sketch's min {} is above its max {}", s.min, s.max)));
+    }
+    Ok(())
+}
+
+/// What `palette generate` takes from `deploy` is within what a system allows.
+fn deploy_ok(model: &Model) -> Result<(), CheckError> {
+    use OwnedSeg::Key as K;
+    let d = &model.deploy;
+    if let Some(rpc) = d.rpc.as_deref()
+        && !matches!(rpc, "http" | "grpc")
+    {
+        return Err(err(vec![K("deploy"), K("rpc")], format!("rpc `{rpc}` is neither `http` nor `grpc`")));
+    }
+    if let Some(rate) = d.sample_rate
+        && !(0.0..=1.0).contains(&rate)
+    {
+        return Err(err(vec![K("deploy"), K("sample_rate")], format!("sample_rate {rate} is not between 0 and 1")));
+    }
+    if let Some((service, n)) = d.replicas.iter().find(|(_, n)| !(1..=MAX_REPLICAS).contains(*n)) {
+        return Err(err(
+            vec![K("deploy"), K("replicas")],
+            format!("{n} instances of `{service}`; a service has 1 to {MAX_REPLICAS}"),
+        ));
     }
     Ok(())
 }

@@ -307,6 +307,7 @@ impl SystemConfig {
             ("max_stages", u64::from(l.max_stages)),
             ("max_depth", u64::from(l.max_depth)),
             ("max_baggage_bytes", l.max_baggage_bytes as u64),
+            ("max_memory_work_bytes", l.max_memory_work_bytes),
         ];
         for (name, v) in positive {
             if v == 0 {
@@ -334,6 +335,15 @@ impl SystemConfig {
                 return Err((
                     vec![K("services"), I(i), K("name")],
                     format!("service `{}` is listed twice (also services[{j}])", s.name),
+                ));
+            }
+            if s.name.contains('\0') {
+                return Err((
+                    vec![K("services"), I(i), K("name")],
+                    format!(
+                        "service name `{}` holds a NUL character, which no command line can carry",
+                        s.name.escape_debug()
+                    ),
                 ));
             }
             if !is_dns_label(&s.host) {

@@ -97,6 +97,8 @@ pub enum GenerateError {
     BadImage(String),
     #[error("the model has no APIs: there is nothing to serve")]
     EmptyModel,
+    #[error("service name `{0}` holds a NUL character, which no command line can carry: rename it in the traces")]
+    NulInName(String),
     #[error("{0} is not empty; pass --force to overwrite the generated files in it")]
     NotEmpty(PathBuf),
     #[error("{0} exists and is not a directory")]
@@ -124,7 +126,7 @@ impl GenerateError {
 
     /// The model cannot make a system (exit 65).
     pub fn is_bad_data(&self) -> bool {
-        matches!(self, GenerateError::EmptyModel)
+        matches!(self, GenerateError::EmptyModel | GenerateError::NulInName(_))
     }
 }
 
@@ -144,6 +146,10 @@ pub fn generate(model: Model, opts: &GenerateOptions) -> Result<Generated, Gener
     }
     if model.apis.is_empty() {
         return Err(GenerateError::EmptyModel);
+    }
+    // `palette up` passes each service's name to `palette serve --service=`.
+    if let Some(name) = model.services.iter().find(|n| n.contains('\0')) {
+        return Err(GenerateError::NulInName(name.escape_debug().to_string()));
     }
     // Services with no API of their own serve nothing; the model lists
     // services from the APIs, so every one has at least one.

@@ -97,6 +97,12 @@ fn same_file(a: &Path, b: &Path) -> bool {
 pub fn load_entries(path: &Path, first_index: usize) -> anyhow::Result<Vec<Entry>> {
     let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => anyhow::Error::new(UsageError(format!("{}: no such file", path.display()))),
+        std::io::ErrorKind::InvalidData => palette_trace::Error::BadData {
+            path: path.to_path_buf(),
+            line: 0,
+            message: "not an intervention file: the file is not UTF-8 text".into(),
+        }
+        .into(),
         _ => anyhow::Error::new(e).context(format!("cannot read {}", path.display())),
     })?;
     let mut entries = intervene::parse(&text).map_err(|e| classify(e, path))?;

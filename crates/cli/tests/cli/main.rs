@@ -5,6 +5,8 @@ mod bad_input;
 mod compare;
 mod compose;
 mod edit;
+mod hostile;
+mod hostile_peers;
 mod inspect;
 mod limits;
 mod load;

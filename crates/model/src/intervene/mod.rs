@@ -189,6 +189,16 @@ pub fn parse(text: &str) -> Result<Vec<Entry>, InterventionError> {
                 });
             }
         };
+        // JSON has no NaN or infinity: through it, `.nan` would read as
+        // null, a missing optional field or a wrong type.
+        if let Some(v) = non_finite(&item) {
+            return Err(InterventionError::Malformed {
+                index,
+                line,
+                kind,
+                message: format!("`{v}` is not a finite number"),
+            });
+        }
         // Through JSON: serde_norway reads enums from a mapping only when
         // parsing text, and the entry's own text is not at hand.
         let json = serde_json::to_value(&item).map_err(|e| InterventionError::Malformed {
@@ -206,6 +216,18 @@ pub fn parse(text: &str) -> Result<Vec<Entry>, InterventionError> {
         entries.push(Entry { index, line, intervention });
     }
     Ok(entries)
+}
+
+/// The first NaN or infinity anywhere in `v`.
+fn non_finite(v: &serde_norway::Value) -> Option<f64> {
+    use serde_norway::Value;
+    match v {
+        Value::Number(n) => n.as_f64().filter(|f| !f.is_finite()),
+        Value::Sequence(items) => items.iter().find_map(non_finite),
+        Value::Mapping(m) => m.values().find_map(non_finite),
+        Value::Tagged(t) => non_finite(&t.value),
+        _ => None,
+    }
 }
 
 /// Serde's messages end with "at line L column C" relative to a re-parsed
