@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{Dir, children, cmdline, free_ports, palette};
+use crate::util::{Dir, children, cmdline, free_ports, host_to_myself, palette};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -136,6 +136,7 @@ fn interrupt(
 /// spans and load report so far are kept (and say so), exit 130.
 #[test]
 fn sigint_stops_a_run_and_keeps_what_it_measured() {
+    let _host = host_to_myself();
     if !proc_available() {
         return;
     }
@@ -165,6 +166,7 @@ fn sigint_stops_a_run_and_keeps_what_it_measured() {
 /// SIGTERM (what `kill` and service managers send) does the same, exit 143.
 #[test]
 fn sigterm_stops_a_run_with_exit_143() {
+    let _host = host_to_myself();
     if !proc_available() {
         return;
     }
@@ -188,6 +190,7 @@ fn sigterm_stops_a_run_with_exit_143() {
 /// The demo runs the same pipeline: Ctrl-C stops it the same way.
 #[test]
 fn sigint_stops_the_demo() {
+    let _host = host_to_myself();
     if !proc_available() {
         return;
     }
@@ -210,6 +213,7 @@ fn sigint_stops_the_demo() {
 /// the kernel to signal it when its supervisor dies.
 #[test]
 fn sigkill_of_up_leaves_no_service_running() {
+    let _host = host_to_myself();
     if !proc_available() {
         return;
     }
