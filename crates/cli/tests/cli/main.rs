@@ -4,6 +4,7 @@
 mod bad_input;
 mod compare;
 mod edit;
+mod huge_trees;
 mod inspect;
 mod limits;
 mod load;
