@@ -164,6 +164,9 @@ fn a_sequence_of_a_hundred_thousand_calls_to_one_api() {
     let states = api(&model, "front", "GET /")["states"].as_array().unwrap().clone();
     let repeats: Vec<_> = states.iter().filter_map(|s| s.get("repeats")).collect();
     assert_eq!(repeats, [&serde_json::json!([[n, 1]])], "one counted loop, its run counted in full");
+    // Simulated, the loop runs as long as traced: a CLIENT and a SERVER span per call.
+    let synthetic = std::fs::read_to_string(dir.path("loop.synthetic.jsonl")).unwrap();
+    assert_eq!(synthetic.matches("\"spanId\"").count() as u64, 2 * n + 1);
 }
 
 #[test]
