@@ -108,10 +108,10 @@ mod tests {
 
     #[test]
     fn removing_every_other_stage_of_a_long_run_is_linear() {
-        // `frontend home` runs 50,000 stages, cart and email by turns, as a
+        // `frontend home` runs 20,000 stages, cart and email by turns, as a
         // PFA fitted on one long traced run has them.
         let mut m = shop();
-        let n = 50_000u32;
+        let n = 20_000u32;
         let home = m.find_api("frontend home").unwrap() as usize;
         let step = m.apis[home].states[2].next[0].clone();
         let mut states = vec![m.apis[home].states[0].clone()];
