@@ -13,8 +13,16 @@ use palette_trace::rng::Rng;
 use crate::model::{ApiId, Caller, Model, ModelKind, State, Transition};
 
 /// At most this many stages per execution, so a hand-edited model with a
-/// cycle of certain transitions still ends.
+/// cycle of certain transitions still ends; more only where the API's PFA
+/// has a longer path (see [`longest_path`]).
 pub const MAX_STAGES_PER_EXECUTION: u32 = 10_000;
+
+/// The most stages a path through `states` can make if the PFA's only
+/// cycles are counted loops, as in every fitted model: each state once,
+/// a loop as many times as its longest run.
+pub fn longest_path(states: &[State]) -> u32 {
+    states.iter().map(|s| s.repeats.iter().map(|r| r.0).max().unwrap_or(1).max(1)).fold(0u32, u32::saturating_add)
+}
 
 /// What an execution is conditioned on, besides its API.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -56,6 +64,10 @@ pub struct Execution<'m> {
     /// Visits left in the current counted loop.
     runs_left: u32,
     stages: u32,
+    /// Stages this execution may make: [`MAX_STAGES_PER_EXECUTION`] until an
+    /// execution gets that far, then the API's [`longest_path`] if longer.
+    stage_cap: u32,
+    cap_extended: bool,
     /// This execution's shared share of its calls' overheads.
     copula: Option<Copula>,
     /// Naive models: the calls still to make, one per step, as indices into
@@ -97,6 +109,8 @@ impl<'m> Execution<'m> {
             state: 0,
             runs_left: 0,
             stages: 0,
+            stage_cap: MAX_STAGES_PER_EXECUTION,
+            cap_extended: false,
             copula,
             naive_calls,
             outcome: None,
@@ -135,7 +149,12 @@ impl<'m> Execution<'m> {
             self.finished = true;
             return Step::Finish { work_ns: a.latency.sample(rng.f64()) as i64 };
         }
-        if self.stages >= MAX_STAGES_PER_EXECUTION {
+        if self.stages >= self.stage_cap && !self.cap_extended && model.kind == ModelKind::Palette {
+            // Only executions this long pay for walking the API's states.
+            self.cap_extended = true;
+            self.stage_cap = self.stage_cap.max(longest_path(&a.states));
+        }
+        if self.stages >= self.stage_cap {
             self.finished = true;
             return Step::Finish { work_ns: 0 };
         }
@@ -294,4 +313,46 @@ fn choose<'s>(
         x -= w;
     }
     state.next.iter().rfind(|t| usable(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::intervene::tests_support::shop;
+
+    /// Stages an execution of `api` makes, calls counted per stage.
+    fn stages(model: &Model, api: ApiId) -> u32 {
+        let mut rng = Rng::new(1);
+        let mut exec = Execution::new(model, api, Context::ROOT, false, &mut rng);
+        let mut n = 0;
+        while let Step::Stage { .. } = exec.next_step(&mut rng) {
+            n += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn a_traced_loop_longer_than_the_default_bound_runs_in_full() {
+        let mut model = shop();
+        let home = 2;
+        let runs = MAX_STAGES_PER_EXECUTION * 3;
+        let state = &mut model.apis[home].states[1];
+        let mut again = state.next[0].clone();
+        again.to = Some(1);
+        state.next = vec![again, state.next[0].clone()];
+        state.repeats = vec![(runs, 1)];
+        assert_eq!(longest_path(&model.apis[home].states), 1 + runs + 1);
+        assert_eq!(stages(&model, home as ApiId), runs);
+    }
+
+    #[test]
+    fn a_hand_made_cycle_still_ends() {
+        let mut model = shop();
+        let home = 2;
+        // State 1 always goes back to 2, and 2 to 1: no way out.
+        model.apis[home].states[1].next.retain(|t| t.to == Some(2));
+        model.apis[home].states[1].next[0].p = 1.0;
+        model.apis[home].states[2].next[0].to = Some(1);
+        assert_eq!(stages(&model, home as ApiId), MAX_STAGES_PER_EXECUTION);
+    }
 }

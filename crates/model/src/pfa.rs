@@ -153,21 +153,27 @@ impl Graph {
 
     /// Folds tree state `b` (and its subtree) into state `r`.
     fn fold(&mut self, r: usize, b: usize) {
-        // A run into a counted loop: record how long it is (once, at its head).
-        if !self.repeats[r].is_empty() {
-            for (d, c) in self.chain_runs(b) {
-                *self.repeats[r].entry(d).or_default() += c;
-            }
-        }
-        self.fold_counted(r, b);
+        self.fold_from(r, b, false);
     }
 
     /// Folds without recording runs (the caller has counted them).
     fn fold_counted(&mut self, r: usize, b: usize) {
-        let sums = self.lambda[b];
-        self.lambda[r].merge(&sums);
-        let edges = std::mem::take(&mut self.edges[b]);
-        for e in edges {
+        self.fold_from(r, b, true);
+    }
+
+    /// The fold, depth first as a recursion would go (the order decides
+    /// which tree state stands for a merged one, and so the coarsening), on
+    /// an explicit stack: a subtree is as deep as the longest traced run of
+    /// stages, far deeper than the call stack allows.
+    fn fold_from(&mut self, r: usize, b: usize, counted: bool) {
+        let mut stack: Vec<(usize, std::vec::IntoIter<Edge>)> = Vec::new();
+        stack.push((r, self.enter_fold(r, b, counted)));
+        while let Some((r, edges)) = stack.last_mut() {
+            let r = *r;
+            let Some(e) = edges.next() else {
+                stack.pop();
+                continue;
+            };
             let label = e.to.map(|t| self.label[t].clone());
             match self.edge_to(r, label.as_deref()) {
                 Some(k) => {
@@ -176,7 +182,8 @@ impl Graph {
                         && rt != t
                     {
                         // Continuing r's own loop is part of the run counted above.
-                        if rt == r { self.fold_counted(rt, t) } else { self.fold(rt, t) }
+                        let edges = self.enter_fold(rt, t, rt == r);
+                        stack.push((rt, edges));
                     }
                 }
                 None => {
@@ -192,8 +199,24 @@ impl Graph {
         }
     }
 
+    /// The part of folding `b` into `r` that comes before its transitions:
+    /// the run into a counted loop (once, at its head, unless `counted`) and
+    /// the λ sums. Returns `b`'s transitions, still to fold.
+    fn enter_fold(&mut self, r: usize, b: usize, counted: bool) -> std::vec::IntoIter<Edge> {
+        if !counted && !self.repeats[r].is_empty() {
+            for (d, c) in self.chain_runs(b) {
+                *self.repeats[r].entry(d).or_default() += c;
+            }
+        }
+        let sums = self.lambda[b];
+        self.lambda[r].merge(&sums);
+        std::mem::take(&mut self.edges[b]).into_iter()
+    }
+
     /// Run lengths of the same-stage chain starting at tree state `head`:
-    /// how many executions made exactly d consecutive visits.
+    /// how many executions made exactly d consecutive visits. The chain is a
+    /// path of distinct states, so no longer than there are states: runs of
+    /// any traced length are counted in full.
     fn chain_runs(&self, head: usize) -> BTreeMap<u32, u64> {
         let mut runs = BTreeMap::new();
         let (mut at, mut d) = (head, 1u32);
@@ -207,7 +230,7 @@ impl Graph {
                 *runs.entry(d).or_default() += visits - flow;
             }
             match next {
-                Some((t, _)) if d < 100_000 => {
+                Some((t, _)) if (d as usize) < self.label.len() => {
                     at = t;
                     d += 1;
                 }
@@ -225,7 +248,9 @@ pub fn coarsen(nodes: Vec<PNode>, opts: &FitOptions) -> Vec<State> {
     }
     let mut g = Graph::from_tree(nodes);
     g.red[0] = true;
-    let mut red_by_label: BTreeMap<Vec<PApi>, Vec<usize>> = BTreeMap::new();
+    // Only states of equal depth merge: keyed by depth too, a long run of
+    // stages does not scan every red state with its label at each step.
+    let mut red_by_label: BTreeMap<(u32, Vec<PApi>), Vec<usize>> = BTreeMap::new();
     let first: Vec<usize> = g.edges[0].iter().filter_map(|e| e.to).collect();
     g.blue.extend(first);
     while let Some(b) = g.blue.pop_first() {
@@ -243,9 +268,9 @@ pub fn coarsen(nodes: Vec<PNode>, opts: &FitOptions) -> Vec<State> {
         let target = if repetition {
             Some(p)
         } else {
-            red_by_label.get(&g.label[b]).and_then(|reds| {
-                reds.iter().copied().find(|&r| g.depth[r] == g.depth[b] && g.compatible(r, b, opts.confidence, 0))
-            })
+            red_by_label
+                .get(&(g.depth[b], g.label[b].clone()))
+                .and_then(|reds| reds.iter().copied().find(|&r| g.compatible(r, b, opts.confidence, 0)))
         };
         match target {
             Some(r) => {
@@ -255,7 +280,7 @@ pub fn coarsen(nodes: Vec<PNode>, opts: &FitOptions) -> Vec<State> {
             }
             None => {
                 g.red[b] = true;
-                red_by_label.entry(g.label[b].clone()).or_default().push(b);
+                red_by_label.entry((g.depth[b], g.label[b].clone())).or_default().push(b);
                 let targets: Vec<usize> = g.edges[b].iter().filter_map(|e| e.to).filter(|&t| !g.red[t]).collect();
                 g.blue.extend(targets);
             }
@@ -407,4 +432,54 @@ fn outcome_conditioned(g: &Graph, s: usize, opts: &FitOptions) -> Vec<(PCaller, 
 /// Six decimals: readable in model.json, and far below any sampling noise.
 pub(crate) fn round6(v: f64) -> f64 {
     (v * 1e6).round() / 1e6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One execution's step into a node, or its finish there.
+    fn once() -> Vec<(PCaller, WorkAcc)> {
+        let mut w = WorkAcc { count: 1, ..WorkAcc::default() };
+        w.waited.add(1_000.0);
+        w.detached.add(1_000.0);
+        vec![(None, w)]
+    }
+
+    /// Appends a path of stages under `from`, one execution finishing at its end.
+    fn path(nodes: &mut Vec<PNode>, from: u32, labels: impl Iterator<Item = PApi>) {
+        let mut parent = from;
+        for label in labels {
+            nodes.push(PNode { parent: Some(parent), label: vec![label], enter: once(), ..PNode::default() });
+            parent = nodes.len() as u32 - 1;
+        }
+        nodes.last_mut().expect("a non-empty path").finish = once();
+    }
+
+    #[test]
+    fn a_run_longer_than_any_stack_is_one_counted_loop() {
+        let runs = 50_000;
+        let mut nodes = vec![PNode::default()];
+        path(&mut nodes, 0, std::iter::repeat_n(7, runs));
+        let states = coarsen(nodes, &FitOptions::default());
+        assert_eq!(states.len(), 2, "start and the loop");
+        assert_eq!(states[1].calls, vec![7]);
+        assert_eq!(states[1].repeats, vec![(runs as u32, 1)], "the run is counted in full");
+        assert_eq!(states[1].visits, runs as u64);
+    }
+
+    #[test]
+    fn a_long_subtree_folds_into_its_twin() {
+        // Two executions that differ only in their first stage: the second's
+        // whole tail (50,000 stages) folds into the first's.
+        let n = 50_000u32;
+        let mut nodes = vec![PNode::default()];
+        let tail = |first: PApi| std::iter::once(first).chain((1..n).map(|i| 10 + i % 3));
+        path(&mut nodes, 0, tail(1));
+        path(&mut nodes, 0, tail(2));
+        let states = coarsen(crate::fit::canonical_tree(nodes), &FitOptions::default());
+        assert_eq!(states.len(), n as usize + 2, "start, the two first stages, one shared tail");
+        let last = states.iter().find(|s| s.next.iter().any(|t| t.to.is_none())).expect("a state that finishes");
+        assert_eq!((last.visits, last.next.len()), (2, 1), "both executions end in the shared tail");
+    }
 }

@@ -151,11 +151,18 @@ pub struct Limits {
     pub max_fan_out: u32,
     /// Most stages in one execution (loops included).
     pub max_stages: u32,
-    /// Deepest call chain; deeper executions make no calls.
+    /// Deepest call chain; deeper executions make no calls. At most
+    /// [`MAX_DEPTH_LIMIT`].
     pub max_depth: u32,
     /// Largest buffer memory work touches.
     pub max_memory_work_bytes: u64,
 }
+
+/// The most `limits.max_depth` may be. In-process calls (local edges) nest
+/// on the stack of the thread serving the request, and a debug build
+/// overflows a worker's 2 MiB stack between 1,000 and 2,000 nested calls;
+/// real call graphs are tens of levels deep.
+pub const MAX_DEPTH_LIMIT: u32 = 512;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -313,6 +320,15 @@ impl SystemConfig {
             if v == 0 {
                 return Err((vec![K("limits"), K(name)], format!("limits.{name} must be at least 1")));
             }
+        }
+        if l.max_depth > MAX_DEPTH_LIMIT {
+            return Err((
+                vec![K("limits"), K("max_depth")],
+                format!(
+                    "limits.max_depth {} is over {MAX_DEPTH_LIMIT}, the deepest call chain a service runs",
+                    l.max_depth
+                ),
+            ));
         }
         if !(0.0..=1.0).contains(&self.tracing.sample_rate) {
             return Err((

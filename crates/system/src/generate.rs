@@ -277,7 +277,9 @@ fn recorded_deploy(model: &Model, default: WorkMode, warnings: &mut Vec<String>)
 fn limits_for(model: &Model, warnings: &mut Vec<String>) -> Limits {
     let mut limits = Limits::default();
     let fan_out = model.apis.iter().flat_map(|a| &a.states).map(|s| s.calls.len()).max().unwrap_or(0) as u32;
-    let runs = model.apis.iter().flat_map(|a| &a.states).flat_map(|s| &s.repeats).map(|r| r.0).max().unwrap_or(0);
+    // The longest path an execution can take (a traced run of stages, loops
+    // at their longest), so no execution the model describes is cut short.
+    let runs = model.apis.iter().map(|a| palette_model::exec::longest_path(&a.states)).max().unwrap_or(0);
     if fan_out > limits.max_fan_out {
         warnings.push(format!(
             "limits.max_fan_out raised from {} to {fan_out}: the model has a stage that wide",
@@ -287,7 +289,7 @@ fn limits_for(model: &Model, warnings: &mut Vec<String>) -> Limits {
     }
     if runs > limits.max_stages {
         warnings.push(format!(
-            "limits.max_stages raised from {} to {runs}: the model has a loop that long",
+            "limits.max_stages raised from {} to {runs}: the model has an execution that long",
             limits.max_stages
         ));
         limits.max_stages = runs;

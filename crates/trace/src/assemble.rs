@@ -601,36 +601,85 @@ fn adopt_wrapped_calls(spans: &[Span], kids: &mut [Vec<u32>], parent: &mut [u32]
             })
             .collect();
         if !wrappers.is_empty() {
-            let mut moved = Vec::new();
-            for &c in &children {
-                if wrappers.contains(&c) || !is_call(spans, kids, c as usize, service) {
-                    continue;
+            let mut is_wrapper = wrappers.clone();
+            is_wrapper.sort_unstable();
+            let calls: Vec<u32> = children
+                .iter()
+                .copied()
+                .filter(|&c| is_wrapper.binary_search(&c).is_err() && is_call(spans, kids, c as usize, service))
+                .collect();
+            let moved: Vec<(u32, u32)> =
+                calls.iter().zip(adopters(spans, &wrappers, &calls)).filter_map(|(&c, w)| w.map(|w| (c, w))).collect();
+            if !moved.is_empty() {
+                let mut gone: Vec<u32> = moved.iter().map(|&(c, _)| c).collect();
+                gone.sort_unstable();
+                kids[p_us].retain(|k| gone.binary_search(k).is_err());
+                let mut adopting: Vec<u32> = Vec::new();
+                for &(c, w) in &moved {
+                    kids[w as usize].push(c);
+                    parent[c as usize] = w;
+                    adopting.push(w);
                 }
-                let cs = &spans[c as usize];
-                let best = wrappers
-                    .iter()
-                    .copied()
-                    .filter(|&w| {
-                        let ws = &spans[w as usize];
-                        covers(ws, cs, containment_tolerance(ws.duration_ns))
-                    })
-                    .min_by_key(|&w| (spans[w as usize].duration_ns, w));
-                if let Some(w) = best {
-                    moved.push((c, w));
+                adopting.sort_unstable();
+                adopting.dedup();
+                for w in adopting {
+                    kids[w as usize].sort_by_key(|&k| (spans[k as usize].start_ns, k));
                 }
-            }
-            for (c, w) in moved {
-                kids[p_us].retain(|&k| k != c);
-                let wk = &mut kids[w as usize];
-                let pos = wk.partition_point(|&k| (spans[k as usize].start_ns, k) < (spans[c as usize].start_ns, c));
-                wk.insert(pos, c);
-                parent[c as usize] = w;
-                adopted += 1;
+                adopted += moved.len() as u64;
             }
         }
         stack.extend_from_slice(&kids[p_us]);
     }
     adopted
+}
+
+/// For each of `calls`, the wrapper that adopts it: the shortest (then
+/// first) of `wrappers` that covers it, if any. A sweep over start times
+/// with a prefix-minimum tree over end times, so a span with a million
+/// children costs n log n, not n² (DESIGN.md "Wrapper adoption").
+fn adopters(spans: &[Span], wrappers: &[u32], calls: &[u32]) -> Vec<Option<u32>> {
+    // A wrapper covers a call that starts at or after `reach.0` and ends at
+    // or before `reach.1`: its own span widened by its tolerance.
+    let reach = |w: u32| {
+        let ws = &spans[w as usize];
+        let tol = containment_tolerance(ws.duration_ns);
+        (ws.start_ns.saturating_sub(tol), ws.end_ns().saturating_add(tol))
+    };
+    // Ends, latest first: the wrappers that end late enough for a call are a prefix.
+    let mut ends: Vec<i64> = wrappers.iter().map(|&w| reach(w).1).collect();
+    ends.sort_unstable_by(|a, b| b.cmp(a));
+    ends.dedup();
+    let mut by_start: Vec<u32> = wrappers.to_vec();
+    by_start.sort_by_key(|&w| reach(w).0);
+    let mut order: Vec<usize> = (0..calls.len()).collect();
+    order.sort_by_key(|&k| spans[calls[k] as usize].start_ns);
+    // Fenwick tree of the best (duration, index) per prefix of `ends`.
+    let mut tree: Vec<Option<(i64, u32)>> = vec![None; ends.len() + 1];
+    let mut out = vec![None; calls.len()];
+    let mut next = 0;
+    for k in order {
+        let call = &spans[calls[k] as usize];
+        while next < by_start.len() && reach(by_start[next]).0 <= call.start_ns {
+            let w = by_start[next];
+            let key = (spans[w as usize].duration_ns, w);
+            let mut i = ends.partition_point(|&e| e > reach(w).1) + 1;
+            while i < tree.len() {
+                tree[i] = Some(tree[i].map_or(key, |t| t.min(key)));
+                i += i & i.wrapping_neg();
+            }
+            next += 1;
+        }
+        let mut i = ends.partition_point(|&e| e >= call.end_ns());
+        let mut best: Option<(i64, u32)> = None;
+        while i > 0 {
+            if let Some(t) = tree[i] {
+                best = Some(best.map_or(t, |b| b.min(t)));
+            }
+            i &= i - 1;
+        }
+        out[k] = best.map(|(_, w)| w);
+    }
+    out
 }
 
 /// A call that starts before its caller's execution (or an execution that
@@ -672,4 +721,82 @@ fn repair_skew(
         shift[i] = inherited.saturating_add(own);
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    const MS: i64 = 1_000_000;
+
+    fn span(id: u64, parent: u64, service: u32, start_ms: i64, duration_ms: i64) -> Span {
+        Span {
+            trace_id: TraceId::new(1),
+            span_id: SpanId(id),
+            parent_id: SpanId(parent),
+            service: Sym(service),
+            operation: Sym(9),
+            // Server spans: none of them is taken for a caller's record.
+            kind: SpanKind::Server,
+            start_ns: start_ms * MS,
+            duration_ns: duration_ms * MS,
+            ..Span::default()
+        }
+    }
+
+    #[test]
+    fn adopters_are_the_shortest_covering_wrapper() {
+        let mut rng = Rng::new(3);
+        for _ in 0..200 {
+            let spans: Vec<Span> =
+                (0..60).map(|i| span(i + 1, 0, 0, rng.range(0, 100) as i64, rng.range(0, 60) as i64)).collect();
+            let wrappers: Vec<u32> = (0..30).collect();
+            let calls: Vec<u32> = (30..60).collect();
+            let brute: Vec<Option<u32>> = calls
+                .iter()
+                .map(|&c| {
+                    let cs = &spans[c as usize];
+                    wrappers
+                        .iter()
+                        .copied()
+                        .filter(|&w| {
+                            covers(&spans[w as usize], cs, containment_tolerance(spans[w as usize].duration_ns))
+                        })
+                        .min_by_key(|&w| (spans[w as usize].duration_ns, w))
+                })
+                .collect();
+            assert_eq!(adopters(&spans, &wrappers, &calls), brute);
+        }
+    }
+
+    #[test]
+    fn a_span_with_many_wrappers_and_calls_assembles_quickly() {
+        // Under the root: n handler spans of its own service, each wrapping
+        // one call to another service recorded as its sibling.
+        let n = 100_000;
+        let mut spans = vec![span(1, 0, 0, 0, 10 * n as i64 + 10)];
+        for i in 0..n as u64 {
+            let at = 10 * i as i64;
+            spans.push(span(2 + 2 * i, 1, 0, at, 5));
+            spans.push(span(3 + 2 * i, 1, 1, at + 1, 2));
+        }
+        let mut builder = TreeBuilder::new(AssembleOptions::default(), Vec::new());
+        let tree = builder.build(TraceId::new(1), spans, &RpcParents::default()).unwrap().expect("kept");
+        assert_eq!(builder.counts.adopted_calls, n as u64);
+        assert_eq!(tree.root().child_count as usize, n);
+        assert!(tree.children(0).iter().all(|e| e.child_count == 1), "each handler made its call");
+        assert_eq!(tree.depth(), 3);
+    }
+
+    #[test]
+    fn a_chain_deeper_than_any_stack_assembles() {
+        let n = 300_000u64;
+        let spans: Vec<Span> =
+            (1..=n).map(|i| span(i, i - 1, (i % 2) as u32, i as i64, 2 * (n - i) as i64 + 1)).collect();
+        let mut builder = TreeBuilder::new(AssembleOptions::default(), Vec::new());
+        let tree = builder.build(TraceId::new(1), spans, &RpcParents::default()).unwrap().expect("kept");
+        assert_eq!(tree.execs.len(), n as usize);
+        assert_eq!(tree.depth(), n as u32);
+    }
 }

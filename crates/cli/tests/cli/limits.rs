@@ -59,6 +59,11 @@ fn every_limit_is_checked_when_the_system_is_loaded() {
     config.model.apis[0].states[1].repeats = vec![(50, 1)];
     config.limits.max_stages = 10;
     refused(&dir, "loop.json", &config, "a loop of 50 runs exceeds limits.max_stages 10");
+
+    // Depth: in-process calls nest on a thread's stack, so it has a ceiling.
+    let mut config = base();
+    config.limits.max_depth = 513;
+    refused(&dir, "depth.json", &config, "limits.max_depth 513 is over 512, the deepest call chain a service runs");
 }
 
 /// Starts `palette serve --all` and waits for its first service to listen.

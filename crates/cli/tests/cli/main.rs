@@ -7,6 +7,7 @@ mod compose;
 mod edit;
 mod hostile;
 mod hostile_peers;
+mod huge_trees;
 mod inspect;
 mod limits;
 mod load;

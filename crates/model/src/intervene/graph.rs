@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::model::{ApiId, CallerSketch, CondSketch, Model, ModelKind, Transition};
+use crate::model::{ApiId, CallerSketch, CondSketch, Model, ModelKind, State, Transition};
 use crate::sketch::Sketch;
 
 /// The latency a caller sees for one call to `callee`: the callee's own
@@ -56,6 +56,9 @@ pub(crate) fn strip_calls(m: &mut Model, caller: ApiId, removed: &dyn Fn(ApiId) 
         strip_naive(m, caller, removed, keep_latency);
         return;
     }
+    // Who leads into each state: a PFA of a long traced run has as many
+    // states as stages, and scanning them all for each one is quadratic.
+    let mut preds = predecessors(&m.apis[ci].states);
     for s in 0..m.apis[ci].states.len() {
         let state = &m.apis[ci].states[s];
         let (gone, kept): (Vec<ApiId>, Vec<ApiId>) = state.calls.iter().partition(|&&c| removed(c));
@@ -73,8 +76,8 @@ pub(crate) fn strip_calls(m: &mut Model, caller: ApiId, removed: &dyn Fn(ApiId) 
                 all - rest
             });
             let extra = CondSketch { all: extra, by_caller: vec![] };
-            for st in &mut m.apis[ci].states {
-                for t in st.next.iter_mut().filter(|t| t.to == Some(s as u32)) {
+            for &p in &preds[s] {
+                for t in m.apis[ci].states[p as usize].next.iter_mut().filter(|t| t.to == Some(s as u32)) {
                     t.work = cond_sum(&t.work, &extra);
                 }
             }
@@ -82,9 +85,14 @@ pub(crate) fn strip_calls(m: &mut Model, caller: ApiId, removed: &dyn Fn(ApiId) 
         m.apis[ci].states[s].calls = kept;
     }
     m.apis[ci].overhead.retain(|o| !removed(o.callee));
-    while let Some(s) = (1..m.apis[ci].states.len()).find(|&s| m.apis[ci].states[s].calls.is_empty()) {
-        bypass(m, ci, s);
+    // Bypassing changes no state's calls, so the empty ones are bypassed in
+    // order, and removed (with one renumbering) once all are.
+    let states = &mut m.apis[ci].states;
+    let bypassed: Vec<bool> = (0..states.len()).map(|s| s > 0 && states[s].calls.is_empty()).collect();
+    for s in (0..states.len()).filter(|&s| bypassed[s]) {
+        bypass(states, s, &mut preds);
     }
+    remove_states(states, &bypassed);
     // An API left with no calls at all keeps its walk (start → finish):
     // its work is what it did around the calls.
 }
@@ -108,11 +116,11 @@ fn strip_naive(m: &mut Model, caller: ApiId, removed: &dyn Fn(ApiId) -> bool, ke
     }
 }
 
-/// Replaces every transition into state `s` of API `ci` by transitions
-/// straight to where `s` leads (probabilities multiplied, work added), then
-/// deletes `s`. A self-loop of `s` is dropped: the stage it repeated is gone.
-fn bypass(m: &mut Model, ci: usize, s: usize) {
-    let states = &mut m.apis[ci].states;
+/// Replaces every transition into state `s` by transitions straight to
+/// where `s` leads (probabilities multiplied, work added), leaving `s`
+/// unreachable for [`remove_states`]. A self-loop of `s` is dropped: the
+/// stage it repeated is gone. `preds` (see [`predecessors`]) is kept up to date.
+fn bypass(states: &mut [State], s: usize, preds: &mut [BTreeSet<u32>]) {
     let mut outs: Vec<Transition> = states[s].next.iter().filter(|t| t.to != Some(s as u32)).cloned().collect();
     let total: f64 = outs.iter().map(|t| t.p).sum();
     if outs.is_empty() || total <= 0.0 {
@@ -129,10 +137,17 @@ fn bypass(m: &mut Model, ci: usize, s: usize) {
             t.p /= total;
         }
     }
-    for (p, state) in states.iter_mut().enumerate() {
-        if p == s || !state.next.iter().any(|t| t.to == Some(s as u32)) {
+    for t in &states[s].next {
+        if let Some(to) = t.to {
+            preds[to as usize].remove(&(s as u32));
+        }
+    }
+    for p in std::mem::take(&mut preds[s]) {
+        let p = p as usize;
+        if p == s {
             continue;
         }
+        let state = &mut states[p];
         let mut next = Vec::new();
         for t in std::mem::take(&mut state.next) {
             if t.to != Some(s as u32) {
@@ -144,15 +159,47 @@ fn bypass(m: &mut Model, ci: usize, s: usize) {
             }
         }
         state.next = merge_same_target(next);
+        for u in &outs {
+            if let Some(to) = u.to {
+                preds[to as usize].insert(p as u32);
+            }
+        }
     }
-    states.remove(s);
+}
+
+/// For each state, the states with a transition into it.
+fn predecessors(states: &[State]) -> Vec<BTreeSet<u32>> {
+    let mut preds = vec![BTreeSet::new(); states.len()];
+    for (p, state) in states.iter().enumerate() {
+        for to in state.next.iter().filter_map(|t| t.to) {
+            preds[to as usize].insert(p as u32);
+        }
+    }
+    preds
+}
+
+/// Deletes the states marked `gone` (none of them a target any more),
+/// renumbering the transitions of the rest.
+fn remove_states(states: &mut Vec<State>, gone: &[bool]) {
+    if !gone.contains(&true) {
+        return;
+    }
+    let mut new_id = vec![u32::MAX; states.len()];
+    let mut next_id = 0u32;
+    for (s, id) in new_id.iter_mut().enumerate() {
+        if !gone[s] {
+            *id = next_id;
+            next_id += 1;
+        }
+    }
+    let mut s = 0;
+    states.retain(|_| {
+        s += 1;
+        !gone[s - 1]
+    });
     for st in states.iter_mut() {
         for t in &mut st.next {
-            if let Some(to) = t.to
-                && to as usize > s
-            {
-                t.to = Some(to - 1);
-            }
+            t.to = t.to.map(|to| new_id[to as usize]);
         }
     }
 }

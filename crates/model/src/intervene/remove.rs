@@ -107,6 +107,41 @@ mod tests {
     }
 
     #[test]
+    fn removing_every_other_stage_of_a_long_run_is_linear() {
+        // `frontend home` runs 20,000 stages, cart and email by turns, as a
+        // PFA fitted on one long traced run has them.
+        let mut m = shop();
+        let n = 20_000u32;
+        let home = m.find_api("frontend home").unwrap() as usize;
+        let step = m.apis[home].states[2].next[0].clone();
+        let mut states = vec![m.apis[home].states[0].clone()];
+        for s in 1..=n {
+            let mut next = step.clone();
+            next.to = (s < n).then_some(s + 1);
+            states.push(crate::model::State {
+                calls: vec![s % 2],
+                visits: 1000,
+                lambda: 1.0,
+                repeats: vec![],
+                next: vec![next],
+            });
+        }
+        m.apis[home].states = states;
+        let e = apply(&m, &parse("- remove: { service: email }\n").unwrap()).unwrap();
+        let home = &e.apis[e.find_api("frontend home").unwrap() as usize];
+        assert_eq!(home.states.len(), 1 + n as usize / 2, "every email stage is bypassed");
+        for (s, state) in home.states.iter().enumerate().skip(1) {
+            assert_eq!(state.calls, [e.find_api("cart get").unwrap()]);
+            let to = state.next.iter().map(|t| t.to).collect::<Vec<_>>();
+            assert_eq!(
+                to,
+                [(s < home.states.len() - 1).then_some(s as u32 + 1)],
+                "state {s} leads to the next cart stage"
+            );
+        }
+    }
+
+    #[test]
     fn keep_latency_keeps_the_callers_latency() {
         let m = shop();
         let e = apply(&m, &parse("- remove: { service: email, keep_latency: true }\n").unwrap()).unwrap();
