@@ -15,6 +15,7 @@ mod run;
 mod scale;
 mod serve;
 mod signals;
+mod special_inputs;
 mod system;
 mod util;
 mod whatif;

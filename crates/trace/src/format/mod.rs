@@ -364,10 +364,14 @@ pub fn read_traces(
                 return (Err(Error::Io { path: PathBuf::from("<thread>"), source: e }), Ok(()));
             }
         };
-        let read_result = read_all(&mut ing, &files, &formats, pipes, progress);
-        // Closing the channel lets assembly finish.
+        let read_result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            read_all(&mut ing, &files, &formats, pipes, progress)
+        }));
+        // Closing the channel lets assembly finish (also after a panic, which
+        // would otherwise leave it waiting, and the scope waiting for it).
         ing.to_assembly = None;
         let build_result = assembling.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let read_result = read_result.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         (read_result, build_result)
     });
     // The builder's error explains a reader stopped by a closed channel.

@@ -146,12 +146,13 @@ struct RowLimited<'c, R> {
     too_long: &'c Cell<bool>,
 }
 
-/// The CSV parser reads ahead of the row it is on by at most its buffer.
+/// The CSV parser's buffer: it reads ahead of the row it is on by at most that.
 const CSV_READ_AHEAD: u64 = 64 * 1024;
 
 impl<R: Read> Read for RowLimited<'_, R> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let room = (self.row_start.get() + self.limit + CSV_READ_AHEAD).saturating_sub(self.read);
+        let room =
+            self.row_start.get().saturating_add(self.limit).saturating_add(CSV_READ_AHEAD).saturating_sub(self.read);
         if room == 0 {
             self.too_long.set(true);
             return Err(std::io::Error::other("record limit reached"));
@@ -167,7 +168,11 @@ pub fn read(reader: Box<dyn BufRead + Send + '_>, ing: &mut Ingest) -> Result<()
     let (row_start, row_start_line, too_long) = (Cell::new(0), Cell::new(1), Cell::new(false));
     let limited =
         RowLimited { inner: reader, read: 0, row_start: &row_start, limit: ing.record_limit, too_long: &too_long };
-    let mut csv = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(limited);
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .buffer_capacity(CSV_READ_AHEAD as usize)
+        .from_reader(limited);
     let mut record = csv::StringRecord::new();
     let csv_error = |ing: &Ingest, e: csv::Error| match e.into_kind() {
         csv::ErrorKind::Io(_) if too_long.get() => ing.bad_data(row_start_line.get(), row_too_long(ing.record_limit)),
