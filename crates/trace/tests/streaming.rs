@@ -151,7 +151,7 @@ fn refused(name: &str, content: &[u8], format: Format, line: u64, needle: &str) 
     let path = write_file(&dir.path().join(name), content);
     let mut sink = |_: &CallTree| Ok(());
     let opts = ReadOptions { format: Some(format), record_limit: SMALL_LIMIT, ..ReadOptions::default() };
-    let err = read_traces(&[path.clone()], &opts, &NoProgress, &mut sink).expect_err("refused");
+    let err = read_traces(std::slice::from_ref(&path), &opts, &NoProgress, &mut sink).expect_err("refused");
     assert!(err.is_bad_data(), "{name}: {err}");
     let msg = err.to_string();
     assert!(msg.starts_with(&format!("{}:{line}: ", path.display())), "{name}: {msg}");
@@ -171,7 +171,7 @@ fn a_record_past_the_limit_is_refused_at_its_line() {
     // A line that never ends, and whitespace without end.
     let endless = format!("{good}\n{{\"resourceSpans\":[{}", " ".repeat(10_000));
     refused("endless.jsonl", endless.as_bytes(), Format::Otlp, 2, json_message);
-    refused("blank.jsonl", format!("{good}{}", "\n".repeat(10_000)).as_bytes(), Format::Otlp, 2049, json_message);
+    refused("blank.jsonl", format!("{good}{}", "\n".repeat(10_000)).as_bytes(), Format::Otlp, 2050, json_message);
     let zipkin = format!(
         "[\n{{\"traceId\":\"1\",\"id\":\"1\",\"name\":\"a\"}},\n{{\"traceId\":\"1\",\"id\":\"2\",\"name\":\"{long_name}\"}}]"
     );

@@ -14,7 +14,7 @@
 use std::cell::Cell;
 use std::io::{self, Read};
 
-use serde::de::{self, DeserializeSeed, Deserializer};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny};
 use serde_json::Value;
 
 use crate::error::Error;
@@ -156,6 +156,22 @@ impl<'p, R: Read> Tracked<'p, R> {
         self.invalid.then(|| self.pos.line() + ahead)
     }
 
+    /// The rest of the current line, newline included, when it is already
+    /// buffered whole and within the record limit: a JSON line to parse in
+    /// place, far faster than byte by byte.
+    fn buffered_line(&self) -> Option<&[u8]> {
+        let rest = &self.buf[self.at..self.end];
+        let end = memchr::memchr(b'\n', rest)?;
+        ((end as u64) < self.pos.limit).then(|| &rest[..=end])
+    }
+
+    /// Takes `n` bytes of a [`Tracked::buffered_line`] as read.
+    fn consume_line(&mut self, n: usize) {
+        self.pos.newlines.set(self.pos.newlines.get() + 1);
+        self.pos.consumed.set(self.pos.consumed.get() + n as u64);
+        self.at += n;
+    }
+
     /// Skips JSON whitespace; `false` when the input ends first.
     fn skip_whitespace(&mut self) -> io::Result<bool> {
         let mut byte = [0u8];
@@ -244,6 +260,18 @@ pub(crate) fn read_documents<F: Document>(reader: impl Read, ing: &mut Ingest) -
         pos.start_record();
         let line = pos.line();
         let mut ctx = Ctx { ing: &mut *ing, pos: &pos, line, failed: None };
+        // A line holding one whole document (JSON lines) is parsed in place;
+        // checking it first keeps a document that goes on past the line from
+        // being read twice.
+        if let Some(text) = input.buffered_line().filter(|t| serde_json::from_slice::<IgnoredAny>(t).is_ok()) {
+            let n = text.len();
+            let parsed = F::parse(&mut ctx, &mut serde_json::Deserializer::from_slice(text));
+            input.consume_line(n);
+            if let Err(e) = parsed {
+                return Err(ctx.failed.take().unwrap_or_else(|| json_error(ing, &pos, line, e, F::WHAT)));
+            }
+            continue;
+        }
         let parsed = F::parse(&mut ctx, &mut serde_json::Deserializer::from_reader(&mut input));
         if let Err(e) = parsed {
             if let Some(ours) = ctx.failed.take() {
