@@ -58,6 +58,7 @@ impl ReadArgs {
             window_ns,
             assemble: AssembleOptions { window_ns: None, adopt: !self.no_adopt, policies },
             known_names: Vec::new(),
+            ..ReadOptions::default()
         })
     }
 

@@ -19,6 +19,7 @@ mod run;
 mod scale;
 mod serve;
 mod signals;
+mod special_inputs;
 mod system;
 mod util;
 mod whatif;

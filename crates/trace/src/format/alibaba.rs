@@ -16,7 +16,7 @@ use std::io::BufRead;
 use crate::defect::DefectKind;
 use crate::error::Error;
 use crate::format::csvline::CsvLines;
-use crate::format::{Ingest, truncate};
+use crate::format::{Ingest, row_too_long, truncate};
 use crate::rpcid;
 use crate::span::{Span, SpanId, SpanKind, Sym, TraceId, flags};
 
@@ -166,9 +166,14 @@ impl ApiNames {
 }
 
 pub fn read(reader: Box<dyn BufRead + Send + '_>, ing: &mut Ingest) -> Result<(), Error> {
-    let mut record = CsvLines::new(reader);
-    let io_error = |ing: &Ingest, e: std::io::Error| crate::input::read_error(ing.path(), e);
-    if !record.next_record().map_err(|e| io_error(ing, e))? {
+    let mut record = CsvLines::new(reader, ing.record_limit);
+    let io_error = |ing: &Ingest, record: &CsvLines<_>, e: std::io::Error| {
+        if record.too_long() {
+            return ing.bad_data(record.line(), row_too_long(ing.record_limit));
+        }
+        crate::input::read_error(ing.path(), e)
+    };
+    if !record.next_record().map_err(|e| io_error(ing, &record, e))? {
         return Err(ing.bad_data(1, "the file is empty"));
     }
     let cols = Columns::from_header(&record).map_err(|m| ing.bad_data(1, m))?;
@@ -178,7 +183,7 @@ pub fn read(reader: Box<dyn BufRead + Send + '_>, ing: &mut Ingest) -> Result<()
     let (mut rpc_cache, mut type_cache) = (Cached::default(), Cached::default());
     let mut last_trace: (Vec<u8>, TraceId) = (Vec::new(), TraceId::default());
     loop {
-        if !record.next_record().map_err(|e| io_error(ing, e))? {
+        if !record.next_record().map_err(|e| io_error(ing, &record, e))? {
             break;
         }
         let line = record.line();

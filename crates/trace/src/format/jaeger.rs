@@ -8,14 +8,17 @@
 //! `rpc.system`/`http.method` come from tags.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::io::BufRead;
 
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use crate::defect::DefectKind;
 use crate::error::Error;
-use crate::format::{Ingest, each_document, read_text, truncate};
+use crate::format::json::{Ctx, Document, Key, KeyIn, Record, read_documents};
+use crate::format::{Ingest, truncate};
 use crate::span::{Span, SpanId, SpanKind, Sym, TraceId, flags};
 
 #[derive(Deserialize, Clone)]
@@ -80,57 +83,274 @@ fn tag_text(v: &Value) -> String {
 }
 
 pub fn read(reader: Box<dyn BufRead + Send + '_>, ing: &mut Ingest) -> Result<(), Error> {
-    let text = read_text(reader, ing)?;
-    each_document::<Value>(&text, ing, "Jaeger JSON", |ing, doc, line| {
-        // Shapes: {"data":[trace…]}, [trace…], [span…], or one trace.
-        let traces: Vec<&Value> = match &doc {
-            Value::Object(o) if o.get("data").is_some_and(Value::is_array) => {
-                o["data"].as_array().expect("checked").iter().collect()
-            }
-            Value::Object(o) if o.contains_key("spans") => vec![&doc],
-            Value::Array(items) if items.first().is_some_and(|t| t.get("spans").is_some()) => items.iter().collect(),
-            Value::Array(_) => vec![&doc],
-            _ => {
-                return Err(ing.bad_data(
-                    line,
-                    "Jaeger JSON must be {\"data\":[…]}, a trace with \"spans\", or an array of spans",
-                ));
-            }
-        };
-        for (t, trace) in traces.into_iter().enumerate() {
-            let (spans, processes) = match trace {
-                Value::Array(spans) => (spans.as_slice(), HashMap::new()),
-                Value::Object(o) => {
-                    let spans = match o.get("spans") {
-                        None => &[][..],
-                        Some(Value::Array(v)) => v.as_slice(),
-                        Some(_) => {
-                            return Err(ing.bad_data(line, format!("trace {t}: \"spans\" is not an array")));
+    read_documents::<Jaeger>(reader, ing)
+}
+
+/// Shapes: `{"data":[trace…]}`, `[trace…]`, `[span…]`, or one trace; read
+/// trace by trace, and span by span within a trace.
+struct Jaeger;
+
+impl Document for Jaeger {
+    const WHAT: &'static str = "Jaeger JSON";
+    fn parse<'de, D: Deserializer<'de>>(ctx: &mut Ctx<'_>, de: D) -> Result<(), D::Error> {
+        de.deserialize_any(Item { ctx, t: 0, k: 0, top: true, trace: false })
+    }
+}
+
+const WRONG_SHAPE: &str = "Jaeger JSON must be {\"data\":[…]}, a trace with \"spans\", or an array of spans";
+
+/// An element of an array of traces or spans — a trace object, an array of
+/// spans (a trace without processes), or a span — or, at the `top`, the
+/// whole document. `t` is the trace's index, `k` the span's in a flat array;
+/// `trace` says it is a trace (in `data`), even without `spans`.
+struct Item<'c, 'a> {
+    ctx: &'c mut Ctx<'a>,
+    t: usize,
+    k: usize,
+    top: bool,
+    trace: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for Item<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        self.ctx.pos.start_record();
+        d.deserialize_any(self)
+    }
+}
+
+/// The spans of one trace met so far, held until its processes are known
+/// (Jaeger writes `processes` after `spans`).
+struct Trace {
+    t: usize,
+    processes: Option<HashMap<String, Process>>,
+    held: Vec<JSpan>,
+}
+
+impl Trace {
+    fn span(&mut self, ing: &mut Ingest, value: Value, k: usize, line: u64) -> Result<(), Error> {
+        ing.saw_records(1);
+        match JSpan::deserialize(value) {
+            Ok(s) => match &self.processes {
+                Some(processes) => push_span(ing, s, processes, line),
+                None => {
+                    self.held.push(s);
+                    Ok(())
+                }
+            },
+            Err(e) => ing.bad_record(line, format!("trace {} span {k}: {e}", self.t)),
+        }
+    }
+
+    fn finish(self, ing: &mut Ingest, line: u64) -> Result<(), Error> {
+        let processes = self.processes.unwrap_or_default();
+        for s in self.held {
+            push_span(ing, s, &processes, line)?;
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Visitor<'de> for Item<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a Jaeger trace or span")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        const FIELDS: &[&str] = &["data", "spans", "processes"];
+        let (ctx, t) = (self.ctx, self.t);
+        let mut trace = Trace { t, processes: None, held: Vec::new() };
+        let (mut is_trace, mut has_data) = (false, false);
+        // The other fields: a span's, if this turns out to be one.
+        let mut fields = serde_json::Map::new();
+        while let Some(key) = map.next_key_seed(KeyIn(FIELDS))? {
+            match key {
+                Key::Known(0) if self.top => {
+                    has_data = true;
+                    map.next_value_seed(Traces { ctx: &mut *ctx })?;
+                }
+                Key::Known(1) => {
+                    is_trace = true;
+                    map.next_value_seed(TraceSpans { ctx: &mut *ctx, trace: &mut trace })?;
+                }
+                Key::Known(2) => {
+                    let value: Value = map.next_value()?;
+                    match HashMap::<String, Process>::deserialize(value) {
+                        Ok(p) => {
+                            let held = std::mem::take(&mut trace.held);
+                            for s in held {
+                                let r = push_span(ctx.ing, s, &p, ctx.line);
+                                ctx.check(r)?;
+                            }
+                            trace.processes = Some(p);
                         }
-                    };
-                    let processes = match trace.get("processes") {
-                        Some(p) => HashMap::<String, Process>::deserialize(p)
-                            .map_err(|e| ing.bad_data(line, format!("trace {t}: bad processes: {e}")))?,
-                        None => HashMap::new(),
-                    };
-                    (spans, processes)
+                        Err(e) => return Err(ctx.bad_data(format!("trace {t}: bad processes: {e}"))),
+                    }
                 }
-                _ => {
-                    return Err(
-                        ing.bad_data(line, format!("trace {t} is neither a trace object nor an array of spans"))
-                    );
+                Key::Known(i) => {
+                    fields.insert(FIELDS[i].to_string(), map.next_value()?);
                 }
-            };
-            ing.saw_records(spans.len() as u64);
-            for (k, value) in spans.iter().enumerate() {
-                match JSpan::deserialize(value) {
-                    Ok(s) => push_span(ing, s, &processes, line)?,
-                    Err(e) => ing.bad_record(line, format!("trace {t} span {k}: {e}"))?,
+                Key::Other(name) => {
+                    let value: Value = map.next_value()?;
+                    if !is_trace && !has_data {
+                        fields.insert(name, value);
+                    }
                 }
             }
         }
+        if has_data {
+            return Ok(());
+        }
+        if is_trace || self.trace {
+            let r = trace.finish(ctx.ing, ctx.line);
+            return ctx.check(r);
+        }
+        if self.top {
+            return Err(ctx.bad_data(WRONG_SHAPE));
+        }
+        let r = Trace { t: 0, processes: Some(HashMap::new()), held: Vec::new() }.span(
+            ctx.ing,
+            Value::Object(fields),
+            self.k,
+            ctx.line,
+        );
+        ctx.check(r)
+    }
+
+    /// An array of spans: the top-level document, or one trace of `data`.
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let ctx = self.ctx;
+        if self.top {
+            // Element `i` is trace `i` of an array of traces, or span `i` of
+            // the one trace an array of spans makes.
+            let mut i = 0;
+            while seq.next_element_seed(Item { ctx: &mut *ctx, t: i, k: i, top: false, trace: false })?.is_some() {
+                i += 1;
+            }
+            return Ok(());
+        }
+        let mut trace = Trace { t: self.t, processes: Some(HashMap::new()), held: Vec::new() };
+        let mut k = 0;
+        while let Some(value) = seq.next_element_seed(Record(ctx.pos))? {
+            let r = trace.span(ctx.ing, value, k, ctx.line);
+            ctx.check(r)?;
+            k += 1;
+        }
         Ok(())
-    })
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.scalar(Value::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.scalar(Value::from(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.scalar(Value::from(v))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.scalar(Value::from(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.scalar(Value::from(v))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.scalar(Value::Null)
+    }
+}
+
+impl Item<'_, '_> {
+    /// A scalar where a trace or span should be.
+    fn scalar<E: de::Error>(self, value: Value) -> Result<(), E> {
+        if self.top {
+            return Err(self.ctx.bad_data(WRONG_SHAPE));
+        }
+        Err(self.ctx.bad_data(format!("trace {} is neither a trace object nor an array of spans: {value}", self.t)))
+    }
+}
+
+/// The `data` array: traces.
+struct Traces<'c, 'a> {
+    ctx: &'c mut Ctx<'a>,
+}
+
+impl<'de> DeserializeSeed<'de> for Traces<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Traces<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of Jaeger traces")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut t = 0;
+        while seq.next_element_seed(Item { ctx: &mut *self.ctx, t, k: 0, top: false, trace: true })?.is_some() {
+            t += 1;
+        }
+        Ok(())
+    }
+}
+
+/// A trace's `spans` array.
+struct TraceSpans<'c, 'a> {
+    ctx: &'c mut Ctx<'a>,
+    trace: &'c mut Trace,
+}
+
+impl<'de> DeserializeSeed<'de> for TraceSpans<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TraceSpans<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of spans")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let ctx = self.ctx;
+        let mut k = 0;
+        while let Some(value) = seq.next_element_seed(Record(ctx.pos))? {
+            let r = self.trace.span(ctx.ing, value, k, ctx.line);
+            ctx.check(r)?;
+            k += 1;
+        }
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(self.not_an_array())
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Err(self.not_an_array())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Err(self.not_an_array())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Err(self.not_an_array())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Err(self.not_an_array())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Err(self.not_an_array())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Err(self.not_an_array())
+    }
+}
+
+impl TraceSpans<'_, '_> {
+    fn not_an_array<E: de::Error>(self) -> E {
+        self.ctx.bad_data(format!("trace {}: \"spans\" is not an array", self.trace.t))
+    }
 }
 
 fn push_span(ing: &mut Ingest, s: JSpan, processes: &HashMap<String, Process>, line: u64) -> Result<(), Error> {

@@ -6,6 +6,7 @@
 pub mod alibaba;
 pub mod csvline;
 pub mod jaeger;
+pub(crate) mod json;
 pub mod otlp;
 pub mod spancsv;
 pub mod zipkin;
@@ -108,6 +109,14 @@ pub fn detect(head: &[u8]) -> Result<Format, String> {
     ))
 }
 
+/// The message for a CSV row past [`ReadOptions::record_limit`].
+pub(crate) fn row_too_long(limit: u64) -> String {
+    format!(
+        "a row longer than {} (a line that never ends?); palette reads CSV one row at a time and refuses rows past that size",
+        json::show_bytes(limit)
+    )
+}
+
 pub(crate) fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
@@ -120,7 +129,7 @@ pub(crate) fn truncate(s: &str, max: usize) -> String {
 }
 
 /// How to read inputs.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ReadOptions {
     /// Force a format instead of detecting it per file.
     pub format: Option<Format>,
@@ -131,6 +140,26 @@ pub struct ReadOptions {
     /// Names to intern before reading, so a consumer can know their symbols
     /// up front (see [`Interner::with_names`]).
     pub known_names: Vec<String>,
+    /// The most bytes one record may take: a CSV row, or in JSON a span (or
+    /// what lies between two spans). A longer one is bad data, so that no
+    /// input makes a reader hold more than this at once.
+    pub record_limit: u64,
+}
+
+/// The default [`ReadOptions::record_limit`]: far beyond any real span or
+/// row (those are kilobytes), small enough to hold a few of at once.
+pub const RECORD_LIMIT: u64 = 16 << 20;
+
+impl Default for ReadOptions {
+    fn default() -> ReadOptions {
+        ReadOptions {
+            format: None,
+            window_ns: None,
+            assemble: AssembleOptions::default(),
+            known_names: Vec::new(),
+            record_limit: RECORD_LIMIT,
+        }
+    }
 }
 
 /// What reading found, besides the traces themselves.
@@ -176,6 +205,8 @@ pub struct Ingest {
     pub rpc_parents: RpcParents,
     to_assembly: Option<SyncSender<Batch>>,
     records: u64,
+    /// See [`ReadOptions::record_limit`].
+    pub record_limit: u64,
 }
 
 impl Ingest {
@@ -254,18 +285,22 @@ pub fn read_traces(
     // Formats are detected up front, so the window can be chosen for the whole
     // input: traces may be split across files.
     let mut formats = Vec::with_capacity(files.len());
+    // A pipe read for detection is read on from where detection left it.
+    let mut pipes: Vec<Option<input::Opened<'static>>> = Vec::with_capacity(files.len());
     for path in &files {
-        let format = match opts.format {
-            Some(f) => f,
+        let (format, pipe) = match opts.format {
+            Some(f) => (f, None),
             None => {
                 let opened = input::open(path, &NoProgress)?;
                 if opened.head.iter().all(|b| b.is_ascii_whitespace()) {
                     return Err(Error::BadData { path: path.clone(), line: 1, message: "the file is empty".into() });
                 }
-                detect(&opened.head).map_err(|why| Error::UnknownFormat { path: path.clone(), why })?
+                let format = detect(&opened.head).map_err(|why| Error::UnknownFormat { path: path.clone(), why })?;
+                (format, opened.pipe.then_some(opened))
             }
         };
         formats.push(format);
+        pipes.push(pipe);
     }
     let window = match opts.window_ns {
         Some(w) => w,
@@ -287,6 +322,7 @@ pub fn read_traces(
         rpc_parents: RpcParents::default(),
         to_assembly: Some(to_assembly),
         records: 0,
+        record_limit: opts.record_limit,
     };
     let mut builder = TreeBuilder::new(assemble, files.clone());
     let mut grouper = Grouper::new(window);
@@ -328,10 +364,14 @@ pub fn read_traces(
                 return (Err(Error::Io { path: PathBuf::from("<thread>"), source: e }), Ok(()));
             }
         };
-        let read_result = read_all(&mut ing, &files, &formats, progress);
-        // Closing the channel lets assembly finish.
+        let read_result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            read_all(&mut ing, &files, &formats, pipes, progress)
+        }));
+        // Closing the channel lets assembly finish (also after a panic, which
+        // would otherwise leave it waiting, and the scope waiting for it).
         ing.to_assembly = None;
         let build_result = assembling.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let read_result = read_result.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         (read_result, build_result)
     });
     // The builder's error explains a reader stopped by a closed channel.
@@ -371,10 +411,22 @@ pub fn input_overlap(
     Ok(read_traces(inputs, opts, progress, &mut sink)?.input_warnings)
 }
 
-fn read_all(ing: &mut Ingest, files: &[PathBuf], formats: &[Format], progress: &dyn Progress) -> Result<(), Error> {
+fn read_all(
+    ing: &mut Ingest,
+    files: &[PathBuf],
+    formats: &[Format],
+    mut pipes: Vec<Option<input::Opened<'static>>>,
+    progress: &dyn Progress,
+) -> Result<(), Error> {
     for (i, (path, &format)) in files.iter().zip(formats).enumerate() {
         ing.file = i as u32;
-        let opened = input::open(path, progress)?;
+        let opened = match pipes[i].take() {
+            Some(opened) => {
+                progress.start_file(path, 0);
+                opened
+            }
+            None => input::open(path, progress)?,
+        };
         if opened.head.iter().all(|b| b.is_ascii_whitespace()) {
             return Err(ing.bad_data(1, "the file is empty"));
         }
@@ -387,51 +439,4 @@ fn read_all(ing: &mut Ingest, files: &[PathBuf], formats: &[Format], progress: &
         }
     }
     ing.send()
-}
-
-/// Reads the whole (decompressed) input as UTF-8, for the JSON formats.
-pub(crate) fn read_text(mut reader: impl std::io::Read, ing: &Ingest) -> Result<String, Error> {
-    let mut bytes = Vec::new();
-    reader.read_to_end(&mut bytes).map_err(|e| input::read_error(ing.path(), e))?;
-    String::from_utf8(bytes).map_err(|e| {
-        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-        let line = 1 + good.iter().filter(|&&b| b == b'\n').count() as u64;
-        ing.bad_data(line, "not valid UTF-8 text")
-    })
-}
-
-/// Maps a serde_json error to bad data at its line.
-pub(crate) fn json_error(ing: &Ingest, e: serde_json::Error, what: &str) -> Error {
-    let why = match e.classify() {
-        serde_json::error::Category::Eof => "the JSON ends too early (truncated file?)".to_string(),
-        _ => {
-            let msg = e.to_string();
-            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-            format!("not valid {what}: {msg}")
-        }
-    };
-    ing.bad_data(e.line().max(1) as u64, why)
-}
-
-/// Parses each JSON document of `text` (one document, several concatenated,
-/// or JSON lines) and hands it to `f` with the line it starts on.
-pub(crate) fn each_document<T: serde::de::DeserializeOwned>(
-    text: &str,
-    ing: &mut Ingest,
-    what: &str,
-    mut f: impl FnMut(&mut Ingest, T, u64) -> Result<(), Error>,
-) -> Result<(), Error> {
-    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<T>();
-    let (mut counted_to, mut line) = (0usize, 1u64);
-    loop {
-        let start = stream.byte_offset();
-        let skipped = text[start..].len() - text[start..].trim_start().len();
-        let doc_start = start + skipped;
-        line += text.as_bytes()[counted_to..doc_start].iter().filter(|&&b| b == b'\n').count() as u64;
-        counted_to = doc_start;
-        let Some(doc) = stream.next() else { break };
-        let doc = doc.map_err(|e| json_error(ing, e, what))?;
-        f(ing, doc, line)?;
-    }
-    Ok(())
 }

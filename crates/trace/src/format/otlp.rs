@@ -6,47 +6,24 @@
 //! the resource's `service.name`. `kind` and `status.code` may be numbers or
 //! enum names.
 
+use std::fmt;
 use std::io::BufRead;
 
 use base64::Engine;
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use crate::defect::DefectKind;
 use crate::error::Error;
-use crate::format::{Ingest, each_document, read_text, truncate};
+use crate::format::json::{Ctx, Document, Key, KeyIn, Record, read_documents};
+use crate::format::{Ingest, truncate};
 use crate::span::{Span, SpanId, SpanKind, Sym, TraceId, flags};
-
-/// `resourceSpans` is the only field of an OTLP trace document, so any other
-/// top-level field means this is not one (`{}` is an empty document).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Document {
-    #[serde(rename = "resourceSpans", default)]
-    resource_spans: Vec<ResourceSpans>,
-}
-
-#[derive(Deserialize)]
-struct ResourceSpans {
-    #[serde(default)]
-    resource: Option<Resource>,
-    #[serde(rename = "scopeSpans", default)]
-    scope_spans: Vec<ScopeSpans>,
-    /// Pre-1.0 name of `scopeSpans`.
-    #[serde(rename = "instrumentationLibrarySpans", default)]
-    library_spans: Vec<ScopeSpans>,
-}
 
 #[derive(Deserialize)]
 struct Resource {
     #[serde(default)]
     attributes: Vec<KeyValue>,
-}
-
-#[derive(Deserialize)]
-struct ScopeSpans {
-    #[serde(default)]
-    spans: Vec<Value>,
 }
 
 #[derive(Deserialize)]
@@ -117,30 +94,236 @@ fn nanos(v: &Value) -> Option<i64> {
 }
 
 pub fn read(reader: Box<dyn BufRead + Send + '_>, ing: &mut Ingest) -> Result<(), Error> {
-    let text = read_text(reader, ing)?;
-    each_document::<Document>(&text, ing, "OTLP/JSON", |ing, doc, line| {
-        for rs in doc.resource_spans {
-            let attrs = rs.resource.map(|r| r.attributes).unwrap_or_default();
-            let service_name = attrs.iter().find(|a| a.key == "service.name").and_then(|a| any_value_text(&a.value));
-            let service = match service_name.as_deref() {
-                Some(s) if !s.is_empty() => ing.names.intern(s),
-                _ => {
-                    ing.defect(DefectKind::MissingService, line, || "resource without service.name".into())?;
-                    ing.names.intern("unknown")
+    read_documents::<Otlp>(reader, ing)
+}
+
+/// `{"resourceSpans":[{"resource":…,"scopeSpans":[{"spans":[…]}]}]}`, read
+/// span by span.
+struct Otlp;
+
+impl Document for Otlp {
+    const WHAT: &'static str = "OTLP/JSON";
+    fn parse<'de, D: Deserializer<'de>>(ctx: &mut Ctx<'_>, de: D) -> Result<(), D::Error> {
+        de.deserialize_map(Doc { ctx })
+    }
+}
+
+struct Doc<'c, 'a> {
+    ctx: &'c mut Ctx<'a>,
+}
+
+impl<'de> Visitor<'de> for Doc<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an OTLP/JSON document")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        // `resourceSpans` is the only field of an OTLP trace document, so any
+        // other top-level field means this is not one (`{}` is an empty document).
+        const FIELDS: &[&str] = &["resourceSpans"];
+        while let Some(key) = map.next_key_seed(KeyIn(FIELDS))? {
+            match key {
+                Key::Known(_) => map.next_value_seed(Each { ctx: &mut *self.ctx, what: "a sequence" })?,
+                Key::Other(name) => return Err(de::Error::unknown_field(&name, FIELDS)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An array of resourceSpans, or of scopeSpans under the service `Some(_)`
+/// (`None`: the resource has not been seen yet).
+struct Each<'c, 'a> {
+    ctx: &'c mut Ctx<'a>,
+    what: &'static str,
+}
+
+impl<'de> DeserializeSeed<'de> for Each<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Each<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.what)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(ResourceSeed { ctx: &mut *self.ctx })?.is_some() {}
+        Ok(())
+    }
+}
+
+/// One resourceSpans: its service, then its spans.
+struct ResourceSeed<'c, 'a> {
+    ctx: &'c mut Ctx<'a>,
+}
+
+impl<'de> DeserializeSeed<'de> for ResourceSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        self.ctx.pos.start_record();
+        d.deserialize_map(self)
+    }
+}
+
+/// The spans of one resourceSpans met so far.
+struct Spans {
+    /// The resource's service, once its `resource` field has been read.
+    service: Option<Sym>,
+    /// Spans that came before the resource (exporters write the resource
+    /// first, so this is rare), with their index in their scope.
+    held: Vec<(Value, usize)>,
+}
+
+impl Spans {
+    fn resolve(&mut self, ing: &mut Ingest, line: u64, resource: Option<Resource>) -> Result<(), Error> {
+        let attrs = resource.map(|r| r.attributes).unwrap_or_default();
+        let service_name = attrs.iter().find(|a| a.key == "service.name").and_then(|a| any_value_text(&a.value));
+        let service = match service_name.as_deref() {
+            Some(s) if !s.is_empty() => ing.names.intern(s),
+            _ => {
+                ing.defect(DefectKind::MissingService, line, || "resource without service.name".into())?;
+                ing.names.intern("unknown")
+            }
+        };
+        self.service = Some(service);
+        for (value, k) in std::mem::take(&mut self.held) {
+            span_value(ing, value, k, service, line)?;
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Visitor<'de> for ResourceSeed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a resourceSpans object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        // `instrumentationLibrarySpans` is the pre-1.0 name of `scopeSpans`.
+        const FIELDS: &[&str] = &["resource", "scopeSpans", "instrumentationLibrarySpans"];
+        let ctx = self.ctx;
+        let mut spans = Spans { service: None, held: Vec::new() };
+        while let Some(key) = map.next_key_seed(KeyIn(FIELDS))? {
+            match key {
+                Key::Known(0) => {
+                    let resource: Option<Resource> = map.next_value()?;
+                    let r = spans.resolve(ctx.ing, ctx.line, resource);
+                    ctx.check(r)?;
                 }
-            };
-            for scope in rs.scope_spans.into_iter().chain(rs.library_spans) {
-                ing.saw_records(scope.spans.len() as u64);
-                for (k, value) in scope.spans.into_iter().enumerate() {
-                    match OSpan::deserialize(value) {
-                        Ok(s) => push_span(ing, s, service, line)?,
-                        Err(e) => ing.bad_record(line, format!("span {k}: {e}"))?,
-                    }
+                Key::Known(_) => map.next_value_seed(Scopes { ctx: &mut *ctx, spans: &mut spans })?,
+                Key::Other(_) => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        if spans.service.is_none() {
+            let r = spans.resolve(ctx.ing, ctx.line, None);
+            ctx.check(r)?;
+        }
+        Ok(())
+    }
+}
+
+/// An array of scopeSpans.
+struct Scopes<'c, 'a> {
+    ctx: &'c mut Ctx<'a>,
+    spans: &'c mut Spans,
+}
+
+impl<'de> DeserializeSeed<'de> for Scopes<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Scopes<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a sequence")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Scope { ctx: &mut *self.ctx, spans: &mut *self.spans })?.is_some() {}
+        Ok(())
+    }
+}
+
+/// One scopeSpans object, or (as `SpanList`) its `spans` array.
+struct Scope<'c, 'a> {
+    ctx: &'c mut Ctx<'a>,
+    spans: &'c mut Spans,
+}
+
+impl<'de> DeserializeSeed<'de> for Scope<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Scope<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a scopeSpans object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key_seed(KeyIn(&["spans"]))? {
+            match key {
+                Key::Known(_) => map.next_value_seed(SpanList { ctx: &mut *self.ctx, spans: &mut *self.spans })?,
+                Key::Other(_) => {
+                    map.next_value::<IgnoredAny>()?;
                 }
             }
         }
         Ok(())
-    })
+    }
+}
+
+struct SpanList<'c, 'a> {
+    ctx: &'c mut Ctx<'a>,
+    spans: &'c mut Spans,
+}
+
+impl<'de> DeserializeSeed<'de> for SpanList<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SpanList<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a sequence")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let ctx = self.ctx;
+        let mut k = 0;
+        while let Some(value) = seq.next_element_seed(Record(ctx.pos))? {
+            ctx.ing.saw_records(1);
+            match self.spans.service {
+                Some(service) => {
+                    let r = span_value(ctx.ing, value, k, service, ctx.line);
+                    ctx.check(r)?;
+                }
+                None => self.spans.held.push((value, k)),
+            }
+            k += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Span `k` of its scope.
+fn span_value(ing: &mut Ingest, value: Value, k: usize, service: Sym, line: u64) -> Result<(), Error> {
+    match OSpan::deserialize(value) {
+        Ok(s) => push_span(ing, s, service, line),
+        Err(e) => ing.bad_record(line, format!("span {k}: {e}")),
+    }
 }
 
 fn push_span(ing: &mut Ingest, s: OSpan, service: Sym, line: u64) -> Result<(), Error> {

@@ -10,11 +10,12 @@
 //! `…milli…`/`…_ms` in milliseconds. Optional `Kind`/`SpanKind`, `Error` or
 //! `StatusCode` columns are used when present.
 
-use std::io::BufRead;
+use std::cell::Cell;
+use std::io::{BufRead, Read};
 
 use crate::defect::DefectKind;
 use crate::error::Error;
-use crate::format::{Ingest, truncate};
+use crate::format::{Ingest, row_too_long, truncate};
 use crate::span::{Span, SpanId, SpanKind, Sym, TraceId, flags};
 
 /// Nanoseconds per unit of a time column, from its name.
@@ -134,10 +135,47 @@ fn is_error_value(s: &str) -> bool {
     matches!(s.trim().to_ascii_lowercase().as_str(), "true" | "1" | "error" | "2" | "status_code_error")
 }
 
+/// The input as the CSV parser reads it, cut off where a row would pass the
+/// record limit (the parser would otherwise gather a row without end).
+struct RowLimited<'c, R> {
+    inner: R,
+    read: u64,
+    /// Where the row being read begins, and how far past it reading may go.
+    row_start: &'c Cell<u64>,
+    limit: u64,
+    too_long: &'c Cell<bool>,
+}
+
+/// The CSV parser's buffer: it reads ahead of the row it is on by at most that.
+const CSV_READ_AHEAD: u64 = 64 * 1024;
+
+impl<R: Read> Read for RowLimited<'_, R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let room =
+            self.row_start.get().saturating_add(self.limit).saturating_add(CSV_READ_AHEAD).saturating_sub(self.read);
+        if room == 0 {
+            self.too_long.set(true);
+            return Err(std::io::Error::other("record limit reached"));
+        }
+        let take = out.len().min(room.min(usize::MAX as u64) as usize);
+        let n = self.inner.read(&mut out[..take])?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
 pub fn read(reader: Box<dyn BufRead + Send + '_>, ing: &mut Ingest) -> Result<(), Error> {
-    let mut csv = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(reader);
+    let (row_start, row_start_line, too_long) = (Cell::new(0), Cell::new(1), Cell::new(false));
+    let limited =
+        RowLimited { inner: reader, read: 0, row_start: &row_start, limit: ing.record_limit, too_long: &too_long };
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .buffer_capacity(CSV_READ_AHEAD as usize)
+        .from_reader(limited);
     let mut record = csv::StringRecord::new();
     let csv_error = |ing: &Ingest, e: csv::Error| match e.into_kind() {
+        csv::ErrorKind::Io(_) if too_long.get() => ing.bad_data(row_start_line.get(), row_too_long(ing.record_limit)),
         csv::ErrorKind::Io(io) => crate::input::read_error(ing.path(), io),
         csv::ErrorKind::Utf8 { pos, err } => {
             ing.bad_data(pos.map_or(0, |p| p.line()), format!("not valid UTF-8 text ({err})"))
@@ -150,6 +188,8 @@ pub fn read(reader: Box<dyn BufRead + Send + '_>, ing: &mut Ingest) -> Result<()
     let cols = Columns::from_header(record.as_byte_record()).map_err(|m| ing.bad_data(1, m))?;
     let unknown = ing.names.intern("unknown");
     loop {
+        row_start.set(csv.position().byte());
+        row_start_line.set(csv.position().line());
         match csv.read_record(&mut record) {
             Ok(true) => {}
             Ok(false) => break,

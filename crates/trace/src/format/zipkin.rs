@@ -14,14 +14,17 @@
 //! Times are microseconds. Spans without a kind are local spans.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::io::BufRead;
 
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use crate::defect::DefectKind;
 use crate::error::Error;
-use crate::format::{Ingest, each_document, read_text, truncate};
+use crate::format::json::{Ctx, Document, Record, read_documents};
+use crate::format::{Ingest, truncate};
 use crate::span::{Span, SpanId, SpanKind, Sym, TraceId, flags, hash64};
 
 #[derive(Deserialize, Clone, Default)]
@@ -34,6 +37,46 @@ struct Endpoint {
 struct Annotation {
     #[serde(default)]
     timestamp: Option<i64>,
+}
+
+/// What palette reads from a span's tags: their names, not their values
+/// (a document's spans are held until it ends, so they are kept small).
+#[derive(Clone, Copy, Default)]
+struct Tags {
+    error: bool,
+    http: bool,
+    grpc: bool,
+}
+
+impl Tags {
+    fn absorb(&mut self, other: Tags) {
+        self.error |= other.error;
+        self.http |= other.http;
+        self.grpc |= other.grpc;
+    }
+}
+
+impl<'de> Deserialize<'de> for Tags {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Tags, D::Error> {
+        struct Names;
+        impl<'de> Visitor<'de> for Names {
+            type Value = Tags;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Tags, A::Error> {
+                let mut tags = Tags::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    map.next_value::<IgnoredAny>()?;
+                    tags.error |= key == "error";
+                    tags.http |= key.starts_with("http.");
+                    tags.grpc |= key.starts_with("grpc.");
+                }
+                Ok(tags)
+            }
+        }
+        d.deserialize_map(Names)
+    }
 }
 
 #[derive(Deserialize, Clone)]
@@ -56,7 +99,7 @@ struct ZSpan {
     #[serde(rename = "remoteEndpoint", default)]
     remote: Option<Endpoint>,
     #[serde(default)]
-    tags: HashMap<String, Value>,
+    tags: Tags,
     #[serde(default)]
     shared: bool,
     #[serde(default)]
@@ -90,39 +133,141 @@ impl ZSpan {
         self.remote = self.remote.take().or(other.remote);
         self.parent_id = self.parent_id.take().or(other.parent_id);
         self.annotations.extend(other.annotations);
-        for (k, v) in other.tags {
-            self.tags.entry(k).or_insert(v);
-        }
+        self.tags.absorb(other.tags);
     }
 }
 
 pub fn read(reader: Box<dyn BufRead + Send + '_>, ing: &mut Ingest) -> Result<(), Error> {
-    let text = read_text(reader, ing)?;
-    each_document::<Value>(&text, ing, "Zipkin JSON", |ing, doc, line| {
-        let Value::Array(items) = doc else {
-            return Err(ing.bad_data(line, "Zipkin v2 JSON must be an array of spans (or of traces)"));
-        };
-        let mut spans = Vec::with_capacity(items.len());
-        let mut parse = |ing: &mut Ingest, v: Value, k: usize| -> Result<(), Error> {
-            match ZSpan::deserialize(v) {
-                Ok(s) => spans.push(s),
-                Err(e) => ing.bad_record(line, format!("span {k}: {e}"))?,
-            }
-            Ok(())
-        };
-        ing.saw_records(items.iter().map(|i| i.as_array().map_or(1, Vec::len) as u64).sum());
-        for (k, item) in items.into_iter().enumerate() {
-            match item {
-                Value::Array(trace) => {
-                    for (j, v) in trace.into_iter().enumerate() {
-                        parse(ing, v, k * 1_000_000 + j)?;
-                    }
-                }
-                v => parse(ing, v, k)?,
-            }
+    read_documents::<Zipkin>(reader, ing)
+}
+
+/// An array of spans, or of traces (arrays of spans), read span by span.
+/// Pieces of one span may be anywhere in an array of spans, so its spans are
+/// held (small: see [`Tags`]) until it ends; a trace's, until the trace ends.
+struct Zipkin;
+
+impl Document for Zipkin {
+    const WHAT: &'static str = "Zipkin JSON";
+    fn parse<'de, D: Deserializer<'de>>(ctx: &mut Ctx<'_>, de: D) -> Result<(), D::Error> {
+        de.deserialize_any(Doc { ctx })
+    }
+}
+
+const WRONG_SHAPE: &str = "Zipkin v2 JSON must be an array of spans (or of traces)";
+
+struct Doc<'c, 'a> {
+    ctx: &'c mut Ctx<'a>,
+}
+
+impl<'de> Visitor<'de> for Doc<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of Zipkin spans")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let ctx = self.ctx;
+        let mut spans = Vec::new();
+        let mut k = 0;
+        while seq.next_element_seed(Item { ctx: &mut *ctx, spans: &mut spans, k })?.is_some() {
+            k += 1;
         }
-        push_spans(ing, spans, line)
-    })
+        let r = push_spans(ctx.ing, spans, ctx.line);
+        ctx.check(r)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(self.ctx.bad_data(WRONG_SHAPE))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Err(self.ctx.bad_data(WRONG_SHAPE))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Err(self.ctx.bad_data(WRONG_SHAPE))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Err(self.ctx.bad_data(WRONG_SHAPE))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Err(self.ctx.bad_data(WRONG_SHAPE))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Err(self.ctx.bad_data(WRONG_SHAPE))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Err(self.ctx.bad_data(WRONG_SHAPE))
+    }
+}
+
+/// Element `k` of the document: a span, or a trace (an array of spans).
+struct Item<'c, 'a> {
+    ctx: &'c mut Ctx<'a>,
+    spans: &'c mut Vec<ZSpan>,
+    k: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Item<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        self.ctx.pos.start_record();
+        d.deserialize_any(self)
+    }
+}
+
+impl Item<'_, '_> {
+    fn span<E: de::Error>(self, value: Value) -> Result<(), E> {
+        let r = parse(self.ctx, value, self.k, self.spans);
+        self.ctx.check(r)
+    }
+}
+
+impl<'de> Visitor<'de> for Item<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a Zipkin span or trace")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let ctx = self.ctx;
+        let mut trace = Vec::new();
+        let mut j = 0;
+        while let Some(value) = seq.next_element_seed(Record(ctx.pos))? {
+            let r = parse(ctx, value, self.k * 1_000_000 + j, &mut trace);
+            ctx.check(r)?;
+            j += 1;
+        }
+        let r = push_spans(ctx.ing, trace, ctx.line);
+        ctx.check(r)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        let value = Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        self.span(value)
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.span(Value::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.span(Value::from(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.span(Value::from(v))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.span(Value::from(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.span(Value::from(v))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.span(Value::Null)
+    }
+}
+
+/// Span `k` of the document, into `spans`.
+fn parse(ctx: &mut Ctx<'_>, value: Value, k: usize, spans: &mut Vec<ZSpan>) -> Result<(), Error> {
+    ctx.ing.saw_records(1);
+    match ZSpan::deserialize(value) {
+        Ok(s) => spans.push(s),
+        Err(e) => ctx.ing.bad_record(ctx.line, format!("span {k}: {e}"))?,
+    }
+    Ok(())
 }
 
 fn push_spans(ing: &mut Ingest, raw: Vec<ZSpan>, line: u64) -> Result<(), Error> {
@@ -263,15 +408,15 @@ fn push_one(
         _ => Sym::EMPTY,
     };
     let mut span_flags = 0;
-    if s.tags.contains_key("error") {
+    if s.tags.error {
         span_flags |= flags::ERROR;
     }
     if matches!(kind, SpanKind::Producer | SpanKind::Consumer) {
         span_flags |= flags::FOLLOWS_FROM;
     }
-    let protocol = if s.tags.keys().any(|k| k.starts_with("http.")) {
+    let protocol = if s.tags.http {
         ing.names.intern("http")
-    } else if s.tags.keys().any(|k| k.starts_with("grpc.")) {
+    } else if s.tags.grpc {
         ing.names.intern("grpc")
     } else {
         Sym::EMPTY
