@@ -80,6 +80,7 @@ fn the_web_shop_runs_on_docker_compose_and_matches_its_traces() {
         skip(&format!("compose: {why}"));
         return;
     }
+    let _host = crate::util::host_to_myself();
     let dir = Dir::new();
     let tag = format!("{}-{}", std::process::id(), Instant::now().elapsed().subsec_nanos() % 1000);
     let project = format!("palette-ci-{tag}");
