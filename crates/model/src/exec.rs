@@ -147,19 +147,14 @@ impl<'m> Execution<'m> {
         let a = &model.apis[self.api as usize];
         if self.leaf {
             self.finished = true;
-            return Step::Finish { work_ns: a.latency.sample(rng.f64()) as i64 };
+            return Step::Finish { work_ns: self.leaf_work_ns(rng) };
         }
-        if self.stages >= self.stage_cap && !self.cap_extended && model.kind == ModelKind::Palette {
-            // Only executions this long pay for walking the API's states.
-            self.cap_extended = true;
-            self.stage_cap = self.stage_cap.max(longest_path(&a.states));
-        }
-        if self.stages >= self.stage_cap {
-            self.finished = true;
-            return Step::Finish { work_ns: 0 };
-        }
-        self.stages += 1;
         if model.kind == ModelKind::Naive {
+            if self.stages >= self.stage_cap {
+                self.finished = true;
+                return Step::Finish { work_ns: 0 };
+            }
+            self.stages += 1;
             let Some(naive) = &a.naive else {
                 // Leaf executions finished above; a naive API without calls has no steps.
                 self.finished = true;
@@ -181,31 +176,88 @@ impl<'m> Execution<'m> {
                 }
             };
         }
+        let from = self.state;
+        let Some((taken, work_ns)) = self.take_transition(from as u32, rng) else {
+            return Step::Finish { work_ns: 0 };
+        };
         let states = &a.states;
-        let here = &states[self.state];
+        match states[from].next[taken].to {
+            None => Step::Finish { work_ns },
+            Some(next) => {
+                let s = &states[next as usize];
+                Step::Stage { work_ns, state: next, calls: &s.calls, wait: s.lambda >= 0.5 }
+            }
+        }
+    }
+
+    /// Leaves PFA state `state` of a Palette model: picks the transition
+    /// (the loop's own while a counted loop has visits left, else one drawn
+    /// for the caller and the last calls' outcome), samples its work, and
+    /// enters the state it leads to, counting that state's calls. Returns
+    /// the transition's index in `states[state].next` and its work in
+    /// nanoseconds; `None` when the state has no usable transition or the
+    /// execution has taken as many steps as it may (it is over). [`Execution::next_step`] walks with it, and
+    /// generated code calls it from each state's function, which is why
+    /// the state is an argument: the code says where it is.
+    pub fn take_transition(&mut self, state: u32, rng: &mut Rng) -> Option<(usize, i64)> {
+        let states = &self.model.apis[self.api as usize].states;
+        if self.finished {
+            return None;
+        }
+        if self.stages >= self.stage_cap && !self.cap_extended {
+            // Only executions this long pay for walking the API's states.
+            self.cap_extended = true;
+            self.stage_cap = self.stage_cap.max(longest_path(states));
+        }
+        if self.stages >= self.stage_cap {
+            self.finished = true;
+            return None;
+        }
+        self.stages += 1;
+        let at = state as usize;
+        let Some(here) = states.get(at) else {
+            self.finished = true;
+            return None;
+        };
+        if at != self.state {
+            // Code that jumped elsewhere than the walk would have: no loop carries over.
+            self.state = at;
+            self.runs_left = 0;
+        }
         let tr = if !here.repeats.is_empty() && self.runs_left > 0 {
-            here.next.iter().find(|t| t.to == Some(self.state as u32))
+            here.next.iter().find(|t| t.to == Some(state))
         } else {
-            choose(here, self.state, self.ctx, self.outcome.take(), rng)
+            choose(here, at, self.ctx, self.outcome.take(), rng)
         };
         let Some(tr) = tr else {
             self.finished = true;
-            return Step::Finish { work_ns: 0 };
+            return None;
         };
+        let taken = here.next.iter().position(|t| std::ptr::eq(t, tr)).expect("a transition of this state");
         let work_ns = tr.work.for_caller(self.ctx.caller).sample(rng.f64()) as i64;
         let Some(next) = tr.to else {
             self.finished = true;
-            return Step::Finish { work_ns };
+            return Some((taken, work_ns));
         };
-        if next as usize == self.state {
+        if next == state {
             self.runs_left = self.runs_left.saturating_sub(1);
         } else {
             self.state = next as usize;
             self.runs_left = draw_runs(&states[self.state].repeats, rng).saturating_sub(1);
         }
-        let s = &states[self.state];
-        self.calls_made = self.calls_made.saturating_add(s.calls.len() as u32);
-        Step::Stage { work_ns, state: self.state as u32, calls: &s.calls, wait: s.lambda >= 0.5 }
+        self.calls_made = self.calls_made.saturating_add(states[self.state].calls.len() as u32);
+        Some((taken, work_ns))
+    }
+
+    /// Whether this execution is a leaf: it makes no calls and its work is
+    /// the API's observed latency (no PFA, or truncated by a limit).
+    pub fn is_leaf(&self) -> bool {
+        self.leaf
+    }
+
+    /// A leaf's work: a draw of the API's observed latency, nanoseconds.
+    pub fn leaf_work_ns(&self, rng: &mut Rng) -> i64 {
+        self.model.apis[self.api as usize].latency.sample(rng.f64()) as i64
     }
 
     /// A call overhead (caller-observed latency minus the callee's own) for

@@ -110,6 +110,9 @@ pub struct Shared {
     /// time, learned: a waited stage's work ends early by the part of it
     /// the sampled overhead will not cover (see [`HopCosts`]).
     pub hop_costs: HopCosts,
+    /// Generated code for some APIs (a `palette generate --code rust`
+    /// binary); the others, and every API of `palette serve`, walk the model.
+    pub programs: crate::program::Programs,
 }
 
 /// Per peer service: a running estimate of the 90th percentile of a call's
@@ -293,127 +296,22 @@ impl Shared {
         }
     }
 
-    /// Runs one execution to its end and records its span.
-    pub fn execute(self: Arc<Self>, start: Start, mut rng: Rng) -> BoxFuture<Outcome> {
+    /// Runs one execution to its end and records its span: the API's
+    /// generated code when the process has it (see [`crate::program`]),
+    /// else the model's walk.
+    pub fn execute(self: Arc<Self>, start: Start, rng: Rng) -> BoxFuture<Outcome> {
         Box::pin(async move {
-            let Start { api, ctx, trace, depth, span_id, parent_span, kind, request_bytes, t0, grpc, instance } = start;
-            let model = &self.config.model;
-            let limits = &self.config.limits;
-            let truncated = depth >= limits.max_depth;
-            let mut exec = Execution::new(model, api, ctx, truncated, &mut rng);
-            let mode = self.modes[api as usize];
-            let body_cap = self.zeros.len();
-            let (mut target, mut stages, mut failure) = (0u64, 0u32, None);
-            loop {
-                let (work_ns, calls, wait) = match exec.next_step(&mut rng) {
-                    Step::Finish { work_ns } => {
-                        target += work_ns.max(0) as u64;
-                        self.work_until(mode, t0, target).await;
-                        break;
-                    }
-                    Step::Stage { work_ns, calls, wait, .. } => (work_ns, calls, wait),
-                };
-                target += work_ns.max(0) as u64;
-                stages += 1;
-                if stages > limits.max_stages || calls.is_empty() {
-                    self.work_until(mode, t0, target).await;
-                    if stages > limits.max_stages {
-                        break;
-                    }
-                    continue;
-                }
-                let child = exec.child_context();
-                let mut plans: Vec<Plan> = calls
-                    .iter()
-                    .map(|&callee| Plan {
-                        callee,
-                        overhead_ns: exec.overhead_ns(callee, &mut rng).max(0) as u64,
-                        request_bytes: draw_bytes(
-                            model.apis[callee as usize].request_bytes.as_ref(),
-                            body_cap,
-                            &mut rng,
-                        ),
-                    })
-                    .collect();
-                // The transport time the sampled overheads will likely not
-                // cover, taken out of this stage's work (see [`HopCosts`]).
-                let anticipated = if wait { self.anticipated_excess_ns(api, &plans) } else { 0 };
-                let work_ns = work_ns.max(0) as u64;
-                self.work_until(mode, t0, target - anticipated.min(work_ns)).await;
-                if plans.len() > 1 {
-                    // Stable, and after every draw: the random stream is the same either way.
-                    plans.sort_by(|a, b| {
-                        self.median_ns[b.callee as usize].total_cmp(&self.median_ns[a.callee as usize])
-                    });
-                }
-                let from = From { api, instance: instance.clone(), span_id, depth, detached: !wait };
-                if wait {
-                    let futs = plans
-                        .into_iter()
-                        .map(|p| self.clone().call(from.clone(), child, p, trace.clone()))
-                        .collect::<Vec<_>>();
-                    let results = if futs.len() == 1 {
-                        vec![futs.into_iter().next().expect("one call").await]
-                    } else {
-                        join_all(futs).await
-                    };
-                    target += results.iter().map(|r| r.observed_ns - r.transport_excess_ns).max().unwrap_or(0);
-                    // What the calls did is a causal parent of the next choice.
-                    exec.observe_outcome(results.iter().fold(0u32, |n, r| n.saturating_add(r.calls_made)));
-                    if let Some(f) = results.into_iter().find_map(|r| r.failure) {
-                        failure = Some(f);
-                        break;
-                    }
-                } else {
-                    for p in plans {
-                        let call = self.clone().call(from.clone(), child, p, trace.clone());
-                        let shared = self.clone();
-                        shared.active.fetch_add(1, Ordering::AcqRel);
-                        tokio::spawn(async move {
-                            call.await;
-                            shared.active.fetch_sub(1, Ordering::AcqRel);
-                        });
-                    }
-                }
+            let sh = self;
+            let program = if start.depth >= sh.config.limits.max_depth { None } else { sh.programs.get(start.api) };
+            let mut cx = Cx::new(&sh, start, rng);
+            let ended = match program {
+                Some(body) => body(&mut cx).await,
+                None => cx.interpret().await,
+            };
+            if ended.is_ok() {
+                cx.work_until_target().await;
             }
-            let response_bytes = draw_bytes(model.apis[api as usize].response_bytes.as_ref(), body_cap, &mut rng);
-            let elapsed_ns = ns_since(t0);
-            if trace.sampled {
-                let a = &model.apis[api as usize];
-                let mut attributes = vec![("palette.api", AttrValue::Int(i64::from(api)))];
-                if let Some(c) = ctx.caller {
-                    attributes.push(("palette.caller", AttrValue::Int(i64::from(c))));
-                }
-                if kind == Kind::Server {
-                    let status = failure.as_ref().map_or(200, |f| f.status);
-                    attributes.push(("http.response.status_code", AttrValue::Int(i64::from(status))));
-                    if grpc {
-                        attributes.extend(grpc_attributes());
-                        attributes.push(("rpc.grpc.status_code", AttrValue::Int(crate::grpc::code_for(status) as i64)));
-                    }
-                }
-                if request_bytes > 0 {
-                    attributes.push(("http.request.body.size", AttrValue::Int(request_bytes as i64)));
-                }
-                if response_bytes > 0 && failure.is_none() {
-                    attributes.push(("http.response.body.size", AttrValue::Int(response_bytes as i64)));
-                }
-                let start_unix_ns = self.clock.unix_ns(t0);
-                self.exporter.record(SpanRecord {
-                    service: self.service_names[self.service_of[api as usize]].clone(),
-                    instance,
-                    trace_id: trace.trace_id,
-                    span_id,
-                    parent_span_id: parent_span,
-                    name: a.operation.clone(),
-                    kind,
-                    start_unix_ns,
-                    end_unix_ns: start_unix_ns + elapsed_ns,
-                    error: failure.as_ref().map(|f| f.message.clone()),
-                    attributes,
-                });
-            }
-            Outcome { failure, elapsed_ns, response_bytes, calls_made: exec.calls_made() }
+            cx.end()
         })
     }
 
@@ -536,6 +434,227 @@ impl Shared {
             }
             CallResult { observed_ns, transport_excess_ns: transport_excess_ns.min(observed_ns), failure, calls_made }
         })
+    }
+}
+
+/// Why an execution stops before its end: a call failed (the failure is
+/// the execution's, and its caller is told), or it ran past
+/// `limits.max_stages`. Generated code passes it on with `?`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stop;
+
+/// One execution in progress: what generated code (and the model's walk)
+/// drives. Work is not done when it is asked for but added to the
+/// execution's causal target; it is spent just before the next calls (less
+/// the transport time they will likely add) and at the end, so the
+/// execution's latency is its work plus its waited calls, whatever the
+/// timers and the network did.
+pub struct Cx<'s> {
+    sh: &'s Arc<Shared>,
+    api: ApiId,
+    exec: Execution<'s>,
+    rng: Rng,
+    start: Start,
+    mode: WorkMode,
+    /// The causal target so far: sampled work plus each waited stage's slowest call.
+    target: u64,
+    /// Work added since the last calls: the most that anticipating the
+    /// next calls' transport time may take off.
+    stage_work: u64,
+    stages: u32,
+    failure: Option<Failure>,
+}
+
+impl<'s> Cx<'s> {
+    fn new(sh: &'s Arc<Shared>, start: Start, mut rng: Rng) -> Cx<'s> {
+        let truncated = start.depth >= sh.config.limits.max_depth;
+        let exec = Execution::new(&sh.config.model, start.api, start.ctx, truncated, &mut rng);
+        let api = start.api;
+        Cx {
+            sh,
+            api,
+            exec,
+            rng,
+            mode: sh.modes[api as usize],
+            start,
+            target: 0,
+            stage_work: 0,
+            stages: 0,
+            failure: None,
+        }
+    }
+
+    /// The API being executed.
+    pub fn api(&self) -> ApiId {
+        self.api
+    }
+
+    /// The API that called this execution (`None` for a root request).
+    pub fn caller(&self) -> Option<ApiId> {
+        self.start.ctx.caller
+    }
+
+    /// Adds `ns` of local work to do before the next calls (or at the end).
+    /// Replacing a `cx.work(…)` by real code is how an API gets a real
+    /// implementation: the real code's time is then the work.
+    pub fn work(&mut self, ns: i64) {
+        self.target = self.target.saturating_add(ns.max(0) as u64);
+        self.stage_work = self.stage_work.saturating_add(ns.max(0) as u64);
+    }
+
+    /// Leaves PFA state `state`: the index of the transition taken (in the
+    /// model's order) and its sampled work, nanoseconds; `None` when the
+    /// model has no way on (the execution ends). See
+    /// [`palette_model::Execution::take_transition`].
+    pub fn transition(&mut self, state: u32) -> Option<(usize, i64)> {
+        self.exec.take_transition(state, &mut self.rng)
+    }
+
+    /// A leaf API's work: a draw of its observed latency, nanoseconds.
+    pub fn leaf_work(&mut self) -> i64 {
+        self.exec.leaf_work_ns(&mut self.rng)
+    }
+
+    /// Makes `calls` concurrently (an API listed twice is called twice),
+    /// after the work so far, and waits for all of them. A failed call stops
+    /// the execution.
+    pub async fn calls(&mut self, calls: &[ApiId]) -> Result<(), Stop> {
+        self.stage(calls, true).await
+    }
+
+    /// Starts `calls` after the work so far and goes on without waiting
+    /// (the traces' fire-and-forget calls); their failures are their own.
+    pub async fn calls_detached(&mut self, calls: &[ApiId]) -> Result<(), Stop> {
+        self.stage(calls, false).await
+    }
+
+    async fn work_until_target(&mut self) {
+        self.sh.work_until(self.mode, self.start.t0, self.target).await;
+    }
+
+    /// The model's walk, step by step: the interpreted service.
+    async fn interpret(&mut self) -> Result<(), Stop> {
+        loop {
+            match self.exec.next_step(&mut self.rng) {
+                Step::Finish { work_ns } => {
+                    self.work(work_ns);
+                    return Ok(());
+                }
+                Step::Stage { work_ns, calls, wait, .. } => {
+                    self.work(work_ns);
+                    self.stage(calls, wait).await?;
+                }
+            }
+        }
+    }
+
+    async fn stage(&mut self, calls: &[ApiId], wait: bool) -> Result<(), Stop> {
+        let sh = self.sh;
+        let limits = &sh.config.limits;
+        self.stages += 1;
+        if self.stages > limits.max_stages || calls.is_empty() {
+            self.stage_work = 0;
+            self.work_until_target().await;
+            return if self.stages > limits.max_stages { Err(Stop) } else { Ok(()) };
+        }
+        let model = &sh.config.model;
+        let body_cap = sh.zeros.len();
+        let child = self.exec.child_context();
+        let mut plans: Vec<Plan> = calls
+            .iter()
+            .map(|&callee| Plan {
+                callee,
+                overhead_ns: self.exec.overhead_ns(callee, &mut self.rng).max(0) as u64,
+                request_bytes: draw_bytes(model.apis[callee as usize].request_bytes.as_ref(), body_cap, &mut self.rng),
+            })
+            .collect();
+        // The transport time the sampled overheads will likely not cover,
+        // taken out of this stage's work (see [`HopCosts`]).
+        let anticipated = if wait { sh.anticipated_excess_ns(self.api, &plans) } else { 0 };
+        let stage_work = std::mem::take(&mut self.stage_work);
+        sh.work_until(self.mode, self.start.t0, self.target - anticipated.min(stage_work)).await;
+        if plans.len() > 1 {
+            // Stable, and after every draw: the random stream is the same either way.
+            plans.sort_by(|a, b| sh.median_ns[b.callee as usize].total_cmp(&sh.median_ns[a.callee as usize]));
+        }
+        let s = &self.start;
+        let from =
+            From { api: self.api, instance: s.instance.clone(), span_id: s.span_id, depth: s.depth, detached: !wait };
+        if wait {
+            let futs =
+                plans.into_iter().map(|p| sh.clone().call(from.clone(), child, p, s.trace.clone())).collect::<Vec<_>>();
+            let results = if futs.len() == 1 {
+                vec![futs.into_iter().next().expect("one call").await]
+            } else {
+                join_all(futs).await
+            };
+            self.target += results.iter().map(|r| r.observed_ns - r.transport_excess_ns).max().unwrap_or(0);
+            // What the calls did is a causal parent of the next choice.
+            self.exec.observe_outcome(results.iter().fold(0u32, |n, r| n.saturating_add(r.calls_made)));
+            if let Some(f) = results.into_iter().find_map(|r| r.failure) {
+                self.failure = Some(f);
+                return Err(Stop);
+            }
+        } else {
+            for p in plans {
+                let call = sh.clone().call(from.clone(), child, p, s.trace.clone());
+                let shared = sh.clone();
+                shared.active.fetch_add(1, Ordering::AcqRel);
+                tokio::spawn(async move {
+                    call.await;
+                    shared.active.fetch_sub(1, Ordering::AcqRel);
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the execution's span and says how it ended.
+    fn end(mut self) -> Outcome {
+        let sh = self.sh;
+        let model = &sh.config.model;
+        let api = self.api;
+        let body_cap = sh.zeros.len();
+        let response_bytes = draw_bytes(model.apis[api as usize].response_bytes.as_ref(), body_cap, &mut self.rng);
+        let Start { ctx, trace, span_id, parent_span, kind, request_bytes, t0, grpc, instance, .. } = self.start;
+        let failure = self.failure;
+        let elapsed_ns = ns_since(t0);
+        if trace.sampled {
+            let a = &model.apis[api as usize];
+            let mut attributes = vec![("palette.api", AttrValue::Int(i64::from(api)))];
+            if let Some(c) = ctx.caller {
+                attributes.push(("palette.caller", AttrValue::Int(i64::from(c))));
+            }
+            if kind == Kind::Server {
+                let status = failure.as_ref().map_or(200, |f| f.status);
+                attributes.push(("http.response.status_code", AttrValue::Int(i64::from(status))));
+                if grpc {
+                    attributes.extend(grpc_attributes());
+                    attributes.push(("rpc.grpc.status_code", AttrValue::Int(crate::grpc::code_for(status) as i64)));
+                }
+            }
+            if request_bytes > 0 {
+                attributes.push(("http.request.body.size", AttrValue::Int(request_bytes as i64)));
+            }
+            if response_bytes > 0 && failure.is_none() {
+                attributes.push(("http.response.body.size", AttrValue::Int(response_bytes as i64)));
+            }
+            let start_unix_ns = sh.clock.unix_ns(t0);
+            sh.exporter.record(SpanRecord {
+                service: sh.service_names[sh.service_of[api as usize]].clone(),
+                instance,
+                trace_id: trace.trace_id,
+                span_id,
+                parent_span_id: parent_span,
+                name: a.operation.clone(),
+                kind,
+                start_unix_ns,
+                end_unix_ns: start_unix_ns + elapsed_ns,
+                error: failure.as_ref().map(|f| f.message.clone()),
+                attributes,
+            });
+        }
+        Outcome { failure, elapsed_ns, response_bytes, calls_made: self.exec.calls_made() }
     }
 }
 

@@ -23,6 +23,7 @@ pub mod execute;
 pub mod export;
 pub mod grpc;
 pub mod lateness;
+pub mod program;
 pub mod server;
 pub mod synthetic;
 pub mod transport;

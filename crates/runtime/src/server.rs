@@ -53,6 +53,9 @@ pub struct ServeOptions {
     /// every instance, each on its port (`port + i`). With peers by DNS a
     /// process is one instance whatever this says, listening on `port`.
     pub instance: Option<u32>,
+    /// Generated code for some APIs (empty for `palette serve`: every API
+    /// walks its PFA).
+    pub programs: crate::program::Programs,
 }
 
 impl Default for ServeOptions {
@@ -64,6 +67,7 @@ impl Default for ServeOptions {
             base_dir: PathBuf::from("."),
             drain: Duration::from_secs(10),
             instance: None,
+            programs: crate::program::Programs::default(),
         }
     }
 }
@@ -299,7 +303,7 @@ pub async fn start(config: SystemConfig, opts: &ServeOptions) -> Result<Running,
         RpcMode::Http => Arc::new(HttpClient::with_instances(peers, config.limits.max_body_bytes)),
         RpcMode::Grpc => Arc::new(GrpcClient::with_instances(peers, config.limits.max_body_bytes)),
     };
-    let shared = Arc::new(shared_state(config, transport, exporter));
+    let shared = Arc::new(shared_state(config, transport, exporter, opts.programs.clone()));
     let (phase, phase_rx) = watch::channel(Phase::Running);
     let mut listening = Vec::new();
     let mut servers = Vec::new();
@@ -345,7 +349,12 @@ fn instance_id(s: &ServiceConfig, k: u32, peers: PeerHosts) -> Option<Arc<str>> 
 }
 
 /// The state every service of the process shares.
-fn shared_state(config: SystemConfig, transport: Arc<dyn Transport>, exporter: Exporter) -> Shared {
+fn shared_state(
+    config: SystemConfig,
+    transport: Arc<dyn Transport>,
+    exporter: Exporter,
+    programs: crate::program::Programs,
+) -> Shared {
     let apis = config.model.apis.len();
     let mut service_of = vec![0; apis];
     for (i, s) in config.services.iter().enumerate() {
@@ -381,6 +390,7 @@ fn shared_state(config: SystemConfig, transport: Arc<dyn Transport>, exporter: E
         local,
         active: AtomicUsize::new(0),
         draining: AtomicBool::new(false),
+        programs,
         config,
     }
 }

@@ -39,6 +39,8 @@ pub struct GenerateOptions {
     pub otlp_endpoint: Option<String>,
     /// The container image compose and Kubernetes run (built by the Dockerfile).
     pub image: String,
+    /// Also write the services as Rust under `code/` (see [`crate::code`]).
+    pub code: Option<crate::code::CodeOptions>,
 }
 
 impl Default for GenerateOptions {
@@ -50,6 +52,7 @@ impl Default for GenerateOptions {
             work: WorkMode::Sleep,
             otlp_endpoint: None,
             image: DEFAULT_IMAGE.into(),
+            code: None,
         }
     }
 }
@@ -105,6 +108,8 @@ pub enum GenerateError {
     NotADirectory(PathBuf),
     #[error("{path}: {error}")]
     Io { path: PathBuf, error: std::io::Error },
+    #[error(transparent)]
+    Code(crate::code::CodeError),
     /// The generated `system.json` failed its own checks: a bug, not bad input.
     #[error("generated system.json does not load: {0}")]
     Config(ConfigError),
@@ -126,7 +131,7 @@ impl GenerateError {
 
     /// The model cannot make a system (exit 65).
     pub fn is_bad_data(&self) -> bool {
-        matches!(self, GenerateError::EmptyModel | GenerateError::NulInName(_))
+        matches!(self, GenerateError::EmptyModel | GenerateError::NulInName(_) | GenerateError::Code(_))
     }
 }
 
@@ -236,6 +241,9 @@ pub fn generate(model: Model, opts: &GenerateOptions) -> Result<Generated, Gener
     }
     files.push(GeneratedFile { path: "k8s/load-job.yaml".into(), content: k8s::load_job(&config, opts, &source) });
     files.push(GeneratedFile { path: "README.md".into(), content: readme::render(&config, opts, &source) });
+    if let Some(code) = &opts.code {
+        files.extend(crate::code::render(&config.model, &config.name, code).map_err(GenerateError::Code)?);
+    }
     Ok(Generated { config, files, warnings })
 }
 

@@ -33,6 +33,7 @@
 //! # Ok::<(), palette_system::GenerateError>(())
 //! ```
 
+pub mod code;
 pub mod compose;
 pub mod docker;
 pub mod dockerfile;

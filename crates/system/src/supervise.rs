@@ -347,27 +347,9 @@ fn start_all(specs: Vec<ChildSpec>, opts: &SupervisorOptions) -> Result<Vec<Slot
     Ok(slots)
 }
 
-/// Tells a supervised child its supervisor's process id.
-pub const SUPERVISOR_PID_ENV: &str = "PALETTE_SUPERVISOR_PID";
-
-/// Called by a child a [`Supervisor`] started (`palette serve` does, first
-/// thing): asks the kernel for SIGTERM when the supervisor goes away —
-/// stopped, crashed or killed with SIGKILL — so that no service outlives
-/// the command that started it. A process not started by a supervisor is
-/// left alone. An error means the supervisor is already gone (it died
-/// between starting the child and this call): the child should exit.
-pub fn die_with_supervisor() -> std::io::Result<()> {
-    let Some(supervisor) = std::env::var(SUPERVISOR_PID_ENV).ok().and_then(|v| v.parse::<i32>().ok()) else {
-        return Ok(());
-    };
-    rustix::process::set_parent_process_death_signal(Some(Signal::TERM))?;
-    // Checked after asking: a supervisor that died before the request
-    // left this process with another parent, and no signal will come.
-    match rustix::process::getppid() {
-        Some(parent) if parent.as_raw_nonzero().get() == supervisor => Ok(()),
-        _ => Err(std::io::Error::other(format!("its supervisor (pid {supervisor}) has exited"))),
-    }
-}
+// Where a served process asks to die with its supervisor: the runtime, so
+// generated services (`palette generate --code rust`) do it too.
+pub use palette_runtime::program::{SUPERVISOR_PID_ENV, die_with_supervisor};
 
 /// SIGTERM to every child, SIGKILL to those still running after `timeout`;
 /// returns how many had to be killed.

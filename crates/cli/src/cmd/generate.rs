@@ -46,9 +46,20 @@ pub struct Args {
     /// An intervention file to apply to the model first (repeatable; see docs/interventions.md).
     #[arg(long, value_name = "FILE")]
     pub apply: Vec<PathBuf>,
-    /// Overwrite the generated files in a non-empty directory (other files stay).
+    /// Overwrite the generated files in a non-empty directory (other files
+    /// stay; generated code you edited is overwritten too).
     #[arg(long)]
     pub force: bool,
+    /// Also write each service as source code under DIR/code/ (`rust`: a
+    /// Cargo project, one module per service, one function per API and PFA
+    /// state, built with `cargo build --release` there and run with
+    /// `palette up DIR --serve-with DIR/code/target/release/NAME-services`).
+    #[arg(long, value_enum, value_name = "LANGUAGE")]
+    pub code: Option<Code>,
+    /// The `palette-runtime` crate the generated code depends on (default:
+    /// crates/runtime of the checkout this palette was built from).
+    #[arg(long, value_name = "DIR", requires = "code")]
+    pub runtime_path: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -59,6 +70,79 @@ pub enum Work {
     Cpu,
     /// Touch a buffer for it (competes for memory bandwidth).
     Memory,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum Code {
+    /// A Cargo project depending on palette-runtime by path.
+    Rust,
+}
+
+/// The checkout's lock file: the generated project builds with the same versions.
+const CHECKOUT_LOCK: &str = include_str!("../../../../Cargo.lock");
+
+/// Where the runtime crate was when this binary was built.
+fn default_runtime_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime")
+}
+
+fn code_options(args: &Args) -> anyhow::Result<Option<palette_system::code::CodeOptions>> {
+    let Some(Code::Rust) = args.code else { return Ok(None) };
+    let given = args.runtime_path.clone().unwrap_or_else(default_runtime_path);
+    let runtime_path =
+        std::fs::canonicalize(&given).ok().filter(|p| p.join("Cargo.toml").is_file()).ok_or_else(|| {
+            UsageError(format!(
+                "{}: no palette-runtime crate there; pass --runtime-path PATH/TO/palette/crates/runtime",
+                given.display()
+            ))
+        })?;
+    Ok(Some(palette_system::code::CodeOptions { runtime_path, lock: Some(CHECKOUT_LOCK.to_string()) }))
+}
+
+/// Formats the generated sources with rustfmt when it is installed (the
+/// generator's own layout is close; rustfmt makes it exact), one rustfmt
+/// per core: a 1,000-service project is 13 MB of source.
+fn format_code(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir.join("code/src")) else { return };
+    let mut files: Vec<PathBuf> =
+        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "rs")).collect();
+    files.sort();
+    // Given main.rs, rustfmt would format every module it declares too: its
+    // text goes through standard input, where no module is followed.
+    let main = dir.join("code/src/main.rs");
+    files.retain(|f| *f != main);
+    let mut formatted = format_main(&main).is_some();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = files.len().div_ceil(cores).max(1);
+    let children: Vec<_> = files
+        .chunks(per)
+        .map(|chunk| std::process::Command::new("rustfmt").args(["--edition", "2024"]).args(chunk).spawn())
+        .collect();
+    for child in children {
+        formatted &= child.and_then(|mut c| c.wait()).is_ok_and(|s| s.success());
+    }
+    if !formatted {
+        eprintln!("palette: note: rustfmt did not run over {}/code/src; the code is unformatted", dir.display());
+    }
+}
+
+fn format_main(main: &Path) -> Option<()> {
+    use std::io::Write;
+    let text = std::fs::read(main).ok()?;
+    let mut child = std::process::Command::new("rustfmt")
+        .args(["--edition", "2024", "--emit", "stdout"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    child.stdin.take()?.write_all(&text).ok()?;
+    let out = child.wait_with_output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let tmp = main.with_extension("rs.formatting");
+    std::fs::write(&tmp, out.stdout).ok()?;
+    std::fs::rename(&tmp, main).ok()
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -88,9 +172,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         },
         otlp_endpoint: args.otlp_endpoint.clone(),
         image: args.image.clone(),
+        code: code_options(&args)?,
     };
     let generated = generate(model, &opts).map_err(|e| classify(e, &args.model))?;
     write_dir(&args.output, &generated.files, args.force).map_err(|e| classify(e, &args.model))?;
+    if opts.code.is_some() {
+        format_code(&args.output);
+    }
     for w in &generated.warnings {
         eprintln!("palette: warning: {w}");
     }

@@ -80,6 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         base_dir: base_dir.clone(),
         drain: Duration::from_nanos(args.drain.max(0) as u64),
         instance: args.instance,
+        programs: Default::default(),
     };
     let spans = describe_spans(&config, &base_dir);
     let protocols = match config.rpc {

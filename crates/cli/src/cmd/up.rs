@@ -35,6 +35,11 @@ pub struct Args {
     /// directory and everything the project made is removed.
     #[arg(long, value_enum, default_value_t = Target::Local)]
     pub target: Target,
+    /// Run this binary in place of `palette serve` for each service: the
+    /// generated code's (`palette generate --code rust`, then `cargo build
+    /// --release` in DIR/code), which takes the same arguments.
+    #[arg(long, value_name = "BINARY")]
+    pub serve_with: Option<PathBuf>,
 }
 
 /// Where `palette up` runs the services.
@@ -58,7 +63,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.target == Target::Compose {
         return on_compose(&system, Duration::from_nanos(args.health_timeout.max(0) as u64));
     }
-    let mut opts = UpOptions::new(std::env::current_exe()?);
+    let serve = match &args.serve_with {
+        Some(bin) if !bin.is_file() => {
+            return Err(UsageError(format!(
+                "{}: no such binary; build the generated code first (`cargo build --release` in DIR/code)",
+                bin.display()
+            ))
+            .into());
+        }
+        Some(bin) => std::path::absolute(bin)?,
+        None => std::env::current_exe()?,
+    };
+    let mut opts = UpOptions::new(serve);
     opts.packed = args.packed;
     opts.log_dir = args.log_dir.as_ref().map(std::path::absolute).transpose()?;
     opts.health_timeout = Duration::from_nanos(args.health_timeout.max(0) as u64);

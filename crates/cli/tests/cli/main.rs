@@ -2,6 +2,7 @@
 //! the way a user would, through the command line.
 
 mod bad_input;
+mod code;
 mod compare;
 mod compose;
 mod edit;

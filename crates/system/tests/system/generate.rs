@@ -368,3 +368,31 @@ fn writes_are_atomic_and_need_force() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// `--code rust`: the Figure-1 system as a Cargo project (snapshots of its
+/// files), one module per service, every API in the table of `main.rs`.
+#[test]
+fn figure1_as_code() {
+    let code = palette_system::code::CodeOptions { runtime_path: "/palette/crates/runtime".into(), lock: None };
+    let g = figure1(GenerateOptions { code: Some(code), ..named("figure1") });
+    let code: Vec<&palette_system::GeneratedFile> = g.files.iter().filter(|f| f.path.starts_with("code/")).collect();
+    let paths: Vec<&str> = code.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "code/Cargo.toml",
+            "code/.gitignore",
+            "code/README.md",
+            "code/src/main.rs",
+            "code/src/api.rs",
+            "code/src/a.rs",
+            "code/src/b.rs",
+            "code/src/c.rs"
+        ]
+    );
+    for f in code.iter().filter(|f| f.path != "code/README.md") {
+        insta::assert_snapshot!(f.path.replace('/', "__"), f.content);
+    }
+    // Without --code, no code.
+    assert!(!figure1(named("figure1")).files.iter().any(|f| f.path.starts_with("code/")));
+}

@@ -1,0 +1,174 @@
+//! `palette generate --code rust`: the generated Cargo project builds,
+//! passes clippy and rustfmt, and its binary serves the system as the
+//! interpreted runtime does — the same load, compared with the same ground
+//! truth, gives root-API KS within 0.03 of the interpreted services' (and
+//! Figure 1's B stays close for each caller).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::{Dir, free_ports, host_to_myself, palette, skip, wait_until_up};
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Where generated projects are built: beside the workspace's own build,
+/// so their dependencies are compiled once for every test run.
+fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_palette")).parent().unwrap().parent().unwrap().join("generated-code")
+}
+
+fn cargo(code: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO"))
+        .args(args)
+        .current_dir(code)
+        .env("CARGO_TARGET_DIR", target_dir())
+        .env_remove("RUSTFLAGS")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cargo")
+}
+
+/// Builds the project in `code` (the dependencies are those of the
+/// checkout's lock, already downloaded: offline); the binary's path.
+fn build(code: &Path, crate_name: &str) -> PathBuf {
+    let started = Instant::now();
+    let out = cargo(code, &["build", "--offline"]);
+    assert!(out.status.success(), "cargo build of {}:\n{}", code.display(), String::from_utf8_lossy(&out.stderr));
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("code: built {crate_name} in {:.1}s\n", started.elapsed().as_secs_f64()).as_bytes(),
+    );
+    target_dir().join("debug").join(crate_name)
+}
+
+/// Serves `sys` (by `palette up`, with `serve_with` in place of `palette
+/// serve` if given) under `rate` req/s for `secs`, then stops it; the span file.
+fn serve_and_load(sys: &Path, serve_with: Option<&Path>, rate: &str, secs: &str, keep_as: &Path) -> PathBuf {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_palette"));
+    cmd.args(["up", s(sys)]);
+    if let Some(bin) = serve_with {
+        cmd.args(["--serve-with", s(bin)]);
+    }
+    let mut up = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start palette up");
+    let shown = wait_until_up(&mut up, Duration::from_secs(120));
+    let load = palette(["load", s(sys), "--rate", rate, "--duration", secs, "--warmup", "2s", "--json"]);
+    assert!(Command::new("kill").args(["-INT", &up.id().to_string()]).status().unwrap().success());
+    let status = up.wait().unwrap();
+    assert_eq!(load.code, 0, "{}", load.stderr);
+    assert_eq!(status.code(), Some(130), "{}", shown.shown);
+    let report: Value = serde_json::from_str(&load.stdout).unwrap();
+    assert_eq!(report["total"]["ok"], report["total"]["requests"], "every request 2xx: {}", report["total"]);
+    std::fs::rename(sys.join("spans.jsonl"), keep_as).unwrap();
+    keep_as.to_path_buf()
+}
+
+/// Root API → KS against the original, for each label.
+fn root_ks(report: &Value, label: &str) -> Vec<(String, f64)> {
+    report["roots"][label]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                format!("{} {}", r["service"].as_str().unwrap(), r["operation"].as_str().unwrap()),
+                r["ks"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Generates `traces`' system with its code, builds it, and runs both ways
+/// until the generated one is within 0.03 KS of the interpreted one on every
+/// root API (three attempts: latency on a shared machine wanders).
+fn interpreted_and_generated(dir: &Dir, name: &str, traces: &Path, rate: &str, secs: &str, check: impl Fn(&Value)) {
+    let model = dir.path(&format!("{name}.json"));
+    assert_eq!(palette(["fit", s(traces), "-o", s(&model)]).code, 0);
+    let sys = dir.path(name);
+    let base = free_ports(25).to_string();
+    let gen_ = palette(["generate", s(&model), "-o", s(&sys), "--code", "rust", "--base-port", &base]);
+    assert_eq!(gen_.code, 0, "{}", gen_.stderr);
+    let bin = build(&sys.join("code"), &format!("{name}-services"));
+    let mut misses = Vec::new();
+    for attempt in 1..=3 {
+        let interp = serve_and_load(&sys, None, rate, secs, &dir.path(&format!("{name}-interp-{attempt}.jsonl")));
+        let code = serve_and_load(&sys, Some(&bin), rate, secs, &dir.path(&format!("{name}-code-{attempt}.jsonl")));
+        let cmp =
+            palette(["compare", "--json", s(traces), s(&interp), s(&code), "--label", "interp", "--label", "code"]);
+        assert_eq!(cmp.code, 0, "{}", cmp.stderr);
+        let report: Value = serde_json::from_str(&cmp.stdout).unwrap();
+        let (a, b) = (root_ks(&report, "interp"), root_ks(&report, "code"));
+        assert_eq!(a.len(), b.len());
+        let line = a
+            .iter()
+            .zip(&b)
+            .map(|((api, i), (_, c))| format!("{api}: interpreted {i:.3}, code {c:.3}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("code: {name} run {attempt}: {line}\n").as_bytes(),
+        );
+        if a.iter().zip(&b).all(|((_, i), (_, c))| *c <= i + 0.03) {
+            check(&report);
+            return;
+        }
+        misses.push(line);
+    }
+    panic!(
+        "{name}: the generated code's root KS was more than 0.03 above the interpreted one's in 3 runs:\n{}",
+        misses.join("\n")
+    );
+}
+
+#[test]
+fn generated_code_builds_and_serves_like_the_interpreted_runtime() {
+    let _host = host_to_myself();
+    let dir = Dir::new();
+    let ex = dir.path("ex");
+    assert_eq!(palette(["example", "-o", s(&ex), "--traces", "2000"]).code, 0);
+
+    // Figure 1: B's latency per caller is what the model is about.
+    interpreted_and_generated(&dir, "figure1", &ex.join("figure1.otlp.jsonl"), "150", "8s", |report| {
+        for caller in ["a", "c"] {
+            let row = report["callers"]["code"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["operation"] == "b" && r["caller"]["operation"] == caller)
+                .unwrap_or_else(|| panic!("no B ← {caller} row"));
+            assert_eq!(row["verdict"], "close", "B ← {caller}: {row}");
+        }
+    });
+    let code = dir.path("figure1/code");
+    // As a person would leave it: formatted, no clippy warnings.
+    if Command::new("rustfmt").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        let fmt = cargo(&code, &["fmt", "--check"]);
+        assert!(fmt.status.success(), "cargo fmt --check:\n{}", String::from_utf8_lossy(&fmt.stdout));
+    } else {
+        skip("rustfmt is not installed: the generated code's format is not checked");
+    }
+    if cargo(&code, &["clippy", "--version"]).status.success() {
+        let clippy = cargo(&code, &["clippy", "--offline", "--", "-D", "warnings"]);
+        assert!(clippy.status.success(), "cargo clippy:\n{}", String::from_utf8_lossy(&clippy.stderr));
+    } else {
+        skip("clippy is not installed: the generated code is not linted");
+    }
+
+    // The web shop: 20 services, branching, loops, concurrent stages.
+    interpreted_and_generated(&dir, "webshop", &ex.join("webshop.otlp.jsonl"), "80", "10s", |report| {
+        assert_eq!(report["summary"][1]["structure"], "close", "{}", report["summary"][1]);
+    });
+
+    // A regenerated project over an edited one is refused without --force.
+    let edited = dir.path("webshop/code/src/cart.rs");
+    std::fs::write(&edited, std::fs::read_to_string(&edited).unwrap() + "\n// my edit\n").unwrap();
+    let again = palette(["generate", s(&dir.path("webshop.json")), "-o", s(&dir.path("webshop")), "--code", "rust"]);
+    assert_eq!(again.code, 2, "{}", again.stderr);
+    assert!(again.stderr.contains("--force"), "{}", again.stderr);
+    assert!(std::fs::read_to_string(&edited).unwrap().ends_with("// my edit\n"));
+}
