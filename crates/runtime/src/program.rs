@@ -202,7 +202,7 @@ fn parse_args(args: &[String]) -> Result<(PathBuf, ServeOptions), String> {
         }
     }
     let system = system.ok_or("no SYSTEM (a system.json)")?;
-    if all == !services.is_empty() {
+    if all != services.is_empty() {
         return Err("pass --all or --service (not both)".into());
     }
     opts.services = (!all).then_some(services);

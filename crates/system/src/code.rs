@@ -141,6 +141,19 @@ fn comment(s: &str) -> String {
     s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
+/// Whether rustfmt might lay out `source`, a file [`render`] wrote, other
+/// than it is. The generator writes rustfmt's layout itself except where
+/// rustfmt breaks lines by width (a line past 100 columns, a call chain
+/// such as `cx.calls(&[…]).await?` past rustfmt's chain width): only such
+/// files need rustfmt, which keeps formatting a 1,000-service project to
+/// the few files that have them.
+pub fn may_need_rustfmt(source: &str) -> bool {
+    source.lines().any(|line| {
+        let code = line.trim_start();
+        !code.starts_with("//") && (line.len() > 100 || (code.contains(".await") && code.len() > 50))
+    })
+}
+
 /// The files of `code/`, in a fixed order.
 pub fn render(model: &Model, system_name: &str, opts: &CodeOptions) -> Result<Vec<GeneratedFile>, CodeError> {
     if model.kind != ModelKind::Palette {

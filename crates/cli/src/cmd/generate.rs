@@ -88,7 +88,13 @@ fn default_runtime_path() -> PathBuf {
 
 fn code_options(args: &Args) -> anyhow::Result<Option<palette_system::code::CodeOptions>> {
     let Some(Code::Rust) = args.code else { return Ok(None) };
-    let given = args.runtime_path.clone().unwrap_or_else(default_runtime_path);
+    rust_code_options(args.runtime_path.as_deref()).map(Some)
+}
+
+/// What `--code rust` generates with: the runtime crate at `runtime_path`
+/// (default: this checkout's) and the checkout's lock file.
+pub(crate) fn rust_code_options(runtime_path: Option<&Path>) -> anyhow::Result<palette_system::code::CodeOptions> {
+    let given = runtime_path.map_or_else(default_runtime_path, Path::to_path_buf);
     let runtime_path =
         std::fs::canonicalize(&given).ok().filter(|p| p.join("Cargo.toml").is_file()).ok_or_else(|| {
             UsageError(format!(
@@ -96,22 +102,26 @@ fn code_options(args: &Args) -> anyhow::Result<Option<palette_system::code::Code
                 given.display()
             ))
         })?;
-    Ok(Some(palette_system::code::CodeOptions { runtime_path, lock: Some(CHECKOUT_LOCK.to_string()) }))
+    Ok(palette_system::code::CodeOptions { runtime_path, lock: Some(CHECKOUT_LOCK.to_string()) })
 }
 
-/// Formats the generated sources with rustfmt when it is installed (the
-/// generator's own layout is close; rustfmt makes it exact), one rustfmt
-/// per core: a 1,000-service project is 13 MB of source.
-fn format_code(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir.join("code/src")) else { return };
-    let mut files: Vec<PathBuf> =
-        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "rs")).collect();
-    files.sort();
+/// Formats the generated sources with rustfmt when it is installed:
+/// `main.rs`, and the modules whose layout rustfmt might change (see
+/// [`palette_system::code::may_need_rustfmt`]), one rustfmt per core.
+pub(crate) fn format_code(dir: &Path, generated: &[palette_system::generate::GeneratedFile]) {
+    let files: Vec<PathBuf> = generated
+        .iter()
+        .filter(|f| {
+            f.path.starts_with("code/src/")
+                && f.path.ends_with(".rs")
+                && f.path != "code/src/main.rs"
+                && palette_system::code::may_need_rustfmt(&f.content)
+        })
+        .map(|f| dir.join(&f.path))
+        .collect();
     // Given main.rs, rustfmt would format every module it declares too: its
     // text goes through standard input, where no module is followed.
-    let main = dir.join("code/src/main.rs");
-    files.retain(|f| *f != main);
-    let mut formatted = format_main(&main).is_some();
+    let mut formatted = format_main(&dir.join("code/src/main.rs")).is_some();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let per = files.len().div_ceil(cores).max(1);
     let children: Vec<_> = files
@@ -177,7 +187,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let generated = generate(model, &opts).map_err(|e| classify(e, &args.model))?;
     write_dir(&args.output, &generated.files, args.force).map_err(|e| classify(e, &args.model))?;
     if opts.code.is_some() {
-        format_code(&args.output);
+        format_code(&args.output, &generated.files);
     }
     for w in &generated.warnings {
         eprintln!("palette: warning: {w}");

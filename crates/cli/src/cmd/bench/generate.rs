@@ -4,7 +4,11 @@
 //! The model is fitted (once, reused) to Alibaba-like traces from the
 //! project's generator; each measured run is a child process reading the
 //! model, generating every file and writing the directory, so its peak
-//! memory is its own.
+//! memory is its own. With `--code` the run also writes each service as
+//! Rust and formats it, as `palette generate --code rust` does; `--build`
+//! then builds that project with `cargo build --release` (from nothing,
+//! then again after one service's module changed), timing it and sampling
+//! the compilers' memory.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,6 +39,13 @@ pub struct Args {
     /// Where the traces, the model and the systems go (inputs reused).
     #[arg(long, default_value = "bench-out")]
     pub dir: PathBuf,
+    /// Generate each service as Rust too (`palette generate --code rust`).
+    #[arg(long)]
+    pub code: bool,
+    /// Build the generated Rust project (implies --code): from nothing, and
+    /// after an edit of one service's module.
+    #[arg(long)]
+    pub build: bool,
 }
 
 /// What one measured `generate` reports.
@@ -46,6 +57,9 @@ pub struct GenMeasured {
     pub generate_s: f64,
     /// Writing the directory atomically.
     pub write_s: f64,
+    /// rustfmt over the generated code (0 without --code).
+    #[serde(default)]
+    pub format_s: f64,
     pub seconds: f64,
     pub peak_rss_kib: u64,
     pub services: u64,
@@ -54,20 +68,30 @@ pub struct GenMeasured {
 }
 
 /// The measured work, as `palette generate MODEL -o OUT --force` does it.
-pub fn worker(model: &Path, out: &Path) -> anyhow::Result<()> {
+pub fn worker(model: &Path, out: &Path, code: bool) -> anyhow::Result<()> {
     let start = Instant::now();
     let m = crate::cmd::show::load(model)?;
     let load_s = start.elapsed().as_secs_f64();
     let t = Instant::now();
-    let g = palette_system::generate(m, &palette_system::GenerateOptions::default())?;
+    let mut opts = palette_system::GenerateOptions::default();
+    if code {
+        opts.code = Some(crate::cmd::generate::rust_code_options(None)?);
+    }
+    let g = palette_system::generate(m, &opts)?;
     let generate_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
     palette_system::write_dir(out, &g.files, true)?;
     let write_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    if code {
+        crate::cmd::generate::format_code(out, &g.files);
+    }
+    let format_s = t.elapsed().as_secs_f64();
     let r = GenMeasured {
         load_s,
         generate_s,
         write_s,
+        format_s,
         seconds: start.elapsed().as_secs_f64(),
         peak_rss_kib: peak_rss_kib().unwrap_or(0),
         services: g.config.services.len() as u64,
@@ -120,6 +144,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         copies.push(t.elapsed().as_secs_f64());
         let mut cmd = Command::new(&exe);
         cmd.args(["bench", "generate-worker"]).arg(&model).arg(&out);
+        if args.code || args.build {
+            cmd.arg("--code");
+        }
         let o = cmd.output().with_context(|| format!("cannot run {cmd:?}"))?;
         if !o.status.success() {
             anyhow::bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&o.stderr).trim());
@@ -129,6 +156,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         runs.push(serde_json::from_str::<GenMeasured>(line).with_context(|| format!("{cmd:?} printed `{line}`"))?);
     }
     let _ = std::fs::remove_file(&copy);
+    let builds = if args.build { Some(build_twice(&out.join("code"), &args.dir.join("code-target"))?) } else { None };
     let _ = std::fs::remove_dir_all(&out);
     runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
     let m = runs.swap_remove(runs.len() / 2);
@@ -140,7 +168,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         machine()
     );
     println!(
-        "{:>8}  {:>9}  {:>6}  {:>9}  {:>7}  {:>10}  {:>7}  {:>8}  {:>9}  {:>8}  {:>10}",
+        "{:>8}  {:>9}  {:>6}  {:>9}  {:>7}  {:>10}  {:>7}  {:>8}  {:>9}  {:>9}  {:>8}  {:>10}",
         "services",
         "model MiB",
         "files",
@@ -149,12 +177,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "load s",
         "gen s",
         "write s",
+        "rustfmt s",
         "peak RSS",
         "copy s",
         "total/copy"
     );
     println!(
-        "{:>8}  {:>9.1}  {:>6}  {:>9.1}  {:>7.2}  {:>10.2}  {:>7.2}  {:>8.2}  {:>9}  {:>8.2}  {:>10}",
+        "{:>8}  {:>9.1}  {:>6}  {:>9.1}  {:>7.2}  {:>10.2}  {:>7.2}  {:>8.2}  {:>9.2}  {:>9}  {:>8.2}  {:>10}",
         thousands(m.services),
         file_mib(&model),
         thousands(m.files),
@@ -163,9 +192,112 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         m.load_s,
         m.generate_s,
         m.write_s,
+        m.format_s,
         format!("{} MiB", m.peak_rss_kib / 1024),
         cp,
         format!("{:.1}x", m.seconds / cp),
     );
+    if let Some(builds) = builds {
+        println!();
+        println!("cargo build --release of the generated code ({} services)", thousands(m.services));
+        println!("{:<34}  {:>9}  {:>16}  {:>15}", "build", "seconds", "peak RSS (rustc)", "peak RSS (all)");
+        for b in builds {
+            println!(
+                "{:<34}  {:>9.1}  {:>16}  {:>15}",
+                b.what,
+                b.seconds,
+                format!("{} MiB", b.peak_one_kib / 1024),
+                format!("{} MiB", b.peak_all_kib / 1024)
+            );
+        }
+    }
     Ok(())
+}
+
+/// One timed `cargo build --release`.
+struct Build {
+    what: &'static str,
+    seconds: f64,
+    /// The largest compiler process's peak (VmHWM, sampled).
+    peak_one_kib: u64,
+    /// The most memory the build's processes held at one time (VmRSS summed, sampled).
+    peak_all_kib: u64,
+}
+
+/// Builds `code` with a fresh target directory, then again after one service module changed.
+fn build_twice(code: &Path, target: &Path) -> anyhow::Result<Vec<Build>> {
+    let _ = std::fs::remove_dir_all(target);
+    let first = build(code, target, "from nothing (dependencies too)")?;
+    let module = std::fs::read_dir(code.join("src"))
+        .with_context(|| format!("cannot list {}/src", code.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "rs") && !p.ends_with("main.rs") && !p.ends_with("api.rs"))
+        .min()
+        .context("the generated code has no service module")?;
+    let mut text = std::fs::read_to_string(&module)?;
+    text.push_str("\n// An edit, as a researcher would make one.\n");
+    std::fs::write(&module, text)?;
+    let again = build(code, target, "after editing one service module")?;
+    Ok(vec![first, again])
+}
+
+fn build(code: &Path, target: &Path, what: &'static str) -> anyhow::Result<Build> {
+    eprintln!("cargo build --release in {} ({what})…", code.display());
+    let started = Instant::now();
+    let mut child = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["build", "--release", "--quiet"])
+        .current_dir(code)
+        .env("CARGO_TARGET_DIR", target)
+        .env_remove("RUSTFLAGS")
+        .spawn()
+        .context("cannot run cargo")?;
+    let (mut peak_one_kib, mut peak_all_kib) = (0, 0);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        let (one, all) = descendants_memory_kib(child.id());
+        peak_one_kib = peak_one_kib.max(one);
+        peak_all_kib = peak_all_kib.max(all);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    if !status.success() {
+        anyhow::bail!("cargo build --release in {} failed ({status})", code.display());
+    }
+    Ok(Build { what, seconds: started.elapsed().as_secs_f64(), peak_one_kib, peak_all_kib })
+}
+
+/// The largest VmHWM and the summed VmRSS of `root`'s descendants (from /proc).
+fn descendants_memory_kib(root: u32) -> (u64, u64) {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return (0, 0) };
+    let mut parent_of = std::collections::HashMap::new();
+    let mut memory = std::collections::HashMap::new();
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(status) = std::fs::read_to_string(e.path().join("status")) else { continue };
+        let field = |name: &str| {
+            status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        };
+        if let Some(ppid) = field("PPid:") {
+            parent_of.insert(pid, ppid as u32);
+        }
+        memory.insert(pid, (field("VmHWM:").unwrap_or(0), field("VmRSS:").unwrap_or(0)));
+    }
+    let descends = |mut pid: u32| {
+        while let Some(&p) = parent_of.get(&pid) {
+            if p == root {
+                return true;
+            }
+            pid = p;
+        }
+        false
+    };
+    let (mut one, mut all) = (0, 0);
+    for (&pid, &(hwm, rss)) in &memory {
+        if pid == root || descends(pid) {
+            one = one.max(hwm);
+            all += rss;
+        }
+    }
+    (one, all)
 }

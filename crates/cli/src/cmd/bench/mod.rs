@@ -59,7 +59,13 @@ pub enum What {
     Generate(generate::Args),
     /// One measured generate, run as a child by `bench generate`; prints JSON.
     #[command(hide = true)]
-    GenerateWorker { model: std::path::PathBuf, out: std::path::PathBuf },
+    GenerateWorker {
+        model: std::path::PathBuf,
+        out: std::path::PathBuf,
+        /// Generate each service as Rust too.
+        #[arg(long)]
+        code: bool,
+    },
     /// One process serving 1,000 zero-work services: start-up, memory and
     /// per-hop latency under open-loop load, against a single chain.
     Packed(packed::Args),
@@ -82,7 +88,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         What::Work(a) => work::run(a),
         What::Packed(a) => packed::run(a),
         What::Generate(a) => generate::run(a),
-        What::GenerateWorker { model, out } => generate::worker(&model, &out),
+        What::GenerateWorker { model, out, code } => generate::worker(&model, &out, code),
     }
 }
 
