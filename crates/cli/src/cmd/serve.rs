@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use palette_runtime::SystemConfig;
 use palette_runtime::config::{ConfigError, PeerHosts};
-use palette_runtime::server::{ServeOptions, shutdown_signal, start};
+use palette_runtime::server::{ServeOptions, ShutdownSignals, start};
 
 use crate::cmd::UsageError;
 
@@ -89,6 +89,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start Tokio")?;
     runtime.block_on(async move {
+        // Caught before anyone is told the services are up.
+        let mut signals = ShutdownSignals::listen().context("cannot catch SIGINT and SIGTERM")?;
         let running = start(config, &opts).await?;
         // A closed stdout (`palette serve … | head -1`) must not stop the
         // services: what is printed is for people, so errors are ignored.
@@ -97,13 +99,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let _ = writeln!(out, "{name} listening on http://{addr}{protocols}");
         }
         let _ = writeln!(out, "{spans}");
-        let signal = shutdown_signal().await;
+        let signal = signals.recv().await;
         eprintln!(
             "palette serve: {signal}: stopping (draining for up to {:?}; {signal} again to quit now)…",
             opts.drain
         );
-        tokio::spawn(async {
-            let again = shutdown_signal().await;
+        tokio::spawn(async move {
+            let again = signals.recv().await;
             eprintln!("palette serve: {again} again: quitting now");
             std::process::exit(i32::from(palette_system::up::exit_code(again)));
         });

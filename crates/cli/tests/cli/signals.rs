@@ -60,6 +60,7 @@ fn span_lines(dir: &Path) -> (usize, usize) {
             }
         }
     }
+    report(&format!("{lines} span lines in {files} files under {}, each one JSON", dir.display()));
     (files, lines)
 }
 
@@ -126,10 +127,23 @@ fn interrupt(
     assert_eq!(exit, Some(code), "{stderr}");
     let left: Vec<u32> = everything.iter().copied().filter(|&p| alive(p)).collect();
     assert!(left.is_empty(), "still running after {:?}: {left:?} of {serving:?}\n{stderr}", at.elapsed());
-    let open: Vec<u16> = ports.filter(|&p| listening(p)).collect();
+    let open: Vec<u16> = ports.clone().filter(|&p| listening(p)).collect();
     assert!(open.is_empty(), "ports still listening: {open:?}\n{stderr}");
     assert!(stderr.contains(&format!("interrupted ({signal})")), "{stderr}");
+    report(&format!(
+        "palette {} {signal}: exit {code} {:.2} s after it; {} processes ended; none of ports {}-{} listening",
+        args[0],
+        at.elapsed().as_secs_f64(),
+        everything.len(),
+        ports.start,
+        ports.end - 1
+    ));
     stderr
+}
+
+/// A line for the test log (what the acceptance asks to quote).
+fn report(line: &str) {
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("signals: {line}\n").as_bytes());
 }
 
 /// Ctrl-C in the middle of a run's load: the systems stop, the run's
@@ -237,11 +251,18 @@ fn sigkill_of_up_leaves_no_service_running() {
     assert!(listening(base));
     up.kill().unwrap();
     up.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let killed = Instant::now();
+    let deadline = killed + Duration::from_secs(2);
     loop {
         let left: Vec<u32> = services.iter().copied().filter(|&p| alive(p)).collect();
         let open: Vec<u16> = (base..base + 24).filter(|&p| listening(p)).collect();
         if left.is_empty() && open.is_empty() {
+            report(&format!(
+                "palette up SIGKILL: its {} services gone and ports {base}-{} closed {:.2} s after",
+                services.len(),
+                base + 23,
+                killed.elapsed().as_secs_f64()
+            ));
             break;
         }
         assert!(Instant::now() < deadline, "2 s after SIGKILL: running {left:?}, listening {open:?}");

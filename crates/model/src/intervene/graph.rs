@@ -50,6 +50,7 @@ pub(crate) fn cond_map(c: &mut CondSketch, f: &dyn Fn(&Sketch) -> Sketch) {
 /// stage: the removed calls' latency beyond what the stage's remaining
 /// calls take anyway (independent draws), so the caller's latency stays.
 /// Stages left without calls are bypassed.
+#[expect(clippy::needless_range_loop, reason = "the loop's body changes `m` and `preds` at the state it is at")]
 pub(crate) fn strip_calls(m: &mut Model, caller: ApiId, removed: &dyn Fn(ApiId) -> bool, keep_latency: bool) {
     let ci = caller as usize;
     if m.kind == ModelKind::Naive || m.apis[ci].naive.is_some() {
