@@ -38,7 +38,7 @@ pub use palette_model::ApiId;
 
 use crate::config::{PeerHosts, SystemConfig};
 pub use crate::execute::{Cx, Stop};
-use crate::server::{ServeOptions, shutdown_signal, start};
+use crate::server::{ServeOptions, ShutdownSignals, start};
 
 /// What an API's function returns, boxed so a table can hold them.
 pub type Body<'a> = Pin<Box<dyn Future<Output = Result<(), Stop>> + Send + 'a>>;
@@ -254,6 +254,14 @@ pub fn main(programs: Programs) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        // Caught before anyone is told the services are up.
+        let mut signals = match ShutdownSignals::listen() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{name}: error: cannot catch SIGINT and SIGTERM: {e}");
+                return ExitCode::from(1);
+            }
+        };
         let running = match start(config, &opts).await {
             Ok(r) => r,
             Err(e) => {
@@ -264,8 +272,14 @@ pub fn main(programs: Programs) -> ExitCode {
         for (service, addr) in running.listening() {
             println!("{service} listening on http://{addr} (generated code)");
         }
-        let signal = shutdown_signal().await;
-        eprintln!("{name}: {signal}: stopping (draining for up to {:?})", opts.drain);
+        let signal = signals.recv().await;
+        eprintln!("{name}: {signal}: stopping (draining for up to {:?}; {signal} again to quit now)", opts.drain);
+        let quitting = name.clone();
+        tokio::spawn(async move {
+            let again = signals.recv().await;
+            eprintln!("{quitting}: {again} again: quitting now");
+            std::process::exit(if again == "SIGINT" { 130 } else { 143 });
+        });
         let stats = running.shutdown().await;
         eprintln!("{name}: stopped; {} spans exported, {} dropped", stats.exported, stats.dropped);
         ExitCode::from(if signal == "SIGINT" { 130 } else { 143 })

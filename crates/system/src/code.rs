@@ -191,7 +191,9 @@ fn cargo_toml(crate_name: &str, opts: &CodeOptions) -> String {
          # The checkout that generated this project (`--runtime-path` to change it).\n\
          palette-runtime = {{ path = {} }}\n\n\
          [profile.release]\n\
-         debug = false\n\n\
+         debug = false\n\
+         # An edit of one service recompiles what it touched, not every service.\n\
+         incremental = true\n\n\
          # Optimised even in debug builds: an unoptimised runtime adds latency of\n\
          # its own to every hop, and the services would no longer be the model's.\n\
          [profile.dev.package.\"*\"]\n\

@@ -24,7 +24,8 @@ use crate::cmd::thousands;
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Example (the run recorded in BENCHMARKS.md):\n  \
-    cargo build --release && target/release/palette bench generate --services 3050 --dir /tmp/pbg")]
+    cargo build --release && target/release/palette bench generate --services 3050 --dir /tmp/pbg\n  \
+    target/release/palette bench generate --services 100 --rows 200000 --build --dir /tmp/pbg100")]
 pub struct Args {
     /// Services of the generated Alibaba-like traces (the model has those
     /// the rows reach: nearly all).
@@ -224,7 +225,7 @@ struct Build {
     peak_all_kib: u64,
 }
 
-/// Builds `code` with a fresh target directory, then again after one service module changed.
+/// Builds `code` with a fresh target directory, then again after one state's work changed in one module.
 fn build_twice(code: &Path, target: &Path) -> anyhow::Result<Vec<Build>> {
     let _ = std::fs::remove_dir_all(target);
     let first = build(code, target, "from nothing (dependencies too)")?;
@@ -234,10 +235,12 @@ fn build_twice(code: &Path, target: &Path) -> anyhow::Result<Vec<Build>> {
         .filter(|p| p.extension().is_some_and(|x| x == "rs") && !p.ends_with("main.rs") && !p.ends_with("api.rs"))
         .min()
         .context("the generated code has no service module")?;
-    let mut text = std::fs::read_to_string(&module)?;
-    text.push_str("\n// An edit, as a researcher would make one.\n");
-    std::fs::write(&module, text)?;
-    let again = build(code, target, "after editing one service module")?;
+    // An edit as a researcher would make one: one state's work halved.
+    let text = std::fs::read_to_string(&module)?;
+    let edited = text.replacen("cx.work(work);", "cx.work(work / 2);", 1);
+    anyhow::ensure!(edited != text, "{} has no `cx.work(work);` to edit", module.display());
+    std::fs::write(&module, edited)?;
+    let again = build(code, target, "after an edit of one state's work")?;
     Ok(vec![first, again])
 }
 
