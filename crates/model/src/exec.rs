@@ -249,12 +249,6 @@ impl<'m> Execution<'m> {
         Some((taken, work_ns))
     }
 
-    /// Whether this execution is a leaf: it makes no calls and its work is
-    /// the API's observed latency (no PFA, or truncated by a limit).
-    pub fn is_leaf(&self) -> bool {
-        self.leaf
-    }
-
     /// A leaf's work: a draw of the API's observed latency, nanoseconds.
     pub fn leaf_work_ns(&self, rng: &mut Rng) -> i64 {
         self.model.apis[self.api as usize].latency.sample(rng.f64()) as i64
