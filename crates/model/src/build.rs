@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use crate::fit::canonical_tree;
 use crate::model::{
-    ApiModel, CalleeOverhead, CallerCount, CallerSketch, CondSketch, Edge, FORMAT, FitOptions, Model, ModelKind,
-    NaiveApi, NaiveCall, Provenance, RootCount, Summary,
+    ApiModel, CalleeFailCount, CalleeOverhead, CallerCount, CallerFailCount, CallerSketch, CondSketch, Edge, FORMAT,
+    FailCount, Failures, FitOptions, Model, ModelKind, NaiveApi, NaiveCall, Provenance, RootCount, Summary,
 };
 use crate::partial::{PApi, PCaller, PNode, Partial, PartialApi, PartialEdge, WorkAcc};
 use crate::pfa::coarsen;
@@ -79,6 +79,7 @@ fn api_model(service: &str, operation: &str, mut p: PartialApi, kind: ModelKind,
         overhead: Vec::new(),
         overhead_correlation: 0.0,
         naive: None,
+        failures: failures(&p, opts),
     };
     match kind {
         ModelKind::Palette => {
@@ -89,6 +90,51 @@ fn api_model(service: &str, operation: &str, mut p: PartialApi, kind: ModelKind,
         ModelKind::Naive => model.naive = Some(naive(&p)),
     }
     model
+}
+
+/// The API's failures, from its counts; `None` when it neither failed nor
+/// saw a call fail (an API that saw calls fail and never failed has
+/// learned that it does not pass them on).
+fn failures(p: &PartialApi, opts: &FitOptions) -> Option<Failures> {
+    if p.failed == 0 && p.after_failed_call.is_empty() {
+        return None;
+    }
+    let count = |list: &[(u64, u64)]| {
+        let (executions, failed) = list.iter().fold((0, 0), |(e, f), &(a, b)| (e + a, f + b));
+        FailCount { executions, failed }
+    };
+    let per_caller: Vec<(PCaller, FailCount)> =
+        p.clean.iter().map(|&(c, n)| (c, FailCount { executions: n, failed: count_of(&p.clean_failed, c) })).collect();
+    let own = count(&per_caller.iter().map(|(_, f)| (f.executions, f.failed)).collect::<Vec<_>>());
+    // A caller keeps its own rate where it has the support for one and the
+    // rate is not the marginal's within what its sample size can tell.
+    let own_by_caller = if per_caller.len() > 1 {
+        per_caller
+            .iter()
+            .filter(|(_, f)| f.executions >= opts.min_caller_support)
+            .filter(|(_, f)| {
+                let p0 = own.rate();
+                let se = (p0 * (1.0 - p0) / f.executions as f64).sqrt();
+                (f.rate() - p0).abs() > 3.0 * se.max(1e-9)
+            })
+            .map(|&(caller, count)| CallerFailCount { caller, count })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let propagated = p
+        .after_failed_call
+        .iter()
+        .map(|&(callee, n)| CalleeFailCount {
+            callee,
+            count: FailCount { executions: n, failed: count_of(&p.after_failed_call_failed, callee) },
+        })
+        .collect();
+    Some(Failures { failed: p.failed, own, own_by_caller, propagated, forced: None })
+}
+
+fn count_of<K: PartialEq>(list: &[(K, u64)], key: K) -> u64 {
+    list.iter().find(|(k, _)| *k == key).map_or(0, |(_, n)| *n)
 }
 
 /// Per callee, the overhead sketch conditioned on this API's caller.
@@ -220,6 +266,13 @@ fn merge_api(target: &mut PartialApi, api: &PartialApi, m: &dyn Fn(PApi) -> PApi
     target.overhead = overhead.into_iter().collect();
     target.calls_per_execution =
         add_counts(&target.calls_per_execution, api.calls_per_execution.iter().map(|&((c, n), k)| ((m(c), n), k)));
+    target.failed += api.failed;
+    target.clean = add_counts(&target.clean, api.clean.iter().map(|&(c, n)| (mc(c), n)));
+    target.clean_failed = add_counts(&target.clean_failed, api.clean_failed.iter().map(|&(c, n)| (mc(c), n)));
+    target.after_failed_call =
+        add_counts(&target.after_failed_call, api.after_failed_call.iter().map(|&(c, n)| (m(c), n)));
+    target.after_failed_call_failed =
+        add_counts(&target.after_failed_call_failed, api.after_failed_call_failed.iter().map(|&(c, n)| (m(c), n)));
     // Trees merge by label, from the start node down.
     let remapped: Vec<PNode> = api
         .nodes

@@ -120,6 +120,34 @@ impl<'m> Execution<'m> {
         }
     }
 
+    /// Tells the execution a waited call to `callee` failed. Returns whether
+    /// it goes on. It fails with the call (and stops at once, as a caller
+    /// passing an error on does) with the learned probability for this
+    /// callee; a failure the traces never showed this API get is always
+    /// passed on. Draws from `rng` only for a learned probability strictly
+    /// between 0 and 1.
+    pub fn observe_failed_call(&mut self, callee: ApiId, rng: &mut Rng) -> bool {
+        let failures = self.model.apis[self.api as usize].failures.as_ref();
+        let passes_on = match failures.and_then(|f| f.propagation(callee)) {
+            None => true,
+            Some(q) if q <= 0.0 => false,
+            Some(q) if q >= 1.0 => true,
+            Some(q) => rng.f64() < q,
+        };
+        if passes_on {
+            self.finished = true;
+        }
+        !passes_on
+    }
+
+    /// Whether the execution, now at its end, fails of itself: the API's
+    /// own rate for this caller. Draws from `rng` only for an API that can
+    /// fail, so models without failures keep their random streams.
+    pub fn fails(&self, rng: &mut Rng) -> bool {
+        let rate = self.model.apis[self.api as usize].failures.as_ref().map_or(0.0, |f| f.own_rate(self.ctx.caller));
+        rate > 0.0 && (rate >= 1.0 || rng.f64() < rate)
+    }
+
     /// The context this execution's own calls run in.
     pub fn child_context(&self) -> Context {
         Context { caller: Some(self.api) }

@@ -12,7 +12,7 @@ use rustc_hash::FxHashMap;
 
 use palette_trace::{Api, CallTree, Interner};
 
-use crate::model::{EdgeKind, FitOptions};
+use crate::model::{EdgeKind, FAILED_OUTCOME, FitOptions, add_outcome};
 use crate::partial::{Moments, PARTIAL_FORMAT, PApi, PNode, Partial, PartialApi, PartialEdge, WorkAcc};
 use crate::sketch::Sketch;
 
@@ -90,6 +90,10 @@ struct ApiAcc {
     calls_per_execution: FxHashMap<(Api, u32), u64>,
     naive_work: Sketch,
     overhead_pairs: crate::partial::Moments,
+    /// See the fields of the same names in [`PartialApi`].
+    failed: u64,
+    clean: FxHashMap<Option<Api>, (u64, u64)>,
+    after_failed_call: FxHashMap<Api, (u64, u64)>,
 }
 
 #[derive(Default)]
@@ -206,6 +210,8 @@ impl Fitter {
         // Cut the calls into stages.
         self.stages.clear();
         let mut in_calls = 0i64;
+        // (stage, callee) of each waited call that failed, once per stage.
+        let mut failed_calls: Vec<(usize, Api)> = Vec::new();
         for c in e.children() {
             if !self.removed.is_empty() && self.removed[c] {
                 continue;
@@ -218,15 +224,19 @@ impl Fitter {
                     s.label.push(call.api);
                     s.end = s.end.max(end);
                     s.max_latency = s.max_latency.max(if call.detached { 0 } else { call.call_duration_ns });
-                    s.outcome = s.outcome.saturating_add(call.child_count);
+                    s.outcome = add_outcome(s.outcome, call.child_count, call.error && !call.detached);
                 }
                 _ => self.stages.push(Stage {
                     label: vec![call.api],
                     start: call.call_start_ns,
                     end,
                     max_latency: if call.detached { 0 } else { call.call_duration_ns },
-                    outcome: call.child_count,
+                    outcome: add_outcome(0, call.child_count, call.error && !call.detached),
                 }),
+            }
+            let stage = (self.stages.len() - 1, call.api);
+            if call.error && !call.detached && !failed_calls.contains(&stage) {
+                failed_calls.push(stage);
             }
             let edge = self.edges.entry((e.api, call.api, edge_kind(call.edge))).or_default();
             edge.count += 1;
@@ -268,6 +278,22 @@ impl Fitter {
         }
         for (callee, n, _) in per_callee {
             *acc.calls_per_execution.entry((callee, n)).or_default() += 1;
+        }
+        // Failures: the API's own, or passed on after a failed call. A
+        // detached call's failure never reaches the caller. Each stage with
+        // a failed call to a callee is one chance to pass its failure on;
+        // the execution took it when it failed right after that stage.
+        acc.failed += u64::from(e.error);
+        let last_stage = self.stages.len().saturating_sub(1);
+        if failed_calls.is_empty() {
+            let n = acc.clean.entry(caller).or_default();
+            n.0 += 1;
+            n.1 += u64::from(e.error);
+        }
+        for (k, callee) in failed_calls {
+            let n = acc.after_failed_call.entry(callee).or_default();
+            n.0 += 1;
+            n.1 += u64::from(e.error && k == last_stage);
         }
         // Walk the prefix tree.
         if acc.nodes.is_empty() {
@@ -313,6 +339,15 @@ impl Fitter {
             prev_start = stage.start;
             prev_x = stage.max_latency;
         }
+        // An execution that failed right after a failed call passed the
+        // failure on: it did not choose to finish there (its path was cut),
+        // so its end is not counted as one. Counting it would make the
+        // callers that carried on after such a call look as if they stop,
+        // and a loop cut by a failure look like a short loop.
+        let passed_on = e.error && prev_outcome.is_some_and(|o| o & FAILED_OUTCOME != 0);
+        if passed_on {
+            return;
+        }
         if let Some(o) = prev_outcome {
             count_outcome(&mut acc.nodes[node as usize].finish_outcome, caller, o);
         }
@@ -348,6 +383,12 @@ impl Fitter {
                 sorted(acc.calls_per_execution.iter().map(|(&(callee, n), &k)| ((id(callee), n), k)));
             p.naive_work = acc.naive_work;
             p.overhead_pairs = acc.overhead_pairs;
+            p.failed = acc.failed;
+            p.clean = sorted(acc.clean.iter().map(|(&c, n)| (caller_id(c), n.0)));
+            p.clean_failed = sorted(acc.clean.iter().filter(|(_, n)| n.1 > 0).map(|(&c, n)| (caller_id(c), n.1)));
+            p.after_failed_call = sorted(acc.after_failed_call.iter().map(|(&c, n)| (id(c), n.0)));
+            p.after_failed_call_failed =
+                sorted(acc.after_failed_call.iter().filter(|(_, n)| n.1 > 0).map(|(&c, n)| (id(c), n.1)));
             let nodes: Vec<PNode> = acc
                 .nodes
                 .into_iter()

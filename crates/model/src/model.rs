@@ -121,6 +121,95 @@ pub struct Deploy {
     /// Share of root requests traced; `None`: every request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample_rate: Option<f64>,
+    /// Client-side timeouts, retries and circuit breakers the interventions
+    /// added: they act in the simulator and the runtime alike.
+    #[serde(default, skip_serializing_if = "Resilience::is_empty")]
+    pub resilience: Resilience,
+}
+
+/// How callers guard their calls (none of this is learned: the traces show
+/// the calls a policy made, not the policy).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Resilience {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeouts: Vec<TimeoutRule>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retries: Vec<RetryRule>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub breakers: Vec<BreakerRule>,
+}
+
+impl Resilience {
+    pub fn is_empty(&self) -> bool {
+        self.timeouts.is_empty() && self.retries.is_empty() && self.breakers.is_empty()
+    }
+
+    /// The timeout of a call from service `caller` to service `callee`,
+    /// milliseconds: the last rule that covers the pair (a rule without a
+    /// caller covers every caller).
+    pub fn timeout_ms(&self, caller: &str, callee: &str) -> Option<f64> {
+        self.timeouts
+            .iter()
+            .rev()
+            .find(|t| t.callee == callee && t.caller.as_deref().is_none_or(|c| c == caller))
+            .map(|t| t.ms)
+    }
+
+    /// The retry policy of calls to service `callee` (the last rule for it).
+    pub fn retry(&self, callee: &str) -> Option<&RetryRule> {
+        self.retries.iter().rev().find(|r| r.callee == callee)
+    }
+
+    /// The circuit breaker of calls to service `callee` (the last rule for it).
+    pub fn breaker(&self, callee: &str) -> Option<&BreakerRule> {
+        self.breakers.iter().rev().find(|b| b.callee == callee)
+    }
+}
+
+/// A call from `caller` to `callee` fails with 504 once it has taken `ms`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TimeoutRule {
+    /// The calling service; `None`: every caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
+    pub callee: String,
+    pub ms: f64,
+}
+
+/// A failed call to `callee` is made again, up to `attempts` tries in all.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RetryRule {
+    pub callee: String,
+    /// Tries in all, the first included (3: the first and two retries).
+    pub attempts: u32,
+    /// Wait before the second try; it doubles before each later one.
+    pub backoff_ms: f64,
+    /// Retry only failures with these statuses (500 modelled failure, 502
+    /// failed call, 503 open circuit, 504 timeout); empty: every failure.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on: Vec<u16>,
+}
+
+impl RetryRule {
+    /// Whether a failure with `status` is tried again.
+    pub fn retries(&self, status: u16) -> bool {
+        self.on.is_empty() || self.on.contains(&status)
+    }
+
+    /// The wait before try `attempt` (2 for the first retry), milliseconds.
+    pub fn backoff_before_ms(&self, attempt: u32) -> f64 {
+        self.backoff_ms * f64::from(2u32.saturating_pow(attempt.saturating_sub(2).min(20)))
+    }
+}
+
+/// After `failures` failed calls in a row to `callee`, a caller fails its
+/// calls at once (503, no request sent) for `open_ms`; then one call goes
+/// through, and its result closes the circuit or opens it again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BreakerRule {
+    pub callee: String,
+    pub failures: u32,
+    pub open_ms: f64,
 }
 
 impl Deploy {
@@ -225,6 +314,98 @@ pub struct ApiModel {
     /// Naive models: independent calls, made one after another.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub naive: Option<NaiveApi>,
+    /// How the API fails; absent when no execution of it failed or saw a
+    /// call fail (and no intervention made it fail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failures: Option<Failures>,
+}
+
+/// What the traces say about an API's failures. A failed call is passed on
+/// (the caller fails and stops right after the stage, as code that lets an
+/// error propagate does) with the probability learned for its callee; a
+/// caller that carries on after it chooses its next step knowing the call
+/// failed (the failure is part of the stage's outcome, [`FAILED_OUTCOME`]),
+/// so a fallback the traces show is taken. An execution's own failure is
+/// decided at its end, at the API's rate for its caller.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Failures {
+    /// Executions that failed, of [`ApiModel::count`].
+    pub failed: u64,
+    /// The API's own failures: executions none of whose calls failed, and
+    /// how many of them failed anyway.
+    pub own: FailCount,
+    /// The same per caller, for callers with enough executions whose rate
+    /// differs from the marginal's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub own_by_caller: Vec<CallerFailCount>,
+    /// Per callee: stages of this API's executions in which a call to it
+    /// failed, and after how many of them the execution failed with it (it
+    /// passed the failure on). A callee not listed here always has its
+    /// failures passed on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub propagated: Vec<CalleeFailCount>,
+    /// Set by an `error_rate` intervention: the probability of an own
+    /// failure, for every caller, instead of the counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forced: Option<f64>,
+}
+
+/// `failed` of `executions`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FailCount {
+    pub executions: u64,
+    pub failed: u64,
+}
+
+impl FailCount {
+    pub fn rate(&self) -> f64 {
+        if self.executions == 0 { 0.0 } else { self.failed as f64 / self.executions as f64 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CallerFailCount {
+    pub caller: Caller,
+    #[serde(flatten)]
+    pub count: FailCount,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CalleeFailCount {
+    pub callee: ApiId,
+    #[serde(flatten)]
+    pub count: FailCount,
+}
+
+/// Set in a stage's outcome (the calls its callees made, summed) when one
+/// of the stage's calls failed: a failure is what most often changes what
+/// a caller does next.
+pub const FAILED_OUTCOME: u32 = 1 << 31;
+
+/// Adds `calls` made by a callee (and whether its call failed) to a
+/// stage's outcome; the count saturates below [`FAILED_OUTCOME`].
+pub fn add_outcome(outcome: u32, calls: u32, failed: bool) -> u32 {
+    let count = (outcome & !FAILED_OUTCOME).saturating_add(calls & !FAILED_OUTCOME).min(FAILED_OUTCOME - 1);
+    count | (outcome & FAILED_OUTCOME) | if failed { FAILED_OUTCOME } else { 0 }
+}
+
+impl Failures {
+    /// The probability that an execution called by `caller` fails of
+    /// itself (no call of it failed).
+    pub fn own_rate(&self, caller: Caller) -> f64 {
+        if let Some(p) = self.forced {
+            return p;
+        }
+        self.own_by_caller.iter().find(|c| c.caller == caller).map_or(self.own.rate(), |c| c.count.rate())
+    }
+
+    /// The probability that a failed call to `callee` makes this execution
+    /// fail with it, besides its own failures (which may still come at its
+    /// end: the learned rate after a failed call is `1 − (1 − q)(1 − own)`);
+    /// `None` for a callee the traces never saw fail here.
+    pub fn propagation(&self, callee: ApiId) -> Option<f64> {
+        self.propagated.iter().find(|c| c.callee == callee).map(|c| c.count.rate())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -180,6 +180,21 @@ pub struct PartialApi {
     /// Overheads of repeated calls to one callee in one execution, in pairs.
     #[serde(default)]
     pub overhead_pairs: Moments,
+    /// Executions that recorded an error.
+    #[serde(default)]
+    pub failed: u64,
+    /// Per caller: executions none of whose waited calls failed, and of
+    /// those, the ones that failed (the API's own failures).
+    #[serde(default)]
+    pub clean: Vec<(PCaller, u64)>,
+    #[serde(default)]
+    pub clean_failed: Vec<(PCaller, u64)>,
+    /// Per callee: stages in which a waited call to it failed, and of those,
+    /// the ones the execution failed right after (it passed the failure on).
+    #[serde(default)]
+    pub after_failed_call: Vec<(PApi, u64)>,
+    #[serde(default)]
+    pub after_failed_call_failed: Vec<(PApi, u64)>,
 }
 
 impl Partial {

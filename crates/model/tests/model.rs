@@ -19,7 +19,8 @@ use palette_model::{
 use palette_testkit::examples;
 use palette_testkit::system::{self, Dist, Step, SystemSpec, Traces};
 use palette_trace::span::flags;
-use palette_trace::{CallTree, NoProgress, ReadOptions, SpanKind, read_traces};
+use palette_trace::{CallTree, Interner, NoProgress, ReadOptions, Span, SpanKind, read_traces};
+use std::collections::BTreeMap;
 
 /// Traces per system unless a test says otherwise.
 const N: usize = 20_000;
@@ -828,4 +829,117 @@ fn webshop_model_has_its_structure() {
     let naive = naive(&partial);
     assert_eq!(naive.services, model.services);
     assert_eq!(naive.edges, model.edges);
+}
+
+// ---------------------------------------------------------------- 9. failures
+
+/// Issue 18's ground truth: B fails 10% of the time of itself; A, after a
+/// failed call to B, fails with it half the time (and stops), else carries
+/// on to call D. C calls B too but never fails with it. R calls A twenty
+/// times in a row and passes 30% of A's failures on (and stops): a failure
+/// two levels down, and enough failed calls to B (≈ 13,000 in 20,000
+/// traces) that the learned rates are known to within a fraction of 0.01.
+fn failing_system() -> SystemSpec {
+    let mut spec = SystemSpec::new("failing");
+    spec.api(
+        "R/r",
+        Step::Repeat { min: 20, max: 20, body: Box::new(Step::CallOrFail { callee: "A/a".into(), propagate: 0.3 }) },
+    );
+    spec.api(
+        "A/a",
+        seq(vec![work(1.0), Step::CallOrFail { callee: "B/b".into(), propagate: 0.5 }, work(0.5), call("D/d")]),
+    )
+    .api("D/d", work(0.5))
+    .api("C/c", seq(vec![work(1.0), call("B/b")]))
+    .api("B/b", seq(vec![work(2.0), Step::Fail(0.1)]))
+    .root("A/a", 0.5)
+    .root("C/c", 0.2)
+    .root("R/r", 0.3);
+    spec
+}
+
+/// The share of simulated (or traced) root executions of each root API that failed.
+fn root_error_rates(traces: impl Iterator<Item = (Vec<Span>, Interner)>) -> BTreeMap<String, (u64, u64)> {
+    let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for (spans, names) in traces {
+        let root = spans.iter().find(|s| s.parent_id.0 == 0).expect("a root span");
+        let e = out.entry(names.resolve(root.service).to_string()).or_default();
+        e.0 += 1;
+        e.1 += u64::from(root.is_error());
+    }
+    out
+}
+
+#[test]
+fn failures_are_learned_and_simulated() {
+    let spec = failing_system();
+    let traces = system::generate(&spec, N, 18);
+    let model = palette(&fit_traces(&traces));
+    let (a, b, c) = (id(&model, "A/a"), id(&model, "B/b"), id(&model, "C/c"));
+    let fb = model.apis[b as usize].failures.as_ref().expect("B fails");
+    let fa = model.apis[a as usize].failures.as_ref().expect("A fails");
+    let own_b = fb.own_rate(Some(a));
+    let propagation = fa.propagation(b).expect("A learned what B's failures do to it");
+    println!(
+        "failures: B own {:.4} (truth 0.1000), A with B {:.4} (truth 0.5000), A own {:.4} (truth 0), C with B {:.4} (truth 0)",
+        own_b,
+        propagation,
+        fa.own_rate(None),
+        model.apis[c as usize].failures.as_ref().and_then(|f| f.propagation(b)).unwrap_or(f64::NAN)
+    );
+    assert!((own_b - 0.1).abs() <= 0.01, "B's own failure rate {own_b}");
+    assert!((propagation - 0.5).abs() <= 0.01, "A fails with B at {propagation}");
+    assert_eq!(fa.own_rate(None), 0.0, "A never fails of itself");
+    let fc = model.apis[c as usize].failures.as_ref().expect("C saw B fail");
+    assert_eq!((fc.failed, fc.propagation(b)), (0, Some(0.0)), "C never fails, not even with B");
+    let r = id(&model, "R/r");
+    let two_up = model.apis[r as usize].failures.as_ref().and_then(|f| f.propagation(a)).expect("R fails with A");
+    println!("failures: R with A {two_up:.4} (truth 0.3000)");
+    assert!((two_up - 0.3).abs() <= 0.01, "R fails with A at {two_up}");
+
+    // Simulated error rates per root API against the traced ones, within
+    // the noise floor of two samples of these sizes (95%, binomial).
+    let traced = root_error_rates(traces.traces.iter().map(|t| (t.clone(), traces.names.clone())));
+    let mut sim = palette_model::Simulator::new(&model, 4);
+    let simulated = root_error_rates((0..N).map(|_| {
+        let (spans, names) = sim.trace().expect("roots");
+        (spans.to_vec(), names.clone())
+    }));
+    for (root, &(n, k)) in &traced {
+        let (m, j) = simulated[root];
+        let (p, q) = (k as f64 / n as f64, j as f64 / m as f64);
+        let pooled = (k + j) as f64 / (n + m) as f64;
+        let floor = 1.96 * (pooled * (1.0 - pooled) * (1.0 / n as f64 + 1.0 / m as f64)).sqrt();
+        println!("failures: root {root}: traced {p:.4}, simulated {q:.4}, floor {floor:.4}");
+        assert!((p - q).abs() <= floor.max(1e-9), "{root}: traced {p}, simulated {q}, floor {floor}");
+    }
+    assert!((traced["A"].1 as f64 / traced["A"].0 as f64 - 0.05).abs() < 0.01, "A fails 5% of the time: {traced:?}");
+}
+
+#[test]
+fn a_failure_passed_on_stops_the_caller_and_one_survived_does_not() {
+    let model = palette(&fit_spec(&failing_system(), 4_000, 3));
+    let mut sim = palette_model::Simulator::new(&model, 8);
+    let (mut passed_on, mut survived) = (0, 0);
+    for _ in 0..4_000 {
+        let (spans, names) = sim.trace().expect("roots");
+        let server =
+            |svc: &str| spans.iter().find(|s| names.resolve(s.service) == svc && s.kind == SpanKind::Server).cloned();
+        let (Some(a), Some(b)) = (server("A"), server("B")) else { continue };
+        if a.parent_id.0 != 0 {
+            continue; // only traces of root A: R's hold twenty As
+        }
+        if !b.is_error() {
+            continue;
+        }
+        let called_d = server("D").is_some();
+        if a.is_error() {
+            passed_on += 1;
+            assert!(!called_d, "A stops right after passing B's failure on");
+        } else {
+            survived += 1;
+            assert!(called_d, "A carries on to D after a failure it survived");
+        }
+    }
+    assert!(passed_on > 50 && survived > 50, "both happen: {passed_on} passed on, {survived} survived");
 }

@@ -35,6 +35,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use palette_model::exec::{Context, Execution, Step};
+use palette_model::model::add_outcome;
+use palette_model::simulate::{MODELLED_FAILURE, passed_on};
 use palette_model::{ApiId, Sketch};
 use palette_trace::rng::Rng;
 use rustc_hash::FxHashSet;
@@ -113,6 +115,18 @@ pub struct Shared {
     /// Generated code for some APIs (a `palette generate --code rust`
     /// binary); the others, and every API of `palette serve`, walk the model.
     pub programs: crate::program::Programs,
+    /// Circuit breakers of this process's calls, per (caller, callee) API,
+    /// for the model's `breakers` rules.
+    pub breakers: std::sync::Mutex<rustc_hash::FxHashMap<(ApiId, ApiId), Breaker>>,
+}
+
+/// One caller's circuit to one callee.
+#[derive(Default, Debug)]
+pub struct Breaker {
+    /// Failed calls in a row.
+    failures: u32,
+    /// Calls fail at once (503, nothing sent) until then.
+    open_until: Option<Instant>,
 }
 
 /// Per peer service: a running estimate of the 90th percentile of a call's
@@ -310,6 +324,7 @@ impl Shared {
             };
             if ended.is_ok() {
                 cx.work_until_target().await;
+                cx.decide_failure();
             }
             cx.end()
         })
@@ -362,6 +377,61 @@ impl Shared {
                     calls_made: out.calls_made,
                 };
             }
+            let policy = self.policy(from.api, callee);
+            let attempts = policy.retry.map_or(1, |r| r.attempts.max(1));
+            let mut attempt = 1;
+            loop {
+                let result = self.clone().attempt(&from, &plan, &trace, &policy, attempt).await;
+                let retry = policy.retry.filter(|r| result.failure.as_ref().is_some_and(|f| r.retries(f.status)));
+                match retry {
+                    Some(r) if attempt < attempts => {
+                        attempt += 1;
+                        let backoff_ns = (r.backoff_before_ms(attempt) * 1e6) as u64;
+                        if backoff_ns > 0 {
+                            self.worker.work(WorkMode::Sleep, backoff_ns).await;
+                        }
+                    }
+                    // The caller waited for every try and every backoff: all
+                    // of it is latency but the last try's transport excess.
+                    _ => return CallResult { observed_ns: ns_since(t0).max(result.observed_ns), ..result },
+                }
+            }
+        })
+    }
+
+    /// The resilience rules of calls from `caller` to `callee` (by service).
+    fn policy(&self, caller: ApiId, callee: ApiId) -> Policy<'_> {
+        let model = &self.config.model;
+        let rules = &model.deploy.resilience;
+        if rules.is_empty() {
+            return Policy { timeout: self.call_timeout, retry: None, breaker: None };
+        }
+        let (from, to) = (&model.apis[caller as usize].service, &model.apis[callee as usize].service);
+        let timeout = rules
+            .timeout_ms(from, to)
+            .map_or(self.call_timeout, |ms| Duration::from_secs_f64(ms / 1e3).min(self.call_timeout));
+        Policy { timeout, retry: rules.retry(to), breaker: rules.breaker(to) }
+    }
+
+    /// One try of a remote call: a CLIENT span around the request (with
+    /// its try number when it is a retry), or an immediate 503 when the
+    /// circuit to the callee is open.
+    fn attempt(
+        self: Arc<Self>,
+        from: &From,
+        plan: &Plan,
+        trace: &Arc<TraceCtx>,
+        policy: &Policy<'_>,
+        attempt: u32,
+    ) -> impl Future<Output = CallResult> + Send {
+        let (from, trace, callee) = (from.clone(), trace.clone(), plan.callee);
+        let (request_bytes, overhead_ns) = (plan.request_bytes, plan.overhead_ns);
+        let (timeout, breaker) = (policy.timeout, policy.breaker.cloned());
+        async move {
+            let plan = Plan { callee, overhead_ns, request_bytes };
+            let t0 = Instant::now();
+            let peer = self.service_of[callee as usize];
+            let open = breaker.is_some() && self.circuit_open(from.api, callee, t0);
             let client_span = crate::context::Ids::span_id();
             let tp = TraceParent { trace_id: trace.trace_id, parent_id: client_span, flags: u8::from(trace.sampled) };
             let headers = CallHeaders {
@@ -373,25 +443,28 @@ impl Shared {
             let body = self.zeros.slice(..plan.request_bytes);
             let name = || self.config.model.api_name(callee);
             let (mut calls_made, mut transport_excess_ns) = (0, 0);
-            let failure = match tokio::time::timeout(
-                self.call_timeout,
-                self.transport.call(peer, operation, headers, body),
-            )
-            .await
-            {
-                Err(_) => Some(Failure {
+            let sent = if open {
+                None
+            } else {
+                Some(tokio::time::timeout(timeout, self.transport.call(peer, operation, headers, body)).await)
+            };
+            let failure = match sent {
+                None => {
+                    Some(Failure { status: 503, message: format!("call to `{}` refused: its circuit is open", name()) })
+                }
+                Some(Err(_)) => Some(Failure {
                     status: 504,
-                    message: format!("call to `{}` timed out after {} ms", name(), self.call_timeout.as_millis()),
+                    message: format!("call to `{}` timed out after {} ms", name(), timeout.as_millis()),
                 }),
-                Ok(Err(e)) => Some(Failure { status: 502, message: format!("call to `{}` failed: {e}", name()) }),
-                Ok(Ok(r)) if r.status != 200 => {
+                Some(Ok(Err(e))) => Some(Failure { status: 502, message: format!("call to `{}` failed: {e}", name()) }),
+                Some(Ok(Ok(r))) if r.status != 200 => {
                     let text = String::from_utf8_lossy(&r.body[..r.body.len().min(200)]);
                     Some(Failure {
-                        status: 502,
+                        status: r.status,
                         message: format!("call to `{}` returned {}: {}", name(), r.status, text.trim()),
                     })
                 }
-                Ok(Ok(r)) => {
+                Some(Ok(Ok(r))) => {
                     calls_made = r.calls.unwrap_or(0);
                     let server_ns = r.server_ns.unwrap_or(0);
                     let actual = ns_since(t0).saturating_sub(server_ns);
@@ -417,6 +490,14 @@ impl Shared {
                 if self.config.rpc == RpcMode::Grpc {
                     attributes.extend(grpc_attributes());
                 }
+                if attempt > 1 {
+                    // OpenTelemetry's name for a retry's number (1: the first retry).
+                    attributes.push(("http.request.resend_count", AttrValue::Int(i64::from(attempt - 1))));
+                    attributes.push(("palette.attempt", AttrValue::Int(i64::from(attempt))));
+                }
+                if let Some(f) = &failure {
+                    attributes.push(("http.response.status_code", AttrValue::Int(i64::from(f.status))));
+                }
                 let start_unix_ns = self.clock.unix_ns(t0);
                 self.exporter.record(SpanRecord {
                     service: self.service_names[self.service_of[from.api as usize]].clone(),
@@ -432,9 +513,43 @@ impl Shared {
                     attributes,
                 });
             }
+            if let Some(rule) = &breaker {
+                self.record_call(from.api, callee, failure.is_some(), rule);
+            }
             CallResult { observed_ns, transport_excess_ns: transport_excess_ns.min(observed_ns), failure, calls_made }
-        })
+        }
     }
+
+    /// Whether calls from `caller` to `callee` are refused at `now`.
+    fn circuit_open(&self, caller: ApiId, callee: ApiId, now: Instant) -> bool {
+        let breakers = self.breakers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        breakers.get(&(caller, callee)).and_then(|b| b.open_until).is_some_and(|until| now < until)
+    }
+
+    /// Counts a call's result against its circuit: enough failures in a row
+    /// open it; after the wait, one more failure opens it again.
+    fn record_call(&self, caller: ApiId, callee: ApiId, failed: bool, rule: &palette_model::model::BreakerRule) {
+        let mut breakers = self.breakers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let b = breakers.entry((caller, callee)).or_default();
+        if !failed {
+            b.failures = 0;
+            return;
+        }
+        b.failures += 1;
+        let threshold = rule.failures.max(1);
+        if b.failures >= threshold {
+            b.open_until = Some(Instant::now() + Duration::from_secs_f64(rule.open_ms.max(0.0) / 1e3));
+            b.failures = threshold - 1;
+        }
+    }
+}
+
+/// The resilience rules that apply to one caller's calls to one callee.
+struct Policy<'m> {
+    /// The call's timeout: the rule's, or the system's limit.
+    timeout: Duration,
+    retry: Option<&'m palette_model::model::RetryRule>,
+    breaker: Option<&'m palette_model::model::BreakerRule>,
 }
 
 /// Why an execution stops before its end: a call failed (the failure is
@@ -581,6 +696,7 @@ impl<'s> Cx<'s> {
         let from =
             From { api: self.api, instance: s.instance.clone(), span_id: s.span_id, depth: s.depth, detached: !wait };
         if wait {
+            let callees: Vec<ApiId> = plans.iter().map(|p| p.callee).collect();
             let futs =
                 plans.into_iter().map(|p| sh.clone().call(from.clone(), child, p, s.trace.clone())).collect::<Vec<_>>();
             let results = if futs.len() == 1 {
@@ -589,11 +705,15 @@ impl<'s> Cx<'s> {
                 join_all(futs).await
             };
             self.target += results.iter().map(|r| r.observed_ns - r.transport_excess_ns).max().unwrap_or(0);
-            // What the calls did is a causal parent of the next choice.
-            self.exec.observe_outcome(results.iter().fold(0u32, |n, r| n.saturating_add(r.calls_made)));
-            if let Some(f) = results.into_iter().find_map(|r| r.failure) {
-                self.failure = Some(f);
-                return Err(Stop);
+            // What the calls did (and whether one failed) is a causal parent of the next choice.
+            self.exec
+                .observe_outcome(results.iter().fold(0u32, |n, r| add_outcome(n, r.calls_made, r.failure.is_some())));
+            for (callee, r) in callees.into_iter().zip(results) {
+                let Some(f) = r.failure else { continue };
+                if !self.exec.observe_failed_call(callee, &mut self.rng) {
+                    self.failure = Some(Failure { status: passed_on(f.status), message: f.message });
+                    return Err(Stop);
+                }
             }
         } else {
             for p in plans {
@@ -607,6 +727,16 @@ impl<'s> Cx<'s> {
             }
         }
         Ok(())
+    }
+
+    /// Fails the execution, now over, where the model says it fails: of
+    /// itself, or with the calls that failed (see
+    /// [`palette_model::Execution::fails`]).
+    fn decide_failure(&mut self) {
+        if self.failure.is_none() && self.exec.fails(&mut self.rng) {
+            let name = self.sh.config.model.api_name(self.api);
+            self.failure = Some(Failure { status: MODELLED_FAILURE, message: format!("`{name}` failed (modelled)") });
+        }
     }
 
     /// Records the execution's span and says how it ended.

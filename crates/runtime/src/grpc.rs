@@ -82,7 +82,7 @@ pub fn code_for(status: u16) -> Code {
         400 => Code::InvalidArgument,
         404 => Code::Unimplemented,
         413 => Code::OutOfRange,
-        502 => Code::Internal,
+        500 | 502 => Code::Internal,
         503 => Code::Unavailable,
         504 => Code::DeadlineExceeded,
         _ => Code::Unknown,

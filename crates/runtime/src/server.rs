@@ -378,6 +378,7 @@ fn shared_state(
         zeros: Bytes::from(vec![0u8; largest_body(&config)]),
         worker: Worker::new(&config.limits),
         call_timeout: Duration::from_millis(config.limits.call_timeout_ms),
+        breakers: Default::default(),
         hop_costs: crate::execute::HopCosts::new(config.services.len()),
         transport,
         exporter,

@@ -76,6 +76,7 @@ pub fn chain(ports: &[u16], work_ns: &[u64]) -> SystemConfig {
                 overhead: Vec::new(),
                 overhead_correlation: 0.0,
                 naive: None,
+                failures: None,
             }
         })
         .collect();

@@ -71,6 +71,12 @@ pub enum Step {
     /// lookup that came back empty, handled by an error path): a choice
     /// that depends on what a call did, not on who called.
     CallThenIfEmpty { callee: String, then: Box<Step> },
+    /// With probability `p` the execution fails here and stops: the rest
+    /// of its body is not run (its span records an error).
+    Fail(f64),
+    /// A call; when the callee failed, the caller fails with it (and
+    /// stops) with probability `propagate`, else carries on.
+    CallOrFail { callee: String, propagate: f64 },
 }
 
 impl Step {
@@ -88,7 +94,8 @@ impl Step {
                     out.push(callee);
                     walk(then, out);
                 }
-                Step::Work(_) | Step::WorkByCaller { .. } => {}
+                Step::CallOrFail { callee, .. } => out.push(callee),
+                Step::Work(_) | Step::WorkByCaller { .. } | Step::Fail(_) => {}
             }
         }
         let mut out = Vec::new();
@@ -186,6 +193,10 @@ struct Generator<'a> {
     names: Interner,
     trace_id: TraceId,
     spans: Vec<Span>,
+    /// The execution being run has failed: its remaining steps are skipped.
+    failed: bool,
+    /// The last call's callee failed.
+    callee_failed: bool,
 }
 
 impl Generator<'_> {
@@ -212,13 +223,32 @@ impl Generator<'_> {
             ..Span::default()
         });
         let body = api.body.clone();
+        let outer = std::mem::replace(&mut self.failed, false);
         let end = self.run(&body, key, caller, id, start_ns);
         self.spans[index].duration_ns = end - start_ns;
+        if self.failed {
+            self.spans[index].flags |= flags::ERROR;
+        }
+        self.callee_failed = std::mem::replace(&mut self.failed, outer);
         end
     }
 
     fn run(&mut self, step: &Step, me: &str, caller: Option<&str>, id: SpanId, t: i64) -> i64 {
+        if self.failed {
+            return t;
+        }
         match step {
+            Step::Fail(p) => {
+                self.failed = self.rng.f64() < *p;
+                t
+            }
+            Step::CallOrFail { callee, propagate } => {
+                let end = self.call(callee, me, id, t, false);
+                if self.callee_failed {
+                    self.failed = self.rng.f64() < *propagate;
+                }
+                end
+            }
             Step::Work(d) => t + (d.sample(&mut self.rng) * MS) as i64,
             Step::WorkByCaller { by, default } => {
                 let d = caller.and_then(|c| by.iter().find(|(k, _)| k == c)).map_or(default, |(_, d)| d).clone();
@@ -293,6 +323,9 @@ impl Generator<'_> {
         let server_end = self.execute(callee, Some(me), client_id, t + before);
         let end = server_end + (overhead - before);
         self.spans[index].duration_ns = end - t;
+        if self.callee_failed {
+            self.spans[index].flags |= flags::ERROR;
+        }
         end
     }
 }
@@ -309,6 +342,8 @@ pub fn generate(spec: &SystemSpec, n: usize, seed: u64) -> Traces {
         names: Interner::default(),
         trace_id: TraceId::default(),
         spans: Vec::new(),
+        failed: false,
+        callee_failed: false,
     };
     let weights: Vec<f64> = spec.roots.iter().map(|(_, w)| *w).collect();
     // Start at a fixed, realistic epoch so timestamps look like real ones.

@@ -86,6 +86,7 @@ impl AddSpec {
             overhead_correlation: 0.0,
             naive: (m.kind == crate::ModelKind::Naive)
                 .then(|| crate::model::NaiveApi { work: Sketch::new(), calls: vec![] }),
+            failures: None,
         };
         let at = m.apis.partition_point(|a| (&a.service, &a.operation) < (&new.service, &new.operation));
         let map: Vec<Option<ApiId>> =

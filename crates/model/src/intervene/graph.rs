@@ -344,6 +344,10 @@ pub(crate) fn renumber(m: &mut Model, map: &[Option<ApiId>]) {
         if let Some(naive) = &mut a.naive {
             naive.calls.retain_mut(|c| f(c.callee).map(|n| c.callee = n).is_some());
         }
+        if let Some(fails) = &mut a.failures {
+            fails.own_by_caller.retain_mut(|c| fc(c.caller).map(|n| c.caller = n).is_some());
+            fails.propagated.retain_mut(|c| f(c.callee).map(|n| c.callee = n).is_some());
+        }
     }
     m.edges.sort_by_key(|e| (e.caller, e.callee, e.kind));
 }

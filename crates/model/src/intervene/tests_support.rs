@@ -40,6 +40,7 @@ fn leaf(service: &str, operation: &str, count: u64, caller: u32, latency: Sketch
         overhead: vec![],
         overhead_correlation: 0.0,
         naive: None,
+        failures: None,
     }
 }
 
@@ -82,6 +83,7 @@ pub fn shop() -> Model {
         ],
         overhead_correlation: 0.0,
         naive: None,
+        failures: None,
     };
     let edge = |caller, callee, count| Edge {
         caller,

@@ -400,6 +400,11 @@ fn push_span(ing: &mut Ingest, s: JSpan, processes: &HashMap<String, Process>, l
                 span_flags |= flags::ERROR
             }
             "otel.status_code" if tag_text(&tag.value) == "ERROR" => span_flags |= flags::ERROR,
+            key @ ("http.status_code" | "http.response.status_code" | "rpc.grpc.status_code" | "grpc.status_code")
+                if super::status_is_error(key, &tag_text(&tag.value)) =>
+            {
+                span_flags |= flags::ERROR
+            }
             "peer.service" => remote = ing.names.intern(&tag_text(&tag.value)),
             "rpc.system" => protocol = ing.names.intern(&tag_text(&tag.value)),
             "http.method" | "http.request.method" if protocol.is_empty() => protocol = ing.names.intern("http"),

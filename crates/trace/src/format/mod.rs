@@ -110,6 +110,21 @@ pub fn detect(head: &[u8]) -> Result<Format, String> {
 }
 
 /// The message for a CSV row past [`ReadOptions::record_limit`].
+/// Whether a span attribute (tag) reports a failed request: an HTTP 5xx
+/// status, or a gRPC status OpenTelemetry counts as a server error
+/// (UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE,
+/// DATA_LOSS). A 4xx is the client's mistake, not a failure of the system.
+pub(crate) fn status_is_error(key: &str, value: &str) -> bool {
+    let value = value.trim().trim_matches('"');
+    match key {
+        "http.status_code" | "http.response.status_code" => value.parse::<u16>().is_ok_and(|c| c >= 500),
+        "rpc.grpc.status_code" | "grpc.status_code" => {
+            value.parse::<i64>().is_ok_and(|c| matches!(c, 2 | 4 | 12 | 13 | 14 | 15))
+        }
+        _ => false,
+    }
+}
+
 pub(crate) fn row_too_long(limit: u64) -> String {
     format!(
         "a row longer than {} (a line that never ends?); palette reads CSV one row at a time and refuses rows past that size",

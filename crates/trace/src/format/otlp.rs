@@ -377,6 +377,11 @@ fn push_span(ing: &mut Ingest, s: OSpan, service: Sym, line: u64) -> Result<(), 
             "peer.service" => remote = any_value_text(&a.value).map_or(Sym::EMPTY, |v| ing.names.intern(&v)),
             "rpc.system" => protocol = any_value_text(&a.value).map_or(Sym::EMPTY, |v| ing.names.intern(&v)),
             "http.method" | "http.request.method" if protocol.is_empty() => protocol = ing.names.intern("http"),
+            key @ ("http.status_code" | "http.response.status_code" | "rpc.grpc.status_code")
+                if any_value_text(&a.value).is_some_and(|v| super::status_is_error(key, &v)) =>
+            {
+                span_flags |= flags::ERROR
+            }
             "palette.detached" if any_value_text(&a.value).as_deref() == Some("true") => {
                 span_flags |= flags::FOLLOWS_FROM
             }

@@ -67,7 +67,14 @@ impl<'de> Deserialize<'de> for Tags {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Tags, A::Error> {
                 let mut tags = Tags::default();
                 while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    map.next_value::<IgnoredAny>()?;
+                    if matches!(&*key, "http.status_code" | "http.response.status_code" | "grpc.status_code") {
+                        // Zipkin tags are strings; a sloppy exporter's number is read too.
+                        let value = map.next_value::<serde_json::Value>()?;
+                        let text = value.as_str().map_or_else(|| value.to_string(), str::to_string);
+                        tags.error |= super::status_is_error(&key, &text);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
                     tags.error |= key == "error";
                     tags.http |= key.starts_with("http.");
                     tags.grpc |= key.starts_with("grpc.");
