@@ -161,6 +161,9 @@ pub struct Collector {
     trace_calls: FxHashMap<(Api, Api), u32>,
     /// Depth of each execution of the current trace (reused across traces).
     depths: Vec<u32>,
+    /// See the [`Profile`] fields of the same names.
+    failed_roots: FxHashMap<Api, u64>,
+    failed_calls: FxHashMap<(Api, Api), u64>,
 }
 
 /// Sums over traces for the variance of a ratio of per-trace counts
@@ -213,6 +216,8 @@ impl Collector {
             trace_execs: FxHashMap::default(),
             trace_calls: FxHashMap::default(),
             depths: Vec::new(),
+            failed_roots: FxHashMap::default(),
+            failed_calls: FxHashMap::default(),
         }
     }
 
@@ -225,6 +230,9 @@ impl Collector {
         self.spans_per_trace.add(tree.execs.len() as u64);
         let root = tree.root();
         self.roots.entry(root.api).or_default().add(root.duration_ns, cap, &mut self.rng);
+        if root.error {
+            *self.failed_roots.entry(root.api).or_default() += 1;
+        }
         self.depths.clear();
         self.trace_execs.clear();
         self.trace_calls.clear();
@@ -244,6 +252,9 @@ impl Collector {
                 *self.trace_calls.entry((caller, e.api)).or_default() += 1;
                 self.callers.entry((caller, e.api)).or_default().add(e.duration_ns, cap, &mut self.rng);
                 self.calls.entry((caller, e.api)).or_default().add(e.call_duration_ns, cap, &mut self.rng);
+                if e.error {
+                    *self.failed_calls.entry((caller, e.api)).or_default() += 1;
+                }
             }
             if e.child_count > 0 {
                 self.fan_out.add(e.child_count as u64);
@@ -320,6 +331,8 @@ impl Collector {
             edge_sums: self.edge_sums.into_iter().map(|((c, a), v)| ((name(c), name(a)), v)).collect(),
             caller_sq: self.caller_sq.into_iter().map(|(a, v)| (name(a), v)).collect(),
             stage_sums: self.stage_sums,
+            failed_roots: self.failed_roots.into_iter().map(|(a, n)| (name(a), n)).collect(),
+            failed_calls: self.failed_calls.into_iter().map(|((c, a), n)| ((name(c), name(a)), n)).collect(),
         }
     }
 }
@@ -381,6 +394,11 @@ pub struct Profile {
     pub caller_sq: BTreeMap<ApiName, f64>,
     /// The per-trace sums of concurrent stages over stages.
     pub stage_sums: Clustered,
+    /// Per root API, the traces whose root execution failed (of the
+    /// `roots` sample's count).
+    pub failed_roots: BTreeMap<ApiName, u64>,
+    /// Per edge, the calls that failed (of the `callers` sample's count).
+    pub failed_calls: BTreeMap<(ApiName, ApiName), u64>,
 }
 
 impl Profile {

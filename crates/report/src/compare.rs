@@ -145,6 +145,8 @@ pub struct Comparison {
     pub edges: BTreeMap<String, Vec<EdgeShift>>,
     /// Shape of the call trees.
     pub structure: BTreeMap<String, StructureComparison>,
+    /// Failure rates per root API and edge, and requests per root request.
+    pub failures: BTreeMap<String, crate::failures::FailureComparison>,
 }
 
 /// What an input holds, in brief.
@@ -577,6 +579,7 @@ pub fn compare(original: &Input, candidates: &[Input], opts: &CompareOptions) ->
         callers: BTreeMap::new(),
         edges: BTreeMap::new(),
         structure: BTreeMap::new(),
+        failures: BTreeMap::new(),
     };
     let mut edge_keys: Vec<(&(ApiName, ApiName), u64)> = o.calls.iter().map(|(k, s)| (k, s.count)).collect();
     edge_keys.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
@@ -621,6 +624,7 @@ pub fn compare(original: &Input, candidates: &[Input], opts: &CompareOptions) ->
         let edges = edge_keys.iter().map(|&(key, _)| edge_shift(key, &o.calls[key], c.calls.get(key))).collect();
         cmp.edges.insert(cand.label.clone(), edges);
         cmp.structure.insert(cand.label.clone(), structure);
+        cmp.failures.insert(cand.label.clone(), crate::failures::FailureComparison::of(o, c));
     }
     Ok(cmp)
 }

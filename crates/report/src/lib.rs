@@ -36,6 +36,7 @@
 pub mod collect;
 pub mod compare;
 pub mod error;
+pub mod failures;
 pub mod floor;
 pub mod html;
 pub mod metrics;

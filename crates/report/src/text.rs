@@ -150,6 +150,13 @@ pub fn render(cmp: &Comparison, top: usize) -> String {
         "\nrequest latency by root API ([x]: the noise floor; W1 as a share of the original's mean; p50/p90/p99: relative error)"
     );
     section(&mut out, cmp, |l| cmp.roots[l].iter().collect());
+    for (label, f) in &cmp.failures {
+        let text = f.render(label, top.min(10));
+        if !text.is_empty() {
+            out += "\n";
+            out += &text;
+        }
+    }
 
     // Per-caller rows of the most executed APIs with two or more callers.
     let Some(first) = cmp.candidates.first() else {

@@ -471,14 +471,27 @@ impl Shared {
                     if r.server_ns.is_some() {
                         self.hop_costs.record(peer, actual);
                     }
-                    if plan.overhead_ns > actual {
-                        self.worker.work(WorkMode::Sleep, plan.overhead_ns - actual).await;
+                    let top_up = plan.overhead_ns.saturating_sub(actual);
+                    // The modelled overhead (a `delay` is one) is part of
+                    // the call as its caller sees it, so a timeout covers it.
+                    let left = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX).saturating_sub(ns_since(t0));
+                    if top_up > left {
+                        self.worker.work(WorkMode::Sleep, left).await;
+                        calls_made = 0;
+                        Some(Failure {
+                            status: 504,
+                            message: format!("call to `{}` timed out after {} ms", name(), timeout.as_millis()),
+                        })
+                    } else {
+                        if top_up > 0 {
+                            self.worker.work(WorkMode::Sleep, top_up).await;
+                        }
+                        // Beyond the callee's own time and the sampled overhead,
+                        // the call took what the model does not say: the real
+                        // transport's excess, or the top-up sleep's lateness.
+                        transport_excess_ns = ns_since(t0).saturating_sub(server_ns.saturating_add(plan.overhead_ns));
+                        None
                     }
-                    // Beyond the callee's own time and the sampled overhead,
-                    // the call took what the model does not say: the real
-                    // transport's excess, or the top-up sleep's lateness.
-                    transport_excess_ns = ns_since(t0).saturating_sub(server_ns.saturating_add(plan.overhead_ns));
-                    None
                 }
             };
             let observed_ns = ns_since(t0);

@@ -320,7 +320,12 @@ impl Args {
             let path = dir.join("index.html");
             palette_trace::write::write_atomically(&path, |w| w.write_all(page.as_bytes()))
                 .with_context(|| format!("cannot write {}", path.display()))?;
-            wrote = format!("; wrote {}", path.display());
+            // The figures behind the page, for scripts: what `--json` prints.
+            let json = dir.join("comparison.json");
+            let text = serde_json::to_string_pretty(&cmp)? + "\n";
+            palette_trace::write::write_atomically(&json, |w| w.write_all(text.as_bytes()))
+                .with_context(|| format!("cannot write {}", json.display()))?;
+            wrote = format!("; wrote {} and comparison.json", path.display());
         }
         let verdicts: Vec<&str> = cmp.summary.iter().map(|s| s.line.as_str()).collect();
         eprintln!(

@@ -16,6 +16,7 @@ use crate::cmd::fit::write_file;
     palette edit model.json --remove-service emailservice --keep-latency -o no-email.json\n  \
     palette edit model.json --downscale 20 -o small.json\n  \
     palette edit model.json --delay cartservice=245ms --work cpu -o slow-cart.json\n  \
+    palette edit model.json --timeout frontend:cartservice=50ms --retry cartservice=3/10ms -o storm.json\n  \
     palette show --diff model.json edited.json\n\
     See docs/interventions.md for every intervention.")]
 pub struct Args {
@@ -49,6 +50,18 @@ pub struct Args {
     /// How the generated system produces local work: sleep, cpu or memory (recorded for generate).
     #[arg(long, value_name = "MODE")]
     pub work: Option<String>,
+    /// A caller's timeout on calls to a service: `[CALLER:]CALLEE=DURATION` (e.g. `frontend:cart=100ms`; repeatable).
+    #[arg(long, value_name = "[CALLER:]CALLEE=DURATION")]
+    pub timeout: Vec<String>,
+    /// Retry failed calls to a service: `CALLEE=ATTEMPTS[/BACKOFF]` (e.g. `cart=3/10ms`: three tries in all; repeatable).
+    #[arg(long, value_name = "CALLEE=ATTEMPTS[/BACKOFF]")]
+    pub retry: Vec<String>,
+    /// A circuit breaker on calls to a service: `CALLEE=FAILURES/OPEN` (e.g. `cart=5/1s`; repeatable).
+    #[arg(long, value_name = "CALLEE=FAILURES/OPEN")]
+    pub circuit_breaker: Vec<String>,
+    /// An API's own failure probability: `SERVICE OPERATION=P` (e.g. `"cart GetCart=0.05"`; repeatable).
+    #[arg(long, value_name = "API=P")]
+    pub error_rate: Vec<String>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -139,7 +152,7 @@ fn without_line(e: &InterventionError) -> String {
 }
 
 fn flag_entries(args: &Args, first: usize) -> anyhow::Result<Vec<Entry>> {
-    use palette_model::intervene::{delay, downscale, record, remove, scale};
+    use palette_model::intervene::{delay, downscale, record, remove, resilience, scale};
     let mut out = Vec::new();
     let mut push = |i: Intervention| out.push(Entry::from_flag(first + out.len(), i));
     for s in &args.remove_service {
@@ -174,6 +187,47 @@ fn flag_entries(args: &Args, first: usize) -> anyhow::Result<Vec<Entry>> {
             .and_then(|(s, f)| Some((s, f.parse::<f64>().ok()?)))
             .ok_or_else(|| UsageError(format!("--scale-latency {s}: write SERVICE=FACTOR, e.g. frontend=0.5")))?;
         push(Intervention::ScaleLatency(scale::ScaleLatencySpec { service: Some(service.into()), api: None, factor }));
+    }
+    let ms = |flag: &str, v: &str, d: &str| -> anyhow::Result<f64> {
+        let ns = crate::cmd::parse_duration_ns(d).map_err(|e| UsageError(format!("--{flag} {v}: {e}")))?;
+        Ok(ns as f64 / 1e6)
+    };
+    for t in &args.timeout {
+        let bad = || UsageError(format!("--timeout {t}: write [CALLER:]CALLEE=DURATION, e.g. frontend:cart=100ms"));
+        let (pair, dur) = t.rsplit_once('=').ok_or_else(bad)?;
+        let (caller, callee) = match pair.split_once(':') {
+            Some((c, e)) => (Some(c.to_string()), e.to_string()),
+            None => (None, pair.to_string()),
+        };
+        push(Intervention::Timeout(resilience::TimeoutSpec { caller, callee, ms: ms("timeout", t, dur)? }));
+    }
+    for r in &args.retry {
+        let bad = || UsageError(format!("--retry {r}: write CALLEE=ATTEMPTS[/BACKOFF], e.g. cart=3/10ms"));
+        let (callee, rest) = r.rsplit_once('=').ok_or_else(bad)?;
+        let (attempts, backoff) = rest.split_once('/').map_or((rest, None), |(a, b)| (a, Some(b)));
+        let attempts: u32 = attempts.parse().map_err(|_| bad())?;
+        let backoff_ms = match backoff {
+            Some(b) => ms("retry", r, b)?,
+            None => 0.0,
+        };
+        push(Intervention::Retry(resilience::RetrySpec { callee: callee.into(), attempts, backoff_ms, on: vec![] }));
+    }
+    for b in &args.circuit_breaker {
+        let bad = || UsageError(format!("--circuit-breaker {b}: write CALLEE=FAILURES/OPEN, e.g. cart=5/1s"));
+        let (callee, rest) = b.rsplit_once('=').ok_or_else(bad)?;
+        let (failures, open) = rest.split_once('/').ok_or_else(bad)?;
+        let failures: u32 = failures.parse().map_err(|_| bad())?;
+        push(Intervention::CircuitBreaker(resilience::BreakerSpec {
+            callee: callee.into(),
+            failures,
+            open_ms: ms("circuit-breaker", b, open)?,
+        }));
+    }
+    for e in &args.error_rate {
+        let bad = || UsageError(format!("--error-rate {e}: write \"SERVICE OPERATION=P\", e.g. \"cart GetCart=0.05\""));
+        let (api, p) = e.rsplit_once('=').ok_or_else(bad)?;
+        let probability: f64 = p.parse().map_err(|_| bad())?;
+        push(Intervention::ErrorRate(resilience::ErrorRateSpec { api: api.into(), probability }));
     }
     if let Some(w) = &args.work {
         let mode: record::WorkMode = serde_json::from_value(serde_json::Value::String(w.clone()))

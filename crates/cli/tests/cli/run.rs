@@ -151,3 +151,60 @@ fn run_with_rpc_grpc_and_an_intervention_file() {
     assert!(spans.contains("\"rpc.system\""), "calls between services went over gRPC");
     assert!(out.join("report/index.html").is_file());
 }
+
+/// Issue 18's retry storm: B made slow with `delay`, A timing out its
+/// calls to B and retrying them. Live, every request through A tries B
+/// three times and fails; B serves about twice the requests per root
+/// request (C's calls are not timed out), and the report says so.
+#[test]
+fn a_retry_storm_multiplies_the_requests_per_root_request() {
+    let dir = Dir::new();
+    assert_eq!(palette(["example", "-o", s(&dir.path("ex")), "--traces", "300", "--alibaba-rows", "100"]).code, 0);
+    let input = dir.path("ex/figure1.otlp.jsonl");
+    let storm = dir.write(
+        "storm.yaml",
+        "- delay: { into: B, add_ms: 30 }\n\
+         - timeout: { caller: A, callee: B, ms: 15 }\n\
+         - retry: { callee: B, attempts: 3, backoff_ms: 2 }\n",
+    );
+    let out = dir.path("run");
+    let base = free_ports(8).to_string();
+    let run = palette([
+        "run",
+        s(&input),
+        "-o",
+        s(&out),
+        "--kind",
+        "palette",
+        "--rate",
+        "30",
+        "--duration",
+        "3s",
+        "--warmup",
+        "1s",
+        "--repeat",
+        "1",
+        "--base-port",
+        &base,
+        "--apply",
+        s(&storm),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let line = run.stdout.lines().find(|l| l.trim_start().starts_with("B b ")).unwrap_or_else(|| {
+        panic!("the report shows B's requests per root request: {}", run.stdout);
+    });
+    println!("storm: {}", line.trim());
+    let cmp: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report/comparison.json")).unwrap()).unwrap();
+    let amp = cmp["failures"]["palette"]["amplification"].as_array().unwrap();
+    let b = amp.iter().find(|a| a["api"].to_string().contains("\"B\"")).expect("B's amplification");
+    let ratio = b["ratio"].as_f64().unwrap();
+    println!("storm: B requests per root request {:.3} → {:.3} (×{ratio:.2})", b["original"], b["candidate"]);
+    assert!((1.6..=2.4).contains(&ratio), "A's calls to B are tried three times, C's once: ×{ratio}");
+    let roots = cmp["failures"]["palette"]["roots"].as_array().unwrap();
+    let a = roots.iter().find(|r| r["api"].to_string().contains("\"A\"")).unwrap();
+    println!("storm: A failed {} → {}", a["original"]["rate"], a["candidate"]["rate"]);
+    assert!(a["candidate"]["rate"].as_f64().unwrap() > 0.95, "every request through A times out: {a}");
+    let spans = std::fs::read_to_string(out.join("spans-palette.jsonl")).unwrap();
+    assert!(spans.contains("\"palette.attempt\""), "retries are client spans with their attempt number");
+}

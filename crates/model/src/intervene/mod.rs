@@ -7,7 +7,8 @@
 //! callers' PFAs so their probabilities still sum to 1; latency edits
 //! ([`delay`], [`scale`]) change sketches; deployment choices ([`record`]:
 //! work mode, RPC, replicas) are recorded in [`Model::deploy`] for
-//! `palette generate`. Trace filters ([`filter`]) only mean something when
+//! `palette generate`, and so are [`resilience`] policies (timeouts,
+//! retries, circuit breakers), which the simulator follows too. Trace filters ([`filter`]) only mean something when
 //! fitting, so applying one to a model is an error saying so.
 //!
 //! ```
@@ -27,6 +28,7 @@ pub mod filter;
 mod graph;
 pub mod record;
 pub mod remove;
+pub mod resilience;
 pub mod scale;
 #[doc(hidden)]
 pub mod tests_support;
@@ -63,6 +65,14 @@ pub enum Intervention {
     Replicate(record::ReplicateSpec),
     /// The share of requests traced (recorded for generate).
     Tracing(record::TracingSpec),
+    /// A caller's timeout on calls to a service.
+    Timeout(resilience::TimeoutSpec),
+    /// Failed calls to a service are tried again.
+    Retry(resilience::RetrySpec),
+    /// Calls to a failing service are refused for a while.
+    CircuitBreaker(resilience::BreakerSpec),
+    /// An API's own failure probability.
+    ErrorRate(resilience::ErrorRateSpec),
 }
 
 impl Intervention {
@@ -80,6 +90,10 @@ impl Intervention {
             Intervention::Rpc(_) => "rpc",
             Intervention::Replicate(_) => "replicate",
             Intervention::Tracing(_) => "tracing",
+            Intervention::Timeout(_) => "timeout",
+            Intervention::Retry(_) => "retry",
+            Intervention::CircuitBreaker(_) => "circuit_breaker",
+            Intervention::ErrorRate(_) => "error_rate",
         }
     }
 
@@ -305,6 +319,10 @@ fn apply_one(m: &mut Model, e: &Entry, after_fit: bool) -> Result<(), Interventi
         Intervention::Rpc(s) => s.apply(m),
         Intervention::Replicate(s) => s.apply(m).map_err(invalid)?,
         Intervention::Tracing(s) => s.apply(m).map_err(invalid)?,
+        Intervention::Timeout(s) => s.apply(m).map_err(invalid)?,
+        Intervention::Retry(s) => s.apply(m).map_err(invalid)?,
+        Intervention::CircuitBreaker(s) => s.apply(m).map_err(invalid)?,
+        Intervention::ErrorRate(s) => s.apply(m).map_err(invalid)?,
     }
     if let Err(c) = crate::check::check(m) {
         return Err(invalid(format!("the edit left an inconsistent model ({c}); please report this")));
