@@ -32,7 +32,7 @@ pub fn build_model_owned(mut partial: Partial, kind: ModelKind, min_root_support
         .roots
         .iter()
         .filter(|(_, n)| *n >= min_root_support)
-        .map(|&(api, count)| RootCount { api, count })
+        .map(|&(api, count)| RootCount { api, count, failed: count_of(&partial.failed_roots, api) })
         .collect();
     let edges = partial
         .edges
@@ -215,6 +215,7 @@ pub fn merge_partials(parts: &[Partial]) -> Result<Partial, String> {
         api_names: names.clone(),
         apis: vec![PartialApi::default(); names.len()],
         roots: Vec::new(),
+        failed_roots: Vec::new(),
         edges: Vec::new(),
     };
     let mut roots: BTreeMap<PApi, u64> = BTreeMap::new();
@@ -230,6 +231,7 @@ pub fn merge_partials(parts: &[Partial]) -> Result<Partial, String> {
         for &(a, n) in &part.roots {
             *roots.entry(m(a)).or_default() += n;
         }
+        out.failed_roots = add_counts(&out.failed_roots, part.failed_roots.iter().map(|&(a, n)| (m(a), n)));
         for e in &part.edges {
             let key = (m(e.caller), m(e.callee), e.kind);
             let entry = edges.entry(key).or_insert_with(|| PartialEdge {

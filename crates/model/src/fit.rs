@@ -124,6 +124,8 @@ pub struct Fitter {
     filter: TraceFilter,
     apis: FxHashMap<Api, ApiAcc>,
     roots: FxHashMap<Api, u64>,
+    /// Traces whose root execution failed, per root API.
+    failed_roots: FxHashMap<Api, u64>,
     edges: FxHashMap<(Api, Api, EdgeKind), EdgeAcc>,
     traces: u64,
     spans: u64,
@@ -141,6 +143,7 @@ impl Fitter {
             filter,
             apis: FxHashMap::default(),
             roots: FxHashMap::default(),
+            failed_roots: FxHashMap::default(),
             edges: FxHashMap::default(),
             traces: 0,
             spans: 0,
@@ -163,6 +166,9 @@ impl Fitter {
         self.traces += 1;
         self.spans += tree.span_count as u64;
         *self.roots.entry(tree.root().api).or_default() += 1;
+        if tree.root().error {
+            *self.failed_roots.entry(tree.root().api).or_default() += 1;
+        }
         for i in 0..tree.execs.len() {
             if !self.removed.is_empty() && self.removed[i] {
                 continue;
@@ -409,6 +415,7 @@ impl Fitter {
             p.nodes = canonical_tree(nodes);
         }
         let roots = sorted(self.roots.iter().map(|(&a, &n)| (id(a), n)));
+        let failed_roots = sorted(self.failed_roots.iter().map(|(&a, &n)| (id(a), n)));
         let mut edges: Vec<PartialEdge> = self
             .edges
             .iter()
@@ -431,6 +438,7 @@ impl Fitter {
             api_names: all,
             apis,
             roots,
+            failed_roots,
             edges,
         }
     }

@@ -235,6 +235,13 @@ pub struct WorkRule {
 pub struct RootCount {
     pub api: ApiId,
     pub count: u64,
+    /// Of those traces, the ones whose root execution failed.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub failed: u64,
+}
+
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
 }
 
 /// How a caller reaches a callee.

@@ -30,6 +30,9 @@ pub struct Partial {
     /// Per API, same order as `api_names`.
     pub apis: Vec<PartialApi>,
     pub roots: Vec<(PApi, u64)>,
+    /// Per root API, the traces whose root execution failed.
+    #[serde(default)]
+    pub failed_roots: Vec<(PApi, u64)>,
     pub edges: Vec<PartialEdge>,
 }
 

@@ -97,7 +97,7 @@ pub fn chain(ports: &[u16], work_ns: &[u64]) -> SystemConfig {
         provenance: Provenance::default(),
         services: (0..n).map(chain_service).collect(),
         apis,
-        roots: vec![RootCount { api: 0, count: 1 }],
+        roots: vec![RootCount { api: 0, count: 1, failed: 0 }],
         edges,
         deploy: Default::default(),
     };
@@ -167,7 +167,7 @@ pub fn chains(chains: usize, hops: usize, ports: &[u16]) -> SystemConfig {
     }
     let model = Model {
         services: services.iter().map(|s| s.name.clone()).collect(),
-        roots: (0..chains).map(|c| RootCount { api: (c * hops) as ApiId, count: 1 }).collect(),
+        roots: (0..chains).map(|c| RootCount { api: (c * hops) as ApiId, count: 1, failed: 0 }).collect(),
         apis,
         edges,
         ..one.model

@@ -701,3 +701,73 @@ fn demo_runs_the_pipeline_and_writes_its_reports() {
     // The live systems' spans are compared with the ground truth, per caller of B too.
     assert!(run.stdout.contains("B b ← A a  palette:"), "{}", run.stdout);
 }
+
+/// Issue 18: on real traces that carry error signals (Zipkin `error` tags
+/// and HTTP 5xx statuses) and on the Online Boutique fault file, the fitted
+/// failure share of each root API equals the share of the traces whose root
+/// span says it failed — counted here from the files themselves.
+#[test]
+fn fitted_root_failure_shares_equal_the_traced_ones() {
+    let files = [
+        "zipkin/messaging-kafka.json",
+        "zipkin/smartthings-mobile-web-install.json",
+        "zipkin/smartthings-oauth-authorization.json",
+        "zipkin/yelp.json",
+        "nezha/onlineboutique/fault-cartservice-network-delay-2022-08-22T04-28.csv",
+    ];
+    for rel in files {
+        let Some(path) = crate::util::shared_data(rel) else { return };
+        let traced = traced_root_failures(&path);
+        let dir = crate::util::Dir::new();
+        let model_path = dir.path("model.json");
+        let fit = crate::util::palette(["fit", path.to_str().unwrap(), "-o", model_path.to_str().unwrap()]);
+        assert_eq!(fit.code, 0, "{rel}: {}", fit.stderr);
+        let model: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&model_path).unwrap()).unwrap();
+        let apis = model["apis"].as_array().unwrap();
+        for root in model["roots"].as_array().unwrap() {
+            let a = &apis[root["api"].as_u64().unwrap() as usize];
+            let name = format!("{} {}", a["service"].as_str().unwrap(), a["operation"].as_str().unwrap());
+            let count = root["count"].as_u64().unwrap();
+            let failed = root["failed"].as_u64().unwrap_or(0);
+            let (n, k) = traced.get(&name).copied().unwrap_or((0, 0));
+            println!("failure share: {rel}: {name}: fitted {failed} of {count}, traced {k} of {n}");
+            assert_eq!((failed, count), (k, n), "{rel}: {name}");
+        }
+    }
+}
+
+/// Per root `service operation`: (traces, traces whose root span failed),
+/// read straight from a Zipkin v2 JSON array or a span CSV with no error
+/// column (the Nezha files: none failed).
+fn traced_root_failures(path: &std::path::Path) -> std::collections::BTreeMap<String, (u64, u64)> {
+    let mut out: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    let text = std::fs::read_to_string(path).unwrap();
+    if path.extension().is_some_and(|e| e == "csv") {
+        let mut rows = text.lines();
+        let header: Vec<&str> = rows.next().unwrap().split(',').collect();
+        assert!(!header.iter().any(|h| h.eq_ignore_ascii_case("error")), "the Nezha CSV has no error column");
+        let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+        let (parent, pod, op) = (col("ParentID"), col("PodName"), col("OperationName"));
+        for row in rows {
+            let f: Vec<&str> = row.split(',').collect();
+            if f[parent] == "root" {
+                // The pod name less its ReplicaSet and pod suffixes is the service.
+                let service = f[pod].rsplitn(3, '-').last().unwrap();
+                out.entry(format!("{service} {}", f[op])).or_default().0 += 1;
+            }
+        }
+        return out;
+    }
+    let spans: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    for s in spans.iter().filter(|s| s.get("parentId").is_none()) {
+        let service = s["localEndpoint"]["serviceName"].as_str().unwrap_or("");
+        let tags = s.get("tags").and_then(|t| t.as_object());
+        let status_5xx =
+            |k: &str| tags.and_then(|t| t.get(k)).and_then(|v| v.as_str()).is_some_and(|v| v.starts_with('5'));
+        let failed = tags.is_some_and(|t| t.contains_key("error")) || status_5xx("http.status_code");
+        let e = out.entry(format!("{service} {}", s["name"].as_str().unwrap_or(""))).or_default();
+        e.0 += 1;
+        e.1 += u64::from(failed);
+    }
+    out
+}

@@ -104,7 +104,7 @@ pub fn shop() -> Model {
             leaf("email", "send", 500, 2, ms(8.0, 12.0, 100)),
             home,
         ],
-        roots: vec![RootCount { api: 2, count: 1000 }],
+        roots: vec![RootCount { api: 2, count: 1000, failed: 0 }],
         edges: vec![edge(2, 0, 1000), edge(2, 1, 500)],
         deploy: Default::default(),
     }
