@@ -26,6 +26,9 @@ pub enum LoadError {
     /// The traces to replay cannot drive load (no root the system serves, too few traces…).
     #[error("{0}")]
     BadReplay(String),
+    /// A `--profile` spec that cannot be read: names the bad part and shows a valid spec.
+    #[error("{0}")]
+    BadProfile(String),
     /// A target did not answer its health check before the run.
     #[error("{service} at {address} does not answer ({why}); is the system running? (`palette up SYSTEM`)")]
     Unreachable { service: String, address: String, why: String },
@@ -48,7 +51,7 @@ impl LoadError {
     /// The user asked for something impossible or named a missing file: exit code 2.
     pub fn is_usage(&self) -> bool {
         match self {
-            LoadError::Usage(_) | LoadError::NotFound { .. } => true,
+            LoadError::Usage(_) | LoadError::NotFound { .. } | LoadError::BadProfile(_) => true,
             LoadError::Trace(e) => e.is_usage(),
             _ => false,
         }

@@ -3,9 +3,10 @@
 //! Brief overview: open-loop load against a generated system. Requests go
 //! to the system's root APIs (`model.roots`, in their traced mix) as
 //! `POST /op/{operation}` on the serving service's port, each with a fresh
-//! sampled W3C `traceparent`, at Poisson arrivals of a given rate or at the
-//! traced inter-arrival times of root spans ([`Replay`], scaled by a speed
-//! and looped). Arrivals never wait for earlier responses; at most
+//! sampled W3C `traceparent`, at Poisson arrivals of a given rate, at a rate
+//! that changes over time ([`Profile`]: steps, a ramp, a sine, bursts, or
+//! the traces' own rate curve), or at the traced inter-arrival times of root
+//! spans ([`Replay`], scaled by a speed and looped). Arrivals never wait for earlier responses; at most
 //! `connections` requests are in flight and later arrivals queue, their
 //! latency measured from the time they were *scheduled*, so a system's
 //! queueing is never hidden by the generator slowing down (no coordinated
@@ -56,6 +57,7 @@ pub mod bench;
 pub mod client;
 pub mod contention;
 pub mod error;
+pub mod profile;
 pub mod record;
 pub mod report;
 pub mod run;
@@ -63,5 +65,6 @@ pub mod run;
 pub use arrivals::{Arrival, Arrivals, Replay, Schedule};
 pub use contention::{Contention, LatenessSummary, ServicesLateness};
 pub use error::LoadError;
-pub use report::{ApiReport, Interval, Latency, LoadReport};
+pub use profile::{Profile, ProfileSpec, TracedRoots};
+pub use report::{ApiReport, Interval, Latency, LoadReport, RateDeviation};
 pub use run::{LoadObserver, LoadOptions, NoObserver, Progress, Target, load_system, run_load, run_load_blocking};

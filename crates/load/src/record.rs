@@ -41,6 +41,10 @@ struct Bucket {
     ok_done: u64,
     /// Requests scheduled in the interval that failed.
     errors: u64,
+    /// Requests sent in the interval (whenever scheduled): with the
+    /// scheduled count, it tells a generator that fell behind the curve
+    /// from a system that did.
+    sent: u64,
 }
 
 /// Results so far; one per run, behind a mutex held only to record.
@@ -70,12 +74,13 @@ pub struct Times {
 impl Recorder {
     /// A recorder for `apis` root APIs, the measured `window` (ns after the
     /// run's start) and latencies up to `max_ns` (longer ones are recorded
-    /// as `max_ns`).
-    pub fn new(apis: usize, window: (u64, u64), max_ns: u64) -> Recorder {
+    /// as `max_ns`), with timeline intervals of `step_ns` (`None`: about 30
+    /// round ones over the window).
+    pub fn new(apis: usize, window: (u64, u64), max_ns: u64, step_ns: Option<u64>) -> Recorder {
         let max_us = max_ns.div_ceil(1000).max(3_600_000_000);
         let api_digits = if apis <= PRECISE_APIS { 3 } else { 2 };
         let len = window.1 - window.0;
-        let step_ns = timeline_step_ns(len);
+        let step_ns = step_ns.filter(|&s| s > 0).unwrap_or_else(|| timeline_step_ns(len));
         let buckets = len.div_ceil(step_ns) as usize;
         Recorder {
             apis: (0..apis)
@@ -88,7 +93,7 @@ impl Recorder {
                 })
                 .collect(),
             timeline: (0..buckets)
-                .map(|_| Bucket { latency: histogram(max_us, 2), requests: 0, ok_done: 0, errors: 0 })
+                .map(|_| Bucket { latency: histogram(max_us, 2), requests: 0, ok_done: 0, errors: 0, sent: 0 })
                 .collect(),
             total: histogram(max_us, 3),
             step_ns,
@@ -112,6 +117,11 @@ impl Recorder {
             if let Some(b) = self.bucket(t.done) {
                 b.ok_done += 1;
             }
+        }
+        if (self.window.0..self.window.1).contains(&t.sent)
+            && let Some(b) = self.bucket(t.sent)
+        {
+            b.sent += 1;
         }
         if !measured {
             return;
@@ -192,7 +202,11 @@ impl Recorder {
                 let len = self.step_ns.min(self.window.1 - self.window.0 - start) as f64 / 1e9;
                 Interval {
                     start_s: start as f64 / 1e9,
+                    length_s: len,
+                    target_rate: None,
                     requests: b.requests,
+                    offered_rate: b.requests as f64 / len,
+                    sent_rate: b.sent as f64 / len,
                     achieved_rate: b.ok_done as f64 / len,
                     errors: b.errors,
                     latency: Latency::of(&b.latency),
@@ -223,7 +237,7 @@ mod tests {
 
     #[test]
     fn warmup_is_not_recorded_but_its_late_answers_count_as_throughput() {
-        let mut r = Recorder::new(1, (1_000_000_000, 2_000_000_000), 10_000_000_000);
+        let mut r = Recorder::new(1, (1_000_000_000, 2_000_000_000), 10_000_000_000, None);
         // Scheduled in warm-up, answered inside the window.
         r.finished(0, false, Times { scheduled: 900_000_000, sent: 900_000_000, done: 1_100_000_000 }, Outcome::Ok);
         // Measured: 50 ms, of which 20 ms waiting to be sent.

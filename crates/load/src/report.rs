@@ -14,10 +14,13 @@ use crate::contention::Contention;
 pub struct LoadReport {
     /// The system's name, to tell reports apart.
     pub system: String,
-    /// `poisson` or `replay`.
+    /// `poisson`, `replay` or `profile`.
     pub arrivals: &'static str,
+    /// The `--profile` spec the rate followed, so a report says which curve
+    /// its `target_rate`s are of.
+    pub profile: Option<String>,
     /// The mean rate asked for, requests per second (replay: the traced
-    /// rate times the speed).
+    /// rate times the speed; a profile: its mean over the window).
     pub requested_rate: f64,
     /// Length of the measured window, seconds.
     pub duration_s: f64,
@@ -60,6 +63,10 @@ pub struct LoadReport {
     /// The measured window over time: queueing shows as latency growing from
     /// one interval to the next.
     pub timeline: Vec<Interval>,
+    /// With a profile: the timeline interval where the achieved rate was
+    /// furthest from the target, relatively — one figure for "did the
+    /// system follow the curve".
+    pub rate_deviation: Option<RateDeviation>,
     /// Requests on the wire at the end of the measured window (or when the
     /// run was stopped): answered or failed in the drain after it, and
     /// counted in `requests` like every request scheduled in the window.
@@ -129,8 +136,21 @@ impl Latency {
 pub struct Interval {
     /// Start, seconds into the measured window.
     pub start_s: f64,
+    /// Its length, seconds: the step, but the last one may be cut short by
+    /// the end of the window, and its rates are per second of this.
+    pub length_s: f64,
+    /// The rate aimed at over it, on average: the profile's mean over the
+    /// interval (the `--rate` for Poisson arrivals; `None` for a replay),
+    /// to hold the achieved rate against.
+    pub target_rate: Option<f64>,
     /// Requests scheduled in it.
     pub requests: u64,
+    /// The same per second: what the generator offered, which differs from
+    /// the target only by the rounding of whole arrivals.
+    pub offered_rate: f64,
+    /// Requests sent in it per second (whenever scheduled): below the
+    /// offered rate when the generator or its connections fell behind.
+    pub sent_rate: f64,
     /// 2xx responses received in it, per second.
     pub achieved_rate: f64,
     /// Requests scheduled in it that failed.
@@ -139,7 +159,76 @@ pub struct Interval {
     pub latency: Option<Latency>,
 }
 
+/// Where a run strayed furthest from its profile.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct RateDeviation {
+    /// The interval's start, seconds into the measured window.
+    pub start_s: f64,
+    pub target_rate: f64,
+    pub achieved_rate: f64,
+    /// `achieved / target − 1`: negative when the system fell short.
+    pub relative: f64,
+}
+
+impl RateDeviation {
+    /// The interval of `timeline` with the largest `|achieved / target − 1|`;
+    /// intervals with no target or a zero one (a learned curve's silent
+    /// spell) have no relative deviation and are left out.
+    pub fn worst(timeline: &[Interval]) -> Option<RateDeviation> {
+        timeline
+            .iter()
+            .filter_map(|i| {
+                let target = i.target_rate.filter(|&t| t > 0.0)?;
+                Some(RateDeviation {
+                    start_s: i.start_s,
+                    target_rate: target,
+                    achieved_rate: i.achieved_rate,
+                    relative: i.achieved_rate / target - 1.0,
+                })
+            })
+            .max_by(|a, b| a.relative.abs().total_cmp(&b.relative.abs()))
+    }
+}
+
 impl LoadReport {
+    /// The per-window table of a profile run: what was aimed at, offered,
+    /// sent and achieved, and the latency, window by window.
+    pub fn windows_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:>8}  {:>9}  {:>9}  {:>9}  {:>10}  {:>7}  {:>9}  {:>9}",
+            "window", "target/s", "offered/s", "sent/s", "achieved/s", "errors", "p50 ms", "p99 ms"
+        );
+        for i in &self.timeline {
+            let q =
+                |f: fn(&Latency) -> f64| i.latency.as_ref().map_or_else(|| "-".to_string(), |l| format!("{:.2}", f(l)));
+            let target = i.target_rate.map_or_else(|| "-".to_string(), |t| format!("{t:.1}"));
+            let _ = writeln!(
+                out,
+                "{:>7.1}s  {target:>9}  {:>9.1}  {:>9.1}  {:>10.1}  {:>7}  {:>9}  {:>9}",
+                i.start_s,
+                i.offered_rate,
+                i.sent_rate,
+                i.achieved_rate,
+                thousands(i.errors),
+                q(|l| l.p50_ms),
+                q(|l| l.p99_ms)
+            );
+        }
+        if let Some(d) = &self.rate_deviation {
+            let _ = writeln!(
+                out,
+                "worst deviation of achieved from target: {:+.1}% in the window at {:.1}s (target {:.1}/s, achieved {:.1}/s)",
+                d.relative * 100.0,
+                d.start_s,
+                d.target_rate,
+                d.achieved_rate
+            );
+        }
+        out
+    }
+
     /// The summary table (and the lines under it) for a terminal.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
@@ -176,8 +265,12 @@ impl LoadReport {
                 self.total.errors_by_kind.iter().map(|(k, n)| format!("{k} {}", thousands(*n))).collect();
             let _ = writeln!(out, "errors: {}", kinds.join(", "));
         }
-        let mode = match self.arrivals {
-            "replay" => format!("replayed arrivals at a mean {:.1}/s", self.requested_rate),
+        if self.profile.is_some() {
+            out.push_str(&self.windows_text());
+        }
+        let mode = match (self.arrivals, &self.profile) {
+            (_, Some(spec)) => format!("profile {spec} (a mean {:.1}/s)", self.requested_rate),
+            ("replay", None) => format!("replayed arrivals at a mean {:.1}/s", self.requested_rate),
             _ => format!("Poisson arrivals at {:.1}/s", self.requested_rate),
         };
         let _ = write!(

@@ -43,7 +43,7 @@ use crate::client::{Outcome, Pool, op_path, traceparent};
 use crate::contention::{self, HostFigures};
 use crate::error::LoadError;
 use crate::record::{Recorder, Times};
-use crate::report::LoadReport;
+use crate::report::{LoadReport, RateDeviation};
 
 /// Where the system's services are reached.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,6 +76,10 @@ pub struct LoadOptions {
     /// Check every target's `/healthz` before starting, so a system that is
     /// not running gives one clear error instead of a table of failures.
     pub health_check: bool,
+    /// Width of a timeline interval. `None`: 5 s with a profile (a window
+    /// that holds enough arrivals to tell the curve from noise), else about
+    /// 30 intervals over the window.
+    pub window: Option<Duration>,
     /// Mixed into trace and span ids (not into arrivals, root picks or
     /// payloads, which the seed alone decides), so two runs with the same
     /// seed never share a trace id and their spans can be told apart.
@@ -95,6 +99,7 @@ impl Default for LoadOptions {
             target: Target::Host("127.0.0.1".into()),
             timeout: Duration::from_secs(30),
             health_check: true,
+            window: None,
             run_id: None,
         }
     }
@@ -111,7 +116,25 @@ impl LoadOptions {
             Arrivals::Replay { speed, .. } if !(speed.is_finite() && *speed > 0.0) => {
                 return usage(format!("--speed must be a positive factor, not {speed}"));
             }
+            Arrivals::Profile { profile } if (profile.duration_s() - self.duration.as_secs_f64()).abs() > 1e-6 => {
+                return usage(format!(
+                    "the profile was made for a {}s window, not --duration {}s",
+                    profile.duration_s(),
+                    self.duration.as_secs_f64()
+                ));
+            }
             _ => {}
+        }
+        if let Some(w) = self.window {
+            if w < Duration::from_millis(100) {
+                return usage(format!("--window must be at least 100ms, not {w:?}"));
+            }
+            if self.duration.as_nanos() / w.as_nanos() > 10_000 {
+                return usage(format!(
+                    "--window {w:?} cuts --duration {:?} into more than 10000 windows; use a wider one",
+                    self.duration
+                ));
+            }
         }
         if self.duration.is_zero() {
             return usage("--duration must be longer than zero".into());
@@ -132,6 +155,22 @@ impl LoadOptions {
         }
         Ok(())
     }
+}
+
+impl LoadOptions {
+    /// The timeline's interval, ns: `window`, else 5 s for a profile, else
+    /// `None` (the recorder's ~30 intervals).
+    pub fn timeline_step_ns(&self) -> Option<u64> {
+        match (self.window, &self.arrivals) {
+            (Some(w), _) => Some(w.as_nanos() as u64),
+            (None, Arrivals::Profile { .. }) => Some(5_000_000_000),
+            (None, _) => None,
+        }
+    }
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 /// Sees a run as it goes. Called from the async side a few times a second.
@@ -383,7 +422,15 @@ pub async fn run_load(
         roots.iter().map(|r| r.pools.iter().map(|p| p.address.as_str()).collect::<Vec<_>>().join(",")).collect();
     let warmup_ns = opts.warmup.as_nanos() as u64;
     let duration_ns = opts.duration.as_nanos() as u64;
-    let schedule = Schedule::new(&opts.arrivals, &system.model, warmup_ns, duration_ns, opts.seed);
+    let step_ns = opts.timeline_step_ns();
+    // Slots that tile the report's windows, so each window's offered count
+    // is the curve's integral to within one (see `arrivals`).
+    let slot_ns = match step_ns {
+        Some(w) => gcd(w, crate::arrivals::SLOT_NS),
+        None => crate::arrivals::SLOT_NS,
+    };
+    let schedule =
+        Schedule::new(&opts.arrivals, &system.model, warmup_ns, duration_ns, opts.seed).with_slot_ns(slot_ns);
     let run_id = opts.run_id.unwrap_or_else(fresh_run_id);
     // Every service instance's lateness counters, read at the window's ends.
     let mut lateness_addresses: Vec<String> =
@@ -410,6 +457,7 @@ pub async fn run_load(
             system.model.roots.len(),
             (warmup_ns, warmup_ns + duration_ns),
             (opts.warmup + opts.duration + opts.timeout * 2).as_nanos() as u64,
+            step_ns,
         )),
         permits: Arc::new(Semaphore::new(opts.connections)),
         timeout: opts.timeout,
@@ -491,7 +539,14 @@ pub async fn run_load(
     observer.progress(&snapshot(&shared));
     let elapsed_s = shared.t0.elapsed().as_secs_f64();
     let recorder = shared.recorder.lock().unwrap_or_else(|p| p.into_inner());
-    let (apis, total, send_lag, timeline_step_s, timeline) = recorder.summarise(&names, &targets);
+    let (apis, total, send_lag, timeline_step_s, mut timeline) = recorder.summarise(&names, &targets);
+    for i in &mut timeline {
+        i.target_rate = opts.arrivals.target_rate(i.start_s, i.start_s + i.length_s);
+    }
+    let rate_deviation = match opts.arrivals {
+        Arrivals::Profile { .. } => RateDeviation::worst(&timeline),
+        _ => None,
+    };
     let services = match (&monitored.first, &monitored.last) {
         (Some(first), Some(last)) => contention::services_lateness(&lateness_addresses, first, last),
         _ => None,
@@ -499,10 +554,12 @@ pub async fn run_load(
     let contention = contention::contention(host, send_lag.map(|l| l.p99_ms), services);
     Ok(LoadReport {
         system: system.name.clone(),
-        arrivals: match opts.arrivals {
-            Arrivals::Poisson { .. } => "poisson",
-            Arrivals::Replay { .. } => "replay",
+        arrivals: opts.arrivals.name(),
+        profile: match &opts.arrivals {
+            Arrivals::Profile { profile } => Some(profile.spec().to_string()),
+            _ => None,
         },
+        rate_deviation,
         requested_rate: opts.arrivals.rate(),
         duration_s: opts.duration.as_secs_f64(),
         warmup_s: opts.warmup.as_secs_f64(),

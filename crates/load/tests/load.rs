@@ -14,7 +14,9 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use palette_load::{Arrivals, LoadError, LoadOptions, LoadReport, NoObserver, Replay, Schedule, Target, run_load};
+use palette_load::{
+    Arrivals, LoadError, LoadOptions, LoadReport, NoObserver, Profile, ProfileSpec, Replay, Schedule, Target, run_load,
+};
 use palette_model::Model;
 use palette_runtime::SystemConfig;
 use serde_json::json;
@@ -195,6 +197,45 @@ fn at_90_percent_of_capacity_the_system_keeps_up() {
     // Steady: the last third of the window is not systematically slower.
     let n = r.timeline.len();
     assert!(mean_p50(&r, 2 * n / 3..n) < 200.0, "{:?}", r.timeline);
+}
+
+#[test]
+fn a_profile_run_reports_target_offered_sent_and_achieved_per_window() {
+    let rt = runtime();
+    let report = rt.block_on(async {
+        let port = serve(None, Arc::default()).await;
+        let m = model(&[("svc", "work", 1)], None);
+        let sys = system(m.clone(), &[("svc", port)]);
+        let spec = ProfileSpec::parse("step:rates=40,120,every=1s").unwrap();
+        let (profile, _) = Profile::new(&spec, 4.0, &m, None).unwrap();
+        let opts = LoadOptions {
+            arrivals: Arrivals::Profile { profile: Arc::new(profile) },
+            warmup: Duration::from_millis(500),
+            duration: Duration::from_secs(4),
+            window: Some(Duration::from_secs(1)),
+            ..LoadOptions::default()
+        };
+        run_load(&opts, &sys, Path::new("system.json"), &NoObserver).await.expect("the run completes")
+    });
+    eprintln!("{}", report.to_text());
+    assert_eq!(report.arrivals, "profile");
+    assert_eq!(report.profile.as_deref(), Some("step:rates=40,120,every=1s"));
+    assert_eq!(report.total.requests, 320);
+    assert!((report.requested_rate - 80.0).abs() < 1e-9);
+    assert_eq!(report.timeline_step_s, 1.0);
+    let targets: Vec<Option<f64>> = report.timeline.iter().map(|i| i.target_rate).collect();
+    assert_eq!(targets, [Some(40.0), Some(120.0), Some(40.0), Some(120.0)]);
+    for i in &report.timeline {
+        // Exactly the curve's count, scheduled; sent on time by an idle generator.
+        assert_eq!(i.offered_rate, i.target_rate.unwrap(), "{i:?}");
+        assert!((i.sent_rate / i.offered_rate - 1.0).abs() < 0.1, "{i:?}");
+        assert!(i.latency.is_some() && i.length_s == 1.0, "{i:?}");
+    }
+    let worst = report.rate_deviation.expect("a profile run has a worst window");
+    assert!(worst.relative.abs() < 0.25, "{worst:?}");
+    let text = report.to_text();
+    assert!(text.contains("target/s") && text.contains("worst deviation of achieved from target"), "{text}");
+    assert!(text.contains("profile step:rates=40,120,every=1s (a mean 80.0/s)"), "{text}");
 }
 
 #[test]

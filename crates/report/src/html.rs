@@ -76,6 +76,7 @@ pub fn render(original: &Input, candidates: &[Input], cmp: &Comparison, opts: &H
         <a href=\"#method\">Method</a></nav>\n";
     h += "<h2 id=\"run\">Run</h2>\n";
     metadata_table(&mut h, cmp);
+    load_over_time(&mut h, cmp)?;
     h += "<h2 id=\"inputs\">Inputs</h2>\n";
     inputs_table(&mut h, cmp);
 
@@ -248,6 +249,99 @@ fn metadata_table(h: &mut String, cmp: &Comparison) {
         h.push_str("</tr>\n");
     }
     h.push_str("</table></div>\n");
+}
+
+/// With a load profile: per candidate, the target rate against each run's
+/// achieved rate, and each run's p50 and p99, window by window (from the
+/// `windows` of each run in the metadata).
+fn load_over_time(h: &mut String, cmp: &Comparison) -> Result<(), Error> {
+    let Some(serde_json::Value::Object(meta)) = &cmp.metadata else {
+        return Ok(());
+    };
+    let (Some(spec), Some(serde_json::Value::Array(runs))) = (meta.get("load profile"), meta.get("runs")) else {
+        return Ok(());
+    };
+    let with_windows: Vec<&serde_json::Value> = runs.iter().filter(|r| r["windows"].is_array()).collect();
+    if with_windows.is_empty() {
+        return Ok(());
+    }
+    let spec = spec.as_str().unwrap_or_default();
+    let _ = writeln!(
+        h,
+        "<h3>Load over time</h3>\n<p class=\"note\">The load followed the profile <code>{}</code>. Per window: the \
+         rate it aimed at (dashed, black) against the 2xx responses each run received per second, and each run's \
+         median and p99 latency of the requests scheduled in the window. The legend gives each run's worst window \
+         (achieved ÷ target − 1).</p>\n<div class=\"plots\">",
+        xml_escape(spec)
+    );
+    let mut kinds: Vec<&str> = Vec::new();
+    for r in &with_windows {
+        let k = r["kind"].as_str().unwrap_or_default();
+        if !kinds.contains(&k) {
+            kinds.push(k);
+        }
+    }
+    let mid =
+        |w: &serde_json::Value| w["start_s"].as_f64().unwrap_or(0.0) + w["length_s"].as_f64().unwrap_or(0.0) / 2.0;
+    let series = |run: &serde_json::Value, key: &str| -> Vec<(f64, f64)> {
+        run["windows"]
+            .as_array()
+            .map(|ws| ws.iter().map(|w| (mid(w), w[key].as_f64().unwrap_or(f64::NAN))).collect())
+            .unwrap_or_default()
+    };
+    for kind in kinds {
+        let color = cmp.candidates.iter().position(|c| c.label == kind).map_or(plot::ORIGINAL, plot::candidate_color);
+        let mine: Vec<&&serde_json::Value> = with_windows.iter().filter(|r| r["kind"] == kind).collect();
+        let name = |r: &serde_json::Value| format!("{kind} run {}", r["run"].as_u64().unwrap_or(1));
+        let mut rates = vec![plot::Line {
+            label: "target".into(),
+            color: plot::ORIGINAL,
+            points: series(mine[0], "target_rate"),
+            dashed: true,
+            width: 3,
+        }];
+        let mut latency = Vec::new();
+        for r in &mine {
+            let worst = r["rate_deviation"]["relative"]
+                .as_f64()
+                .map_or_else(String::new, |d| format!(" (worst {})", text::signed_percent(Some(d))));
+            rates.push(plot::Line {
+                label: format!("{} achieved{worst}", name(r)),
+                color,
+                points: series(r, "achieved_rate"),
+                dashed: false,
+                width: 2,
+            });
+            latency.push(plot::Line {
+                label: format!("{} p50", name(r)),
+                color,
+                points: series(r, "p50_ms"),
+                dashed: false,
+                width: 2,
+            });
+            latency.push(plot::Line {
+                label: format!("{} p99", name(r)),
+                color,
+                points: series(r, "p99_ms"),
+                dashed: true,
+                width: 1,
+            });
+        }
+        *h += &plot::lines_svg(
+            &format!("{kind}: requests/s per window"),
+            "seconds into the measured window",
+            "requests/s",
+            &rates,
+        )?;
+        *h += &plot::lines_svg(
+            &format!("{kind}: latency per window"),
+            "seconds into the measured window",
+            "ms",
+            &latency,
+        )?;
+    }
+    h.push_str("</div>\n");
+    Ok(())
 }
 
 /// What the figures mean, in plain words.
@@ -557,5 +651,36 @@ mod tests {
             assert_eq!(before, "xmlns=\"", "a link other than an SVG namespace at {i}");
         }
         assert!(!page.contains("<script") && !page.contains("<link") && !page.contains("src="));
+        assert!(!page.contains("Load over time"), "no profile, no load plots");
+    }
+
+    #[test]
+    fn a_profile_run_plots_target_and_achieved_rate_and_latency_per_window() {
+        let mut names = Interner::default();
+        let trees: Vec<_> = (0..40).map(|i| tree(&mut names, &[("A/a", NO_PARENT, 0, 1_000_000 + i * 1000)])).collect();
+        let p = Profile::from_traces(&trees, &names, CollectOptions::default());
+        let o = Input::new("orig", "o.jsonl", p.clone());
+        let cands = [Input::new("palette", "p.jsonl", p)];
+        let mut cmp = compare(&o, &cands, &CompareOptions::default()).unwrap();
+        let windows = |achieved: [f64; 2]| {
+            serde_json::json!([
+                {"start_s": 0.0, "length_s": 5.0, "target_rate": 5.3, "achieved_rate": achieved[0], "p50_ms": 3.0, "p99_ms": 9.0},
+                {"start_s": 5.0, "length_s": 5.0, "target_rate": 12.0, "achieved_rate": achieved[1], "p50_ms": 3.5, "p99_ms": null}
+            ])
+        };
+        cmp.metadata = Some(serde_json::json!({
+            "load profile": "sine:period=20s,min=5,max=40",
+            "runs": [
+                {"kind": "palette", "run": 1, "windows": windows([5.2, 12.1]), "rate_deviation": {"relative": -0.0189}},
+                {"kind": "palette", "run": 2, "windows": windows([5.4, 11.0]), "rate_deviation": {"relative": -0.0833}},
+            ]
+        }));
+        let page = render(&o, &cands, &cmp, &HtmlOptions::default()).unwrap();
+        assert!(page.contains("Load over time") && page.contains("sine:period=20s,min=5,max=40"));
+        assert!(page.contains("palette: requests/s per window") && page.contains("palette: latency per window"));
+        assert!(page.contains("palette run 2 achieved (worst -8.3%)"), "{page}");
+        assert!(page.contains("palette run 1 p99"));
+        // The root and API plots, the topology and the two load plots.
+        assert_eq!(page.matches("<svg").count(), 5);
     }
 }

@@ -1,4 +1,6 @@
-//! Latency CDF plots as inline SVG, drawn with plotters.
+//! Latency CDF plots as inline SVG, drawn with plotters; and line plots
+//! over time ([`lines_svg`]: a load profile's target against what a run
+//! achieved, window by window).
 //!
 //! x is latency in ms on a log axis (latencies span orders of magnitude);
 //! y is the cumulative fraction. Each sample is drawn as a staircase through
@@ -378,9 +380,147 @@ pub fn cdf_svg(title: &str, series: &[Series]) -> Result<String, Error> {
     Ok(svg)
 }
 
+/// One line of a plot over time.
+pub struct Line {
+    /// Legend text.
+    pub label: String,
+    pub color: RGBColor,
+    /// `(x, y)` in drawing order.
+    pub points: Vec<(f64, f64)>,
+    /// Dashed: a second figure of the same run (p99 beside p50), or a
+    /// reference (the target) under the measured lines.
+    pub dashed: bool,
+    /// Stroke width, px: a reference drawn wider shows through the lines
+    /// that match it.
+    pub width: u32,
+}
+
+/// A round upper end for a linear axis at least `max`: 1, 2 or 5 × 10^k.
+fn round_up(max: f64) -> f64 {
+    if !(max.is_finite() && max > 0.0) {
+        return 1.0;
+    }
+    let k = 10f64.powf(max.log10().floor());
+    [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * k).find(|&v| v >= max).unwrap_or(10.0 * k)
+}
+
+/// An SVG document with `lines` on linear axes from 0, titled `title`,
+/// the legend below the chart as in [`cdf_svg`].
+pub fn lines_svg(title: &str, x_desc: &str, y_desc: &str, lines: &[Line]) -> Result<String, Error> {
+    let fail = |e: &dyn std::fmt::Display| Error::Plot { title: title.to_string(), message: e.to_string() };
+    let inner = f64::from(WIDTH - 2 * PAD);
+    let title_lines = wrap(title, TITLE_PX, inner, TITLE_LINES);
+    let labels: Vec<String> =
+        lines.iter().map(|l| elide_middle(&l.label, LEGEND_PX, inner - f64::from(SWATCH + SWATCH_GAP))).collect();
+    let (columns, rows, column) = legend_grid(&labels);
+    let title_height = 8 + TITLE_LINE * title_lines.len().max(1) as u32;
+    let legend_height = if rows == 0 { 0 } else { 4 + LEGEND_ROW * rows as u32 + 6 };
+    let height = title_height + CHART_HEIGHT + legend_height;
+    let all = || lines.iter().flat_map(|l| l.points.iter()).filter(|p| p.0.is_finite() && p.1.is_finite());
+    let x_max = round_up(all().map(|p| p.0).fold(0.0, f64::max));
+    let y_max = round_up(all().map(|p| p.1).fold(0.0, f64::max) * 1.05);
+
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| fail(&e))?;
+        let (title_area, rest) = root.split_vertically(title_height);
+        let (chart_area, legend_area) = rest.split_vertically(CHART_HEIGHT);
+        let title_style = font(TITLE_PX).color(&RGBColor(0x22, 0x22, 0x22)).pos(Pos::new(HPos::Center, VPos::Top));
+        for (k, line) in title_lines.iter().enumerate() {
+            let y = 6 + (TITLE_LINE as usize * k) as i32;
+            title_area
+                .draw(&Text::new(line.clone(), ((WIDTH / 2) as i32, y), title_style.clone()))
+                .map_err(|e| fail(&e))?;
+        }
+        let mut chart = ChartBuilder::on(&chart_area)
+            .margin_top(6)
+            .margin_left(MARGIN_LEFT)
+            .margin_right(MARGIN_RIGHT)
+            .margin_bottom(2)
+            .x_label_area_size(46)
+            .y_label_area_size(Y_LABEL_AREA)
+            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+            .map_err(|e| fail(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .x_label_formatter(&|v| tick(*v))
+            .y_label_formatter(&|v| tick(*v))
+            .x_labels(7)
+            .y_labels(6)
+            .light_line_style(RGBColor(242, 242, 242))
+            .bold_line_style(RGBColor(215, 215, 215))
+            .label_style(font(TICK_PX).color(&RGBColor(0x33, 0x33, 0x33)))
+            .axis_desc_style(font(CAPTION_PX).color(&RGBColor(0x22, 0x22, 0x22)))
+            .draw()
+            .map_err(|e| fail(&e))?;
+        for l in lines {
+            let points: Vec<(f64, f64)> =
+                l.points.iter().copied().filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
+            let style = l.color.stroke_width(l.width);
+            if l.dashed {
+                chart.draw_series(DashedLineSeries::new(points, 6, 4, style)).map_err(|e| fail(&e))?;
+            } else {
+                chart.draw_series(LineSeries::new(points, style)).map_err(|e| fail(&e))?;
+            }
+        }
+        let label_style = font(LEGEND_PX).color(&RGBColor(0x22, 0x22, 0x22)).pos(Pos::new(HPos::Left, VPos::Center));
+        for (i, (l, label)) in lines.iter().zip(&labels).enumerate() {
+            let (row, col) = (i / columns.max(1), i % columns.max(1));
+            let x = PAD as i32 + col as i32 * column;
+            let y = 4 + (LEGEND_ROW as usize * row) as i32 + LEGEND_ROW as i32 / 2;
+            let swatch = vec![(x, y), (x + SWATCH, y)];
+            let style = l.color.stroke_width(l.width);
+            if l.dashed {
+                legend_area
+                    .draw(&PathElement::new(vec![(x, y), (x + 9, y)], style))
+                    .and_then(|()| legend_area.draw(&PathElement::new(vec![(x + 14, y), (x + SWATCH, y)], style)))
+                    .map_err(|e| fail(&e))?;
+            } else {
+                legend_area.draw(&PathElement::new(swatch, style)).map_err(|e| fail(&e))?;
+            }
+            legend_area
+                .draw(&Text::new(label.clone(), (x + SWATCH + SWATCH_GAP, y), label_style.clone()))
+                .map_err(|e| fail(&e))?;
+        }
+        root.present().map_err(|e| fail(&e))?;
+    }
+    Ok(svg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_plots_have_round_axes_every_line_and_a_legend() {
+        assert_eq!((round_up(37.0), round_up(40.0), round_up(0.3), round_up(0.0)), (50.0, 50.0, 0.5, 1.0));
+        let target = Line {
+            label: "target".into(),
+            color: ORIGINAL,
+            points: vec![(2.5, 5.0), (7.5, 20.0)],
+            dashed: true,
+            width: 4,
+        };
+        let run = Line {
+            label: "palette run 1".into(),
+            color: candidate_color(0),
+            points: vec![(2.5, 4.9), (7.5, f64::NAN), (12.5, 19.0)],
+            dashed: false,
+            width: 2,
+        };
+        let svg = lines_svg("requests/s per window", "seconds into the window", "requests/s", &[target, run]).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("seconds into the window"), "{}", &svg[..200]);
+        assert!(svg.contains(">target<") || svg.contains("target\n"), "legend");
+        assert!(svg.contains(">palette run 1<") || svg.contains("palette run 1\n"), "legend");
+        // The dashed target is many short segments; the run one polyline
+        // (its NaN point left out, not drawn at 0).
+        assert!(svg.matches("<polyline").count() >= 3, "{svg}");
+        assert!(!svg.contains("NaN"));
+        assert!(lines_svg("empty", "x", "y", &[]).unwrap().contains("<svg"));
+    }
 
     #[test]
     fn ticks() {

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use palette_load::{Arrivals, LoadObserver, LoadOptions, Progress, Replay, Target, load_system, run_load};
+use palette_load::{
+    Arrivals, LoadObserver, LoadOptions, Profile, ProfileSpec, Progress, Replay, Target, TracedRoots, load_system,
+    run_load,
+};
 
 use crate::cmd::{UsageError, parse_duration_ns, thousands};
 use crate::progress;
@@ -17,6 +20,8 @@ use crate::progress;
     palette up system/ &   # start the system first\n  \
     palette load system/ --rate 200 --duration 30s\n  \
     palette load system/system.json --replay traces.csv --speed 2 --json\n  \
+    palette load system/ --profile sine:period=60s,min=5,max=40 --duration 60s\n  \
+    palette load system/ --profile learned:speed=2 --replay traces.csv   # the traces' own rate curve\n  \
     palette load /etc/palette/system.json --peers dns --rate 50   # inside compose or Kubernetes")]
 pub struct Args {
     /// A generated system: its system.json, or the directory holding it.
@@ -26,6 +31,12 @@ pub struct Args {
     /// over the root APIs in their traced mix.
     #[arg(long, value_name = "R/s", default_value = "10", allow_hyphen_values = true)]
     pub rate: String,
+    #[arg(long, value_name = "SPEC", conflicts_with = "rate", help = PROFILE_SHORT, long_help = PROFILE_HELP)]
+    pub profile: Option<String>,
+    /// Width of the timeline's windows (`5s`): the per-window table and
+    /// JSON `timeline`. Default: 5s with --profile, else ~30 windows.
+    #[arg(long, value_name = "DURATION")]
+    pub window: Option<String>,
     /// The measured window (`60s`, `2m`, `500ms`).
     #[arg(long, value_name = "DURATION", default_value = "60s")]
     pub duration: String,
@@ -38,11 +49,19 @@ pub struct Args {
     pub connections: usize,
     /// Instead of Poisson arrivals, replay the inter-arrival times and root
     /// APIs of the root spans in these traces (any format palette reads),
-    /// looping when the run is longer.
+    /// looping when the run is longer. With --profile learned: the traces
+    /// the rate curve is learned from (not replayed).
     #[arg(long, value_name = "TRACES", num_args = 1.., conflicts_with = "rate")]
     pub replay: Vec<PathBuf>,
     /// Replay speed: 2 sends twice as fast as traced.
-    #[arg(long, value_name = "X", default_value_t = 1.0, requires = "replay", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "X",
+        default_value_t = 1.0,
+        requires = "replay",
+        conflicts_with = "profile",
+        allow_hyphen_values = true
+    )]
     pub speed: f64,
     /// Seed of the arrival times, root picks and trace ids: same seed, same requests.
     #[arg(long, default_value_t = 1)]
@@ -64,6 +83,24 @@ pub struct Args {
     #[arg(long)]
     pub no_health_check: bool,
 }
+
+/// `--profile` in `-h`.
+pub(crate) const PROFILE_SHORT: &str =
+    "A rate that changes over time: step:, ramp:, sine:, bursts: or learned (see --help)";
+
+/// `--profile` in `--help`: every kind of spec, shared by `load` and `run`.
+pub(crate) const PROFILE_HELP: &str = "A rate that changes over the measured window, open loop (instead of --rate):
+`step:rates=5,20,10,every=10s` (each rate for 10 s in turn, cycling);
+`ramp:from=5,to=40[,over=30s]` (linear over the window or `over`, then held);
+`sine:period=60s,min=5,max=40` (min + (max−min)·(1−cos 2πt/period)/2: min at the
+start, max at half a period); `bursts:base=5,peak=50,every=20s,length=2s` (peak
+over the last 2 s of every 20 s); `learned[:speed=2,scale=0.5,bin=1s]` (the rate
+of root spans over time in the traces — per root API — looped, `speed`
+compressing time, `scale` multiplying the rate; `palette load` takes the traces
+from --replay, `palette run` from TRACES). The profile's clock starts with the
+measured window; the warm-up runs at its rate at t = 0. Each whole second gets
+exactly the curve's count (rounded, the remainder carried), placed as a Poisson
+process would place it.";
 
 fn duration(flag: &str, s: &str) -> Result<Duration, UsageError> {
     let ns = parse_duration_ns(s).map_err(|e| UsageError(format!("{flag}: {e}")))?;
@@ -122,9 +159,57 @@ impl LoadObserver for Bar {
     }
 }
 
+/// Reads the root spans of `inputs`, with a progress bar.
+pub(crate) fn read_roots(inputs: &[PathBuf]) -> anyhow::Result<TracedRoots> {
+    let bar = progress::Bytes::new(progress::total_bytes(inputs), "reading");
+    let roots = TracedRoots::read(inputs, &Default::default(), &bar);
+    bar.finish();
+    Ok(roots?)
+}
+
+/// The arrivals of `--profile SPEC` over a `duration` window of `model`'s
+/// system; a learned profile learns from `traces`' roots (`what` says
+/// where they came from, in the error when there are none).
+pub(crate) fn profile_arrivals(
+    spec: &ProfileSpec,
+    duration: Duration,
+    model: &palette_model::Model,
+    traces: Option<&TracedRoots>,
+) -> anyhow::Result<Arrivals> {
+    let (profile, unmatched) = Profile::new(spec, duration.as_secs_f64(), model, traces)?;
+    if unmatched > 0 {
+        eprintln!(
+            "profile: {} traces start at an API that is not a root of the system; left out of the curve",
+            thousands(unmatched)
+        );
+    }
+    if let Some(bin) = profile.bin_s() {
+        eprintln!("profile: the traces' rate of root spans in {bin}s bins");
+    }
+    Ok(Arrivals::Profile { profile: Arc::new(profile) })
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (config, path) = load_system(&args.system)?;
-    let arrivals = if args.replay.is_empty() {
+    let measured = duration("--duration", &args.duration)?;
+    let arrivals = if let Some(spec) = &args.profile {
+        let spec = ProfileSpec::parse(spec)?;
+        let traces = match (spec.needs_traces(), args.replay.is_empty()) {
+            (true, true) => anyhow::bail!(UsageError(format!(
+                "--profile {}: a learned profile learns from the traces given with --replay; e.g. --profile learned --replay traces.json",
+                spec.text
+            ))),
+            (false, false) => anyhow::bail!(UsageError(format!(
+                "--replay and --profile {} do not go together: --replay replays traced arrivals; with --profile learned it names the traces to learn the rate from",
+                spec.text
+            ))),
+            (true, false) => {
+                Some(read_roots(&args.replay).context("cannot read the traces to learn the profile from")?)
+            }
+            (false, true) => None,
+        };
+        profile_arrivals(&spec, measured, &config.model, traces.as_ref())?
+    } else if args.replay.is_empty() {
         Arrivals::Poisson { rate: rate(&args.rate)? }
     } else {
         let bar = progress::Bytes::new(progress::total_bytes(&args.replay), "reading");
@@ -150,13 +235,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let opts = LoadOptions {
         arrivals,
-        duration: duration("--duration", &args.duration)?,
+        duration: measured,
         warmup: duration("--warmup", &args.warmup)?,
         connections: args.connections,
         seed: args.seed,
         target,
         timeout: duration("--timeout", &args.timeout)?,
         health_check: !args.no_health_check,
+        window: args.window.as_deref().map(|w| duration("--window", w)).transpose()?,
         run_id: None,
     };
     opts.validate()?;

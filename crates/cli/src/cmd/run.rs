@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use palette_load::{Arrivals, LoadOptions, LoadReport, Target, run_load_blocking};
+use palette_load::{Arrivals, LoadOptions, LoadReport, ProfileSpec, Target, TracedRoots, run_load_blocking};
 use palette_system::SupervisorError;
 use palette_system::up::{self, LocalSystem, Signals, UpOptions};
 
@@ -23,7 +23,9 @@ use crate::cmd::{self, UsageError, parse_duration_ns, thousands, verb};
 #[command(after_help = "Examples:\n  \
     palette run traces.csv -o run/ --rate 20 --duration 60s\n  \
     palette run jaeger-export.json -o run/ --kind palette --work cpu\n  \
-    palette run traces.jsonl -o run/ --rpc grpc --apply what-if.yaml\n\n\
+    palette run traces.jsonl -o run/ --rpc grpc --apply what-if.yaml\n  \
+    palette run traces.csv -o run/ --profile sine:period=60s,min=5,max=40 --duration 60s\n  \
+    palette run traces.csv -o run/ --profile learned:speed=4   # the traces' own rate curve, 4x faster\n\n\
     DIR gets: model-KIND.json, system-KIND/ (with its spans.jsonl and logs/), \
     spans-KIND-R.jsonl (the live system's spans in run R), load-KIND-R.json, report/index.html \
     (with --repeat 1: spans-KIND.jsonl and load-KIND.json).")]
@@ -37,6 +39,18 @@ pub struct Args {
     /// Poisson arrivals at this many requests per second over the root APIs.
     #[arg(long, value_name = "R/s", default_value_t = 20.0)]
     pub rate: f64,
+    #[arg(
+        long,
+        value_name = "SPEC",
+        conflicts_with = "rate",
+        help = cmd::load::PROFILE_SHORT,
+        long_help = cmd::load::PROFILE_HELP
+    )]
+    pub profile: Option<String>,
+    /// Width of the load report's windows (`5s`): per-window target,
+    /// achieved rate and latency. Default: 5s with --profile, else ~30 windows.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_ns)]
+    pub window: Option<i64>,
     /// The measured load window.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration_ns)]
     pub duration: i64,
@@ -125,6 +139,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             live.spans.display()
         );
     }
+    for live in &summary.live {
+        if let Some(d) = &live.load.rate_deviation {
+            println!(
+                "{:8} run {}: worst window {:+.1}% from the profile (at {:.0}s: target {:.1}/s, achieved {:.1}/s)",
+                live.kind,
+                live.run,
+                d.relative * 100.0,
+                d.start_s,
+                d.target_rate,
+                d.achieved_rate
+            );
+        }
+    }
     println!("report: {}", summary.report.display());
     for v in &summary.verdicts {
         println!("verdict: {v}");
@@ -151,6 +178,14 @@ pub fn run_pipeline(args: &Args, signals: &Signals) -> anyhow::Result<RunSummary
     }
     if args.duration <= 0 {
         anyhow::bail!(UsageError("--duration must be longer than 0".into()));
+    }
+    // Checked before anything starts, so a typo costs no fit.
+    if let Some(spec) = &args.profile {
+        ProfileSpec::parse(spec)?;
+    }
+    if let Some(w) = args.window {
+        LoadOptions { window: Some(Duration::from_nanos(w.max(0) as u64)), ..load_options(args, None, 1) }
+            .validate()?;
     }
     if !(1..=100).contains(&args.repeat) {
         anyhow::bail!(UsageError(format!("--repeat must be between 1 and 100, not {}", args.repeat)));
@@ -248,6 +283,13 @@ fn pipeline(args: &Args, signals: &Signals, live: &mut Vec<LiveRun>) -> anyhow::
             .with_context(|| format!("cannot write {}", file.display()))?;
         apply.push(file);
     }
+    // A learned profile's curve is the input traces' own: their root spans
+    // are read once, and matched to each system's root APIs.
+    let profile = args.profile.as_deref().map(ProfileSpec::parse).transpose()?;
+    let roots = match &profile {
+        Some(p) if p.needs_traces() => Some(cmd::load::read_roots(&args.inputs)?),
+        _ => None,
+    };
     let mut systems = Vec::new();
     let mut input_warnings = Vec::new();
     for (k, kind) in kinds.iter().enumerate() {
@@ -287,7 +329,7 @@ fn pipeline(args: &Args, signals: &Signals, live: &mut Vec<LiveRun>) -> anyhow::
         for (kind, system) in &systems {
             let of = if args.repeat > 1 { format!(" (run {run} of {})", args.repeat) } else { String::new() };
             next(format!("running the {kind} system under load{of}"))?;
-            let one = run_live(kind, run, system, dir, args, signals)?;
+            let one = run_live(kind, run, system, dir, args, (profile.as_ref(), roots.as_ref()), signals)?;
             if let Some(busy) = &one.host_busy {
                 eprintln!("palette: warning: {kind} run {run}: {busy}; latency verdicts of {kind} are inconclusive");
             }
@@ -357,6 +399,30 @@ fn pipeline(args: &Args, signals: &Signals, live: &mut Vec<LiveRun>) -> anyhow::
                 },
                 "contention": l.load.contention,
             }));
+            // The per-window rates and latency the HTML plots against the profile.
+            if l.load.profile.is_some()
+                && let Some(serde_json::Value::Object(m)) = runs_meta.last_mut()
+            {
+                let windows: Vec<serde_json::Value> = l
+                    .load
+                    .timeline
+                    .iter()
+                    .map(|i| {
+                        serde_json::json!({
+                            "start_s": i.start_s,
+                            "length_s": i.length_s,
+                            "target_rate": i.target_rate,
+                            "offered_rate": i.offered_rate,
+                            "achieved_rate": i.achieved_rate,
+                            "errors": i.errors,
+                            "p50_ms": i.latency.map(|l| l.p50_ms),
+                            "p99_ms": i.latency.map(|l| l.p99_ms),
+                        })
+                    })
+                    .collect();
+                m.insert("windows".into(), windows.into());
+                m.insert("rate_deviation".into(), serde_json::json!(l.load.rate_deviation));
+            }
         }
         candidates.push(input);
     }
@@ -365,7 +431,13 @@ fn pipeline(args: &Args, signals: &Signals, live: &mut Vec<LiveRun>) -> anyhow::
     let said: Vec<String> = input_warnings.iter().map(|w| w.to_string()).collect();
     extra.insert("input warnings".into(), serde_json::json!(said));
     extra.insert("seed".into(), args.seed.into());
-    extra.insert("rate (requests/s)".into(), args.rate.into());
+    match &args.profile {
+        Some(spec) => extra.insert("load profile".into(), spec.clone().into()),
+        None => extra.insert("rate (requests/s)".into(), args.rate.into()),
+    };
+    if let Some(first) = live.first() {
+        extra.insert("load window (s)".into(), first.load.timeline_step_s.into());
+    }
     extra.insert("duration (s, measured, per run)".into(), (args.duration as f64 / 1e9).into());
     extra.insert("warm-up (s, per run, not compared)".into(), (args.warmup as f64 / 1e9).into());
     extra.insert("repeats".into(), args.repeat.into());
@@ -388,6 +460,7 @@ fn run_live(
     system_dir: &Path,
     dir: &Path,
     args: &Args,
+    (profile, roots): (Option<&ProfileSpec>, Option<&TracedRoots>),
     signals: &Signals,
 ) -> anyhow::Result<LiveRun> {
     let system = LocalSystem::load(&system_dir.join("system.json"))?;
@@ -419,14 +492,16 @@ fn run_live(
             e => Err(e.into()),
         };
     }
-    let load_opts = LoadOptions {
-        arrivals: Arrivals::Poisson { rate: args.rate },
-        duration: Duration::from_nanos(args.duration as u64),
-        warmup: Duration::from_nanos(args.warmup.max(0) as u64),
-        seed: load_seed(args.seed, run),
-        target: Target::Host("127.0.0.1".into()),
-        ..LoadOptions::default()
+    let arrivals = match profile {
+        Some(p) => Some(cmd::load::profile_arrivals(
+            p,
+            Duration::from_nanos(args.duration as u64),
+            &system.config.model,
+            roots,
+        )?),
+        None => None,
     };
+    let load_opts = load_options(args, arrivals, run);
     let observer = cmd::load::Bar::new(signals.stop_flag());
     let report = run_load_blocking(&load_opts, &system.config, &system_dir.join("system.json"), &observer);
     observer.finish();
@@ -453,6 +528,19 @@ fn run_live(
         host_busy,
         stopped_early,
     })
+}
+
+/// The load of repetition `run` (Poisson at --rate unless `arrivals` are given).
+fn load_options(args: &Args, arrivals: Option<Arrivals>, run: usize) -> LoadOptions {
+    LoadOptions {
+        arrivals: arrivals.unwrap_or(Arrivals::Poisson { rate: args.rate }),
+        duration: Duration::from_nanos(args.duration.max(0) as u64),
+        warmup: Duration::from_nanos(args.warmup.max(0) as u64),
+        seed: load_seed(args.seed, run),
+        target: Target::Host("127.0.0.1".into()),
+        window: args.window.map(|w| Duration::from_nanos(w.max(0) as u64)),
+        ..LoadOptions::default()
+    }
 }
 
 /// The load's seed in repetition `run` (1-based) of a run seeded `seed`.
