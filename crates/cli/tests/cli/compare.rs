@@ -281,8 +281,13 @@ fn html_report_is_one_self_contained_page() {
     }
     assert!(!page.contains("<script") && !page.contains("<link") && !page.contains(" src="));
     // No temporary file is left beside it.
-    let names: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(names, vec![OsString::from("index.html")]);
+    let mut names: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![OsString::from("comparison.json"), OsString::from("index.html")],
+        "the page and its figures"
+    );
 }
 
 #[test]

@@ -208,3 +208,61 @@ fn a_retry_storm_multiplies_the_requests_per_root_request() {
     let spans = std::fs::read_to_string(out.join("spans-palette.jsonl")).unwrap();
     assert!(spans.contains("\"palette.attempt\""), "retries are client spans with their attempt number");
 }
+
+/// Issue 18, live: traces of a system whose B fails 10% of the time and
+/// whose A passes half of those failures on. The generated services fail as
+/// the traces do: the failure rate of each root API, live, is within the
+/// noise floor of the traced one.
+#[test]
+fn live_failure_rates_per_root_api_match_the_traces() {
+    use palette_testkit::system::{Dist, Step, SystemSpec, generate};
+    let work = |ms: f64| Step::Work(Dist::LogNormal { median: ms, sigma: 0.3 });
+    let mut spec = SystemSpec::new("failing");
+    spec.api("A/a", Step::Seq(vec![work(1.0), Step::CallOrFail { callee: "B/b".into(), propagate: 0.5 }, work(0.5)]))
+        .api("C/c", Step::Seq(vec![work(1.0), Step::CallOrFail { callee: "B/b".into(), propagate: 1.0 }]))
+        .api("B/b", Step::Seq(vec![work(1.0), Step::Fail(0.1)]))
+        .root("A/a", 0.5)
+        .root("C/c", 0.5);
+    let traces = generate(&spec, 4_000, 5);
+    let dir = Dir::new();
+    let input = dir.path("failing.otlp.jsonl");
+    palette_trace::write::write_otlp_lines(
+        std::io::BufWriter::new(std::fs::File::create(&input).unwrap()),
+        traces.traces.iter().map(Vec::as_slice),
+        &traces.names,
+    )
+    .unwrap();
+    let out = dir.path("run");
+    let base = free_ports(8).to_string();
+    let run = palette([
+        "run",
+        s(&input),
+        "-o",
+        s(&out),
+        "--kind",
+        "palette",
+        "--rate",
+        "100",
+        "--duration",
+        "6s",
+        "--warmup",
+        "1s",
+        "--repeat",
+        "1",
+        "--base-port",
+        &base,
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let cmp: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report/comparison.json")).unwrap()).unwrap();
+    for r in cmp["failures"]["palette"]["roots"].as_array().unwrap() {
+        let (o, c, floor) = (&r["original"], &r["candidate"], r["floor"].as_f64().unwrap());
+        println!(
+            "live failures: {}: traced {:.4} ({} of {}), live {:.4} ({} of {}), floor {floor:.4}",
+            r["api"]["service"], o["rate"], o["failed"], o["total"], c["rate"], c["failed"], c["total"]
+        );
+        assert!(c["total"].as_u64().unwrap() > 200, "the live system answered: {r}");
+        assert_eq!(r["within"], true, "{r}");
+    }
+    assert!(run.stdout.contains("failed requests by root API"), "{}", run.stdout);
+}
