@@ -100,7 +100,7 @@ impl FailureComparison {
             .into_iter()
             .map(|k| RateComparison::new(Some(k.0.clone()), k.1.clone(), edge_rate(o, k), edge_rate(c, k)))
             .collect();
-        edges.sort_by(|a, b| (b.original.failed + b.candidate.failed).cmp(&(a.original.failed + a.candidate.failed)));
+        edges.sort_by_key(|r| std::cmp::Reverse(r.original.failed + r.candidate.failed));
         let per_root = |p: &Profile, api: &ApiName| {
             let n = p.apis.get(api).map_or(0, |a| a.latency.count);
             if p.traces == 0 { 0.0 } else { n as f64 / p.traces as f64 }
