@@ -196,9 +196,9 @@ pub fn op_path(operation: &str) -> String {
     path
 }
 
-/// A W3C `traceparent` (version 00, sampled) for a new trace.
-pub fn traceparent(trace_id: u128, span_id: u64) -> String {
-    format!("00-{trace_id:032x}-{span_id:016x}-01")
+/// A W3C `traceparent` (version 00) for a new trace, sampled or not.
+pub fn traceparent(trace_id: u128, span_id: u64, sampled: bool) -> String {
+    format!("00-{trace_id:032x}-{span_id:016x}-{:02x}", u8::from(sampled))
 }
 
 #[cfg(test)]
@@ -215,8 +215,9 @@ mod tests {
 
     #[test]
     fn traceparent_is_w3c() {
-        let tp = traceparent(0xabc, 0x12);
+        let tp = traceparent(0xabc, 0x12, true);
         assert_eq!(tp, "00-00000000000000000000000000000abc-0000000000000012-01");
         assert_eq!(tp.len(), 55);
+        assert!(traceparent(0xabc, 0x12, false).ends_with("-00"));
     }
 }

@@ -3,7 +3,8 @@
 //! Brief overview: open-loop load against a generated system. Requests go
 //! to the system's root APIs (`model.roots`, in their traced mix) as
 //! `POST /op/{operation}` on the serving service's port, each with a fresh
-//! sampled W3C `traceparent`, at Poisson arrivals of a given rate, at a rate
+//! W3C `traceparent` (sampled in the measured window, unsampled in the
+//! warm-up, so the services' spans hold measured traffic only), at Poisson arrivals of a given rate, at a rate
 //! that changes over time ([`Profile`]: steps, a ramp, a sine, bursts, or
 //! the traces' own rate curve), or at the traced inter-arrival times of root
 //! spans ([`Replay`], scaled by a speed and looped). Arrivals never wait for earlier responses; at most

@@ -650,7 +650,11 @@ fn schedule_arrivals(
         let body = shared.payload.slice(..size.min(shared.payload.len()));
         let trace_id = ((ids.next_u64() as u128) << 64 | ids.next_u64() as u128).max(1);
         let span_id = ids.next_u64().max(1);
-        let tp = HeaderValue::from_str(&traceparent(trace_id, span_id)).expect("hex is a valid header");
+        // Warm-up requests go unsampled: the services do not record them,
+        // so the spans hold the measured window's traffic alone, and a
+        // compare of them is not swayed by cold connections.
+        let tp =
+            HeaderValue::from_str(&traceparent(trace_id, span_id, arrival.measured)).expect("hex is a valid header");
         shared.sent.fetch_add(1, Ordering::Relaxed);
         shared.in_flight.fetch_add(1, Ordering::Relaxed);
         let task_shared = shared.clone();

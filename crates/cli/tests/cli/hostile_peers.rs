@@ -283,6 +283,7 @@ fn http2_preface_on_an_http_system_is_closed_unanswered() {
 
 #[test]
 fn two_thousand_concurrent_connections_are_all_answered() {
+    let _host = crate::util::host_shared();
     let server = Server::start(1, |c| c.limits.max_in_flight = 4096);
     let mut conns: Vec<TcpStream> =
         (0..2000).map(|_| TcpStream::connect(("127.0.0.1", server.port())).expect("connect")).collect();

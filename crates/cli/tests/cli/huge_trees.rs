@@ -139,6 +139,7 @@ fn api<'m>(model: &'m serde_json::Value, service: &str, operation: &str) -> &'m 
 
 #[test]
 fn a_span_with_a_million_children() {
+    let _host = crate::util::host_shared();
     let dir = Dir::new();
     let trace = dir.path("wide.csv");
     let n = 1_000_000u64;
@@ -154,6 +155,7 @@ fn a_span_with_a_million_children() {
 
 #[test]
 fn a_sequence_of_a_hundred_thousand_calls_to_one_api() {
+    let _host = crate::util::host_shared();
     let dir = Dir::new();
     let trace = dir.path("loop.csv");
     let n = 100_000u64;
@@ -171,6 +173,7 @@ fn a_sequence_of_a_hundred_thousand_calls_to_one_api() {
 
 #[test]
 fn a_sequence_of_a_hundred_thousand_calls_to_alternating_apis() {
+    let _host = crate::util::host_shared();
     let dir = Dir::new();
     let trace = dir.path("sequence.csv");
     let n = 100_000u64;
@@ -186,6 +189,7 @@ fn a_sequence_of_a_hundred_thousand_calls_to_alternating_apis() {
 
 #[test]
 fn a_chain_a_hundred_thousand_calls_deep() {
+    let _host = crate::util::host_shared();
     let dir = Dir::new();
     let trace = dir.path("deep.csv");
     let n = 100_000u64;

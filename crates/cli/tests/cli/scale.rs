@@ -12,6 +12,7 @@ fn s(p: &std::path::Path) -> &str {
 
 #[test]
 fn a_downscaled_two_thousand_service_system_runs_live() {
+    let _host = crate::util::host_shared();
     let dir = Dir::new();
     let ex = dir.path("ex");
     let run =

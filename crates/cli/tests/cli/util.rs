@@ -152,11 +152,20 @@ pub fn cmdline(pid: u32) -> String {
         .unwrap_or_default()
 }
 
-/// Held by the tests that load the whole host (the compose system's 21
-/// containers, the overload run) and by those that time how fast the host
-/// reacts (signals): run side by side on 2 cores they would measure each
-/// other.
-pub fn host_to_myself() -> std::sync::MutexGuard<'static, ()> {
-    static HOST: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    HOST.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// The host to one test: held by the tests that load the whole host (the
+/// compose system's 21 containers, the overload run) and by those that time
+/// how fast the host reacts or judge latency (signals, compose, load): run
+/// beside another test on 2 cores they would measure it. Waits for every
+/// [`host_shared`] holder to finish and keeps new ones out meanwhile.
+pub fn host_to_myself() -> std::sync::RwLockWriteGuard<'static, ()> {
+    HOST.write().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+/// Held by tests that keep a core or more busy for seconds (a hundred
+/// thousand calls fitted, two thousand services, two thousand connections):
+/// they may run beside each other, never beside a [`host_to_myself`] test.
+pub fn host_shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    HOST.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+static HOST: std::sync::RwLock<()> = std::sync::RwLock::new(());

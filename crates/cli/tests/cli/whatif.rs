@@ -21,6 +21,7 @@ fn ok(args: &[&std::ffi::OsStr]) {
 
 #[test]
 fn delay_into_cartservice_reproduces_the_fault() {
+    let _host = crate::util::host_shared();
     let Some(normal) = shared_data("nezha/onlineboutique/normal-2022-08-23T17-00.csv") else { return };
     let Some(fault) = shared_data("nezha/onlineboutique/fault-cartservice-network-delay-2022-08-22T04-28.csv") else {
         return;
