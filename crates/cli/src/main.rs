@@ -100,38 +100,43 @@ fn main() -> ExitCode {
     }
 }
 
-/// 65 for bad input data, 2 for a usage error, 130/143 for a stop on
-/// SIGINT/SIGTERM, 1 for anything else.
+/// 130/143 for a stop on SIGINT/SIGTERM; otherwise the first cause in the
+/// chain that is bad data (65) or a usage error (2); 1 for anything else.
 fn exit_code(err: &anyhow::Error) -> u8 {
+    use palette_trace::failure::FailureKind;
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<cmd::Interrupted>() {
             return e.exit_code();
         }
-        if let Some(e) = cause.downcast_ref::<palette_trace::Error>() {
-            if e.is_bad_data() {
-                return 65;
-            }
-            if e.is_usage() {
-                return 2;
-            }
-        }
-        if let Some(e) = cause.downcast_ref::<palette_load::LoadError>() {
-            if e.is_bad_data() {
-                return 65;
-            }
-            if e.is_usage() {
-                return 2;
-            }
-        }
-        if cause.downcast_ref::<cmd::UsageError>().is_some() {
-            return 2;
-        }
-        if cause.downcast_ref::<palette_runtime::config::ConfigError>().is_some_and(|e| e.is_bad_data()) {
-            return 65;
-        }
-        if cause.downcast_ref::<palette_runtime::server::ServeError>().is_some_and(|e| e.is_usage()) {
-            return 2;
+        match failure_kind(cause) {
+            Some(kind @ (FailureKind::BadData | FailureKind::Usage)) => return kind.exit_code(),
+            _ => {}
         }
     }
-    1
+    FailureKind::Runtime.exit_code()
+}
+
+/// The kind of failure `cause` says it is, for every error type that can
+/// reach `main` (each implements `palette_trace::failure::Classify`): the
+/// one place that knows them all.
+fn failure_kind(cause: &(dyn std::error::Error + 'static)) -> Option<palette_trace::failure::FailureKind> {
+    use palette_trace::failure::Classify;
+    macro_rules! first_classified {
+        ($($error:ty),* $(,)?) => {
+            $(if let Some(e) = cause.downcast_ref::<$error>() {
+                return Some(e.failure_kind());
+            })*
+        };
+    }
+    first_classified!(
+        palette_trace::Error,
+        palette_model::file::FileError,
+        palette_model::intervene::InterventionError,
+        palette_spec::config::ConfigError,
+        palette_load::LoadError,
+        palette_runtime::server::ServeError,
+        palette_system::generate::GenerateError,
+        cmd::UsageError,
+    );
+    None
 }

@@ -57,3 +57,16 @@ impl LoadError {
         }
     }
 }
+
+impl palette_trace::failure::Classify for LoadError {
+    fn failure_kind(&self) -> palette_trace::failure::FailureKind {
+        use palette_trace::failure::FailureKind;
+        if self.is_bad_data() {
+            FailureKind::BadData
+        } else if self.is_usage() {
+            FailureKind::Usage
+        } else {
+            FailureKind::Runtime
+        }
+    }
+}

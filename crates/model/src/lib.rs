@@ -35,19 +35,21 @@
 pub mod build;
 pub mod check;
 pub mod exec;
+pub mod file;
 pub mod fit;
 pub mod intervene;
 pub mod json;
 pub mod model;
 pub mod partial;
 pub mod pfa;
+pub mod show;
 pub mod simulate;
 pub mod sketch;
 
 pub use build::{build_model, build_model_owned, merge_partials};
 pub use exec::{Context, Execution, Step};
 pub use fit::{FilterNames, Fitter, TraceFilter};
-pub use model::{ApiId, ApiModel, Caller, FitOptions, Model, ModelKind, State, Transition};
+pub use model::{ApiId, ApiModel, Caller, FitOptions, Model, ModelKind, RpcMode, State, Transition, WorkMode};
 pub use partial::Partial;
 pub use simulate::Simulator;
 pub use sketch::Sketch;

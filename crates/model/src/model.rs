@@ -112,7 +112,10 @@ pub struct Deploy {
     /// earlier one for what it covers (system, service or API).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub work: Vec<WorkRule>,
-    /// `http` or `grpc`; `None` leaves the generator's default.
+    /// `http` or `grpc` ([`RpcMode::from_name`]); `None` leaves the
+    /// generator's default. Kept as the text the file holds so the loader's
+    /// check can name a bad value at its line (`deploy.rpc: rpc … is
+    /// neither …`) instead of a parse error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpc: Option<String>,
     /// Instances per service name (absent: one).
@@ -218,11 +221,69 @@ impl Deploy {
     }
 }
 
+/// How a service spends its sampled local work. One definition for the
+/// model's recorded choices (`deploy.work`) and `system.json`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkMode {
+    /// Sleep for the time (precise below a millisecond too).
+    #[default]
+    Sleep,
+    /// Multiply matrices for the time (calibrated at start-up), off the
+    /// async reactor: the work competes for CPU as real work does.
+    Cpu,
+    /// Touch a buffer with a stride for the time: the work competes for
+    /// memory bandwidth and cache.
+    Memory,
+}
+
+impl WorkMode {
+    /// The name the files and flags use.
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkMode::Sleep => "sleep",
+            WorkMode::Cpu => "cpu",
+            WorkMode::Memory => "memory",
+        }
+    }
+
+    /// The mode a name stands for; `None` for any other text.
+    pub fn from_name(name: &str) -> Option<WorkMode> {
+        [WorkMode::Sleep, WorkMode::Cpu, WorkMode::Memory].into_iter().find(|m| m.name() == name)
+    }
+}
+
+/// The transport between services. One definition for the model's recorded
+/// choice (`deploy.rpc`) and `system.json`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RpcMode {
+    /// HTTP/1.1: `POST /op/{operation}`.
+    #[default]
+    Http,
+    /// gRPC: one generic unary method.
+    Grpc,
+}
+
+impl RpcMode {
+    /// The name the files and flags use.
+    pub fn name(self) -> &'static str {
+        match self {
+            RpcMode::Http => "http",
+            RpcMode::Grpc => "grpc",
+        }
+    }
+
+    /// The mode a name stands for; `None` for any other text.
+    pub fn from_name(name: &str) -> Option<RpcMode> {
+        [RpcMode::Http, RpcMode::Grpc].into_iter().find(|m| m.name() == name)
+    }
+}
+
 /// One work-mode choice: for the whole system, a service, or one API.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WorkRule {
-    /// `sleep`, `cpu` or `memory` (the runtime's work modes).
-    pub mode: String,
+    pub mode: WorkMode,
     /// Narrows the rule to one service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,

@@ -15,16 +15,21 @@
 //! ```
 
 pub mod balance;
-pub mod config;
-
-pub use config::SystemConfig;
-pub mod context;
+// The schema and protocol modules live in `palette-spec` (shared with the
+// crates that deploy and load a system); re-exported so `crate::config`
+// and `palette_runtime::config` name the one definition.
+pub use palette_spec::{SystemConfig, config, context, lateness, synthetic};
 pub mod execute;
 pub mod export;
 pub mod grpc;
-pub mod lateness;
 pub mod program;
 pub mod server;
-pub mod synthetic;
 pub mod transport;
 pub mod work;
+
+impl palette_trace::failure::Classify for server::ServeError {
+    fn failure_kind(&self) -> palette_trace::failure::FailureKind {
+        use palette_trace::failure::FailureKind;
+        if self.is_usage() { FailureKind::Usage } else { FailureKind::Runtime }
+    }
+}

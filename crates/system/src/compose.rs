@@ -15,7 +15,7 @@
 
 use std::fmt::Write as _;
 
-use palette_runtime::config::SystemConfig;
+use palette_spec::config::SystemConfig;
 
 use crate::generate::{DEFAULT_IMAGE, GenerateOptions};
 use crate::yaml::q;

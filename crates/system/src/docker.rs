@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use palette_runtime::config::SystemConfig;
+use palette_spec::config::SystemConfig;
 
 use crate::compose::CONTAINER_DIR;
 use crate::supervise::healthy;

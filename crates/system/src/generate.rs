@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use palette_model::Model;
-use palette_runtime::config::{
+use palette_spec::config::{
     ConfigError, Limits, RpcMode, SYSTEM_FORMAT, ServiceConfig, SystemConfig, TracingConfig, WorkConfig, WorkMode,
 };
 
@@ -135,6 +135,19 @@ impl GenerateError {
     }
 }
 
+impl palette_trace::failure::Classify for GenerateError {
+    fn failure_kind(&self) -> palette_trace::failure::FailureKind {
+        use palette_trace::failure::FailureKind;
+        if self.is_bad_data() {
+            FailureKind::BadData
+        } else if self.is_usage() {
+            FailureKind::Usage
+        } else {
+            FailureKind::Runtime
+        }
+    }
+}
+
 /// Generates every file of a system for `model`.
 pub fn generate(model: Model, opts: &GenerateOptions) -> Result<Generated, GenerateError> {
     if !is_dns1035_label(&opts.name) {
@@ -252,11 +265,7 @@ pub fn generate(model: Model, opts: &GenerateOptions) -> Result<Generated, Gener
 fn recorded_deploy(model: &Model, default: WorkMode, warnings: &mut Vec<String>) -> (WorkConfig, RpcMode) {
     let mut work = WorkConfig { mode: default, ..Default::default() };
     for rule in &model.deploy.work {
-        // Interventions only record the runtime's modes; anything else is a hand edit.
-        let Ok(mode) = serde_json::from_value::<WorkMode>(serde_json::Value::String(rule.mode.clone())) else {
-            warnings.push(format!("model.deploy.work: unknown work mode `{}` ignored", rule.mode));
-            continue;
-        };
+        let mode = rule.mode;
         match (&rule.service, &rule.api) {
             (_, Some(api)) => {
                 work.apis.insert(api.clone(), mode);
@@ -268,9 +277,14 @@ fn recorded_deploy(model: &Model, default: WorkMode, warnings: &mut Vec<String>)
             (None, None) => work = WorkConfig { mode, ..Default::default() },
         }
     }
+    // The loader's check refuses any other name; a model built in code
+    // with one is warned about rather than silently served over HTTP.
     let rpc = match model.deploy.rpc.as_deref() {
-        Some("grpc") => RpcMode::Grpc,
-        _ => RpcMode::Http,
+        None => RpcMode::default(),
+        Some(name) => RpcMode::from_name(name).unwrap_or_else(|| {
+            warnings.push(format!("model.deploy.rpc: unknown transport `{name}`; using http"));
+            RpcMode::default()
+        }),
     };
     for service in model.deploy.replicas.keys() {
         if !model.services.contains(service) {
@@ -354,7 +368,7 @@ fn truncate_label(s: &str, max: usize) -> String {
 
 /// RFC 1035 label: what a Kubernetes namespace and Service name must be.
 pub fn is_dns1035_label(s: &str) -> bool {
-    palette_runtime::config::is_dns_label(s) && s.starts_with(|c: char| c.is_ascii_lowercase())
+    palette_spec::config::is_dns_label(s) && s.starts_with(|c: char| c.is_ascii_lowercase())
 }
 
 /// Escapes what YAML may not hold literally — DEL, C1 controls, line and

@@ -15,7 +15,7 @@
 
 use std::fmt::Write as _;
 
-use palette_runtime::config::{ServiceConfig, SystemConfig};
+use palette_spec::config::{ServiceConfig, SystemConfig};
 
 use crate::compose::{CONTAINER_DIR, CONTAINER_SYSTEM, load_args, serve_args};
 use crate::generate::GenerateOptions;

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use palette_runtime::config::{RpcMode, SystemConfig, WorkMode};
+use palette_spec::config::{RpcMode, SystemConfig, WorkMode};
 
 use crate::generate::{CONFIGMAP_MAX_BYTES, GenerateOptions};
 use crate::k8s::{BAKED_SYSTEM, Source};

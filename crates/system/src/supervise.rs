@@ -349,7 +349,7 @@ fn start_all(specs: Vec<ChildSpec>, opts: &SupervisorOptions) -> Result<Vec<Slot
 
 // Where a served process asks to die with its supervisor: the runtime, so
 // generated services (`palette generate --code rust`) do it too.
-pub use palette_runtime::program::{SUPERVISOR_PID_ENV, die_with_supervisor};
+pub use palette_spec::supervisor::{SUPERVISOR_PID_ENV, die_with_supervisor};
 
 /// SIGTERM to every child, SIGKILL to those still running after `timeout`;
 /// returns how many had to be killed.

@@ -13,7 +13,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use palette_runtime::config::{ConfigError, SystemConfig};
+use palette_spec::config::{ConfigError, SystemConfig};
 
 use crate::supervise::{ChildSpec, Endpoint, Supervisor, SupervisorError, SupervisorOptions};
 
@@ -46,7 +46,7 @@ impl LocalSystem {
     /// The `palette serve` processes that run the system.
     pub fn children(&self, opts: &UpOptions) -> Vec<ChildSpec> {
         let log_dir = opts.log_dir.clone().unwrap_or_else(|| self.dir.join("logs"));
-        let endpoint = |s: &palette_runtime::config::ServiceConfig, i: u32| Endpoint {
+        let endpoint = |s: &palette_spec::config::ServiceConfig, i: u32| Endpoint {
             service: if s.instances > 1 { format!("{} (instance {i})", s.name) } else { s.name.clone() },
             addr: s.instance_listen(i),
         };

@@ -29,6 +29,7 @@
 pub mod assemble;
 pub mod defect;
 pub mod error;
+pub mod failure;
 pub mod format;
 pub mod input;
 pub mod overlap;

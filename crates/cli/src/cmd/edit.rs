@@ -110,7 +110,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 pub fn load_entries(path: &Path, first_index: usize) -> anyhow::Result<Vec<Entry>> {
     let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => anyhow::Error::new(UsageError(format!("{}: no such file", path.display()))),
-        std::io::ErrorKind::InvalidData => palette_trace::Error::BadData {
+        std::io::ErrorKind::InvalidData => palette_model::file::FileError::BadData {
             path: path.to_path_buf(),
             line: 0,
             message: "not an intervention file: the file is not UTF-8 text".into(),
@@ -136,7 +136,8 @@ pub fn apply_files(model: Model, files: &[PathBuf], entries: &[Entry]) -> anyhow
 /// not fit the model are usage errors (2).
 pub fn classify(e: InterventionError, path: &Path) -> anyhow::Error {
     if e.is_bad_data() {
-        palette_trace::Error::BadData { path: path.to_path_buf(), line: e.line(), message: without_line(&e) }.into()
+        palette_model::file::FileError::BadData { path: path.to_path_buf(), line: e.line(), message: without_line(&e) }
+            .into()
     } else {
         UsageError(format!("{}: {e}", path.display())).into()
     }
@@ -230,8 +231,8 @@ fn flag_entries(args: &Args, first: usize) -> anyhow::Result<Vec<Entry>> {
         push(Intervention::ErrorRate(resilience::ErrorRateSpec { api: api.into(), probability }));
     }
     if let Some(w) = &args.work {
-        let mode: record::WorkMode = serde_json::from_value(serde_json::Value::String(w.clone()))
-            .map_err(|_| UsageError(format!("--work {w}: use sleep, cpu or memory")))?;
+        let mode = palette_model::WorkMode::from_name(w)
+            .ok_or_else(|| UsageError(format!("--work {w}: use sleep, cpu or memory")))?;
         push(Intervention::Work(record::WorkSpec { mode, service: None, api: None }));
     }
     Ok(out)

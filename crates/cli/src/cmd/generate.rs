@@ -219,7 +219,7 @@ fn classify(e: GenerateError, model: &Path) -> anyhow::Error {
     if e.is_usage() {
         UsageError(e.to_string()).into()
     } else if e.is_bad_data() {
-        palette_trace::Error::BadData { path: model.to_path_buf(), line: 0, message: e.to_string() }.into()
+        palette_model::file::FileError::BadData { path: model.to_path_buf(), line: 0, message: e.to_string() }.into()
     } else {
         e.into()
     }

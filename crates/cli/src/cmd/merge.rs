@@ -25,31 +25,9 @@ pub struct Args {
     pub partial: bool,
 }
 
-/// Reads a partial fit, with a clear error for anything else.
-fn read_partial(path: &PathBuf) -> anyhow::Result<Partial> {
-    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => anyhow::Error::new(UsageError(format!("{}: no such file", path.display()))),
-        _ => anyhow::Error::new(e).context(format!("cannot read {}", path.display())),
-    })?;
-    let partial: Partial = serde_json::from_str(&text).map_err(|e| palette_trace::Error::BadData {
-        path: path.clone(),
-        line: e.line() as u64,
-        message: format!("not a partial fit ({e}); write one with `palette fit --partial`"),
-    })?;
-    if partial.format != palette_model::partial::PARTIAL_FORMAT {
-        return Err(palette_trace::Error::BadData {
-            path: path.clone(),
-            line: 1,
-            message: format!("format `{}` is not {}", partial.format, palette_model::partial::PARTIAL_FORMAT),
-        }
-        .into());
-    }
-    Ok(partial)
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
-    let parts = args.partials.iter().map(read_partial).collect::<anyhow::Result<Vec<_>>>()?;
+    let parts = args.partials.iter().map(|p| Partial::load(p)).collect::<Result<Vec<_>, _>>()?;
     let merged = merge_partials(&parts).map_err(UsageError).context("cannot merge")?;
     if args.partial {
         return write_file(&args.output, &merged.to_json());

@@ -56,6 +56,12 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+impl palette_trace::failure::Classify for UsageError {
+    fn failure_kind(&self) -> palette_trace::failure::FailureKind {
+        palette_trace::failure::FailureKind::Usage
+    }
+}
+
 /// A command stopped by SIGINT or SIGTERM after stopping what it started:
 /// the process exits 130 or 143, with `kept` saying what is left on disk.
 #[derive(Debug)]

@@ -51,7 +51,6 @@ pub enum Target {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let system = LocalSystem::load(&args.system).map_err(|e| match e {
-        ConfigError::Invalid { path, line, message } => palette_trace::Error::BadData { path, line, message }.into(),
         ConfigError::Io { path, source } if source.kind() == std::io::ErrorKind::NotFound => {
             anyhow::Error::new(UsageError(format!(
                 "{}: no such file; write a system with `palette generate MODEL -o DIR`",

@@ -89,7 +89,7 @@ fn edit_flags() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let m = load(&out);
     assert_eq!(m.services, ["cart", "frontend"]);
-    assert_eq!(m.deploy.work[0].mode, "memory");
+    assert_eq!(m.deploy.work[0].mode.name(), "memory");
     let run = palette([
         "edit".as_ref(),
         model.as_os_str(),

@@ -17,7 +17,7 @@
 //! let entries = parse("- delay: { into: cart, add_ms: 5 }\n- work: { mode: cpu }\n")?;
 //! let edited = apply(&model, &entries)?;
 //! assert_eq!(edited.provenance.interventions.len(), 2);
-//! assert_eq!(edited.deploy.work[0].mode, "cpu");
+//! assert_eq!(edited.deploy.work[0].mode.name(), "cpu");
 //! # Ok::<(), palette_model::intervene::InterventionError>(())
 //! ```
 
@@ -60,7 +60,7 @@ pub enum Intervention {
     /// How local work is produced (recorded for generate).
     Work(record::WorkSpec),
     /// The transport between services (recorded for generate).
-    Rpc(record::Rpc),
+    Rpc(crate::model::RpcMode),
     /// Instances of a service (recorded for generate).
     Replicate(record::ReplicateSpec),
     /// The share of requests traced (recorded for generate).
@@ -151,6 +151,13 @@ impl InterventionError {
             | InterventionError::Malformed { line, .. }
             | InterventionError::Invalid { line, .. } => *line,
         }
+    }
+}
+
+impl palette_trace::failure::Classify for InterventionError {
+    fn failure_kind(&self) -> palette_trace::failure::FailureKind {
+        use palette_trace::failure::FailureKind;
+        if self.is_bad_data() { FailureKind::BadData } else { FailureKind::Usage }
     }
 }
 
@@ -316,7 +323,7 @@ fn apply_one(m: &mut Model, e: &Entry, after_fit: bool) -> Result<(), Interventi
         Intervention::ScaleLatency(s) => s.apply(m).map_err(invalid)?,
         Intervention::ScalePayload(s) => s.apply(m).map_err(invalid)?,
         Intervention::Work(s) => s.apply(m).map_err(invalid)?,
-        Intervention::Rpc(s) => s.apply(m),
+        Intervention::Rpc(mode) => record::apply_rpc(*mode, m),
         Intervention::Replicate(s) => s.apply(m).map_err(invalid)?,
         Intervention::Tracing(s) => s.apply(m).map_err(invalid)?,
         Intervention::Timeout(s) => s.apply(m).map_err(invalid)?,
@@ -390,7 +397,7 @@ mod tests {
         let kinds: Vec<&str> = entries.iter().map(|e| e.intervention.kind()).collect();
         assert_eq!(kinds, ["filter", "remove", "downscale", "work", "delay", "scale_latency", "rpc", "remove"]);
         assert_eq!(entries.iter().map(|e| e.line).collect::<Vec<_>>(), [2, 3, 4, 5, 6, 7, 8, 9]);
-        assert_eq!(entries[6].intervention, Intervention::Rpc(record::Rpc::Grpc));
+        assert_eq!(entries[6].intervention, Intervention::Rpc(crate::model::RpcMode::Grpc));
     }
 
     #[test]

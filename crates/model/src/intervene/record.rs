@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Check, api, service_apis};
-use crate::model::{Model, WorkRule};
+use crate::model::{Model, RpcMode, WorkMode, WorkRule};
 
 /// How local work is produced, for the whole system or a service or API.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -15,15 +15,6 @@ pub struct WorkSpec {
     pub service: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api: Option<String>,
-}
-
-/// The runtime's work modes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WorkMode {
-    Sleep,
-    Cpu,
-    Memory,
 }
 
 impl WorkSpec {
@@ -38,27 +29,14 @@ impl WorkSpec {
             Some(a) => Some(m.api_name(api(m, a)?)),
             None => None,
         };
-        let mode = serde_json::to_value(self.mode).expect("serialises").as_str().expect("a string").to_string();
-        m.deploy.work.push(WorkRule { mode, service: self.service.clone(), api: api_name });
+        m.deploy.work.push(WorkRule { mode: self.mode, service: self.service.clone(), api: api_name });
         Ok(())
     }
 }
 
-/// The transport between services.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Rpc {
-    Http,
-    Grpc,
-}
-
-impl Rpc {
-    pub fn apply(&self, m: &mut Model) {
-        m.deploy.rpc = Some(match self {
-            Rpc::Http => "http".into(),
-            Rpc::Grpc => "grpc".into(),
-        });
-    }
+/// Records the transport between services (`- rpc: grpc`).
+pub fn apply_rpc(mode: RpcMode, m: &mut Model) {
+    m.deploy.rpc = Some(mode.name().to_string());
 }
 
 /// Instances of a service.

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use palette_model::Model;
-use palette_runtime::config::{RpcMode, SystemConfig, WorkMode};
+use palette_spec::config::{RpcMode, SystemConfig, WorkMode};
 use palette_system::generate::CONFIGMAP_MAX_BYTES;
 use palette_system::{GenerateError, GenerateOptions, Generated, generate, write_dir};
 
@@ -287,7 +287,7 @@ fn a_thousand_service_system_passes_kubernetes_validate() {
         return;
     }
     let ports: Vec<u16> = (0..1000).map(|i| 7000 + i).collect();
-    let model = palette_runtime::synthetic::chains(100, 10, &ports).model;
+    let model = palette_spec::synthetic::chains(100, 10, &ports).model;
     let g = generate(model, &named("thousand")).expect("generate");
     assert_eq!(g.config.services.len(), 1000);
     let tmp = tempfile::tempdir().unwrap();

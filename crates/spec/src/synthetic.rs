@@ -1,6 +1,6 @@
 //! Systems built in code rather than learned: a chain of services, each
 //! calling the next, with a fixed amount of local work each. With zero work
-//! it measures what the runtime itself costs per hop (`palette bench
+//! it measures what the runtime (`palette-runtime`) costs per hop (`palette bench
 //! runtime`); with work it is a known system for tests (timeouts,
 //! overload, drains).
 

@@ -52,31 +52,9 @@ pub struct SystemConfig {
     pub model: Model,
 }
 
-/// The transport between services.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RpcMode {
-    /// HTTP/1.1 (hyper): `POST /op/{operation}`.
-    #[default]
-    Http,
-    /// gRPC: one generic unary method.
-    Grpc,
-}
-
-/// How a service spends its sampled local work.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WorkMode {
-    /// Sleep for the time (precise below a millisecond too).
-    #[default]
-    Sleep,
-    /// Multiply matrices for the time (calibrated at start-up), off the
-    /// async reactor: the work competes for CPU as real work does.
-    Cpu,
-    /// Touch a buffer with a stride for the time: the work competes for
-    /// memory bandwidth and cache.
-    Memory,
-}
+// The transport and work modes are the model's own types: `deploy` records
+// them and `system.json` carries them, so there is one definition of each.
+pub use palette_model::model::{RpcMode, WorkMode};
 
 /// Work modes: the system's default, and overrides (an API's beats its service's).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -261,6 +239,16 @@ impl ConfigError {
     /// Bad content (exit 65), as opposed to a file that cannot be read.
     pub fn is_bad_data(&self) -> bool {
         matches!(self, ConfigError::Invalid { .. })
+    }
+}
+
+impl palette_trace::failure::Classify for ConfigError {
+    fn failure_kind(&self) -> palette_trace::failure::FailureKind {
+        use palette_trace::failure::FailureKind;
+        match self {
+            ConfigError::Invalid { .. } => FailureKind::BadData,
+            ConfigError::Io { .. } => FailureKind::Runtime,
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! How late a process's local work ends: the services' own measure of a
 //! contended host.
 //!
-//! Every piece of local work ([`crate::work::Worker::work`]) is asked to take
+//! Every piece of local work (`palette_runtime::work::Worker::work`) is asked to take
 //! a given time; on an idle host a sleep resumes within microseconds of its
 //! end and cpu or memory work ends a hand-back after it. When the host is
 //! busy — other processes on its cores, a noisy neighbour on the VM — work
@@ -111,7 +111,7 @@ impl Counters {
 }
 
 /// A process's lateness counters, per work kind. Shared by every request
-/// (it lives in the [`crate::work::Worker`]).
+/// (it lives in the `palette_runtime::work::Worker`).
 pub struct Lateness {
     /// Identifies this set of counters in reports: random per process start.
     process: u64,
