@@ -108,9 +108,8 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<cmd::Interrupted>() {
             return e.exit_code();
         }
-        match failure_kind(cause) {
-            Some(kind @ (FailureKind::BadData | FailureKind::Usage)) => return kind.exit_code(),
-            _ => {}
+        if let Some(kind @ (FailureKind::BadData | FailureKind::Usage)) = failure_kind(cause) {
+            return kind.exit_code();
         }
     }
     FailureKind::Runtime.exit_code()

@@ -8,6 +8,7 @@ pub mod generate;
 pub mod health;
 pub mod image;
 pub mod inspect;
+pub mod live;
 pub mod load;
 pub mod merge;
 pub mod read;

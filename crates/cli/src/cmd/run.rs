@@ -13,10 +13,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use palette_load::{Arrivals, LoadOptions, LoadReport, ProfileSpec, Target, TracedRoots, run_load_blocking};
-use palette_system::SupervisorError;
-use palette_system::up::{self, LocalSystem, Signals, UpOptions};
+use palette_load::{LoadOptions, ProfileSpec};
+use palette_system::up::Signals;
 
+pub use crate::cmd::live::LiveRun;
+use crate::cmd::live::{load_options, run_live};
 use crate::cmd::{self, UsageError, parse_duration_ns, thousands, verb};
 
 #[derive(clap::Args, Debug)]
@@ -91,24 +92,6 @@ pub struct Args {
     /// invocations.
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub repeat: usize,
-}
-
-/// What one live system did.
-pub struct LiveRun {
-    pub kind: String,
-    /// Which repetition this was (1-based).
-    pub run: usize,
-    pub spans: PathBuf,
-    /// Where its load report was written.
-    pub load_file: PathBuf,
-    pub load: LoadReport,
-    /// Services restarted by the supervisor during the run (crashes).
-    pub restarts: u64,
-    /// Why the host was busy during the run, if it was (the load
-    /// generator's and the services' own lateness).
-    pub host_busy: Option<String>,
-    /// A signal ended its load before the planned duration.
-    pub stopped_early: bool,
 }
 
 /// What a whole run wrote.
@@ -261,20 +244,70 @@ fn check(signals: &Signals) -> anyhow::Result<()> {
 
 fn pipeline(args: &Args, signals: &Signals, live: &mut Vec<LiveRun>) -> anyhow::Result<RunSummary> {
     let started_all = Instant::now();
-    let dir = &args.output;
     let kinds: Vec<&str> = match args.kind.as_str() {
         "both" => vec!["palette", "naive"],
         one => vec![one],
     };
-    let steps = kinds.len() * (1 + args.repeat) + 1;
-    let mut step = 0;
-    let mut next = |what: String| -> anyhow::Result<()> {
-        check(signals)?;
-        step += 1;
-        eprintln!("[{step}/{steps}] {what}");
-        Ok(())
-    };
+    let mut steps = Steps { signals, done: 0, total: kinds.len() * (1 + args.repeat) + 1 };
     let inputs: Vec<&str> = args.inputs.iter().map(|p| s(p)).collect::<anyhow::Result<_>>()?;
+    // A learned profile's curve is the input traces' own: their root spans
+    // are read once, and matched to each system's root APIs.
+    let profile = args.profile.as_deref().map(ProfileSpec::parse).transpose()?;
+    let roots = match &profile {
+        Some(p) if p.needs_traces() => Some(cmd::load::read_roots(&args.inputs)?),
+        _ => None,
+    };
+    let (systems, input_warnings) = fit_and_generate(args, &inputs, &kinds, &mut steps)?;
+    // The kinds take turns, so a change in the host's load over the runs
+    // falls on each of them alike.
+    for run in 1..=args.repeat {
+        for (kind, system) in &systems {
+            let of = if args.repeat > 1 { format!(" (run {run} of {})", args.repeat) } else { String::new() };
+            steps.next(format!("running the {kind} system under load{of}"))?;
+            let one = run_live(kind, run, system, &args.output, args, (profile.as_ref(), roots.as_ref()), signals)?;
+            if let Some(busy) = &one.host_busy {
+                eprintln!("palette: warning: {kind} run {run}: {busy}; latency verdicts of {kind} are inconclusive");
+            }
+            live.push(one);
+            check(signals)?;
+        }
+    }
+    steps.next("comparing the live systems' spans with the input".into())?;
+    let report = args.output.join("report");
+    let verdicts = compare_live(args, &inputs, &systems, live, &input_warnings, &report)?;
+    eprintln!("done in {:.0}s", started_all.elapsed().as_secs_f64());
+    Ok(RunSummary { live: std::mem::take(live), report: report.join("index.html"), verdicts })
+}
+
+/// The pipeline's numbered progress lines; a signal stops it at the next one.
+struct Steps<'a> {
+    signals: &'a Signals,
+    done: usize,
+    total: usize,
+}
+
+impl Steps<'_> {
+    fn next(&mut self, what: String) -> anyhow::Result<()> {
+        check(self.signals)?;
+        self.done += 1;
+        eprintln!("[{}/{}] {what}", self.done, self.total);
+        Ok(())
+    }
+}
+
+/// Each kind's generated system, by kind.
+type Generated<'k> = Vec<(&'k str, PathBuf)>;
+
+/// Fits each kind's model and generates its system in DIR (with `--rpc`
+/// written as an intervention file beside the others); the input warnings
+/// of the first fit are kept for the report.
+fn fit_and_generate<'k>(
+    args: &Args,
+    inputs: &[&str],
+    kinds: &[&'k str],
+    steps: &mut Steps,
+) -> anyhow::Result<(Generated<'k>, Vec<palette_trace::overlap::InputWarning>)> {
+    let dir = &args.output;
     let mut apply = args.apply.clone();
     if let Some(rpc) = &args.rpc {
         // A file like any other intervention, so DIR shows what was applied.
@@ -283,20 +316,13 @@ fn pipeline(args: &Args, signals: &Signals, live: &mut Vec<LiveRun>) -> anyhow::
             .with_context(|| format!("cannot write {}", file.display()))?;
         apply.push(file);
     }
-    // A learned profile's curve is the input traces' own: their root spans
-    // are read once, and matched to each system's root APIs.
-    let profile = args.profile.as_deref().map(ProfileSpec::parse).transpose()?;
-    let roots = match &profile {
-        Some(p) if p.needs_traces() => Some(cmd::load::read_roots(&args.inputs)?),
-        _ => None,
-    };
     let mut systems = Vec::new();
     let mut input_warnings = Vec::new();
     for (k, kind) in kinds.iter().enumerate() {
         let model = dir.join(format!("model-{kind}.json"));
         let system = dir.join(format!("system-{kind}"));
-        next(format!("fitting the {kind} model and generating its system"))?;
-        let mut argv = inputs.clone();
+        steps.next(format!("fitting the {kind} model and generating its system"))?;
+        let mut argv = inputs.to_vec();
         argv.extend(["--kind", kind, "-o", s(&model)?]);
         for f in &apply {
             argv.extend(["--apply", s(f)?]);
@@ -323,31 +349,28 @@ fn pipeline(args: &Args, signals: &Signals, live: &mut Vec<LiveRun>) -> anyhow::
         ])?)?;
         systems.push((*kind, system));
     }
-    // The kinds take turns, so a change in the host's load over the runs
-    // falls on each of them alike.
-    for run in 1..=args.repeat {
-        for (kind, system) in &systems {
-            let of = if args.repeat > 1 { format!(" (run {run} of {})", args.repeat) } else { String::new() };
-            next(format!("running the {kind} system under load{of}"))?;
-            let one = run_live(kind, run, system, dir, args, (profile.as_ref(), roots.as_ref()), signals)?;
-            if let Some(busy) = &one.host_busy {
-                eprintln!("palette: warning: {kind} run {run}: {busy}; latency verdicts of {kind} are inconclusive");
-            }
-            live.push(one);
-            check(signals)?;
-        }
-    }
-    next("comparing the live systems' spans with the input".into())?;
-    let report = dir.join("report");
-    let mut argv = inputs.clone();
-    argv.extend(["--html", s(&report)?]);
+    Ok((systems, input_warnings))
+}
+
+/// Compares every live run's spans with the input traces (each kind's runs
+/// pooled) and writes the report to `report`; the verdict lines.
+fn compare_live(
+    args: &Args,
+    inputs: &[&str],
+    systems: &[(&str, PathBuf)],
+    live: &[LiveRun],
+    input_warnings: &[palette_trace::overlap::InputWarning],
+    report: &Path,
+) -> anyhow::Result<Vec<String>> {
+    let mut argv = inputs.to_vec();
+    argv.extend(["--html", s(report)?]);
     let compare_args: cmd::compare::Args = verb(&argv)?;
     let started = Instant::now();
     // The original is every trace file the models were fitted on.
     let original = compare_args.read_original(&args.inputs)?;
     let mut candidates = Vec::new();
     let mut runs_meta = Vec::new();
-    for (kind, _) in &systems {
+    for (kind, _) in systems {
         let mine: Vec<&LiveRun> = live.iter().filter(|l| l.kind == *kind).collect();
         let warmup = args.warmup.max(0);
         // A run's window ends where the next run's warm-up begins: a file
@@ -383,49 +406,72 @@ fn pipeline(args: &Args, signals: &Signals, live: &mut Vec<LiveRun>) -> anyhow::
                 in_flight,
                 thousands(c.excluded)
             );
-            runs_meta.push(serde_json::json!({
-                "kind": kind,
-                "run": l.run,
-                "run_id": l.load.run_id,
-                "measured_requests": t.requests,
-                "compared_traces": c.compared,
-                "warmup_traces_excluded": c.excluded,
-                "in_flight_at_end": in_flight,
-                "restarts": l.restarts,
-                "host_busy": l.host_busy,
-                "host": match &l.host_busy {
-                    Some(busy) => format!("{}; {busy}", l.load.contention.to_line()),
-                    None => l.load.contention.to_line(),
-                },
-                "contention": l.load.contention,
-            }));
-            // The per-window rates and latency the HTML plots against the profile.
-            if l.load.profile.is_some()
-                && let Some(serde_json::Value::Object(m)) = runs_meta.last_mut()
-            {
-                let windows: Vec<serde_json::Value> = l
-                    .load
-                    .timeline
-                    .iter()
-                    .map(|i| {
-                        serde_json::json!({
-                            "start_s": i.start_s,
-                            "length_s": i.length_s,
-                            "target_rate": i.target_rate,
-                            "offered_rate": i.offered_rate,
-                            "achieved_rate": i.achieved_rate,
-                            "errors": i.errors,
-                            "p50_ms": i.latency.map(|l| l.p50_ms),
-                            "p99_ms": i.latency.map(|l| l.p99_ms),
-                        })
-                    })
-                    .collect();
-                m.insert("windows".into(), windows.into());
-                m.insert("rate_deviation".into(), serde_json::json!(l.load.rate_deviation));
-            }
+            runs_meta.push(run_json(kind, l, c));
         }
         candidates.push(input);
     }
+    let extra = report_metadata(args, inputs, input_warnings, live, runs_meta);
+    let cmp = compare_args.report(&original, &candidates, cmd::compare::metadata(Some(extra)), started)?;
+    Ok(cmp.summary.iter().map(|v| v.line.clone()).collect())
+}
+
+/// One run's entry in the report's metadata: what was measured and
+/// compared, the host's state, and with a load profile its per-window rates.
+fn run_json(kind: &str, l: &LiveRun, c: &cmd::compare::RunCount) -> serde_json::Value {
+    let t = &l.load.total;
+    let in_flight = l.load.in_flight_at_end;
+    let mut runs_meta = Vec::new();
+    runs_meta.push(serde_json::json!({
+    "kind": kind,
+    "run": l.run,
+    "run_id": l.load.run_id,
+    "measured_requests": t.requests,
+    "compared_traces": c.compared,
+    "warmup_traces_excluded": c.excluded,
+    "in_flight_at_end": in_flight,
+    "restarts": l.restarts,
+    "host_busy": l.host_busy,
+    "host": match &l.host_busy {
+        Some(busy) => format!("{}; {busy}", l.load.contention.to_line()),
+        None => l.load.contention.to_line(),
+    },
+    "contention": l.load.contention,
+    }));
+    // The per-window rates and latency the HTML plots against the profile.
+    if l.load.profile.is_some()
+        && let Some(serde_json::Value::Object(m)) = runs_meta.last_mut()
+    {
+        let windows: Vec<serde_json::Value> = l
+            .load
+            .timeline
+            .iter()
+            .map(|i| {
+                serde_json::json!({
+                    "start_s": i.start_s,
+                    "length_s": i.length_s,
+                    "target_rate": i.target_rate,
+                    "offered_rate": i.offered_rate,
+                    "achieved_rate": i.achieved_rate,
+                    "errors": i.errors,
+                    "p50_ms": i.latency.map(|l| l.p50_ms),
+                    "p99_ms": i.latency.map(|l| l.p99_ms),
+                })
+            })
+            .collect();
+        m.insert("windows".into(), windows.into());
+        m.insert("rate_deviation".into(), serde_json::json!(l.load.rate_deviation));
+    }
+    runs_meta.pop().unwrap_or_default()
+}
+
+/// The report's metadata: how the run was made.
+fn report_metadata(
+    args: &Args,
+    inputs: &[&str],
+    input_warnings: &[palette_trace::overlap::InputWarning],
+    live: &[LiveRun],
+    runs_meta: Vec<serde_json::Value>,
+) -> serde_json::Map<String, serde_json::Value> {
     let mut extra = serde_json::Map::new();
     extra.insert("inputs".into(), serde_json::json!(inputs));
     let said: Vec<String> = input_warnings.iter().map(|w| w.to_string()).collect();
@@ -446,110 +492,7 @@ fn pipeline(args: &Args, signals: &Signals, live: &mut Vec<LiveRun>) -> anyhow::
     extra.insert("packed".into(), args.packed.into());
     extra.insert("interventions".into(), serde_json::json!(args.apply));
     extra.insert("runs".into(), serde_json::Value::Array(runs_meta));
-    let cmp = compare_args.report(&original, &candidates, cmd::compare::metadata(Some(extra)), started)?;
-    eprintln!("done in {:.0}s", started_all.elapsed().as_secs_f64());
-    let verdicts = cmp.summary.iter().map(|v| v.line.clone()).collect();
-    Ok(RunSummary { live: std::mem::take(live), report: report.join("index.html"), verdicts })
-}
-
-/// Starts one generated system, loads it, stops it, and keeps its spans.
-/// A signal ends the load early; what it measured is kept all the same.
-fn run_live(
-    kind: &str,
-    run: usize,
-    system_dir: &Path,
-    dir: &Path,
-    args: &Args,
-    (profile, roots): (Option<&ProfileSpec>, Option<&TracedRoots>),
-    signals: &Signals,
-) -> anyhow::Result<LiveRun> {
-    let system = LocalSystem::load(&system_dir.join("system.json"))?;
-    let produced = system.spans_file().context("the generated system writes no span file (tracing.file is null)")?;
-    // Each run starts from an empty span file: one file, one run.
-    match std::fs::remove_file(&produced) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(e).with_context(|| format!("cannot remove {}", produced.display()));
-        }
-        _ => {}
-    }
-    let mut opts = UpOptions::new(std::env::current_exe()?);
-    opts.packed = args.packed;
-    let supervisor = up::start(&system, &opts).map_err(|e| match e {
-        // The user runs this command, not `generate`: say what to pass it.
-        SupervisorError::PortTaken { service, addr, error } => anyhow::anyhow!(
-            "port {} of service `{service}` is taken ({error}); stop what listens on {addr}, or pass another --base-port to `{}`",
-            addr.port(),
-            signals.program()
-        ),
-        e => e.into(),
-    })?;
-    if let Err(e) = supervisor.wait_healthy_unless(opts.health_timeout, || signals.received().is_some()) {
-        supervisor.stop();
-        return match e {
-            SupervisorError::Interrupted => {
-                Err(cmd::Interrupted { signal: signals.wait(), kept: String::new() }.into())
-            }
-            e => Err(e.into()),
-        };
-    }
-    let arrivals = match profile {
-        Some(p) => Some(cmd::load::profile_arrivals(
-            p,
-            Duration::from_nanos(args.duration as u64),
-            &system.config.model,
-            roots,
-        )?),
-        None => None,
-    };
-    let load_opts = load_options(args, arrivals, run);
-    let observer = cmd::load::Bar::new(signals.stop_flag());
-    let report = run_load_blocking(&load_opts, &system.config, &system_dir.join("system.json"), &observer);
-    observer.finish();
-    // Stopping drains the services and flushes their spans.
-    let stopped = supervisor.stop();
-    let report = report?;
-    eprint!("{}", report.to_text());
-    let name = |what: &str, ext: &str| {
-        if args.repeat > 1 { format!("{what}-{kind}-{run}.{ext}") } else { format!("{what}-{kind}.{ext}") }
-    };
-    let load_file = dir.join(name("load", "json"));
-    std::fs::write(&load_file, serde_json::to_string_pretty(&report)? + "\n")?;
-    let spans = dir.join(name("spans", "jsonl"));
-    std::fs::copy(&produced, &spans).with_context(|| format!("cannot copy {}", produced.display()))?;
-    let host_busy = report.contention.host_busy();
-    let stopped_early = signals.received().is_some();
-    Ok(LiveRun {
-        kind: kind.to_string(),
-        run,
-        spans,
-        load_file,
-        load: report,
-        restarts: stopped.restarts,
-        host_busy,
-        stopped_early,
-    })
-}
-
-/// The load of repetition `run` (Poisson at --rate unless `arrivals` are given).
-fn load_options(args: &Args, arrivals: Option<Arrivals>, run: usize) -> LoadOptions {
-    LoadOptions {
-        arrivals: arrivals.unwrap_or(Arrivals::Poisson { rate: args.rate }),
-        duration: Duration::from_nanos(args.duration.max(0) as u64),
-        warmup: Duration::from_nanos(args.warmup.max(0) as u64),
-        seed: load_seed(args.seed, run),
-        target: Target::Host("127.0.0.1".into()),
-        window: args.window.map(|w| Duration::from_nanos(w.max(0) as u64)),
-        ..LoadOptions::default()
-    }
-}
-
-/// The load's seed in repetition `run` (1-based) of a run seeded `seed`.
-/// Each repetition draws its own requests (the kinds of one run share them):
-/// pooled runs that replayed one sequence of root APIs would be one sample
-/// counted N times, judged against a floor N times too tight. Run 1 keeps
-/// the seed itself, so `--repeat 1` sends what `palette load --seed` does.
-fn load_seed(seed: u64, run: usize) -> u64 {
-    seed ^ (run as u64 - 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    extra
 }
 
 /// Creates DIR, refusing one with files in it unless `force`.

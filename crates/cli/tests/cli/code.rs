@@ -1,8 +1,8 @@
 //! `palette generate --code rust`: the generated Cargo project builds,
 //! passes clippy and rustfmt, and its binary serves the system as the
-//! interpreted runtime does — the same load, compared with the same ground
-//! truth, gives root-API KS within 0.03 of the interpreted services' (and
-//! Figure 1's B stays close for each caller).
+//! interpreted runtime does — under the same load, `compare` does not tell
+//! its root-API latencies apart from the interpreted services' (and
+//! Figure 1's B stays close to the traces for each caller).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -67,8 +67,8 @@ fn serve_and_load(sys: &Path, serve_with: Option<&Path>, rate: &str, secs: &str,
     keep_as.to_path_buf()
 }
 
-/// Root API → KS against the original, for each label.
-fn root_ks(report: &Value, label: &str) -> Vec<(String, f64)> {
+/// Root API → (verdict, KS) of `label` in a `compare --json` report.
+fn root_verdicts(report: &Value, label: &str) -> Vec<(String, String, f64)> {
     report["roots"][label]
         .as_array()
         .unwrap()
@@ -76,18 +76,28 @@ fn root_ks(report: &Value, label: &str) -> Vec<(String, f64)> {
         .map(|r| {
             (
                 format!("{} {}", r["service"].as_str().unwrap(), r["operation"].as_str().unwrap()),
+                r["verdict"].as_str().unwrap().to_string(),
                 r["ks"].as_f64().unwrap(),
             )
         })
         .collect()
 }
 
+/// Appends the spans in `run` to the pool of all runs so far.
+fn pool(into: &Path, run: &Path) {
+    let mut out = std::fs::OpenOptions::new().create(true).append(true).open(into).unwrap();
+    std::io::Write::write_all(&mut out, &std::fs::read(run).unwrap()).unwrap();
+}
+
 /// Generates `traces`' system with its code, builds it, and runs both ways
-/// (interleaved, the same load) until, averaged over the runs so far, the
-/// generated one's KS is within 0.03 of the interpreted one's on every root
-/// API. At most three runs: one run's KS wanders by more than 0.03 on its
-/// own at these sample sizes, either way, and the mean of two or three is
-/// what says whether the code is worse.
+/// (interleaved, the same load) until the generated services' root-API
+/// latencies, pooled over the runs so far, are not told apart from the
+/// interpreted ones' — `compare` with the interpreted spans as the original
+/// judges every root API close or borderline (nothing beyond the noise floor of the interpreted
+/// spans at the code's sample size). At most three runs: a root API of
+/// 80 requests a run has a floor near 0.27, and one run's KS against it
+/// wanders by a third of that either way; pooling runs shrinks the floor.
+/// `check` gets the comparison of both, pooled, with the original traces.
 fn interpreted_and_generated(dir: &Dir, name: &str, traces: &Path, rate: &str, secs: &str, check: impl Fn(&Value)) {
     let model = dir.path(&format!("{name}.json"));
     assert_eq!(palette(["fit", s(traces), "-o", s(&model)]).code, 0);
@@ -96,47 +106,52 @@ fn interpreted_and_generated(dir: &Dir, name: &str, traces: &Path, rate: &str, s
     let gen_ = palette(["generate", s(&model), "-o", s(&sys), "--code", "rust", "--base-port", &base]);
     assert_eq!(gen_.code, 0, "{}", gen_.stderr);
     let bin = build(&sys.join("code"), &format!("{name}-services"));
-    // Per root API: the KS of each run, interpreted and code.
-    let mut runs: Vec<(String, Vec<f64>, Vec<f64>)> = Vec::new();
+    let (interp_pool, code_pool) = (dir.path(&format!("{name}-interp.jsonl")), dir.path(&format!("{name}-code.jsonl")));
     let mut lines = Vec::new();
     for attempt in 1..=3 {
         let interp = serve_and_load(&sys, None, rate, secs, &dir.path(&format!("{name}-interp-{attempt}.jsonl")));
         let code = serve_and_load(&sys, Some(&bin), rate, secs, &dir.path(&format!("{name}-code-{attempt}.jsonl")));
-        let cmp =
-            palette(["compare", "--json", s(traces), s(&interp), s(&code), "--label", "interp", "--label", "code"]);
+        pool(&interp_pool, &interp);
+        pool(&code_pool, &code);
+        let same = palette(["compare", "--json", s(&interp_pool), s(&code_pool), "--label", "code"]);
+        assert_eq!(same.code, 0, "{}", same.stderr);
+        let same: Value = serde_json::from_str(&same.stdout).unwrap();
+        let cmp = palette([
+            "compare",
+            "--json",
+            s(traces),
+            s(&interp_pool),
+            s(&code_pool),
+            "--label",
+            "interp",
+            "--label",
+            "code",
+        ]);
         assert_eq!(cmp.code, 0, "{}", cmp.stderr);
         let report: Value = serde_json::from_str(&cmp.stdout).unwrap();
-        let (a, b) = (root_ks(&report, "interp"), root_ks(&report, "code"));
-        assert_eq!(a.len(), b.len());
-        for ((api, i), (_, c)) in a.iter().zip(&b) {
-            match runs.iter_mut().find(|(known, _, _)| known == api) {
-                Some((_, is, cs)) => {
-                    is.push(*i);
-                    cs.push(*c);
-                }
-                None => runs.push((api.clone(), vec![*i], vec![*c])),
-            }
-        }
-        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-        let line = runs
+        let against_truth = |label| root_verdicts(&report, label);
+        let (truth_interp, truth_code) = (against_truth("interp"), against_truth("code"));
+        let verdicts = root_verdicts(&same, "code");
+        let line = verdicts
             .iter()
-            .map(|(api, is, cs)| {
-                format!("{api}: interpreted {:.3}, code {:.3} (mean of {attempt})", mean(is), mean(cs))
+            .zip(truth_interp.iter().zip(&truth_code))
+            .map(|((api, verdict, ks), ((_, _, ks_i), (_, _, ks_c)))| {
+                format!("{api}: code vs interpreted KS {ks:.3} ({verdict}); vs the traces interpreted {ks_i:.3}, code {ks_c:.3}")
             })
             .collect::<Vec<_>>()
             .join("; ");
         let _ = std::io::Write::write_all(
             &mut std::io::stderr(),
-            format!("code: {name} run {attempt}: {line}\n").as_bytes(),
+            format!("code: {name}, {attempt} run(s) pooled: {line}\n").as_bytes(),
         );
-        if runs.iter().all(|(_, is, cs)| mean(cs) <= mean(is) + 0.03) {
+        if verdicts.iter().all(|(_, verdict, _)| ["close", "borderline"].contains(&verdict.as_str())) {
             check(&report);
             return;
         }
         lines.push(line);
     }
     panic!(
-        "{name}: averaged over 3 runs, the generated code's root KS was more than 0.03 above the interpreted one's:\n{}",
+        "{name}: pooled over 3 runs, the generated code's root-API latency differs from the interpreted services':\n{}",
         lines.join("\n")
     );
 }
