@@ -4,6 +4,7 @@
 //! into the [`Ingest`] context, which assembles traces as they complete.
 
 pub mod alibaba;
+pub(crate) mod csvheader;
 pub mod csvline;
 pub mod jaeger;
 pub(crate) mod json;
