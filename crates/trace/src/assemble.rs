@@ -276,20 +276,76 @@ fn build_tree(
     counts: &mut AssemblyCounts,
 ) -> Result<Option<CallTree>, Error> {
     let policies = &opts.policies;
-    let trace_at = || format!("trace {trace_id}");
+    if !repair_negative_durations(&mut spans, env, policies, defects)? {
+        return Ok(None);
+    }
+    if !remove_duplicate_ids(&mut spans, trace_id, env, policies, defects, counts)? {
+        return Ok(None);
+    }
+    let n = spans.len();
+    let Some(mut parent) = link_parents(&spans, trace_id, rpc_up, env, policies, defects)? else {
+        return Ok(None);
+    };
+    if !break_cycles(&spans, &mut parent, trace_id, policies, defects)? {
+        return Ok(None);
+    }
 
-    // Negative durations.
+    // Reused across traces: one list per span would be an allocation each.
+    if kids.len() < n {
+        kids.resize_with(n, Vec::new);
+    }
+    let kids = &mut kids[..n];
+    let roots = fill_children(&spans, &parent, kids);
+    let Some(root) = keep_largest_root(roots, &spans, kids, trace_id, policies, defects)? else {
+        return Ok(None);
+    };
+
+    if opts.adopt {
+        counts.adopted_calls += adopt_wrapped_calls(&spans, kids, &mut parent, root);
+    }
+
+    let (mut execs, body_of, folded_spans) = lay_out_breadth_first(&spans, kids, root);
+    counts.folded_client_spans += folded_spans as u64;
+    let span_count = execs.len() as u32 + folded_spans;
+
+    if !repair_skew(&mut execs, &spans, &body_of, env, policies, defects)? {
+        return Ok(None);
+    }
+
+    Ok(Some(CallTree { trace_id, span_count, execs }))
+}
+
+/// Flips negative durations to their magnitude (or drops the trace, per
+/// policy); `false` means the trace was dropped.
+fn repair_negative_durations(
+    spans: &mut [Span],
+    env: &Env,
+    policies: &Policies,
+    defects: &mut DefectReport,
+) -> Result<bool, Error> {
     for s in spans.iter_mut().filter(|s| s.duration_ns < 0) {
         let d = s.duration_ns;
         if defects.record(policies, DefectKind::NegativeDuration, || env.at(s.origin), || format!("duration {d} ns"))?
             == Policy::Drop
         {
-            return Ok(None);
+            return Ok(false);
         }
         s.duration_ns = d.saturating_abs();
     }
+    Ok(true)
+}
 
-    // Duplicate ids: merge Alibaba's two-sided logs, drop exact copies.
+/// Sorts spans by id and resolves duplicate ids: merges Alibaba's two-sided
+/// logs, drops exact copies and clashing ids; `false` means the trace was
+/// dropped.
+fn remove_duplicate_ids(
+    spans: &mut Vec<Span>,
+    trace_id: TraceId,
+    env: &Env,
+    policies: &Policies,
+    defects: &mut DefectReport,
+    counts: &mut AssemblyCounts,
+) -> Result<bool, Error> {
     spans.sort_by_key(|s| s.span_id);
     let mut write = 0usize;
     for read in 0..spans.len() {
@@ -306,7 +362,7 @@ fn build_tree(
             if defects.record(policies, kind, || env.at(dup.origin), || format!("span {id} in {trace_id}"))?
                 == Policy::Drop
             {
-                return Ok(None);
+                return Ok(false);
             }
             defects.dropped_spans += 1;
             continue;
@@ -315,14 +371,23 @@ fn build_tree(
         write += 1;
     }
     spans.truncate(write);
-    let n = spans.len();
-    let find = |id: SpanId| spans.binary_search_by_key(&id, |s| s.span_id).ok();
+    Ok(true)
+}
 
-    // Parents, repairing orphans: an Alibaba call whose parent row is
-    // missing hangs under its nearest recorded ancestor.
-    let mut parent = vec![NONE; n];
-    for i in 0..n {
-        let s = &spans[i];
+/// Each span's parent index (`NONE` for roots) in the id-sorted `spans`,
+/// repairing orphans: an Alibaba call whose parent row is missing hangs under
+/// its nearest recorded ancestor. `None` means the trace was dropped.
+fn link_parents(
+    spans: &[Span],
+    trace_id: TraceId,
+    rpc_up: &RpcParents,
+    env: &Env,
+    policies: &Policies,
+    defects: &mut DefectReport,
+) -> Result<Option<Vec<u32>>, Error> {
+    let find = |id: SpanId| spans.binary_search_by_key(&id, |s| s.span_id).ok();
+    let mut parent = vec![NONE; spans.len()];
+    for (i, s) in spans.iter().enumerate() {
         if s.parent_id.is_none() {
             continue;
         }
@@ -345,8 +410,19 @@ fn build_tree(
         }
         parent[i] = ancestor.map_or(NONE, |a| a as u32);
     }
+    Ok(Some(parent))
+}
 
-    // Self-parents and cycles.
+/// Finds self-parents and cycles in `parent`; each one repaired makes the
+/// earliest span of the cycle a root. `false` means the trace was dropped.
+fn break_cycles(
+    spans: &[Span],
+    parent: &mut [u32],
+    trace_id: TraceId,
+    policies: &Policies,
+    defects: &mut DefectReport,
+) -> Result<bool, Error> {
+    let n = spans.len();
     let mut state = vec![0u8; n]; // 0 unvisited, 1 on the current path, 2 done
     let mut path = Vec::new();
     for start in 0..n {
@@ -358,12 +434,15 @@ fn build_tree(
         }
         if i != NONE as usize && state[i] == 1 {
             let sid = spans[i].span_id;
-            let policy =
-                defects.record(policies, DefectKind::Cycle, trace_at, || format!("span {sid} is its own ancestor"))?;
+            let policy = defects.record(
+                policies,
+                DefectKind::Cycle,
+                || format!("trace {trace_id}"),
+                || format!("span {sid} is its own ancestor"),
+            )?;
             if policy == Policy::Drop {
-                return Ok(None);
+                return Ok(false);
             }
-            // Repair: the earliest span of the cycle becomes a root.
             let mut cycle = vec![i];
             let mut j = parent[i] as usize;
             while j != i {
@@ -378,18 +457,17 @@ fn build_tree(
         }
         path.clear();
     }
+    Ok(true)
+}
 
-    // Children lists, ordered by start.
-    // Reused across traces: one list per span would be an allocation each.
-    if kids.len() < n {
-        kids.resize_with(n, Vec::new);
-    }
-    let kids = &mut kids[..n];
+/// Refills `kids` (one list per span, reused across traces) from `parent`,
+/// each list ordered by start; returns the roots.
+fn fill_children(spans: &[Span], parent: &[u32], kids: &mut [Vec<u32>]) -> Vec<u32> {
     for k in kids.iter_mut() {
         k.clear();
     }
     let mut roots = Vec::new();
-    for (i, &p) in parent[..n].iter().enumerate() {
+    for (i, &p) in parent.iter().enumerate() {
         match p {
             NONE => roots.push(i as u32),
             p => kids[p as usize].push(i as u32),
@@ -398,43 +476,55 @@ fn build_tree(
     for k in kids.iter_mut() {
         k.sort_by_key(|&c| (spans[c as usize].start_ns, c));
     }
+    roots
+}
 
-    // One root: keep the largest tree.
-    if roots.len() > 1 {
-        let policy =
-            defects.record(policies, DefectKind::MultipleRoots, trace_at, || format!("{} roots", roots.len()))?;
-        if policy == Policy::Drop {
-            return Ok(None);
-        }
-        let sizes: Vec<usize> = roots.iter().map(|&r| subtree_size(kids, r)).collect();
-        let best = (0..roots.len())
-            .max_by_key(|&k| (sizes[k], std::cmp::Reverse((spans[roots[k] as usize].start_ns, roots[k]))))
-            .expect("several roots");
-        defects.dropped_spans += (n - sizes[best]) as u64;
-        roots = vec![roots[best]];
+/// The one root to keep: with several, the largest tree (the rest are counted
+/// as dropped spans). `None` means no root or the trace was dropped.
+fn keep_largest_root(
+    roots: Vec<u32>,
+    spans: &[Span],
+    kids: &[Vec<u32>],
+    trace_id: TraceId,
+    policies: &Policies,
+    defects: &mut DefectReport,
+) -> Result<Option<u32>, Error> {
+    if roots.len() <= 1 {
+        return Ok(roots.first().copied());
     }
-    let Some(&root) = roots.first() else {
+    let policy = defects.record(
+        policies,
+        DefectKind::MultipleRoots,
+        || format!("trace {trace_id}"),
+        || format!("{} roots", roots.len()),
+    )?;
+    if policy == Policy::Drop {
         return Ok(None);
-    };
-
-    if opts.adopt {
-        counts.adopted_calls += adopt_wrapped_calls(&spans, kids, &mut parent, root);
     }
+    let sizes: Vec<usize> = roots.iter().map(|&r| subtree_size(kids, r)).collect();
+    let best = (0..roots.len())
+        .max_by_key(|&k| (sizes[k], std::cmp::Reverse((spans[roots[k] as usize].start_ns, roots[k]))))
+        .expect("several roots");
+    defects.dropped_spans += (spans.len() - sizes[best]) as u64;
+    Ok(Some(roots[best]))
+}
 
-    // Breadth-first layout, folding client spans into their call. Each
-    // execution's calls are appended together, so they are contiguous.
-    let (root_exec, root_body, folded) = make_exec(&spans, kids, root as usize, None);
+/// Breadth-first layout from `root`, folding client spans into their call.
+/// Each execution's calls are appended together, so they are contiguous.
+/// Returns the executions, for each the span whose children are its calls,
+/// and how many client spans were folded.
+fn lay_out_breadth_first(spans: &[Span], kids: &[Vec<u32>], root: u32) -> (Vec<Exec>, Vec<u32>, u32) {
+    let (root_exec, root_body, folded) = make_exec(spans, kids, root as usize, None);
     let mut folded_spans = folded as u32;
-    let mut execs: Vec<Exec> = Vec::with_capacity(n);
+    let mut execs: Vec<Exec> = Vec::with_capacity(spans.len());
     execs.push(root_exec);
-    // For each execution, the span whose children are its calls.
     let mut body_of: Vec<u32> = vec![root_body as u32];
     let mut next = 0;
     while next < execs.len() {
         let body = body_of[next] as usize;
         let mut calls: Vec<(Exec, u32)> = Vec::with_capacity(kids[body].len());
         for &c in &kids[body] {
-            let (mut exec, callee, folded) = make_exec(&spans, kids, c as usize, Some(&execs[next]));
+            let (mut exec, callee, folded) = make_exec(spans, kids, c as usize, Some(&execs[next]));
             folded_spans += folded as u32;
             exec.parent = next as u32;
             calls.push((exec, callee as u32));
@@ -448,14 +538,7 @@ fn build_tree(
         }
         next += 1;
     }
-    counts.folded_client_spans += folded_spans as u64;
-    let span_count = execs.len() as u32 + folded_spans;
-
-    if !repair_skew(&mut execs, &spans, &body_of, env, policies, defects)? {
-        return Ok(None);
-    }
-
-    Ok(Some(CallTree { trace_id, span_count, execs }))
+    (execs, body_of, folded_spans)
 }
 
 /// If `a` and `b` are the two halves of an Alibaba call (upstream row with

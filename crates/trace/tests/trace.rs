@@ -10,7 +10,7 @@ use palette_testkit::examples;
 use palette_testkit::system::{self, SystemSpec, Traces};
 use palette_trace::span::{Span, SpanKind};
 use palette_trace::{
-    CallTree, EdgeKind, Format, InspectSummary, NoProgress, ReadOptions, ReadSummary, TraceStats, read_traces, write,
+    CallTree, EdgeKind, Exec, Format, InspectSummary, NoProgress, ReadOptions, ReadSummary, TraceStats, read_traces, write,
 };
 
 /// Everything one read produced.
@@ -228,10 +228,16 @@ fn web_shop_structure_is_recovered() {
     let path = dir.path().join("webshop.otlp.jsonl");
     write_file(&path, writers()[0].1, &traces, &shop.names);
     let r = read(&path);
+    assert_one_execution_per_server_span(&shop, &r);
+    assert_calls_and_roots_are_the_specs(&r);
+    assert_call_orders_are_the_specs(&r);
+}
 
-    // One execution per SERVER span, per trace and in total.
-    let servers = count_kind(&shop, SpanKind::Server);
-    let clients = count_kind(&shop, SpanKind::Client);
+/// One execution per SERVER span, per trace and in total; client spans fold
+/// into their call.
+fn assert_one_execution_per_server_span(shop: &Traces, r: &Read) {
+    let servers = count_kind(shop, SpanKind::Server);
+    let clients = count_kind(shop, SpanKind::Client);
     assert_eq!(servers + clients, shop.span_count() as u64);
     let execs: u64 = r.trees.iter().map(|t| t.execs.len() as u64).sum();
     assert_eq!(execs, servers);
@@ -244,8 +250,10 @@ fn web_shop_structure_is_recovered() {
         assert_eq!(tree.execs.len(), servers, "trace {}", tree.trace_id);
         assert_eq!(tree.span_count as usize, spans.len(), "trace {}", tree.trace_id);
     }
+}
 
-    // Exactly the calls the spec makes, all across services.
+/// Exactly the calls the spec makes, all across services, and its four roots.
+fn assert_calls_and_roots_are_the_specs(r: &Read) {
     let expected: BTreeSet<(String, String, EdgeKind)> =
         spec_edges(&examples::webshop()).into_iter().map(|(a, b)| (a, b, EdgeKind::Rpc)).collect();
     let edges = r.edges();
@@ -264,7 +272,12 @@ fn web_shop_structure_is_recovered() {
         ])
     );
     assert_eq!(r.summary.depth.max, 4, "frontend → checkout → email → notification");
+}
 
+/// The home page's and checkout's calls come in the spec's order and
+/// concurrency, only checkout's inventory check locks stock, and only the
+/// email is fire-and-forget.
+fn assert_call_orders_are_the_specs(r: &Read) {
     let mut home_pages = 0;
     let mut checkouts = 0;
     let mut mysql_updates = 0;
@@ -274,37 +287,13 @@ fn web_shop_structure_is_recovered() {
             let calls: Vec<String> = e.children().map(|c| r.api(t, c)).collect();
             let kids = t.children(i);
             match api.as_str() {
-                // session, then ads ∥ recommendation ∥ catalog, then currency.
                 "frontend GET /" => {
                     home_pages += 1;
-                    assert_eq!(calls.len(), 5, "{calls:?}");
-                    assert_eq!(calls[0], "session Get");
-                    let mut middle = calls[1..4].to_vec();
-                    middle.sort();
-                    assert_eq!(middle, ["ads List", "catalog List", "recommendation List"]);
-                    assert_eq!(calls[4], "currency Convert");
-                    let par = &kids[1..4];
-                    let latest_start = par.iter().map(|c| c.call_start_ns).max().unwrap();
-                    let earliest_end = par.iter().map(|c| c.call_end_ns()).min().unwrap();
-                    assert!(latest_start < earliest_end, "concurrent calls overlap");
-                    let earliest_start = par.iter().map(|c| c.call_start_ns).min().unwrap();
-                    assert!(kids[0].call_end_ns() <= earliest_start, "session comes first");
-                    let last_end = par.iter().map(|c| c.call_end_ns()).max().unwrap();
-                    assert!(kids[4].call_start_ns >= last_end, "currency waits for all three");
+                    assert_home_page_calls(&calls, kids);
                 }
                 "checkout PlaceOrder" => {
                     checkouts += 1;
-                    // cart, inventory ∥ shipping ∥ pricing, fraud, payment,
-                    // shipping ∥ cart, email.
-                    assert_eq!(calls.len(), 9, "{calls:?}");
-                    let par = &kids[1..4];
-                    let latest_start = par.iter().map(|c| c.call_start_ns).max().unwrap();
-                    let earliest_end = par.iter().map(|c| c.call_end_ns()).min().unwrap();
-                    assert!(latest_start < earliest_end, "concurrent calls overlap");
-                    assert_eq!(calls[8], "email Confirm");
-                    assert!(kids[8].detached, "email is fire-and-forget");
-                    // The caller does not wait for it: it ends before email does.
-                    assert!(e.end_ns() < kids[8].end_ns());
+                    assert_place_order_calls(e, &calls, kids);
                 }
                 // Only checkout's inventory check locks stock.
                 "mysql UPDATE" => {
@@ -321,6 +310,41 @@ fn web_shop_structure_is_recovered() {
     }
     assert_eq!(mysql_updates, checkouts);
     assert!(home_pages > 0 && checkouts > 0, "{home_pages} {checkouts}");
+}
+
+/// `frontend GET /`: session, then ads ∥ recommendation ∥ catalog, then currency.
+fn assert_home_page_calls(calls: &[String], kids: &[Exec]) {
+    assert_eq!(calls.len(), 5, "{calls:?}");
+    assert_eq!(calls[0], "session Get");
+    let mut middle = calls[1..4].to_vec();
+    middle.sort();
+    assert_eq!(middle, ["ads List", "catalog List", "recommendation List"]);
+    assert_eq!(calls[4], "currency Convert");
+    let par = &kids[1..4];
+    assert_concurrent(par);
+    let earliest_start = par.iter().map(|c| c.call_start_ns).min().unwrap();
+    assert!(kids[0].call_end_ns() <= earliest_start, "session comes first");
+    let last_end = par.iter().map(|c| c.call_end_ns()).max().unwrap();
+    assert!(kids[4].call_start_ns >= last_end, "currency waits for all three");
+}
+
+/// Calls made in parallel overlap: the last starts before the first ends.
+fn assert_concurrent(par: &[Exec]) {
+    let latest_start = par.iter().map(|c| c.call_start_ns).max().unwrap();
+    let earliest_end = par.iter().map(|c| c.call_end_ns()).min().unwrap();
+    assert!(latest_start < earliest_end, "concurrent calls overlap");
+}
+
+/// `checkout PlaceOrder`: cart, inventory ∥ shipping ∥ pricing, fraud,
+/// payment, shipping ∥ cart, email.
+fn assert_place_order_calls(e: &Exec, calls: &[String], kids: &[Exec]) {
+    assert_eq!(calls.len(), 9, "{calls:?}");
+    let par = &kids[1..4];
+    assert_concurrent(par);
+    assert_eq!(calls[8], "email Confirm");
+    assert!(kids[8].detached, "email is fire-and-forget");
+    // The caller does not wait for it: it ends before email does.
+    assert!(e.end_ns() < kids[8].end_ns());
 }
 
 #[test]

@@ -15,6 +15,7 @@ use std::io::BufRead;
 
 use crate::defect::DefectKind;
 use crate::error::Error;
+use crate::format::csvheader::HeaderNames;
 use crate::format::csvline::CsvLines;
 use crate::format::{Ingest, row_too_long, truncate};
 use crate::rpcid;
@@ -36,20 +37,13 @@ struct Columns {
 
 impl Columns {
     fn from_header(header: &CsvLines<impl BufRead>) -> Result<Columns, String> {
-        let names: Vec<String> = (0..header.len())
-            .map(|i| header.field(i))
-            .map(|c| String::from_utf8_lossy(c).trim().trim_matches('"').to_ascii_lowercase())
-            .collect();
-        let find = |alts: &[&str]| names.iter().position(|n| alts.contains(&n.as_str()));
-        let need = |alts: &[&str]| {
-            find(alts).ok_or_else(|| {
-                format!(
-                    "the header has no `{}` column (it has: {})",
-                    alts[0],
-                    truncate(&names.join(",").escape_debug().to_string(), 200)
-                )
-            })
-        };
+        let names = HeaderNames::new(
+            (0..header.len())
+                .map(|i| header.field(i))
+                .map(|c| String::from_utf8_lossy(c).trim().trim_matches('"').to_ascii_lowercase())
+                .collect(),
+        );
+        let need = |alts: &[&str]| names.need(alts);
         Ok(Columns {
             traceid: need(&["traceid", "trace_id"])?,
             timestamp: need(&["timestamp"])?,
@@ -58,7 +52,7 @@ impl Columns {
             dm: need(&["dm"])?,
             interface: need(&["interface"])?,
             rt: need(&["rt"])?,
-            rpctype: find(&["rpctype", "rpc_type"]),
+            rpctype: names.find(&["rpctype", "rpc_type"]),
             width: names.len(),
         })
     }
@@ -177,68 +171,79 @@ pub fn read(reader: Box<dyn BufRead + Send + '_>, ing: &mut Ingest) -> Result<()
         return Err(ing.bad_data(1, "the file is empty"));
     }
     let cols = Columns::from_header(&record).map_err(|m| ing.bad_data(1, m))?;
-    let unknown = ing.names.intern("unknown");
-    let user = b"USER";
-    let mut api_names = ApiNames::default();
-    let (mut rpc_cache, mut type_cache) = (Cached::default(), Cached::default());
-    let mut last_trace: (Vec<u8>, TraceId) = (Vec::new(), TraceId::default());
-    loop {
-        if !record.next_record().map_err(|e| io_error(ing, &record, e))? {
-            break;
+    let mut rows = Rows::new(cols, ing);
+    while record.next_record().map_err(|e| io_error(ing, &record, e))? {
+        rows.read(ing, &record)?;
+    }
+    Ok(())
+}
+
+/// Turns rows into spans, with the caches that carry from row to row.
+struct Rows {
+    cols: Columns,
+    unknown: Sym,
+    api_names: ApiNames,
+    rpc_cache: Cached,
+    type_cache: Cached,
+    /// The last row's trace id text and its id: rows of a trace are adjacent.
+    last_trace: (Vec<u8>, TraceId),
+}
+
+impl Rows {
+    fn new(cols: Columns, ing: &mut Ingest) -> Rows {
+        Rows {
+            cols,
+            unknown: ing.names.intern("unknown"),
+            api_names: ApiNames::default(),
+            rpc_cache: Cached::default(),
+            type_cache: Cached::default(),
+            last_trace: (Vec::new(), TraceId::default()),
         }
+    }
+
+    /// Pushes the span of the current row, or reports why the row is bad.
+    fn read(&mut self, ing: &mut Ingest, record: &CsvLines<impl BufRead>) -> Result<(), Error> {
+        let cols = &self.cols;
         let line = record.line();
         ing.saw_records(1);
         if record.len() < cols.width {
             if record.is_blank() {
-                continue;
+                return Ok(());
             }
             let got = record.len();
-            ing.bad_record(line, format!("{got} fields where the header has {}", cols.width))?;
-            continue;
+            return ing.bad_record(line, format!("{got} fields where the header has {}", cols.width));
         }
         let field = |i: usize| record.field(i);
         let trace_text = field(cols.traceid);
         if trace_text.is_empty() {
-            ing.bad_record(line, "empty traceid".into())?;
-            continue;
+            return ing.bad_record(line, "empty traceid".into());
         }
-        if trace_text != last_trace.0.as_slice() {
-            last_trace.0.clear();
-            last_trace.0.extend_from_slice(trace_text);
-            last_trace.1 = TraceId::from_text_bytes(trace_text);
+        if trace_text != self.last_trace.0.as_slice() {
+            self.last_trace.0.clear();
+            self.last_trace.0.extend_from_slice(trace_text);
+            self.last_trace.1 = TraceId::from_text_bytes(trace_text);
         }
         let Some(ts_ms) = parse_number(field(cols.timestamp)) else {
             let v = truncate(&String::from_utf8_lossy(field(cols.timestamp)), 40);
-            ing.bad_record(line, format!("timestamp `{v}` is not a number of milliseconds"))?;
-            continue;
+            return ing.bad_record(line, format!("timestamp `{v}` is not a number of milliseconds"));
         };
         let Some(rt_ms) = parse_number(field(cols.rt)) else {
             let v = truncate(&String::from_utf8_lossy(field(cols.rt)), 40);
-            ing.bad_record(line, format!("rt `{v}` is not a number of milliseconds"))?;
-            continue;
+            return ing.bad_record(line, format!("rt `{v}` is not a number of milliseconds"));
         };
         let rpcid = field(cols.rpcid);
         if rpcid.is_empty() || !rpcid.iter().all(|b| b.is_ascii_digit() || *b == b'.') {
             let v = truncate(&String::from_utf8_lossy(rpcid), 40);
-            ing.bad_record(line, format!("rpcid `{v}` is not a dotted number like 0.1.2"))?;
-            continue;
+            return ing.bad_record(line, format!("rpcid `{v}` is not a dotted number like 0.1.2"));
         }
         let um = field(cols.um);
         let (dm, iface) = (field(cols.dm), field(cols.interface));
-        let (service, operation) = api_names.get(ing, dm, iface, unknown);
-        for name in [dm, iface] {
-            if is_unknown_name(name) {
-                let shown = String::from_utf8_lossy(name).into_owned();
-                ing.defect(DefectKind::UnknownName, line, || format!("name `{shown}`"))?;
-            }
-        }
-        if um == dm && !is_unknown_name(um) {
-            ing.defect(DefectKind::SelfCall, line, || format!("{} calls itself", String::from_utf8_lossy(um)))?;
-        }
-        let (span_id, parent) = rpc_span_ids(ing, &mut rpc_cache, rpcid);
-        let parent_id = if um == user { SpanId(0) } else { parent };
+        let (service, operation) = self.api_names.get(ing, dm, iface, self.unknown);
+        name_defects(ing, line, um, dm, iface)?;
+        let (span_id, parent) = rpc_span_ids(ing, &mut self.rpc_cache, rpcid);
+        let parent_id = if um == b"USER" { SpanId(0) } else { parent };
         let protocol = match cols.rpctype {
-            Some(c) if !field(c).is_empty() => type_cache.get(ing, field(c)),
+            Some(c) if !field(c).is_empty() => self.type_cache.get(ing, field(c)),
             _ => Sym::EMPTY,
         };
         let mut span_flags = flags::RPC_PATH_IDS;
@@ -249,22 +254,34 @@ pub fn read(reader: Box<dyn BufRead + Send + '_>, ing: &mut Ingest) -> Result<()
         // A negative rt is the callee's own log of the call (v2021).
         let caller_duration_ns = (rt_ns >= 0).then_some(rt_ns);
         ing.push(Span {
-            trace_id: last_trace.1,
+            trace_id: self.last_trace.1,
             span_id,
             parent_id,
             service,
             operation,
-            remote_service: Sym::EMPTY,
             protocol,
             kind: SpanKind::Server,
             flags: span_flags,
             start_ns: (ts_ms * 1e6).round() as i64,
             duration_ns: rt_ns.saturating_abs(),
             caller_duration_ns,
-            request_bytes: None,
-            response_bytes: None,
             origin: ing.origin(line),
-        })?;
+            ..Span::default()
+        })
+    }
+}
+
+/// Counts the defects a row's names show: unknown callee names, and a
+/// service calling itself.
+fn name_defects(ing: &mut Ingest, line: u64, um: &[u8], dm: &[u8], iface: &[u8]) -> Result<(), Error> {
+    for name in [dm, iface] {
+        if is_unknown_name(name) {
+            let shown = String::from_utf8_lossy(name).into_owned();
+            ing.defect(DefectKind::UnknownName, line, || format!("name `{shown}`"))?;
+        }
+    }
+    if um == dm && !is_unknown_name(um) {
+        ing.defect(DefectKind::SelfCall, line, || format!("{} calls itself", String::from_utf8_lossy(um)))?;
     }
     Ok(())
 }

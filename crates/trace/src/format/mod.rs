@@ -4,6 +4,7 @@
 //! into the [`Ingest`] context, which assembles traces as they complete.
 
 pub mod alibaba;
+pub(crate) mod csvheader;
 pub mod csvline;
 pub mod jaeger;
 pub(crate) mod json;
@@ -13,7 +14,7 @@ pub mod zipkin;
 
 use std::path::{Path, PathBuf};
 
-use std::sync::mpsc::SyncSender;
+use std::sync::mpsc::{Receiver, SyncSender};
 
 use crate::assemble::{AssembleOptions, AssemblyCounts, Closed, Grouper, TraceSink, TreeBuilder};
 use crate::defect::{DefectKind, DefectReport, Policies, Policy};
@@ -297,33 +298,8 @@ pub fn read_traces(
     sink: &mut dyn TraceSink,
 ) -> Result<ReadSummary, Error> {
     let files = input::expand_inputs(inputs)?;
-    // Formats are detected up front, so the window can be chosen for the whole
-    // input: traces may be split across files.
-    let mut formats = Vec::with_capacity(files.len());
-    // A pipe read for detection is read on from where detection left it.
-    let mut pipes: Vec<Option<input::Opened<'static>>> = Vec::with_capacity(files.len());
-    for path in &files {
-        let (format, pipe) = match opts.format {
-            Some(f) => (f, None),
-            None => {
-                let opened = input::open(path, &NoProgress)?;
-                if opened.head.iter().all(|b| b.is_ascii_whitespace()) {
-                    return Err(Error::BadData { path: path.clone(), line: 1, message: "the file is empty".into() });
-                }
-                let format = detect(&opened.head).map_err(|why| Error::UnknownFormat { path: path.clone(), why })?;
-                (format, opened.pipe.then_some(opened))
-            }
-        };
-        formats.push(format);
-        pipes.push(pipe);
-    }
-    let window = match opts.window_ns {
-        Some(w) => w,
-        None if !formats.is_empty() && formats.iter().all(|f| f.default_window_ns().is_some()) => {
-            formats[0].default_window_ns()
-        }
-        None => None,
-    };
+    let (formats, pipes) = detect_formats(&files, opts)?;
+    let window = read_window(opts, &formats);
     let mut assemble = opts.assemble.clone();
     assemble.window_ns = window;
     let (to_assembly, from_reader) = std::sync::mpsc::sync_channel::<Batch>(4);
@@ -344,35 +320,9 @@ pub fn read_traces(
     // Looks at each trace on its way to the builder: no second read.
     let mut overlap = (files.len() >= 2).then(|| OverlapTracker::new(files.len(), window.is_some()));
     let (read_result, build_result) = std::thread::scope(|scope| {
-        let assembling =
-            std::thread::Builder::new().name("assemble".into()).spawn_scoped(scope, || -> Result<(), Error> {
-                let mut rpc_up = RpcParents::default();
-                let mut closed: Vec<Closed> = Vec::new();
-                let mut build = |closed: &mut Vec<Closed>, rpc_up: &RpcParents| -> Result<(), Error> {
-                    for (trace_id, spans) in closed.drain(..) {
-                        if let Some(o) = overlap.as_mut() {
-                            o.group(trace_id, &spans);
-                        }
-                        if let Some(tree) = builder.build(trace_id, spans, rpc_up)? {
-                            sink.trace(&tree)?;
-                        }
-                    }
-                    Ok(())
-                };
-                for batch in from_reader {
-                    for (child, parent) in batch.links {
-                        rpc_up.link(child, parent);
-                    }
-                    for span in batch.spans {
-                        grouper.push(span, &mut closed);
-                        if !closed.is_empty() {
-                            build(&mut closed, &rpc_up)?;
-                        }
-                    }
-                }
-                grouper.finish(&mut closed);
-                build(&mut closed, &rpc_up)
-            });
+        let assembling = std::thread::Builder::new()
+            .name("assemble".into())
+            .spawn_scoped(scope, || assemble_batches(from_reader, &mut grouper, &mut builder, &mut overlap, sink));
         let assembling = match assembling {
             Ok(handle) => handle,
             Err(e) => {
@@ -409,6 +359,84 @@ pub fn read_traces(
     })
 }
 
+/// Each file's format (given, or detected from its head), up front so the
+/// window can be chosen for the whole input: traces may be split across
+/// files. A pipe read for detection comes back, to be read on from where
+/// detection left it.
+fn detect_formats(files: &[PathBuf], opts: &ReadOptions) -> Result<(Vec<Format>, Vec<OpenedPipe>), Error> {
+    let mut formats = Vec::with_capacity(files.len());
+    let mut pipes: Vec<OpenedPipe> = Vec::with_capacity(files.len());
+    for path in files {
+        let (format, pipe) = match opts.format {
+            Some(f) => (f, None),
+            None => {
+                let opened = input::open(path, &NoProgress)?;
+                if opened.head.iter().all(|b| b.is_ascii_whitespace()) {
+                    return Err(Error::BadData { path: path.clone(), line: 1, message: "the file is empty".into() });
+                }
+                let format = detect(&opened.head).map_err(|why| Error::UnknownFormat { path: path.clone(), why })?;
+                (format, opened.pipe.then_some(opened))
+            }
+        };
+        formats.push(format);
+        pipes.push(pipe);
+    }
+    Ok((formats, pipes))
+}
+
+/// A pipe opened (and its head read) for format detection; `None` for a file,
+/// which is opened again from its start.
+type OpenedPipe = Option<input::Opened<'static>>;
+
+/// The assembly window: the one asked for, else the formats' own when every
+/// file's format has one (time-ordered input), else none.
+fn read_window(opts: &ReadOptions, formats: &[Format]) -> Option<i64> {
+    match opts.window_ns {
+        Some(w) => w,
+        None if !formats.is_empty() && formats.iter().all(|f| f.default_window_ns().is_some()) => {
+            formats[0].default_window_ns()
+        }
+        None => None,
+    }
+}
+
+/// The assembly thread: groups the reader's spans into traces, builds each
+/// closed trace and hands it to `sink`, until the reader closes the channel.
+fn assemble_batches(
+    from_reader: Receiver<Batch>,
+    grouper: &mut Grouper,
+    builder: &mut TreeBuilder,
+    overlap: &mut Option<OverlapTracker>,
+    sink: &mut dyn TraceSink,
+) -> Result<(), Error> {
+    let mut rpc_up = RpcParents::default();
+    let mut closed: Vec<Closed> = Vec::new();
+    let mut build = |closed: &mut Vec<Closed>, rpc_up: &RpcParents| -> Result<(), Error> {
+        for (trace_id, spans) in closed.drain(..) {
+            if let Some(o) = overlap.as_mut() {
+                o.group(trace_id, &spans);
+            }
+            if let Some(tree) = builder.build(trace_id, spans, rpc_up)? {
+                sink.trace(&tree)?;
+            }
+        }
+        Ok(())
+    };
+    for batch in from_reader {
+        for (child, parent) in batch.links {
+            rpc_up.link(child, parent);
+        }
+        for span in batch.spans {
+            grouper.push(span, &mut closed);
+            if !closed.is_empty() {
+                build(&mut closed, &rpc_up)?;
+            }
+        }
+    }
+    grouper.finish(&mut closed);
+    build(&mut closed, &rpc_up)
+}
+
 /// Reads `inputs` only to check whether they belong together: the
 /// [`ReadSummary::input_warnings`] of a [`read_traces`] whose traces go
 /// nowhere. A whole read (parsing and assembly) of every input, so a caller
@@ -430,7 +458,7 @@ fn read_all(
     ing: &mut Ingest,
     files: &[PathBuf],
     formats: &[Format],
-    mut pipes: Vec<Option<input::Opened<'static>>>,
+    mut pipes: Vec<OpenedPipe>,
     progress: &dyn Progress,
 ) -> Result<(), Error> {
     for (i, (path, &format)) in files.iter().zip(formats).enumerate() {

@@ -15,6 +15,7 @@ use std::io::{BufRead, Read};
 
 use crate::defect::DefectKind;
 use crate::error::Error;
+use crate::format::csvheader::HeaderNames;
 use crate::format::{Ingest, row_too_long, truncate};
 use crate::span::{Span, SpanId, SpanKind, Sym, TraceId, flags};
 
@@ -48,30 +49,22 @@ struct Columns {
 
 impl Columns {
     fn from_header(header: &csv::ByteRecord) -> Result<Columns, String> {
-        let names: Vec<String> = header
-            .iter()
-            .map(|c| {
-                String::from_utf8_lossy(c).trim().trim_matches('"').trim_start_matches('\u{feff}').to_ascii_lowercase()
-            })
-            .collect();
-        let find = |alts: &[&str]| names.iter().position(|n| alts.contains(&n.as_str()));
-        let need = |alts: &[&str]| {
-            find(alts).ok_or_else(|| {
-                format!(
-                    "the header has no `{}` column (it has: {})",
-                    alts[0],
-                    truncate(&names.join(",").escape_debug().to_string(), 200)
-                )
-            })
-        };
-        let timed = |alts: &[&str], default: i64| find(alts).map(|i| (i, unit_ns(&names[i], default)));
+        let names = HeaderNames::new(
+            header
+                .iter()
+                .map(|c| {
+                    let name = String::from_utf8_lossy(c);
+                    name.trim().trim_matches('"').trim_start_matches('\u{feff}').to_ascii_lowercase()
+                })
+                .collect(),
+        );
+        let find = |alts: &[&str]| names.find(alts);
+        let need = |alts: &[&str]| names.need(alts);
+        let timed = |alts: &[&str], default: i64| find(alts).map(|i| (i, unit_ns(names.name(i), default)));
         let service = find(&["servicename", "service", "service_name"]);
         let pod = find(&["podname", "pod", "pod_name"]);
         if service.is_none() && pod.is_none() {
-            return Err(format!(
-                "the header has no `ServiceName` or `PodName` column (it has: {})",
-                truncate(&names.join(",").escape_debug().to_string(), 200)
-            ));
+            return Err(format!("the header has no `ServiceName` or `PodName` column (it has: {})", names.listing()));
         }
         let start = timed(
             &["starttimeunixnano", "starttime", "start_time", "start_time_unix_nano", "start", "timestamp"],
@@ -204,85 +197,95 @@ pub fn read(reader: Box<dyn BufRead + Send + '_>, ing: &mut Ingest) -> Result<()
             }
             Err(e) => return Err(csv_error(ing, e)),
         }
-        let line = record.position().map_or(0, |p| p.line());
-        ing.saw_records(1);
-        if record.len() < cols.width {
-            if record.len() == 1 && record[0].trim().is_empty() {
-                continue;
-            }
-            let got = record.len();
-            ing.bad_record(line, format!("{got} fields where the header has {}", cols.width))?;
-            continue;
-        }
-        let f = |i: usize| record[i].trim();
-        let Some(trace_id) = TraceId::from_hex(f(cols.trace)) else {
-            ing.bad_record(line, format!("TraceID `{}` is not hex", truncate(f(cols.trace), 40)))?;
-            continue;
-        };
-        let Some(span_id) = SpanId::from_hex(f(cols.span)) else {
-            ing.bad_record(line, format!("SpanID `{}` is not hex", truncate(f(cols.span), 40)))?;
-            continue;
-        };
-        let parent_id = match cols.parent.map(f) {
-            None => SpanId(0),
-            Some(p) if is_no_parent(p) => SpanId(0),
-            Some(p) => match SpanId::from_hex(p) {
-                Some(id) => id,
-                None => {
-                    ing.bad_record(line, format!("ParentID `{}` is neither hex nor `root`", truncate(p, 40)))?;
-                    continue;
-                }
-            },
-        };
-        let Some(start) = parse_i64(f(cols.start.0)) else {
-            ing.bad_record(line, format!("start time `{}` is not a number", truncate(f(cols.start.0), 40)))?;
-            continue;
-        };
-        let start_ns = start.saturating_mul(cols.start.1);
-        let duration_ns = match (cols.end, cols.duration) {
-            (Some((e, unit)), _) if parse_i64(f(e)).is_some() => {
-                parse_i64(f(e)).expect("checked").saturating_mul(unit).saturating_sub(start_ns)
-            }
-            (_, Some((d, unit))) if parse_i64(f(d)).is_some() => parse_i64(f(d)).expect("checked").saturating_mul(unit),
-            _ => {
-                ing.bad_record(line, "end time and duration are not numbers".into())?;
-                continue;
-            }
-        };
-        let service_text = match (cols.service, cols.pod) {
-            (Some(s), _) if !f(s).is_empty() => f(s),
-            (_, Some(p)) => service_of_pod(f(p)),
-            (Some(s), None) => f(s),
-            (None, None) => unreachable!("checked by the header"),
-        };
-        let service = if service_text.is_empty() {
-            ing.defect(DefectKind::MissingService, line, || "empty service name".into())?;
-            unknown
-        } else {
-            ing.names.intern(service_text)
-        };
-        let operation = ing.names.intern(f(cols.operation));
-        let kind = cols.kind.map_or(SpanKind::Unknown, |k| SpanKind::parse(f(k)));
-        let error = cols.error.is_some_and(|e| is_error_value(f(e)));
-        ing.push(Span {
-            trace_id,
-            span_id,
-            parent_id,
-            service,
-            operation,
-            remote_service: Sym::EMPTY,
-            protocol: Sym::EMPTY,
-            kind,
-            flags: if error { flags::ERROR } else { 0 },
-            start_ns,
-            duration_ns,
-            caller_duration_ns: None,
-            request_bytes: None,
-            response_bytes: None,
-            origin: ing.origin(line),
-        })?;
+        read_row(ing, &cols, &record, unknown)?;
     }
     Ok(())
+}
+
+/// Pushes the span of one row, or reports why the row is bad.
+fn read_row(ing: &mut Ingest, cols: &Columns, record: &csv::StringRecord, unknown: Sym) -> Result<(), Error> {
+    let line = record.position().map_or(0, |p| p.line());
+    ing.saw_records(1);
+    if record.len() < cols.width {
+        if record.len() == 1 && record[0].trim().is_empty() {
+            return Ok(());
+        }
+        let got = record.len();
+        return ing.bad_record(line, format!("{got} fields where the header has {}", cols.width));
+    }
+    let f = |i: usize| record[i].trim();
+    let (trace_id, span_id, parent_id) = match row_ids(cols, f) {
+        Ok(ids) => ids,
+        Err(why) => return ing.bad_record(line, why),
+    };
+    let (start_ns, duration_ns) = match row_times(cols, f) {
+        Ok(times) => times,
+        Err(why) => return ing.bad_record(line, why),
+    };
+    let service_text = match (cols.service, cols.pod) {
+        (Some(s), _) if !f(s).is_empty() => f(s),
+        (_, Some(p)) => service_of_pod(f(p)),
+        (Some(s), None) => f(s),
+        (None, None) => unreachable!("checked by the header"),
+    };
+    let service = if service_text.is_empty() {
+        ing.defect(DefectKind::MissingService, line, || "empty service name".into())?;
+        unknown
+    } else {
+        ing.names.intern(service_text)
+    };
+    let operation = ing.names.intern(f(cols.operation));
+    let kind = cols.kind.map_or(SpanKind::Unknown, |k| SpanKind::parse(f(k)));
+    let error = cols.error.is_some_and(|e| is_error_value(f(e)));
+    ing.push(Span {
+        trace_id,
+        span_id,
+        parent_id,
+        service,
+        operation,
+        kind,
+        flags: if error { flags::ERROR } else { 0 },
+        start_ns,
+        duration_ns,
+        origin: ing.origin(line),
+        ..Span::default()
+    })
+}
+
+/// A row's trace, span and parent ids, or why they are unreadable.
+fn row_ids<'r>(cols: &Columns, f: impl Fn(usize) -> &'r str) -> Result<(TraceId, SpanId, SpanId), String> {
+    let Some(trace_id) = TraceId::from_hex(f(cols.trace)) else {
+        return Err(format!("TraceID `{}` is not hex", truncate(f(cols.trace), 40)));
+    };
+    let Some(span_id) = SpanId::from_hex(f(cols.span)) else {
+        return Err(format!("SpanID `{}` is not hex", truncate(f(cols.span), 40)));
+    };
+    let parent_id = match cols.parent.map(&f) {
+        None => SpanId(0),
+        Some(p) if is_no_parent(p) => SpanId(0),
+        Some(p) => match SpanId::from_hex(p) {
+            Some(id) => id,
+            None => return Err(format!("ParentID `{}` is neither hex nor `root`", truncate(p, 40))),
+        },
+    };
+    Ok((trace_id, span_id, parent_id))
+}
+
+/// A row's start and duration in nanoseconds (the duration from the end time
+/// when it is readable, else from the duration column), or why they are not.
+fn row_times<'r>(cols: &Columns, f: impl Fn(usize) -> &'r str) -> Result<(i64, i64), String> {
+    let Some(start) = parse_i64(f(cols.start.0)) else {
+        return Err(format!("start time `{}` is not a number", truncate(f(cols.start.0), 40)));
+    };
+    let start_ns = start.saturating_mul(cols.start.1);
+    let duration_ns = match (cols.end, cols.duration) {
+        (Some((e, unit)), _) if parse_i64(f(e)).is_some() => {
+            parse_i64(f(e)).expect("checked").saturating_mul(unit).saturating_sub(start_ns)
+        }
+        (_, Some((d, unit))) if parse_i64(f(d)).is_some() => parse_i64(f(d)).expect("checked").saturating_mul(unit),
+        _ => return Err("end time and duration are not numbers".into()),
+    };
+    Ok((start_ns, duration_ns))
 }
 
 #[cfg(test)]
