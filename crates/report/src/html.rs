@@ -82,9 +82,10 @@ pub fn render(original: &Input, candidates: &[Input], cmp: &Comparison, opts: &H
     h += "<h2 id=\"inputs\">Inputs</h2>\n";
     inputs_table(&mut h, cmp);
 
-    roots_section(&mut h, original, candidates, cmp, opts)?;
-    callers_section(&mut h, original, candidates, cmp, opts)?;
-    apis_section(&mut h, original, candidates, cmp, opts)?;
+    let page = Page { original, candidates, cmp, opts };
+    page.roots_section(&mut h)?;
+    page.callers_section(&mut h)?;
+    page.apis_section(&mut h)?;
 
     h += "<h2 id=\"edges\">Caller-observed latency per edge</h2>\n<p class=\"note\">Each call's duration as its caller saw it \
         (the client span where the traces have one, else the callee's span), and how far each quantile moved: \
@@ -106,88 +107,84 @@ pub fn render(original: &Input, candidates: &[Input], cmp: &Comparison, opts: &H
     Ok(h)
 }
 
-/// End-to-end latency per root API: the verdict table and a plot per root
-/// API (most traces first).
-fn roots_section(
-    h: &mut String,
-    original: &Input,
-    candidates: &[Input],
-    cmp: &Comparison,
-    opts: &HtmlOptions,
-) -> Result<(), Error> {
-    let root_names: Vec<&ApiName> = original.profile.roots_by_count();
-    *h += "<h2 id=\"roots\">Request latency by root API</h2>\n<p class=\"note\">End-to-end latency of each root API. \
-        Each figure has its noise floor beside it in brackets (see <a href=\"#method\">Method</a>).</p>\n";
-    verdict_table(h, cmp, |l| &cmp.roots[l], |_| true, opts.max_rows);
-    *h += "<div class=\"plots\">\n";
-    for name in root_names.iter().take(opts.max_root_plots) {
-        let title = format!("{name} (end to end)");
-        let series = series(original, candidates, |p| p.roots.get(*name));
-        *h += &plot::cdf_svg(&title, &series)?;
-    }
-    *h += "</div>\n";
-    if root_names.len() > opts.max_root_plots {
-        let _ = writeln!(h, "<p class=\"note\">Plots of the {} root APIs with most traces.</p>", opts.max_root_plots);
-    }
-    Ok(())
+/// What the page's sections are drawn from.
+struct Page<'a> {
+    original: &'a Input,
+    candidates: &'a [Input],
+    cmp: &'a Comparison,
+    opts: &'a HtmlOptions,
 }
 
-/// Latency per caller of the most executed APIs with two or more callers.
-fn callers_section(
-    h: &mut String,
-    original: &Input,
-    candidates: &[Input],
-    cmp: &Comparison,
-    opts: &HtmlOptions,
-) -> Result<(), Error> {
-    let multi: Vec<&ApiName> = original
-        .profile
-        .apis_by_count()
-        .into_iter()
-        .filter(|a| original.profile.callers_of(a).len() >= 2)
-        .take(opts.top)
-        .collect();
-    *h += "<h2 id=\"callers\">Latency by caller</h2>\n";
-    if multi.is_empty() {
-        *h += "<p class=\"note\">No API of the original has two or more callers.</p>\n";
-    } else {
-        *h += "<p class=\"note\">A shared API's latency can depend on who calls it \
-            (the paper's Figure 1): each plot is the API's execution latency when called by one caller.</p>\n";
-        let is_multi =
-            |r: &LatencyComparison| multi.iter().any(|m| m.service == r.service && m.operation == r.operation);
-        verdict_table(h, cmp, |l| &cmp.callers[l], is_multi, usize::MAX);
-        for api in &multi {
-            let _ = writeln!(h, "<h3>{}</h3>\n<div class=\"plots\">", xml_escape(&api.to_string()));
-            for (caller, _) in original.profile.callers_of(api).into_iter().take(opts.max_callers) {
-                let key = (caller.clone(), (*api).clone());
-                let title = format!("{api} ← {caller}");
-                let series = series(original, candidates, |p| p.callers.get(&key));
-                *h += &plot::cdf_svg(&title, &series)?;
-            }
-            *h += "</div>\n";
+impl Page<'_> {
+    /// End-to-end latency per root API: the verdict table and a plot per root
+    /// API (most traces first).
+    fn roots_section(&self, h: &mut String) -> Result<(), Error> {
+        let Page { original, candidates, cmp, opts } = *self;
+        let root_names: Vec<&ApiName> = original.profile.roots_by_count();
+        *h += "<h2 id=\"roots\">Request latency by root API</h2>\n<p class=\"note\">End-to-end latency of each root API. \
+            Each figure has its noise floor beside it in brackets (see <a href=\"#method\">Method</a>).</p>\n";
+        verdict_table(h, cmp, |l| &cmp.roots[l], |_| true, opts.max_rows);
+        *h += "<div class=\"plots\">\n";
+        for name in root_names.iter().take(opts.max_root_plots) {
+            let title = format!("{name} (end to end)");
+            let series = series(original, candidates, |p| p.roots.get(*name));
+            *h += &plot::cdf_svg(&title, &series)?;
         }
+        *h += "</div>\n";
+        if root_names.len() > opts.max_root_plots {
+            let _ =
+                writeln!(h, "<p class=\"note\">Plots of the {} root APIs with most traces.</p>", opts.max_root_plots);
+        }
+        Ok(())
     }
-    Ok(())
-}
 
-/// Execution latency of the most executed APIs.
-fn apis_section(
-    h: &mut String,
-    original: &Input,
-    candidates: &[Input],
-    cmp: &Comparison,
-    opts: &HtmlOptions,
-) -> Result<(), Error> {
-    let _ = writeln!(h, "<h2 id=\"apis\">API latency (top {} by executions)</h2>", opts.top);
-    let top: Vec<&ApiName> = original.profile.apis_by_count().into_iter().take(opts.top).collect();
-    verdict_table(h, cmp, |l| &cmp.apis[l], |_| true, opts.top);
-    *h += "<div class=\"plots\">\n";
-    for name in &top {
-        let series = series(original, candidates, |p| p.apis.get(*name).map(|a| &a.latency));
-        *h += &plot::cdf_svg(&name.to_string(), &series)?;
+    /// Latency per caller of the most executed APIs with two or more callers.
+    fn callers_section(&self, h: &mut String) -> Result<(), Error> {
+        let Page { original, candidates, cmp, opts } = *self;
+        let multi: Vec<&ApiName> = original
+            .profile
+            .apis_by_count()
+            .into_iter()
+            .filter(|a| original.profile.callers_of(a).len() >= 2)
+            .take(opts.top)
+            .collect();
+        *h += "<h2 id=\"callers\">Latency by caller</h2>\n";
+        if multi.is_empty() {
+            *h += "<p class=\"note\">No API of the original has two or more callers.</p>\n";
+        } else {
+            *h += "<p class=\"note\">A shared API's latency can depend on who calls it \
+                (the paper's Figure 1): each plot is the API's execution latency when called by one caller.</p>\n";
+            let is_multi =
+                |r: &LatencyComparison| multi.iter().any(|m| m.service == r.service && m.operation == r.operation);
+            verdict_table(h, cmp, |l| &cmp.callers[l], is_multi, usize::MAX);
+            for api in &multi {
+                let _ = writeln!(h, "<h3>{}</h3>\n<div class=\"plots\">", xml_escape(&api.to_string()));
+                for (caller, _) in original.profile.callers_of(api).into_iter().take(opts.max_callers) {
+                    let key = (caller.clone(), (*api).clone());
+                    let title = format!("{api} ← {caller}");
+                    let series = series(original, candidates, |p| p.callers.get(&key));
+                    *h += &plot::cdf_svg(&title, &series)?;
+                }
+                *h += "</div>\n";
+            }
+        }
+        Ok(())
     }
-    *h += "</div>\n";
-    Ok(())
+
+    /// Execution latency of the most executed APIs.
+    fn apis_section(&self, h: &mut String) -> Result<(), Error> {
+        let Page { original, candidates, cmp, opts } = *self;
+        let _ = writeln!(h, "<h2 id=\"apis\">API latency (top {} by executions)</h2>", opts.top);
+        let top: Vec<&ApiName> = original.profile.apis_by_count().into_iter().take(opts.top).collect();
+        verdict_table(h, cmp, |l| &cmp.apis[l], |_| true, opts.top);
+        *h += "<div class=\"plots\">\n";
+        for name in &top {
+            let series = series(original, candidates, |p| p.apis.get(*name).map(|a| &a.latency));
+            *h += &plot::cdf_svg(&name.to_string(), &series)?;
+        }
+        *h += "</div>\n";
+        Ok(())
+    }
 }
 
 /// The per-candidate verdicts, first thing on the page.

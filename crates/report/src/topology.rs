@@ -348,24 +348,19 @@ fn label_place(s: &Service) -> (f64, f64, &'static str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collect::tests::tree;
-    use crate::collect::{CollectOptions, Profile};
-    use palette_trace::Interner;
+    use crate::collect::tests::one_trace_profile;
     use palette_trace::tree::NO_PARENT;
 
     #[test]
     fn draws_services_and_arrows() {
-        let mut names = Interner::default();
-        let t = tree(
-            &mut names,
-            &[("front/GET <x>", NO_PARENT, 0, 100), ("b/b", 0, 1, 20), ("c/c", 0, 30, 40), ("b/b2", 1, 2, 10)],
-        );
-        let svg = topology_svg(&Profile::from_traces([&t], &names, CollectOptions::default()), 60);
+        let calls = [("front/GET <x>", NO_PARENT, 0, 100), ("b/b", 0, 1, 20), ("c/c", 0, 30, 40), ("b/b2", 1, 2, 10)];
+        let profile = one_trace_profile(&calls);
+        let svg = topology_svg(&profile, 60);
         assert_eq!(svg.matches("<circle cx").count() - svg.matches("fill=\"none\"").count(), 3);
         assert_eq!(svg.matches("<line").count(), 2, "{svg}");
         assert!(svg.contains(">front<") && svg.contains("1 local calls"));
         assert!(!svg.contains("NaN"));
-        let capped = topology_svg(&Profile::from_traces([&t], &names, CollectOptions::default()), 2);
+        let capped = topology_svg(&profile, 2);
         assert!(capped.contains("the 2 most executed of 3 services"));
         assert_eq!(xml_escape("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&#39;");
     }
@@ -378,19 +373,15 @@ mod tests {
 
     #[test]
     fn labels_are_readable_and_inside() {
-        let mut names = Interner::default();
-        let t = tree(
-            &mut names,
-            &[
-                ("frontend-with-a-long-name/GET", NO_PARENT, 0, 100),
-                ("reservation-service-east/check", 0, 1, 20),
-                ("recommendation-engine-v2-experimental/get", 0, 30, 40),
-                ("geo/near", 1, 2, 10),
-                ("profile-cache-memcached-shard-1/get", 2, 31, 35),
-                ("rate-limiter-west/allow", 0, 41, 50),
-            ],
-        );
-        let svg = topology_svg(&Profile::from_traces([&t], &names, CollectOptions::default()), 4);
+        let profile = one_trace_profile(&[
+            ("frontend-with-a-long-name/GET", NO_PARENT, 0, 100),
+            ("reservation-service-east/check", 0, 1, 20),
+            ("recommendation-engine-v2-experimental/get", 0, 30, 40),
+            ("geo/near", 1, 2, 10),
+            ("profile-cache-memcached-shard-1/get", 2, 31, 35),
+            ("rate-limiter-west/allow", 0, 41, 50),
+        ]);
+        let svg = topology_svg(&profile, 4);
         assert!(svg.contains("the 4 most executed of 6 services"));
         let head = &svg[..svg.find('>').unwrap()];
         // Every text is at least 12 px (they inherit the root's size).
