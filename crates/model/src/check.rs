@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use crate::model::{ApiId, Caller, CondSketch, MAX_REPLICAS, Model};
+use crate::model::{ApiId, ApiModel, Caller, CondSketch, MAX_REPLICAS, Model, State};
 use crate::sketch::Sketch;
 
 /// A step of a path into the JSON document.
@@ -66,119 +66,140 @@ fn err(path: Vec<OwnedSeg>, message: String) -> CheckError {
 /// Every reference inside the model points at something that exists.
 pub fn check(model: &Model) -> Result<(), CheckError> {
     use OwnedSeg::{Index as I, Key as K};
-    let n = model.apis.len();
-    let api_ok = |id: ApiId, at: Vec<OwnedSeg>| -> Result<(), CheckError> {
+    let refs = Refs { apis: model.apis.len() };
+    for (i, r) in model.roots.iter().enumerate() {
+        refs.api(r.api, vec![K("roots"), I(i), K("api")])?;
+    }
+    for (i, e) in model.edges.iter().enumerate() {
+        refs.api(e.caller, vec![K("edges"), I(i), K("caller")])?;
+        refs.api(e.callee, vec![K("edges"), I(i), K("callee")])?;
+    }
+    let mut names = std::collections::HashMap::new();
+    for (a, api) in model.apis.iter().enumerate() {
+        let at = [K("apis"), I(a)];
+        // An API the services list does not name would be served by no
+        // service; two APIs of one name would share one operation.
+        if !model.services.contains(&api.service) {
+            return Err(err(path(&at, &[K("service")]), format!("service `{}` is not in `services`", api.service)));
+        }
+        if let Some(other) = names.insert((&api.service, &api.operation), a) {
+            return Err(err(
+                path(&at, &[K("operation")]),
+                format!("API `{} {}` is also apis[{other}]", api.service, api.operation),
+            ));
+        }
+        api_ok(&refs, api, &at)?;
+    }
+    deploy_ok(model)
+}
+
+/// `prefix` and then `rest`.
+fn path(prefix: &[OwnedSeg], rest: &[OwnedSeg]) -> Vec<OwnedSeg> {
+    [prefix, rest].concat()
+}
+
+/// Checks the references a part of the model holds, against the model's
+/// number of APIs.
+struct Refs {
+    apis: usize,
+}
+
+impl Refs {
+    fn api(&self, id: ApiId, at: Vec<OwnedSeg>) -> Result<(), CheckError> {
+        let n = self.apis;
         if (id as usize) < n {
             Ok(())
         } else {
             Err(err(at, format!("API {id} does not exist (the model has {n} APIs)")))
         }
-    };
-    let caller_ok = |c: Caller, at: Vec<OwnedSeg>| c.map_or(Ok(()), |id| api_ok(id, at));
-    let cond_ok = |c: &CondSketch, at: Vec<OwnedSeg>| -> Result<(), CheckError> {
-        sketch_ok(&c.all, [at.as_slice(), &[K("all")]].concat())?;
+    }
+
+    fn caller(&self, c: Caller, at: Vec<OwnedSeg>) -> Result<(), CheckError> {
+        c.map_or(Ok(()), |id| self.api(id, at))
+    }
+
+    /// A sketch per caller, and the callers it names.
+    fn cond(&self, c: &CondSketch, at: &[OwnedSeg]) -> Result<(), CheckError> {
+        use OwnedSeg::{Index as I, Key as K};
+        sketch_ok(&c.all, path(at, &[K("all")]))?;
         for (k, cs) in c.by_caller.iter().enumerate() {
-            let mut p = at.clone();
-            p.extend([K("by_caller"), I(k)]);
-            sketch_ok(&cs.sketch, [p.as_slice(), &[K("sketch")]].concat())?;
-            p.push(K("caller"));
-            caller_ok(cs.caller, p)?;
+            let at = path(at, &[K("by_caller"), I(k)]);
+            sketch_ok(&cs.sketch, path(&at, &[K("sketch")]))?;
+            self.caller(cs.caller, path(&at, &[K("caller")]))?;
         }
         Ok(())
-    };
-    for (i, r) in model.roots.iter().enumerate() {
-        api_ok(r.api, vec![K("roots"), I(i), K("api")])?;
     }
-    for (i, e) in model.edges.iter().enumerate() {
-        api_ok(e.caller, vec![K("edges"), I(i), K("caller")])?;
-        api_ok(e.callee, vec![K("edges"), I(i), K("callee")])?;
-    }
-    let mut names = std::collections::HashMap::new();
-    for (a, api) in model.apis.iter().enumerate() {
-        let at = |rest: &[OwnedSeg]| {
-            let mut p = vec![K("apis"), I(a)];
-            p.extend_from_slice(rest);
-            p
-        };
-        // An API the services list does not name would be served by no
-        // service; two APIs of one name would share one operation.
-        if !model.services.contains(&api.service) {
-            return Err(err(at(&[K("service")]), format!("service `{}` is not in `services`", api.service)));
+}
+
+/// One API at `at`: its sketches, callers, states, overheads and naive
+/// calls.
+fn api_ok(refs: &Refs, api: &ApiModel, at: &[OwnedSeg]) -> Result<(), CheckError> {
+    use OwnedSeg::{Index as I, Key as K};
+    sketch_ok(&api.latency, path(at, &[K("latency")]))?;
+    for (key, sketch) in [("request_bytes", &api.request_bytes), ("response_bytes", &api.response_bytes)] {
+        if let Some(sketch) = sketch {
+            sketch_ok(sketch, path(at, &[K(key)]))?;
         }
-        if let Some(other) = names.insert((&api.service, &api.operation), a) {
+    }
+    // Fits clamp it to [0, 1]; outside, the copula draws NaN overheads.
+    if !(0.0..=1.0).contains(&api.overhead_correlation) {
+        return Err(err(
+            path(at, &[K("overhead_correlation")]),
+            format!("correlation {} is not between 0 and 1", api.overhead_correlation),
+        ));
+    }
+    for (i, c) in api.callers.iter().enumerate() {
+        refs.caller(c.caller, path(at, &[K("callers"), I(i), K("caller")]))?;
+    }
+    for (s, state) in api.states.iter().enumerate() {
+        state_ok(refs, state, s, api.states.len(), &path(at, &[K("states"), I(s)]))?;
+    }
+    for (i, o) in api.overhead.iter().enumerate() {
+        refs.api(o.callee, path(at, &[K("overhead"), I(i), K("callee")]))?;
+        refs.cond(&o.overhead, &path(at, &[K("overhead"), I(i), K("overhead")]))?;
+    }
+    if let Some(naive) = &api.naive {
+        sketch_ok(&naive.work, path(at, &[K("naive"), K("work")]))?;
+        for (i, c) in naive.calls.iter().enumerate() {
+            refs.api(c.callee, path(at, &[K("naive"), K("calls"), I(i), K("callee")]))?;
+        }
+    }
+    Ok(())
+}
+
+/// State `s` (of `states` in its API) at `at`: its calls, its λ, and its
+/// transitions, whose probabilities sum to 1.
+fn state_ok(refs: &Refs, state: &State, s: usize, states: usize, at: &[OwnedSeg]) -> Result<(), CheckError> {
+    use OwnedSeg::{Index as I, Key as K};
+    for (i, &c) in state.calls.iter().enumerate() {
+        refs.api(c, path(at, &[K("calls"), I(i)]))?;
+    }
+    if !(state.lambda.is_finite() && state.lambda >= 0.0) {
+        return Err(err(path(at, &[K("lambda")]), format!("λ {} is not a number ≥ 0", state.lambda)));
+    }
+    let total: f64 = state.next.iter().map(|t| t.p).sum();
+    if state.next.is_empty() || (total - 1.0).abs() > 1e-3 {
+        return Err(err(path(at, &[K("next")]), format!("the probabilities out of state {s} sum to {total}, not 1")));
+    }
+    for (t, tr) in state.next.iter().enumerate() {
+        let at = path(at, &[K("next"), I(t)]);
+        if let Some(to) = tr.to
+            && to as usize >= states
+        {
             return Err(err(
-                at(&[K("operation")]),
-                format!("API `{} {}` is also apis[{other}]", api.service, api.operation),
+                path(&at, &[K("to")]),
+                format!("state {to} does not exist (this API has {states} states)"),
             ));
         }
-        sketch_ok(&api.latency, at(&[K("latency")]))?;
-        for (key, sketch) in [("request_bytes", &api.request_bytes), ("response_bytes", &api.response_bytes)] {
-            if let Some(sketch) = sketch {
-                sketch_ok(sketch, at(&[K(key)]))?;
-            }
+        if !(tr.p.is_finite() && (0.0..=1.0).contains(&tr.p)) {
+            return Err(err(path(&at, &[K("p")]), format!("probability {} is not between 0 and 1", tr.p)));
         }
-        // Fits clamp it to [0, 1]; outside, the copula draws NaN overheads.
-        if !(0.0..=1.0).contains(&api.overhead_correlation) {
-            return Err(err(
-                at(&[K("overhead_correlation")]),
-                format!("correlation {} is not between 0 and 1", api.overhead_correlation),
-            ));
+        for (i, c) in tr.by_caller.iter().enumerate() {
+            refs.caller(c.caller, path(&at, &[K("by_caller"), I(i), K("caller")]))?;
         }
-        for (i, c) in api.callers.iter().enumerate() {
-            caller_ok(c.caller, at(&[K("callers"), I(i), K("caller")]))?;
-        }
-        for (s, state) in api.states.iter().enumerate() {
-            for (i, &c) in state.calls.iter().enumerate() {
-                api_ok(c, at(&[K("states"), I(s), K("calls"), I(i)]))?;
-            }
-            if !(state.lambda.is_finite() && state.lambda >= 0.0) {
-                return Err(err(
-                    at(&[K("states"), I(s), K("lambda")]),
-                    format!("λ {} is not a number ≥ 0", state.lambda),
-                ));
-            }
-            let total: f64 = state.next.iter().map(|t| t.p).sum();
-            if state.next.is_empty() || (total - 1.0).abs() > 1e-3 {
-                return Err(err(
-                    at(&[K("states"), I(s), K("next")]),
-                    format!("the probabilities out of state {s} sum to {total}, not 1"),
-                ));
-            }
-            for (t, tr) in state.next.iter().enumerate() {
-                let tat = |rest: &[OwnedSeg]| {
-                    let mut p = at(&[K("states"), I(s), K("next"), I(t)]);
-                    p.extend_from_slice(rest);
-                    p
-                };
-                if let Some(to) = tr.to
-                    && to as usize >= api.states.len()
-                {
-                    return Err(err(
-                        tat(&[K("to")]),
-                        format!("state {to} does not exist (this API has {} states)", api.states.len()),
-                    ));
-                }
-                if !(tr.p.is_finite() && (0.0..=1.0).contains(&tr.p)) {
-                    return Err(err(tat(&[K("p")]), format!("probability {} is not between 0 and 1", tr.p)));
-                }
-                for (i, c) in tr.by_caller.iter().enumerate() {
-                    caller_ok(c.caller, tat(&[K("by_caller"), I(i), K("caller")]))?;
-                }
-                cond_ok(&tr.work, tat(&[K("work")]))?;
-            }
-        }
-        for (i, o) in api.overhead.iter().enumerate() {
-            api_ok(o.callee, at(&[K("overhead"), I(i), K("callee")]))?;
-            cond_ok(&o.overhead, at(&[K("overhead"), I(i), K("overhead")]))?;
-        }
-        if let Some(naive) = &api.naive {
-            sketch_ok(&naive.work, at(&[K("naive"), K("work")]))?;
-            for (i, c) in naive.calls.iter().enumerate() {
-                api_ok(c.callee, at(&[K("naive"), K("calls"), I(i), K("callee")]))?;
-            }
-        }
+        refs.cond(&tr.work, &path(&at, &[K("work")]))?;
     }
-    deploy_ok(model)
+    Ok(())
 }
 
 /// A sketch's extremes bound every value drawn from it: `min` above `max`

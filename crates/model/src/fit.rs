@@ -10,6 +10,7 @@
 
 use rustc_hash::FxHashMap;
 
+use palette_trace::tree::Exec;
 use palette_trace::{Api, CallTree, Interner};
 
 use crate::model::{EdgeKind, FAILED_OUTCOME, FitOptions, add_outcome};
@@ -212,17 +213,23 @@ impl Fitter {
     fn add_exec(&mut self, tree: &CallTree, i: usize) {
         let e = &tree.execs[i];
         let caller = (!e.is_root()).then(|| tree.execs[e.parent as usize].api);
+        let (in_calls, failed_calls) = self.cut_stages(tree, e);
+        let acc = self.apis.entry(e.api).or_default();
+        acc.count_execution(e, caller, in_calls);
+        count_calls(acc, &mut self.edges, e.api, caller, kept_calls(tree, e, &self.removed));
+        acc.count_failures(e.error, caller, failed_calls, self.stages.len().saturating_sub(1));
+        acc.walk_stages(e, caller, &mut self.stages);
+    }
+
+    /// Cuts `e`'s calls (ordered by start) into `self.stages`; returns the
+    /// time spent in waited calls, and the (stage, callee) of each waited
+    /// call that failed, once per stage.
+    fn cut_stages(&mut self, tree: &CallTree, e: &Exec) -> (i64, Vec<(usize, Api)>) {
         let tol = self.opts.stage_tolerance_ns;
-        // Cut the calls into stages.
         self.stages.clear();
         let mut in_calls = 0i64;
-        // (stage, callee) of each waited call that failed, once per stage.
         let mut failed_calls: Vec<(usize, Api)> = Vec::new();
-        for c in e.children() {
-            if !self.removed.is_empty() && self.removed[c] {
-                continue;
-            }
-            let call = &tree.execs[c];
+        for call in kept_calls(tree, e, &self.removed) {
             let end = if call.detached { call.call_start_ns } else { call.call_end_ns() };
             in_calls += if call.detached { 0 } else { call.call_duration_ns };
             match self.stages.last_mut() {
@@ -244,123 +251,8 @@ impl Fitter {
             if call.error && !call.detached && !failed_calls.contains(&stage) {
                 failed_calls.push(stage);
             }
-            let edge = self.edges.entry((e.api, call.api, edge_kind(call.edge))).or_default();
-            edge.count += 1;
-            edge.latency.add(call.call_duration_ns as f64);
-            if !call.protocol.is_empty() && !edge.protocols.contains(&call.protocol) {
-                edge.protocols.push(call.protocol);
-            }
         }
-        let acc = self.apis.entry(e.api).or_default();
-        acc.count += 1;
-        *acc.callers.entry(caller).or_default() += 1;
-        acc.latency.add(e.duration_ns as f64);
-        if let Some(b) = e.request_bytes {
-            acc.request_bytes.add(b as f64);
-        }
-        if let Some(b) = e.response_bytes {
-            acc.response_bytes.add(b as f64);
-        }
-        acc.naive_work.add((e.duration_ns - in_calls).max(0) as f64);
-        // Calls per callee, and overheads.
-        // (callee, calls, log-bucket of the last call's overhead)
-        let mut per_callee: Vec<(Api, u32, i64)> = Vec::new();
-        for c in e.children() {
-            if !self.removed.is_empty() && self.removed[c] {
-                continue;
-            }
-            let call = &tree.execs[c];
-            let overhead = (call.call_duration_ns - call.duration_ns).max(0);
-            let level = crate::sketch::Sketch::bucket(overhead as f64) as i64;
-            match per_callee.iter_mut().find(|(a, _, _)| *a == call.api) {
-                Some((_, n, last)) => {
-                    *n += 1;
-                    acc.overhead_pairs.add(*last, level);
-                    *last = level;
-                }
-                None => per_callee.push((call.api, 1, level)),
-            }
-            acc.overhead.entry((call.api, caller)).or_default().add(overhead as f64);
-        }
-        for (callee, n, _) in per_callee {
-            *acc.calls_per_execution.entry((callee, n)).or_default() += 1;
-        }
-        // Failures: the API's own, or passed on after a failed call. A
-        // detached call's failure never reaches the caller. Each stage with
-        // a failed call to a callee is one chance to pass its failure on;
-        // the execution took it when it failed right after that stage.
-        acc.failed += u64::from(e.error);
-        let last_stage = self.stages.len().saturating_sub(1);
-        if failed_calls.is_empty() {
-            let n = acc.clean.entry(caller).or_default();
-            n.0 += 1;
-            n.1 += u64::from(e.error);
-        }
-        for (k, callee) in failed_calls {
-            let n = acc.after_failed_call.entry(callee).or_default();
-            n.0 += 1;
-            n.1 += u64::from(e.error && k == last_stage);
-        }
-        // Walk the prefix tree.
-        if acc.nodes.is_empty() {
-            acc.nodes.push(Node::default());
-        }
-        let mut node = 0u32;
-        let (mut prev_start, mut prev_x) = (e.start_ns, 0i64);
-        let mut prev_outcome: Option<u32> = None;
-        for k in 0..self.stages.len() {
-            let stage = &mut self.stages[k];
-            stage.label.sort_unstable();
-            let label_id = match acc.labels.get(stage.label.as_slice()) {
-                Some(&id) => id,
-                None => {
-                    let id = acc.labels.len() as u32;
-                    acc.labels.insert(stage.label.clone(), id);
-                    id
-                }
-            };
-            let child = match acc.children.get(&(node, label_id)) {
-                Some(&c) => c,
-                None => {
-                    let c = acc.nodes.len() as u32;
-                    acc.nodes.push(Node { parent: Some(node), label: stage.label.clone(), ..Node::default() });
-                    acc.children.insert((node, label_id), c);
-                    c
-                }
-            };
-            let stage = &self.stages[k];
-            let waited = stage.start - (prev_start + prev_x);
-            let detached = stage.start - prev_start;
-            if let Some(o) = prev_outcome {
-                count_outcome(&mut acc.nodes[child as usize].enter_outcome, caller, o);
-            }
-            prev_outcome = Some(stage.outcome);
-            let w = per_caller(&mut acc.nodes[child as usize].enter, caller);
-            w.count += 1;
-            w.waited.add(waited.max(0) as f64);
-            w.detached.add(detached.max(0) as f64);
-            let next_action = self.stages.get(k + 1).map_or(e.end_ns(), |s| s.start);
-            acc.nodes[child as usize].lambda.add(stage.max_latency, next_action - stage.start);
-            node = child;
-            prev_start = stage.start;
-            prev_x = stage.max_latency;
-        }
-        // An execution that failed right after a failed call passed the
-        // failure on: it did not choose to finish there (its path was cut),
-        // so its end is not counted as one. Counting it would make the
-        // callers that carried on after such a call look as if they stop,
-        // and a loop cut by a failure look like a short loop.
-        let passed_on = e.error && prev_outcome.is_some_and(|o| o & FAILED_OUTCOME != 0);
-        if passed_on {
-            return;
-        }
-        if let Some(o) = prev_outcome {
-            count_outcome(&mut acc.nodes[node as usize].finish_outcome, caller, o);
-        }
-        let w = per_caller(&mut acc.nodes[node as usize].finish, caller);
-        w.count += 1;
-        w.waited.add((e.end_ns() - (prev_start + prev_x)).max(0) as f64);
-        w.detached.add((e.end_ns() - prev_start).max(0) as f64);
+        (in_calls, failed_calls)
     }
 
     /// Everything counted, keyed by name (see [`Partial`]); consumes the
@@ -440,6 +332,159 @@ impl Fitter {
             roots,
             failed_roots,
             edges,
+        }
+    }
+}
+
+/// The calls of `e` the filter kept, in order.
+fn kept_calls<'t>(tree: &'t CallTree, e: &Exec, removed: &'t [bool]) -> impl Iterator<Item = &'t Exec> {
+    e.children().filter(move |&c| removed.is_empty() || !removed[c]).map(move |c| &tree.execs[c])
+}
+
+/// Counts each of `calls`, made by an execution of `api` called by
+/// `caller`: on its edge (count, caller-observed latency, protocol), and in
+/// `acc` (calls per callee per execution, and the call overhead, with the
+/// pairs of successive overheads to one callee).
+fn count_calls<'t>(
+    acc: &mut ApiAcc,
+    edges: &mut FxHashMap<(Api, Api, EdgeKind), EdgeAcc>,
+    api: Api,
+    caller: Option<Api>,
+    calls: impl Iterator<Item = &'t Exec>,
+) {
+    // (callee, calls, log-bucket of the last call's overhead)
+    let mut per_callee: Vec<(Api, u32, i64)> = Vec::new();
+    for call in calls {
+        let edge = edges.entry((api, call.api, edge_kind(call.edge))).or_default();
+        edge.count += 1;
+        edge.latency.add(call.call_duration_ns as f64);
+        if !call.protocol.is_empty() && !edge.protocols.contains(&call.protocol) {
+            edge.protocols.push(call.protocol);
+        }
+        let overhead = (call.call_duration_ns - call.duration_ns).max(0);
+        let level = crate::sketch::Sketch::bucket(overhead as f64) as i64;
+        match per_callee.iter_mut().find(|(a, _, _)| *a == call.api) {
+            Some((_, n, last)) => {
+                *n += 1;
+                acc.overhead_pairs.add(*last, level);
+                *last = level;
+            }
+            None => per_callee.push((call.api, 1, level)),
+        }
+        acc.overhead.entry((call.api, caller)).or_default().add(overhead as f64);
+    }
+    for (callee, n, _) in per_callee {
+        *acc.calls_per_execution.entry((callee, n)).or_default() += 1;
+    }
+}
+
+impl ApiAcc {
+    /// The execution itself: its caller, latency, message sizes and the
+    /// naive model's work (its time outside waited calls, `in_calls`).
+    fn count_execution(&mut self, e: &Exec, caller: Option<Api>, in_calls: i64) {
+        self.count += 1;
+        *self.callers.entry(caller).or_default() += 1;
+        self.latency.add(e.duration_ns as f64);
+        if let Some(b) = e.request_bytes {
+            self.request_bytes.add(b as f64);
+        }
+        if let Some(b) = e.response_bytes {
+            self.response_bytes.add(b as f64);
+        }
+        self.naive_work.add((e.duration_ns - in_calls).max(0) as f64);
+    }
+
+    /// Failures: the API's own, or passed on after a failed call. A
+    /// detached call's failure never reaches the caller. Each stage with a
+    /// failed call to a callee is one chance to pass its failure on; the
+    /// execution took it when it failed right after that stage.
+    fn count_failures(
+        &mut self,
+        failed: bool,
+        caller: Option<Api>,
+        failed_calls: Vec<(usize, Api)>,
+        last_stage: usize,
+    ) {
+        self.failed += u64::from(failed);
+        if failed_calls.is_empty() {
+            let n = self.clean.entry(caller).or_default();
+            n.0 += 1;
+            n.1 += u64::from(failed);
+        }
+        for (k, callee) in failed_calls {
+            let n = self.after_failed_call.entry(callee).or_default();
+            n.0 += 1;
+            n.1 += u64::from(failed && k == last_stage);
+        }
+    }
+
+    /// Walks the prefix tree along `e`'s stages (sorting each stage's
+    /// label), counting the work before each stage and λ's pair for it,
+    /// then the work before the end, where the execution chose to finish.
+    fn walk_stages(&mut self, e: &Exec, caller: Option<Api>, stages: &mut [Stage]) {
+        if self.nodes.is_empty() {
+            self.nodes.push(Node::default());
+        }
+        let mut node = 0u32;
+        let (mut prev_start, mut prev_x) = (e.start_ns, 0i64);
+        let mut prev_outcome: Option<u32> = None;
+        for k in 0..stages.len() {
+            stages[k].label.sort_unstable();
+            let child = self.child(node, &stages[k].label);
+            let stage = &stages[k];
+            let waited = stage.start - (prev_start + prev_x);
+            let detached = stage.start - prev_start;
+            if let Some(o) = prev_outcome {
+                count_outcome(&mut self.nodes[child as usize].enter_outcome, caller, o);
+            }
+            prev_outcome = Some(stage.outcome);
+            let w = per_caller(&mut self.nodes[child as usize].enter, caller);
+            w.count += 1;
+            w.waited.add(waited.max(0) as f64);
+            w.detached.add(detached.max(0) as f64);
+            let next_action = stages.get(k + 1).map_or(e.end_ns(), |s| s.start);
+            self.nodes[child as usize].lambda.add(stage.max_latency, next_action - stage.start);
+            node = child;
+            prev_start = stage.start;
+            prev_x = stage.max_latency;
+        }
+        // An execution that failed right after a failed call passed the
+        // failure on: it did not choose to finish there (its path was cut),
+        // so its end is not counted as one. Counting it would make the
+        // callers that carried on after such a call look as if they stop,
+        // and a loop cut by a failure look like a short loop.
+        let passed_on = e.error && prev_outcome.is_some_and(|o| o & FAILED_OUTCOME != 0);
+        if passed_on {
+            return;
+        }
+        if let Some(o) = prev_outcome {
+            count_outcome(&mut self.nodes[node as usize].finish_outcome, caller, o);
+        }
+        let w = per_caller(&mut self.nodes[node as usize].finish, caller);
+        w.count += 1;
+        w.waited.add((e.end_ns() - (prev_start + prev_x)).max(0) as f64);
+        w.detached.add((e.end_ns() - prev_start).max(0) as f64);
+    }
+
+    /// The prefix-tree node under `node` for a stage of `label`, made when
+    /// new (labels are interned per API).
+    fn child(&mut self, node: u32, label: &[Api]) -> u32 {
+        let label_id = match self.labels.get(label) {
+            Some(&id) => id,
+            None => {
+                let id = self.labels.len() as u32;
+                self.labels.insert(label.to_vec(), id);
+                id
+            }
+        };
+        match self.children.get(&(node, label_id)) {
+            Some(&c) => c,
+            None => {
+                let c = self.nodes.len() as u32;
+                self.nodes.push(Node { parent: Some(node), label: label.to_vec(), ..Node::default() });
+                self.children.insert((node, label_id), c);
+                c
+            }
         }
     }
 }

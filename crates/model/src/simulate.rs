@@ -84,22 +84,36 @@ impl<'m> Simulator<'m> {
         SpanId(self.rng.next_u64().max(1))
     }
 
-    /// Runs `api` in `ctx` from `start`; returns its end time, the calls
-    /// it made, and the status it failed with (`None`: it succeeded).
-    fn execute(&mut self, api: ApiId, ctx: Context, parent: SpanId, start: i64, depth: u32) -> Ended {
+    /// Starts a span of this trace under `parent` at `start` (its duration
+    /// is set when it ends); returns its id and its index in `self.spans`.
+    fn open_span(
+        &mut self,
+        parent: SpanId,
+        service: Sym,
+        operation: Sym,
+        kind: SpanKind,
+        start: i64,
+    ) -> (SpanId, usize) {
         let id = self.new_span_id();
         let index = self.spans.len();
-        let (service, operation) = self.api_syms[api as usize];
         self.spans.push(Span {
             trace_id: self.trace_id,
             span_id: id,
             parent_id: parent,
             service,
             operation,
-            kind: SpanKind::Server,
+            kind,
             start_ns: start,
             ..Span::default()
         });
+        (id, index)
+    }
+
+    /// Runs `api` in `ctx` from `start`; returns its end time, the calls
+    /// it made, and the status it failed with (`None`: it succeeded).
+    fn execute(&mut self, api: ApiId, ctx: Context, parent: SpanId, start: i64, depth: u32) -> Ended {
+        let (service, operation) = self.api_syms[api as usize];
+        let (id, index) = self.open_span(parent, service, operation, SpanKind::Server, start);
         let ended = self.walk(api, ctx, id, start, depth);
         self.spans[index].duration_ns = ended.end - start;
         if ended.failure.is_some() {
@@ -125,7 +139,8 @@ impl<'m> Simulator<'m> {
                     let mut failed: Vec<(ApiId, u16)> = Vec::new();
                     for &callee in calls {
                         let overhead = exec.overhead_ns(callee, &mut self.rng);
-                        let call = self.call(api, child, callee, id, t, overhead, depth);
+                        let site = CallSite { caller: api, ctx: child, callee, from: id, overhead, depth };
+                        let call = self.call(site, t);
                         slowest = slowest.max(call.latency);
                         outcome = add_outcome(outcome, call.calls_made, wait && call.failure.is_some());
                         if let (true, Some(status)) = (wait, call.failure) {
@@ -151,20 +166,11 @@ impl<'m> Simulator<'m> {
         }
     }
 
-    /// A call from `api` to `callee` at `t`: a CLIENT span around the
+    /// The call `site` makes at `t`: a CLIENT span around the
     /// callee's execution — or several, when a retry policy tries again —
     /// under the model's timeouts and circuit breakers.
-    #[allow(clippy::too_many_arguments)]
-    fn call(
-        &mut self,
-        api: ApiId,
-        ctx: Context,
-        callee: ApiId,
-        from: SpanId,
-        t: i64,
-        overhead: i64,
-        depth: u32,
-    ) -> Call {
+    fn call(&mut self, site: CallSite, t: i64) -> Call {
+        let CallSite { caller: api, ctx, callee, from, overhead, depth } = site;
         if self.local.contains(&(api, callee)) {
             // A local call: the callee's span hangs directly under the caller.
             let index = self.spans.len();
@@ -177,7 +183,7 @@ impl<'m> Simulator<'m> {
         let mut at = t;
         let mut attempt = 1;
         loop {
-            let call = self.attempt(api, ctx, callee, from, at, overhead, depth, &policy);
+            let call = self.attempt(site, at, &policy);
             let retry = policy.retry.filter(|r| call.failure.is_some_and(|s| r.retries(s)));
             match retry {
                 Some(r) if attempt < attempts => {
@@ -190,30 +196,10 @@ impl<'m> Simulator<'m> {
     }
 
     /// One try of a call at `t`.
-    #[allow(clippy::too_many_arguments)]
-    fn attempt(
-        &mut self,
-        api: ApiId,
-        ctx: Context,
-        callee: ApiId,
-        from: SpanId,
-        t: i64,
-        overhead: i64,
-        depth: u32,
-        policy: &Policy,
-    ) -> Call {
-        let client = self.new_span_id();
-        let index = self.spans.len();
-        self.spans.push(Span {
-            trace_id: self.trace_id,
-            span_id: client,
-            parent_id: from,
-            service: self.api_syms[api as usize].0,
-            operation: self.api_syms[callee as usize].1,
-            kind: SpanKind::Client,
-            start_ns: t,
-            ..Span::default()
-        });
+    fn attempt(&mut self, site: CallSite, t: i64, policy: &Policy) -> Call {
+        let CallSite { caller: api, ctx, callee, from, overhead, depth } = site;
+        let (service, operation) = (self.api_syms[api as usize].0, self.api_syms[callee as usize].1);
+        let (client, index) = self.open_span(from, service, operation, SpanKind::Client, t);
         if policy.breaker.is_some() && self.breakers.get(&(api, callee)).is_some_and(|b| b.open_until > t) {
             // An open circuit: the call fails at once and nothing is sent.
             self.spans[index].flags |= flags::ERROR;
@@ -238,6 +224,20 @@ impl<'m> Simulator<'m> {
         }
         call
     }
+}
+
+/// One call as its caller makes it: from which API (and under which of
+/// its spans) to which, in what context, with what overhead around it.
+#[derive(Clone, Copy)]
+struct CallSite {
+    caller: ApiId,
+    /// The callee's context.
+    ctx: Context,
+    callee: ApiId,
+    from: SpanId,
+    overhead: i64,
+    /// The caller's depth.
+    depth: u32,
 }
 
 /// How one execution ended, in the simulator.

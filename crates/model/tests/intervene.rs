@@ -5,11 +5,14 @@ use palette_model::intervene::{apply, parse};
 use palette_model::{FilterNames, FitOptions, Fitter, Model, ModelKind, Simulator, TraceFilter, build_model};
 use palette_testkit::alibaba::{AlibabaConfig, Schema, write_alibaba};
 use palette_trace::{CallTree, NoProgress, ReadOptions, read_traces};
+use std::collections::BTreeMap;
 
-fn alibaba_model(services: u32, rows: u64) -> Model {
+/// A model fitted to `rows` rows of Alibaba-like traces of `services`
+/// services, at most `max_calls` calls a trace, from the testkit.
+fn alibaba_model(services: u32, rows: u64, max_calls: u32, seed: u64) -> Model {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("alibaba.csv");
-    let cfg = AlibabaConfig { schema: Schema::V2022, rows, services, traces_per_s: 500.0, max_calls: 200, seed: 11 };
+    let cfg = AlibabaConfig { schema: Schema::V2022, rows, services, traces_per_s: 500.0, max_calls, seed };
     write_alibaba(&cfg, std::fs::File::create(&path).unwrap()).unwrap();
     let mut fitter = Fitter::new(FitOptions::default(), TraceFilter::default());
     let names = FilterNames::default();
@@ -21,17 +24,30 @@ fn alibaba_model(services: u32, rows: u64) -> Model {
     build_model(&fitter.into_partial(&read.names, vec!["alibaba.csv".into()]), ModelKind::Palette, 1)
 }
 
-/// Root-span latencies (ns) of `n` simulated traces.
-fn root_latencies(m: &Model, n: usize, seed: u64) -> Vec<i64> {
+/// Root latency (ns, sorted) per root API name, from `n` simulated traces.
+fn by_root(m: &Model, n: usize, seed: u64) -> BTreeMap<String, Vec<i64>> {
     let mut sim = Simulator::new(m, seed);
-    let mut out: Vec<i64> = (0..n).map(|_| sim.trace().unwrap().0[0].duration_ns).collect();
-    out.sort_unstable();
+    let mut out: BTreeMap<String, Vec<i64>> = Default::default();
+    for _ in 0..n {
+        let (spans, names) = sim.trace().unwrap();
+        let root = &spans[0];
+        let key = format!("{} {}", names.resolve(root.service), names.resolve(root.operation));
+        out.entry(key).or_default().push(root.duration_ns);
+    }
+    out.values_mut().for_each(|v| v.sort_unstable());
     out
+}
+
+/// Every root API's latencies together, sorted.
+fn pooled(m: &BTreeMap<String, Vec<i64>>) -> Vec<i64> {
+    let mut all: Vec<i64> = m.values().flatten().copied().collect();
+    all.sort_unstable();
+    all
 }
 
 #[test]
 fn downscaling_an_alibaba_like_model_keeps_root_latency() {
-    let full = alibaba_model(1000, 150_000);
+    let full = alibaba_model(1000, 150_000, 200, 11);
     eprintln!("roots {}", full.roots.len());
     assert!(full.services.len() >= 150, "{} services", full.services.len());
     let roots: std::collections::BTreeSet<&str> =
@@ -41,7 +57,7 @@ fn downscaling_an_alibaba_like_model_keeps_root_latency() {
     assert_eq!(small.services.len(), n);
     assert!(roots.iter().all(|r| small.services.iter().any(|s| s == r)), "root services stay");
     assert_eq!(small.roots.len(), full.roots.len());
-    let (a, b) = (root_latencies(&full, 20_000, 1), root_latencies(&small, 20_000, 2));
+    let (a, b) = (pooled(&by_root(&full, 20_000, 1)), pooled(&by_root(&small, 20_000, 2)));
     let ks = palette_report::metrics::ks_statistic(&a, &b);
     eprintln!(
         "downscale {} → {} services ({} → {} APIs): root latency KS {ks:.3}",
@@ -61,50 +77,14 @@ fn downscaling_an_alibaba_like_model_keeps_root_latency() {
 /// API with enough samples, the downscaled simulation against the traces.
 #[test]
 fn downscaling_two_thousand_services_to_fifty_keeps_root_latency() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("alibaba.csv");
-    let cfg = AlibabaConfig {
-        schema: Schema::V2022,
-        rows: 400_000,
-        services: 2050,
-        traces_per_s: 500.0,
-        max_calls: 2000,
-        seed: 5,
-    };
-    write_alibaba(&cfg, std::fs::File::create(&path).unwrap()).unwrap();
-    let mut fitter = Fitter::new(FitOptions::default(), TraceFilter::default());
-    let names = FilterNames::default();
-    let mut sink = |tree: &CallTree| {
-        fitter.add(tree, &names);
-        Ok(())
-    };
-    let read = read_traces(&[path], &ReadOptions::default(), &NoProgress, &mut sink).unwrap();
-    let full = build_model(&fitter.into_partial(&read.names, vec!["alibaba.csv".into()]), ModelKind::Palette, 1);
+    let full = alibaba_model(2050, 400_000, 2000, 5);
     assert!(full.services.len() >= 2000, "{} services", full.services.len());
     let small = apply(&full, &parse("- downscale: { services: 50 }\n").unwrap()).unwrap();
     assert_eq!(small.services.len(), 50);
     assert_eq!(small.roots.len(), full.roots.len(), "every root API stays");
 
-    // Root latency per root API name, from `n` simulated traces.
-    let by_root = |m: &Model, n: usize, seed: u64| {
-        let mut sim = Simulator::new(m, seed);
-        let mut out: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
-        for _ in 0..n {
-            let (spans, names) = sim.trace().unwrap();
-            let root = &spans[0];
-            let key = format!("{} {}", names.resolve(root.service), names.resolve(root.operation));
-            out.entry(key).or_default().push(root.duration_ns);
-        }
-        out.values_mut().for_each(|v| v.sort_unstable());
-        out
-    };
     let n = 20_000;
     let (a, b) = (by_root(&full, n, 1), by_root(&small, n, 2));
-    let pooled = |m: &std::collections::BTreeMap<String, Vec<i64>>| {
-        let mut all: Vec<i64> = m.values().flatten().copied().collect();
-        all.sort_unstable();
-        all
-    };
     let ks_pooled = palette_report::metrics::ks_statistic(&pooled(&a), &pooled(&b));
     // Per root API with at least 500 samples on both sides: below that the
     // KS of two samples of one distribution is itself near 0.1.

@@ -516,6 +516,14 @@ pub(crate) mod tests {
         CallTree { trace_id: TraceId::new(1), span_count: out.len() as u32, execs: out }
     }
 
+    /// The profile of the one trace [`tree`] makes of `execs`, collected
+    /// with the default options.
+    pub fn one_trace_profile(execs: &[(&str, u32, i64, i64)]) -> Profile {
+        let mut names = Interner::default();
+        let t = tree(&mut names, execs);
+        Profile::from_traces([&t], &names, CollectOptions::default())
+    }
+
     #[test]
     fn stages_depth_fan_out_and_callers() {
         let mut names = Interner::default();

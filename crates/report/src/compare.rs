@@ -553,6 +553,27 @@ pub struct StructureComparison {
     pub verdict: Verdict,
 }
 
+/// One of the three distributions of the call trees' shape, with the KS
+/// the verdict is on and its noise floor: a row of each structure table.
+pub(crate) struct ShapeRow<'s> {
+    pub distribution: &'s DistributionComparison,
+    pub ks: f64,
+    pub floor: f64,
+}
+
+impl StructureComparison {
+    /// Spans per trace, call-tree depth and fan-out, the order the reports
+    /// show them in.
+    pub(crate) fn shape_rows(&self) -> [ShapeRow<'_>; 3] {
+        let (m, f) = (&self.metrics, &self.floor);
+        [
+            ShapeRow { distribution: &self.spans_per_trace, ks: m.spans_per_trace, floor: f.spans_per_trace },
+            ShapeRow { distribution: &self.depth, ks: m.depth, floor: f.depth },
+            ShapeRow { distribution: &self.fan_out, ks: m.fan_out, floor: f.fan_out },
+        ]
+    }
+}
+
 /// Compares each candidate with the original.
 pub fn compare(original: &Input, candidates: &[Input], opts: &CompareOptions) -> Result<Comparison, Error> {
     let mut seen = BTreeSet::new();

@@ -5,6 +5,8 @@
 
 use std::fmt::Write;
 
+use plotters::style::RGBColor;
+
 use crate::collect::{ApiName, Sample};
 use crate::compare::{Comparison, Input, LatencyComparison, Verdict};
 use crate::error::Error;
@@ -80,59 +82,10 @@ pub fn render(original: &Input, candidates: &[Input], cmp: &Comparison, opts: &H
     h += "<h2 id=\"inputs\">Inputs</h2>\n";
     inputs_table(&mut h, cmp);
 
-    let root_names: Vec<&ApiName> = original.profile.roots_by_count();
-    h += "<h2 id=\"roots\">Request latency by root API</h2>\n<p class=\"note\">End-to-end latency of each root API. \
-        Each figure has its noise floor beside it in brackets (see <a href=\"#method\">Method</a>).</p>\n";
-    verdict_table(&mut h, cmp, |l| &cmp.roots[l], |_| true, opts.max_rows);
-    h += "<div class=\"plots\">\n";
-    for name in root_names.iter().take(opts.max_root_plots) {
-        let title = format!("{name} (end to end)");
-        let series = series(original, candidates, |p| p.roots.get(*name));
-        h += &plot::cdf_svg(&title, &series)?;
-    }
-    h += "</div>\n";
-    if root_names.len() > opts.max_root_plots {
-        let _ = writeln!(h, "<p class=\"note\">Plots of the {} root APIs with most traces.</p>", opts.max_root_plots);
-    }
-
-    // Per-caller latency of the most executed APIs with two or more callers.
-    let multi: Vec<&ApiName> = original
-        .profile
-        .apis_by_count()
-        .into_iter()
-        .filter(|a| original.profile.callers_of(a).len() >= 2)
-        .take(opts.top)
-        .collect();
-    h += "<h2 id=\"callers\">Latency by caller</h2>\n";
-    if multi.is_empty() {
-        h += "<p class=\"note\">No API of the original has two or more callers.</p>\n";
-    } else {
-        h += "<p class=\"note\">A shared API's latency can depend on who calls it \
-            (the paper's Figure 1): each plot is the API's execution latency when called by one caller.</p>\n";
-        let is_multi =
-            |r: &LatencyComparison| multi.iter().any(|m| m.service == r.service && m.operation == r.operation);
-        verdict_table(&mut h, cmp, |l| &cmp.callers[l], is_multi, usize::MAX);
-        for api in &multi {
-            let _ = writeln!(h, "<h3>{}</h3>\n<div class=\"plots\">", xml_escape(&api.to_string()));
-            for (caller, _) in original.profile.callers_of(api).into_iter().take(opts.max_callers) {
-                let key = (caller.clone(), (*api).clone());
-                let title = format!("{api} ← {caller}");
-                let series = series(original, candidates, |p| p.callers.get(&key));
-                h += &plot::cdf_svg(&title, &series)?;
-            }
-            h += "</div>\n";
-        }
-    }
-
-    let _ = writeln!(h, "<h2 id=\"apis\">API latency (top {} by executions)</h2>", opts.top);
-    let top: Vec<&ApiName> = original.profile.apis_by_count().into_iter().take(opts.top).collect();
-    verdict_table(&mut h, cmp, |l| &cmp.apis[l], |_| true, opts.top);
-    h += "<div class=\"plots\">\n";
-    for name in &top {
-        let series = series(original, candidates, |p| p.apis.get(*name).map(|a| &a.latency));
-        h += &plot::cdf_svg(&name.to_string(), &series)?;
-    }
-    h += "</div>\n";
+    let page = Page { original, candidates, cmp, opts };
+    page.roots_section(&mut h)?;
+    page.callers_section(&mut h)?;
+    page.apis_section(&mut h)?;
 
     h += "<h2 id=\"edges\">Caller-observed latency per edge</h2>\n<p class=\"note\">Each call's duration as its caller saw it \
         (the client span where the traces have one, else the callee's span), and how far each quantile moved: \
@@ -152,6 +105,86 @@ pub fn render(original: &Input, candidates: &[Input], cmp: &Comparison, opts: &H
     method(&mut h, cmp);
     h += "<footer>Written by <code>palette compare</code>.</footer>\n</body>\n</html>\n";
     Ok(h)
+}
+
+/// What the page's sections are drawn from.
+struct Page<'a> {
+    original: &'a Input,
+    candidates: &'a [Input],
+    cmp: &'a Comparison,
+    opts: &'a HtmlOptions,
+}
+
+impl Page<'_> {
+    /// End-to-end latency per root API: the verdict table and a plot per root
+    /// API (most traces first).
+    fn roots_section(&self, h: &mut String) -> Result<(), Error> {
+        let Page { original, candidates, cmp, opts } = *self;
+        let root_names: Vec<&ApiName> = original.profile.roots_by_count();
+        *h += "<h2 id=\"roots\">Request latency by root API</h2>\n<p class=\"note\">End-to-end latency of each root API. \
+            Each figure has its noise floor beside it in brackets (see <a href=\"#method\">Method</a>).</p>\n";
+        verdict_table(h, cmp, |l| &cmp.roots[l], |_| true, opts.max_rows);
+        *h += "<div class=\"plots\">\n";
+        for name in root_names.iter().take(opts.max_root_plots) {
+            let title = format!("{name} (end to end)");
+            let series = series(original, candidates, |p| p.roots.get(*name));
+            *h += &plot::cdf_svg(&title, &series)?;
+        }
+        *h += "</div>\n";
+        if root_names.len() > opts.max_root_plots {
+            let _ =
+                writeln!(h, "<p class=\"note\">Plots of the {} root APIs with most traces.</p>", opts.max_root_plots);
+        }
+        Ok(())
+    }
+
+    /// Latency per caller of the most executed APIs with two or more callers.
+    fn callers_section(&self, h: &mut String) -> Result<(), Error> {
+        let Page { original, candidates, cmp, opts } = *self;
+        let multi: Vec<&ApiName> = original
+            .profile
+            .apis_by_count()
+            .into_iter()
+            .filter(|a| original.profile.callers_of(a).len() >= 2)
+            .take(opts.top)
+            .collect();
+        *h += "<h2 id=\"callers\">Latency by caller</h2>\n";
+        if multi.is_empty() {
+            *h += "<p class=\"note\">No API of the original has two or more callers.</p>\n";
+        } else {
+            *h += "<p class=\"note\">A shared API's latency can depend on who calls it \
+                (the paper's Figure 1): each plot is the API's execution latency when called by one caller.</p>\n";
+            let is_multi =
+                |r: &LatencyComparison| multi.iter().any(|m| m.service == r.service && m.operation == r.operation);
+            verdict_table(h, cmp, |l| &cmp.callers[l], is_multi, usize::MAX);
+            for api in &multi {
+                let _ = writeln!(h, "<h3>{}</h3>\n<div class=\"plots\">", xml_escape(&api.to_string()));
+                for (caller, _) in original.profile.callers_of(api).into_iter().take(opts.max_callers) {
+                    let key = (caller.clone(), (*api).clone());
+                    let title = format!("{api} ← {caller}");
+                    let series = series(original, candidates, |p| p.callers.get(&key));
+                    *h += &plot::cdf_svg(&title, &series)?;
+                }
+                *h += "</div>\n";
+            }
+        }
+        Ok(())
+    }
+
+    /// Execution latency of the most executed APIs.
+    fn apis_section(&self, h: &mut String) -> Result<(), Error> {
+        let Page { original, candidates, cmp, opts } = *self;
+        let _ = writeln!(h, "<h2 id=\"apis\">API latency (top {} by executions)</h2>", opts.top);
+        let top: Vec<&ApiName> = original.profile.apis_by_count().into_iter().take(opts.top).collect();
+        verdict_table(h, cmp, |l| &cmp.apis[l], |_| true, opts.top);
+        *h += "<div class=\"plots\">\n";
+        for name in &top {
+            let series = series(original, candidates, |p| p.apis.get(*name).map(|a| &a.latency));
+            *h += &plot::cdf_svg(&name.to_string(), &series)?;
+        }
+        *h += "</div>\n";
+        Ok(())
+    }
 }
 
 /// The per-candidate verdicts, first thing on the page.
@@ -281,52 +314,10 @@ fn load_over_time(h: &mut String, cmp: &Comparison) -> Result<(), Error> {
             kinds.push(k);
         }
     }
-    let mid =
-        |w: &serde_json::Value| w["start_s"].as_f64().unwrap_or(0.0) + w["length_s"].as_f64().unwrap_or(0.0) / 2.0;
-    let series = |run: &serde_json::Value, key: &str| -> Vec<(f64, f64)> {
-        run["windows"]
-            .as_array()
-            .map(|ws| ws.iter().map(|w| (mid(w), w[key].as_f64().unwrap_or(f64::NAN))).collect())
-            .unwrap_or_default()
-    };
     for kind in kinds {
         let color = cmp.candidates.iter().position(|c| c.label == kind).map_or(plot::ORIGINAL, plot::candidate_color);
-        let mine: Vec<&&serde_json::Value> = with_windows.iter().filter(|r| r["kind"] == kind).collect();
-        let name = |r: &serde_json::Value| format!("{kind} run {}", r["run"].as_u64().unwrap_or(1));
-        let mut rates = vec![plot::Line {
-            label: "target".into(),
-            color: plot::ORIGINAL,
-            points: series(mine[0], "target_rate"),
-            dashed: true,
-            width: 3,
-        }];
-        let mut latency = Vec::new();
-        for r in &mine {
-            let worst = r["rate_deviation"]["relative"]
-                .as_f64()
-                .map_or_else(String::new, |d| format!(" (worst {})", text::signed_percent(Some(d))));
-            rates.push(plot::Line {
-                label: format!("{} achieved{worst}", name(r)),
-                color,
-                points: series(r, "achieved_rate"),
-                dashed: false,
-                width: 2,
-            });
-            latency.push(plot::Line {
-                label: format!("{} p50", name(r)),
-                color,
-                points: series(r, "p50_ms"),
-                dashed: false,
-                width: 2,
-            });
-            latency.push(plot::Line {
-                label: format!("{} p99", name(r)),
-                color,
-                points: series(r, "p99_ms"),
-                dashed: true,
-                width: 1,
-            });
-        }
+        let mine: Vec<&serde_json::Value> = with_windows.iter().copied().filter(|r| r["kind"] == kind).collect();
+        let (rates, latency) = load_lines(kind, &mine, color);
         *h += &plot::lines_svg(
             &format!("{kind}: requests/s per window"),
             "seconds into the measured window",
@@ -342,6 +333,47 @@ fn load_over_time(h: &mut String, cmp: &Comparison) -> Result<(), Error> {
     }
     h.push_str("</div>\n");
     Ok(())
+}
+
+/// The lines of one candidate's two load plots, window by window: the
+/// target rate and each run's achieved rate; each run's p50 and p99.
+fn load_lines(kind: &str, runs: &[&serde_json::Value], color: RGBColor) -> (Vec<plot::Line>, Vec<plot::Line>) {
+    let line = |label: String, run: &serde_json::Value, key: &str, dashed: bool, width: u32| plot::Line {
+        label,
+        color,
+        points: window_points(run, key),
+        dashed,
+        width,
+    };
+    let mut rates = vec![plot::Line {
+        label: "target".into(),
+        color: plot::ORIGINAL,
+        points: window_points(runs[0], "target_rate"),
+        dashed: true,
+        width: 3,
+    }];
+    let mut latency = Vec::new();
+    for r in runs {
+        let name = format!("{kind} run {}", r["run"].as_u64().unwrap_or(1));
+        let worst = r["rate_deviation"]["relative"]
+            .as_f64()
+            .map_or_else(String::new, |d| format!(" (worst {})", text::signed_percent(Some(d))));
+        rates.push(line(format!("{name} achieved{worst}"), r, "achieved_rate", false, 2));
+        latency.push(line(format!("{name} p50"), r, "p50_ms", false, 2));
+        latency.push(line(format!("{name} p99"), r, "p99_ms", true, 1));
+    }
+    (rates, latency)
+}
+
+/// `(middle of the window in s, its figure `key`)` for each window of
+/// `run`; NaN where the figure is missing (the plot leaves it out).
+fn window_points(run: &serde_json::Value, key: &str) -> Vec<(f64, f64)> {
+    let mid =
+        |w: &serde_json::Value| w["start_s"].as_f64().unwrap_or(0.0) + w["length_s"].as_f64().unwrap_or(0.0) / 2.0;
+    run["windows"]
+        .as_array()
+        .map(|ws| ws.iter().map(|w| (mid(w), w[key].as_f64().unwrap_or(f64::NAN))).collect())
+        .unwrap_or_default()
 }
 
 /// What the figures mean, in plain words.
@@ -553,15 +585,17 @@ fn structure_table(h: &mut String, cmp: &Comparison) {
     };
     let d = |x: &palette_trace::stats::Distribution| format!("mean {:.2}, p50 {}, p99 {}", x.mean, x.p50, x.p99);
     let ks = |v: f64, f: f64| format!("KS {v:.3} <small>[{f:.3}]</small>");
-    row("spans per trace <small>(executions)</small>", d(&first.spans_per_trace.original), &|s| {
-        format!("{}; {}", d(&s.spans_per_trace.candidate), ks(s.metrics.spans_per_trace, s.floor.spans_per_trace))
-    });
-    row("call-tree depth <small>(executions)</small>", d(&first.depth.original), &|s| {
-        format!("{}; {}", d(&s.depth.candidate), ks(s.metrics.depth, s.floor.depth))
-    });
-    row("fan-out <small>(calls per calling execution)</small>", d(&first.fan_out.original), &|s| {
-        format!("{}; {}", d(&s.fan_out.candidate), ks(s.metrics.fan_out, s.floor.fan_out))
-    });
+    let shape_names = [
+        "spans per trace <small>(executions)</small>",
+        "call-tree depth <small>(executions)</small>",
+        "fan-out <small>(calls per calling execution)</small>",
+    ];
+    for (k, (name, shape)) in shape_names.into_iter().zip(first.shape_rows()).enumerate() {
+        row(name, d(&shape.distribution.original), &|s| {
+            let shape = &s.shape_rows()[k];
+            format!("{}; {}", d(&shape.distribution.candidate), ks(shape.ks, shape.floor))
+        });
+    }
     row(
         "calls per caller execution <small>(mean |difference| over edges)</small>",
         format!("{} edges", thousands(first.edge_probability.edges - first.edge_probability.extra)),
@@ -592,8 +626,13 @@ fn structure_table(h: &mut String, cmp: &Comparison) {
         format!("<span class=\"{}\">{}</span>", verdict_class(s.verdict), text::verdict(s.verdict))
     });
     h.push_str("</table></div>\n");
-    // The largest differences of calls per caller execution, per candidate.
-    for l in &labels {
+    worst_edges_tables(h, cmp, &labels);
+}
+
+/// The largest differences of calls per caller execution, a table per
+/// candidate.
+fn worst_edges_tables(h: &mut String, cmp: &Comparison, labels: &[&str]) {
+    for l in labels {
         let worst = &cmp.structure[*l].edge_probability.worst;
         if worst.is_empty() {
             continue;

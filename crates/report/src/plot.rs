@@ -13,6 +13,8 @@
 //! and legend lines. Every text is at least 12 px as emitted (plotters
 //! writes `font-size` as the requested size / 1.24; `font` makes up for it).
 
+use plotters::chart::MeshStyle;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -303,81 +305,157 @@ fn line_width(i: usize, s: &Series) -> u32 {
     }
 }
 
-/// An SVG document with the CDFs of `series`, titled `title`.
-pub fn cdf_svg(title: &str, series: &[Series]) -> Result<String, Error> {
-    let fail = |e: &dyn std::fmt::Display| Error::Plot { title: title.to_string(), message: e.to_string() };
-    let inner = f64::from(WIDTH - 2 * PAD);
-    let title_lines = wrap(title, TITLE_PX, inner, TITLE_LINES);
-    let labels: Vec<String> =
-        series.iter().map(|s| elide_middle(&s.label, LEGEND_PX, inner - f64::from(SWATCH + SWATCH_GAP))).collect();
-    let (columns, rows, column) = legend_grid(&labels);
-    // Keep in step with HEIGHT.
-    let title_height = 8 + TITLE_LINE * title_lines.len().max(1) as u32;
-    let legend_height = if rows == 0 { 0 } else { 4 + LEGEND_ROW * rows as u32 + 6 };
-    let height = title_height + CHART_HEIGHT + legend_height;
+/// The picture around a chart: the title wrapped above it, the legend's
+/// labels elided to fit in a grid below it, and the height that follows.
+struct Frame {
+    title_lines: Vec<String>,
+    labels: Vec<String>,
+    /// `(columns, rows, column width)` of the legend.
+    grid: (usize, usize, i32),
+    title_height: u32,
+    height: u32,
+}
 
+impl Frame {
+    fn new<'l>(title: &str, labels: impl Iterator<Item = &'l str>) -> Frame {
+        let inner = f64::from(WIDTH - 2 * PAD);
+        let title_lines = wrap(title, TITLE_PX, inner, TITLE_LINES);
+        let labels: Vec<String> =
+            labels.map(|l| elide_middle(l, LEGEND_PX, inner - f64::from(SWATCH + SWATCH_GAP))).collect();
+        let grid = legend_grid(&labels);
+        // Keep in step with HEIGHT.
+        let title_height = 8 + TITLE_LINE * title_lines.len().max(1) as u32;
+        let legend_height = if grid.1 == 0 { 0 } else { 4 + LEGEND_ROW * grid.1 as u32 + 6 };
+        Frame { title_lines, labels, grid, title_height, height: title_height + CHART_HEIGHT + legend_height }
+    }
+}
+
+/// How a line is drawn, in the chart and by its legend entry.
+struct Swatch {
+    color: RGBColor,
+    /// Stroke width, px.
+    width: u32,
+    dashed: bool,
+}
+
+impl Swatch {
+    fn style(&self) -> ShapeStyle {
+        self.color.stroke_width(self.width)
+    }
+}
+
+/// The drawing area of the chart, between the title and the legend.
+type ChartArea<'s> = DrawingArea<SVGBackend<'s>, Shift>;
+/// What drawing on an SVG string can fail with.
+type DrawError = DrawingAreaErrorKind<std::io::Error>;
+
+/// An SVG document of `frame` (title above, legend of `swatches` below)
+/// around what `chart` draws in the chart area; drawing errors name the
+/// plot by `title`.
+fn framed_svg(
+    title: &str,
+    frame: &Frame,
+    swatches: &[Swatch],
+    chart: impl FnOnce(&ChartArea) -> Result<(), DrawError>,
+) -> Result<String, Error> {
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| fail(&e))?;
-        let (title_area, rest) = root.split_vertically(title_height);
-        let (chart_area, legend_area) = rest.split_vertically(CHART_HEIGHT);
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, frame.height)).into_drawing_area();
+        let drawn = (|| {
+            root.fill(&WHITE)?;
+            let (title_area, rest) = root.split_vertically(frame.title_height);
+            let (chart_area, legend_area) = rest.split_vertically(CHART_HEIGHT);
+            draw_title(&title_area, &frame.title_lines)?;
+            chart(&chart_area)?;
+            draw_legend(&legend_area, frame, swatches)?;
+            root.present()
+        })();
+        drawn.map_err(|e| Error::Plot { title: title.to_string(), message: e.to_string() })?;
+    }
+    Ok(svg)
+}
 
-        let title_style = font(TITLE_PX).color(&RGBColor(0x22, 0x22, 0x22)).pos(Pos::new(HPos::Center, VPos::Top));
-        for (k, line) in title_lines.iter().enumerate() {
-            let y = 6 + (TITLE_LINE as usize * k) as i32;
-            title_area
-                .draw(&Text::new(line.clone(), ((WIDTH / 2) as i32, y), title_style.clone()))
-                .map_err(|e| fail(&e))?;
+/// The title's lines, centred at the top.
+fn draw_title(area: &ChartArea, lines: &[String]) -> Result<(), DrawError> {
+    let title_style = font(TITLE_PX).color(&RGBColor(0x22, 0x22, 0x22)).pos(Pos::new(HPos::Center, VPos::Top));
+    for (k, line) in lines.iter().enumerate() {
+        let y = 6 + (TITLE_LINE as usize * k) as i32;
+        area.draw(&Text::new(line.clone(), ((WIDTH / 2) as i32, y), title_style.clone()))?;
+    }
+    Ok(())
+}
+
+/// The legend: a grid of swatch-and-label entries below the chart, row by
+/// row; a dashed line's swatch is two dashes.
+fn draw_legend(area: &ChartArea, frame: &Frame, swatches: &[Swatch]) -> Result<(), DrawError> {
+    let (columns, _, column) = frame.grid;
+    let label_style = font(LEGEND_PX).color(&RGBColor(0x22, 0x22, 0x22)).pos(Pos::new(HPos::Left, VPos::Center));
+    for (i, (swatch, label)) in swatches.iter().zip(&frame.labels).enumerate() {
+        let (row, col) = (i / columns.max(1), i % columns.max(1));
+        let x = PAD as i32 + col as i32 * column;
+        let y = 4 + (LEGEND_ROW as usize * row) as i32 + LEGEND_ROW as i32 / 2;
+        let style = swatch.style();
+        if swatch.dashed {
+            area.draw(&PathElement::new(vec![(x, y), (x + 9, y)], style))?;
+            area.draw(&PathElement::new(vec![(x + 14, y), (x + SWATCH, y)], style))?;
+        } else {
+            area.draw(&PathElement::new(vec![(x, y), (x + SWATCH, y)], style))?;
         }
+        area.draw(&Text::new(label.clone(), (x + SWATCH + SWATCH_GAP, y), label_style.clone()))?;
+    }
+    Ok(())
+}
 
+/// A chart builder on `area` with the margins and label areas of every
+/// plot here.
+fn chart_builder<'a, 'b>(area: &'a ChartArea<'b>) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut builder = ChartBuilder::on(area);
+    builder
+        .margin_top(6)
+        .margin_left(MARGIN_LEFT)
+        .margin_right(MARGIN_RIGHT)
+        .margin_bottom(2)
+        .x_label_area_size(46)
+        .y_label_area_size(Y_LABEL_AREA);
+    builder
+}
+
+/// The grid line, tick label and axis caption styles of every plot here.
+fn mesh_style<'m, 'a, 'b, X: Ranged, Y: Ranged, DB: DrawingBackend>(
+    mesh: &'m mut MeshStyle<'a, 'b, X, Y, DB>,
+) -> &'m mut MeshStyle<'a, 'b, X, Y, DB> {
+    mesh.light_line_style(RGBColor(242, 242, 242))
+        .bold_line_style(RGBColor(215, 215, 215))
+        .label_style(font(TICK_PX).color(&RGBColor(0x33, 0x33, 0x33)))
+        .axis_desc_style(font(CAPTION_PX).color(&RGBColor(0x22, 0x22, 0x22)))
+}
+
+/// An SVG document with the CDFs of `series`, titled `title`.
+pub fn cdf_svg(title: &str, series: &[Series]) -> Result<String, Error> {
+    let frame = Frame::new(title, series.iter().map(|s| s.label.as_str()));
+    let swatches: Vec<Swatch> = series
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Swatch { color: s.color, width: line_width(i, s), dashed: false })
+        .collect();
+    framed_svg(title, &frame, &swatches, |area| {
         let (lo, hi) = x_range(series);
         let (bold, light) = log_ticks(lo, hi, PLOT_WIDTH);
-        let mut chart = ChartBuilder::on(&chart_area)
-            .margin_top(6)
-            .margin_left(MARGIN_LEFT)
-            .margin_right(MARGIN_RIGHT)
-            .margin_bottom(2)
-            .x_label_area_size(46)
-            .y_label_area_size(Y_LABEL_AREA)
-            .build_cartesian_2d((lo..hi).log_scale().with_key_points(bold).with_light_points(light), 0.0f64..1.0)
-            .map_err(|e| fail(&e))?;
-        chart
-            .configure_mesh()
+        let mut chart = chart_builder(area)
+            .build_cartesian_2d((lo..hi).log_scale().with_key_points(bold).with_light_points(light), 0.0f64..1.0)?;
+        mesh_style(&mut chart.configure_mesh())
             .x_desc("latency (ms, log scale)")
             .y_desc("fraction with latency ≤ x")
             .x_label_formatter(&|v| tick(*v))
             .y_label_formatter(&|v| format!("{v:.1}"))
             .y_labels(11)
             .y_max_light_lines(1)
-            .light_line_style(RGBColor(242, 242, 242))
-            .bold_line_style(RGBColor(215, 215, 215))
-            .label_style(font(TICK_PX).color(&RGBColor(0x33, 0x33, 0x33)))
-            .axis_desc_style(font(CAPTION_PX).color(&RGBColor(0x22, 0x22, 0x22)))
-            .draw()
-            .map_err(|e| fail(&e))?;
-        for (i, s) in series.iter().enumerate() {
-            let points = staircase(s.values, lo, hi);
-            chart.draw_series(LineSeries::new(points, s.color.stroke_width(line_width(i, s)))).map_err(|e| fail(&e))?;
+            .draw()?;
+        for (s, swatch) in series.iter().zip(&swatches) {
+            chart.draw_series(LineSeries::new(staircase(s.values, lo, hi), swatch.style()))?;
         }
-
-        // The legend: a grid of swatch-and-label entries below the chart,
-        // row by row.
-        let label_style = font(LEGEND_PX).color(&RGBColor(0x22, 0x22, 0x22)).pos(Pos::new(HPos::Left, VPos::Center));
-        for (i, (s, label)) in series.iter().zip(&labels).enumerate() {
-            let (row, col) = (i / columns.max(1), i % columns.max(1));
-            let x = PAD as i32 + col as i32 * column;
-            let y = 4 + (LEGEND_ROW as usize * row) as i32 + LEGEND_ROW as i32 / 2;
-            legend_area
-                .draw(&PathElement::new(vec![(x, y), (x + SWATCH, y)], s.color.stroke_width(line_width(i, s))))
-                .map_err(|e| fail(&e))?;
-            legend_area
-                .draw(&Text::new(label.clone(), (x + SWATCH + SWATCH_GAP, y), label_style.clone()))
-                .map_err(|e| fail(&e))?;
-        }
-        root.present().map_err(|e| fail(&e))?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// One line of a plot over time.
@@ -407,87 +485,33 @@ fn round_up(max: f64) -> f64 {
 /// An SVG document with `lines` on linear axes from 0, titled `title`,
 /// the legend below the chart as in [`cdf_svg`].
 pub fn lines_svg(title: &str, x_desc: &str, y_desc: &str, lines: &[Line]) -> Result<String, Error> {
-    let fail = |e: &dyn std::fmt::Display| Error::Plot { title: title.to_string(), message: e.to_string() };
-    let inner = f64::from(WIDTH - 2 * PAD);
-    let title_lines = wrap(title, TITLE_PX, inner, TITLE_LINES);
-    let labels: Vec<String> =
-        lines.iter().map(|l| elide_middle(&l.label, LEGEND_PX, inner - f64::from(SWATCH + SWATCH_GAP))).collect();
-    let (columns, rows, column) = legend_grid(&labels);
-    let title_height = 8 + TITLE_LINE * title_lines.len().max(1) as u32;
-    let legend_height = if rows == 0 { 0 } else { 4 + LEGEND_ROW * rows as u32 + 6 };
-    let height = title_height + CHART_HEIGHT + legend_height;
+    let frame = Frame::new(title, lines.iter().map(|l| l.label.as_str()));
+    let swatches: Vec<Swatch> =
+        lines.iter().map(|l| Swatch { color: l.color, width: l.width, dashed: l.dashed }).collect();
     let all = || lines.iter().flat_map(|l| l.points.iter()).filter(|p| p.0.is_finite() && p.1.is_finite());
     let x_max = round_up(all().map(|p| p.0).fold(0.0, f64::max));
     let y_max = round_up(all().map(|p| p.1).fold(0.0, f64::max) * 1.05);
-
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| fail(&e))?;
-        let (title_area, rest) = root.split_vertically(title_height);
-        let (chart_area, legend_area) = rest.split_vertically(CHART_HEIGHT);
-        let title_style = font(TITLE_PX).color(&RGBColor(0x22, 0x22, 0x22)).pos(Pos::new(HPos::Center, VPos::Top));
-        for (k, line) in title_lines.iter().enumerate() {
-            let y = 6 + (TITLE_LINE as usize * k) as i32;
-            title_area
-                .draw(&Text::new(line.clone(), ((WIDTH / 2) as i32, y), title_style.clone()))
-                .map_err(|e| fail(&e))?;
-        }
-        let mut chart = ChartBuilder::on(&chart_area)
-            .margin_top(6)
-            .margin_left(MARGIN_LEFT)
-            .margin_right(MARGIN_RIGHT)
-            .margin_bottom(2)
-            .x_label_area_size(46)
-            .y_label_area_size(Y_LABEL_AREA)
-            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
-            .map_err(|e| fail(&e))?;
-        chart
-            .configure_mesh()
+    framed_svg(title, &frame, &swatches, |area| {
+        let mut chart = chart_builder(area).build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
+        mesh_style(&mut chart.configure_mesh())
             .x_desc(x_desc)
             .y_desc(y_desc)
             .x_label_formatter(&|v| tick(*v))
             .y_label_formatter(&|v| tick(*v))
             .x_labels(7)
             .y_labels(6)
-            .light_line_style(RGBColor(242, 242, 242))
-            .bold_line_style(RGBColor(215, 215, 215))
-            .label_style(font(TICK_PX).color(&RGBColor(0x33, 0x33, 0x33)))
-            .axis_desc_style(font(CAPTION_PX).color(&RGBColor(0x22, 0x22, 0x22)))
-            .draw()
-            .map_err(|e| fail(&e))?;
-        for l in lines {
+            .draw()?;
+        for (l, swatch) in lines.iter().zip(&swatches) {
             let points: Vec<(f64, f64)> =
                 l.points.iter().copied().filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
-            let style = l.color.stroke_width(l.width);
             if l.dashed {
-                chart.draw_series(DashedLineSeries::new(points, 6, 4, style)).map_err(|e| fail(&e))?;
+                chart.draw_series(DashedLineSeries::new(points, 6, 4, swatch.style()))?;
             } else {
-                chart.draw_series(LineSeries::new(points, style)).map_err(|e| fail(&e))?;
+                chart.draw_series(LineSeries::new(points, swatch.style()))?;
             }
         }
-        let label_style = font(LEGEND_PX).color(&RGBColor(0x22, 0x22, 0x22)).pos(Pos::new(HPos::Left, VPos::Center));
-        for (i, (l, label)) in lines.iter().zip(&labels).enumerate() {
-            let (row, col) = (i / columns.max(1), i % columns.max(1));
-            let x = PAD as i32 + col as i32 * column;
-            let y = 4 + (LEGEND_ROW as usize * row) as i32 + LEGEND_ROW as i32 / 2;
-            let swatch = vec![(x, y), (x + SWATCH, y)];
-            let style = l.color.stroke_width(l.width);
-            if l.dashed {
-                legend_area
-                    .draw(&PathElement::new(vec![(x, y), (x + 9, y)], style))
-                    .and_then(|()| legend_area.draw(&PathElement::new(vec![(x + 14, y), (x + SWATCH, y)], style)))
-                    .map_err(|e| fail(&e))?;
-            } else {
-                legend_area.draw(&PathElement::new(swatch, style)).map_err(|e| fail(&e))?;
-            }
-            legend_area
-                .draw(&Text::new(label.clone(), (x + SWATCH + SWATCH_GAP, y), label_style.clone()))
-                .map_err(|e| fail(&e))?;
-        }
-        root.present().map_err(|e| fail(&e))?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 #[cfg(test)]

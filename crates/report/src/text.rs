@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::compare::{Comparison, EdgeShift, LatencyComparison, Shift, Verdict};
+use crate::compare::{Comparison, EdgeShift, LatencyComparison, Shift, StructureComparison, Verdict};
 
 pub use palette_trace::stats::thousands;
 
@@ -247,42 +247,37 @@ pub fn edges(cmp: &Comparison, top: usize) -> String {
 /// The structure table: one row per metric, one column per input.
 pub fn structure_table(cmp: &Comparison) -> String {
     let labels: Vec<&str> = cmp.candidates.iter().map(|c| c.label.as_str()).collect();
-    let s: Vec<_> = labels.iter().map(|l| &cmp.structure[*l]).collect();
-    let Some(first) = s.first() else {
+    let structures: Vec<_> = labels.iter().map(|l| &cmp.structure[*l]).collect();
+    if structures.is_empty() {
         return String::new();
-    };
-    let mut rows: Vec<(String, String, Vec<String>)> = Vec::new();
-    let dist = |name: &str, o: f64, cells: Vec<String>| (name.to_string(), format!("mean {o:.2}"), cells);
-    rows.push(dist(
-        "spans/trace",
-        first.spans_per_trace.original.mean,
-        s.iter()
+    }
+    aligned(&labels, &structure_rows(cmp, &structures))
+}
+
+/// A structure table row: the metric, the original's figure, and each
+/// candidate's.
+type Row = (String, String, Vec<String>);
+
+/// The rows of the structure table, for the candidates' comparisons `structures`
+/// (one at least).
+fn structure_rows(cmp: &Comparison, structures: &[&StructureComparison]) -> Vec<Row> {
+    let first = structures[0];
+    let mut rows: Vec<Row> = Vec::new();
+    for (k, (name, shape)) in ["spans/trace", "depth", "fan-out"].into_iter().zip(first.shape_rows()).enumerate() {
+        let cells = structures
+            .iter()
             .map(|x| {
-                format!(
-                    "{:.2} KS {:.3} [{:.3}]",
-                    x.spans_per_trace.candidate.mean, x.metrics.spans_per_trace, x.floor.spans_per_trace
-                )
+                let shape = &x.shape_rows()[k];
+                format!("{:.2} KS {:.3} [{:.3}]", shape.distribution.candidate.mean, shape.ks, shape.floor)
             })
-            .collect(),
-    ));
-    rows.push(dist(
-        "depth",
-        first.depth.original.mean,
-        s.iter()
-            .map(|x| format!("{:.2} KS {:.3} [{:.3}]", x.depth.candidate.mean, x.metrics.depth, x.floor.depth))
-            .collect(),
-    ));
-    rows.push(dist(
-        "fan-out",
-        first.fan_out.original.mean,
-        s.iter()
-            .map(|x| format!("{:.2} KS {:.3} [{:.3}]", x.fan_out.candidate.mean, x.metrics.fan_out, x.floor.fan_out))
-            .collect(),
-    ));
+            .collect();
+        rows.push((name.to_string(), format!("mean {:.2}", shape.distribution.original.mean), cells));
+    }
     rows.push((
         "calls per caller execution".into(),
         format!("{} edges", thousands(first.edge_probability.edges - first.edge_probability.extra)),
-        s.iter()
+        structures
+            .iter()
             .map(|x| {
                 let e = &x.edge_probability;
                 format!(
@@ -295,7 +290,8 @@ pub fn structure_table(cmp: &Comparison) -> String {
     rows.push((
         "concurrent stages".into(),
         format!("{:.1}%", first.concurrent_stages.original * 100.0),
-        s.iter()
+        structures
+            .iter()
             .map(|x| {
                 let c = &x.concurrent_stages;
                 format!(
@@ -310,9 +306,15 @@ pub fn structure_table(cmp: &Comparison) -> String {
     rows.push((
         "APIs missing / extra".into(),
         format!("{} APIs", thousands(cmp.original.apis)),
-        s.iter().map(|x| format!("{} / {}", x.apis.missing_count, x.apis.extra_count)).collect(),
+        structures.iter().map(|x| format!("{} / {}", x.apis.missing_count, x.apis.extra_count)).collect(),
     ));
-    rows.push(("verdict".into(), String::new(), s.iter().map(|x| verdict(x.verdict).to_string()).collect()));
+    rows.push(("verdict".into(), String::new(), structures.iter().map(|x| verdict(x.verdict).to_string()).collect()));
+    rows
+}
+
+/// The rows under a header of `labels`, each column right-aligned to its
+/// widest cell.
+fn aligned(labels: &[&str], rows: &[Row]) -> String {
     let name_w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     let orig_w = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0).max("original".len());
     let widths: Vec<usize> = (0..labels.len())
@@ -325,7 +327,7 @@ pub fn structure_table(cmp: &Comparison) -> String {
         let _ = write!(out, "  {l:>w$}");
     }
     out += "\n";
-    for (name, orig, cells) in &rows {
+    for (name, orig, cells) in rows {
         let _ = write!(out, "{name:<name_w$}  {orig:>orig_w$}");
         for (k, c) in cells.iter().enumerate() {
             let w = widths[k];

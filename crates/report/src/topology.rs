@@ -91,9 +91,57 @@ struct Service {
     r: f64,
 }
 
+/// Centre of the rings, px.
+const CENTER: f64 = SIZE / 2.0;
+
+/// The arrowhead every edge ends with.
+const ARROW_DEFS: &str = r##"<defs><marker id="palette-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>"##;
+
+/// A service as ranked: `(name, executions of its APIs, smallest depth)`.
+type Ranked<'p> = (&'p str, u64, u32);
+
+/// Calls per `(caller, callee)` service.
+type ServiceEdges<'p> = BTreeMap<(&'p str, &'p str), u64>;
+
 /// The SVG, drawing at most `max_services` services (the most executed).
 pub fn topology_svg(profile: &Profile, max_services: usize) -> String {
-    // Services with their executions and depth.
+    let (ranked, total_services) = ranked_services(profile, max_services);
+    let kept: BTreeSet<&str> = ranked.iter().map(|r| r.0).collect();
+    let (edges, local) = service_calls(profile, &kept);
+    let rings = Rings::new(&ranked);
+    let (services, index) = place_services(&ranked, &edges, &local, &rings);
+
+    // What is drawn, in a box that grows to take in every node and label.
+    let mut bounds = Bounds(f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY);
+    let mut svg = String::new();
+    svg += ARROW_DEFS;
+    svg += "\n";
+    draw_rings(&mut svg, &mut bounds, &rings);
+    draw_edges(&mut svg, &edges, &services, &index);
+    for s in &services {
+        draw_service(&mut svg, &mut bounds, s, &rings);
+    }
+    if !bounds.0.is_finite() {
+        bounds.add(CENTER, CENTER, CENTER, CENTER);
+    }
+    if total_services > services.len() {
+        // A note below everything, at the left.
+        let note = format!("the {} most executed of {} services", services.len(), total_services);
+        let (x, y) = (bounds.0, bounds.3 + 6.0 + FONT_PX);
+        bounds.add_text(&note, x, y, "start");
+        let _ = writeln!(svg, r##"<text x="{x:.1}" y="{y:.1}" fill="#666">{note}</text>"##);
+    }
+    let (x0, y0) = ((bounds.0 - PAD).floor(), (bounds.1 - PAD).floor());
+    let (w, h) = ((bounds.2 + PAD).ceil() - x0, (bounds.3 + PAD).ceil() - y0);
+    let header = format!(
+        r#"<svg class="topology" width="{w}" height="{h}" viewBox="{x0} {y0} {w} {h}" xmlns="http://www.w3.org/2000/svg" font-family="sans-serif" font-size="{FONT_PX}">"#
+    );
+    header + &svg + "</svg>\n"
+}
+
+/// The services with their executions and depth, most executed first (by
+/// name on ties), cut to the `max_services` drawn; and how many there are.
+fn ranked_services(profile: &Profile, max_services: usize) -> (Vec<Ranked<'_>>, usize) {
     let mut by_name: BTreeMap<&str, (u64, u32)> = BTreeMap::new();
     for (api, a) in &profile.apis {
         let e = by_name.entry(api.service.as_str()).or_insert((0, u32::MAX));
@@ -101,13 +149,16 @@ pub fn topology_svg(profile: &Profile, max_services: usize) -> String {
         e.1 = e.1.min(a.min_depth);
     }
     let total_services = by_name.len();
-    let mut ranked: Vec<(&str, u64, u32)> = by_name.into_iter().map(|(n, (c, d))| (n, c, d)).collect();
+    let mut ranked: Vec<Ranked> = by_name.into_iter().map(|(n, (c, d))| (n, c, d)).collect();
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
     ranked.truncate(max_services.max(1));
-    let kept: BTreeSet<&str> = ranked.iter().map(|r| r.0).collect();
+    (ranked, total_services)
+}
 
-    // Service edges with call counts; local (same-service) calls per service.
-    let mut edges: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+/// Calls between the `kept` services, and calls inside each service (the
+/// tooltip counts them; they are not drawn).
+fn service_calls<'p>(profile: &'p Profile, kept: &BTreeSet<&str>) -> (ServiceEdges<'p>, BTreeMap<&'p str, u64>) {
+    let mut edges: ServiceEdges = BTreeMap::new();
     let mut local: BTreeMap<&str, u64> = BTreeMap::new();
     for ((caller, callee), s) in &profile.callers {
         let (a, b) = (caller.service.as_str(), callee.service.as_str());
@@ -117,48 +168,54 @@ pub fn topology_svg(profile: &Profile, max_services: usize) -> String {
             *edges.entry((a, b)).or_default() += s.count;
         }
     }
+    (edges, local)
+}
 
-    // Rings: distinct depths, in order.
-    let depths: Vec<u32> = ranked.iter().map(|r| r.2).collect::<BTreeSet<_>>().into_iter().collect();
-    let center = SIZE / 2.0;
-    let first_ring_count = ranked.iter().filter(|r| Some(&r.2) == depths.first()).count();
-    let centered = first_ring_count == 1;
-    let rings = depths.len() - usize::from(centered);
-    let step = if rings == 0 { 0.0 } else { (center - MARGIN) / rings as f64 };
+/// The rings: one per distinct depth, in order; the first is the centre
+/// point when it holds a single service.
+struct Rings {
+    depths: Vec<u32>,
+    centered: bool,
+    /// Distance between rings, px.
+    step: f64,
+}
 
+impl Rings {
+    fn new(ranked: &[Ranked]) -> Rings {
+        let depths: Vec<u32> = ranked.iter().map(|r| r.2).collect::<BTreeSet<_>>().into_iter().collect();
+        let first_ring_count = ranked.iter().filter(|r| Some(&r.2) == depths.first()).count();
+        let centered = first_ring_count == 1;
+        let rings = depths.len() - usize::from(centered);
+        let step = if rings == 0 { 0.0 } else { (CENTER - MARGIN) / rings as f64 };
+        Rings { depths, centered, step }
+    }
+
+    /// Radius of ring `ring`, px.
+    fn radius(&self, ring: usize) -> f64 {
+        if self.centered { self.step * ring as f64 } else { self.step * (ring + 1) as f64 }
+    }
+}
+
+/// Places the services ring by ring, each ring's in the order of their
+/// callers' direction (so edges stay short); returns them with the index
+/// of each by name.
+fn place_services<'p>(
+    ranked: &[Ranked<'p>],
+    edges: &ServiceEdges,
+    local: &BTreeMap<&str, u64>,
+    rings: &Rings,
+) -> (Vec<Service>, BTreeMap<&'p str, usize>) {
     let max_calls = ranked.iter().map(|r| r.1).max().unwrap_or(1).max(1) as f64;
     let mut services: Vec<Service> = Vec::new();
     let mut index: BTreeMap<&str, usize> = BTreeMap::new();
-    for (ring, &depth) in depths.iter().enumerate() {
+    for (ring, &depth) in rings.depths.iter().enumerate() {
         let mut members: Vec<(&str, u64, f64)> = ranked
             .iter()
             .filter(|r| r.2 == depth)
-            .map(|&(name, calls, _)| {
-                // Mean direction of already-placed callers (circular mean).
-                let (mut sx, mut sy, mut w) = (0.0, 0.0, 0.0);
-                for (&(a, b), &n) in &edges {
-                    if b == name
-                        && let Some(&i) = index.get(a)
-                    {
-                        let s = &services[i];
-                        let (dx, dy) = (s.x - center, s.y - center);
-                        let len = (dx * dx + dy * dy).sqrt();
-                        if len > 0.0 {
-                            sx += dx / len * n as f64;
-                            sy += dy / len * n as f64;
-                            w += n as f64;
-                        }
-                    }
-                }
-                // Callers in opposite directions: no useful mean; place it
-                // after the others (at the top when it is alone).
-                let strong = w > 0.0 && (sx * sx + sy * sy).sqrt() / w >= 0.25;
-                let angle = if strong { sy.atan2(sx) } else { f64::INFINITY };
-                (name, calls, angle)
-            })
+            .map(|&(name, calls, _)| (name, calls, callers_direction(name, edges, &index, &services)))
             .collect();
         members.sort_by(|a, b| a.2.total_cmp(&b.2).then_with(|| a.0.cmp(b.0)));
-        let radius = if centered { step * ring as f64 } else { step * (ring + 1) as f64 };
+        let radius = rings.radius(ring);
         let n = members.len();
         // The first ring starts half a step past the top, so two roots sit
         // left and right and what they both call can go on top.
@@ -173,30 +230,58 @@ pub fn topology_svg(profile: &Profile, max_services: usize) -> String {
                 calls,
                 local_calls: local.get(name).copied().unwrap_or(0),
                 depth,
-                x: center + radius * angle.cos(),
-                y: center + radius * angle.sin(),
+                x: CENTER + radius * angle.cos(),
+                y: CENTER + radius * angle.sin(),
                 r,
             });
         }
     }
+    (services, index)
+}
 
-    // What is drawn, in a box that grows to take in every node and label.
-    let mut bounds = Bounds(f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY);
-    let mut svg = String::new();
-    svg += r##"<defs><marker id="palette-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>"##;
-    svg += "\n";
-    for ring in 0..depths.len() {
-        let radius = if centered { step * ring as f64 } else { step * (ring + 1) as f64 };
+/// The mean direction (angle) of `name`'s callers placed so far, weighted
+/// by calls; infinite, to place it after the others (at the top when it is
+/// alone), when it has none or they pull in opposite directions.
+fn callers_direction(name: &str, edges: &ServiceEdges, index: &BTreeMap<&str, usize>, services: &[Service]) -> f64 {
+    // A circular mean: the sum of unit vectors towards each caller.
+    let (mut sx, mut sy, mut w) = (0.0, 0.0, 0.0);
+    for (&(a, b), &n) in edges {
+        if b == name
+            && let Some(&i) = index.get(a)
+        {
+            let s = &services[i];
+            let (dx, dy) = (s.x - CENTER, s.y - CENTER);
+            let len = (dx * dx + dy * dy).sqrt();
+            if len > 0.0 {
+                sx += dx / len * n as f64;
+                sy += dy / len * n as f64;
+                w += n as f64;
+            }
+        }
+    }
+    let strong = w > 0.0 && (sx * sx + sy * sy).sqrt() / w >= 0.25;
+    if strong { sy.atan2(sx) } else { f64::INFINITY }
+}
+
+/// The dashed circles of the rings (none for a centre point).
+fn draw_rings(svg: &mut String, bounds: &mut Bounds, rings: &Rings) {
+    for ring in 0..rings.depths.len() {
+        let radius = rings.radius(ring);
         if radius > 0.0 {
-            bounds.add(center - radius, center - radius, center + radius, center + radius);
+            bounds.add(CENTER - radius, CENTER - radius, CENTER + radius, CENTER + radius);
             let _ = writeln!(
                 svg,
-                r##"<circle cx="{center}" cy="{center}" r="{radius:.1}" fill="none" stroke="#e4e4e4" stroke-dasharray="3 4"/>"##
+                r##"<circle cx="{CENTER}" cy="{CENTER}" r="{radius:.1}" fill="none" stroke="#e4e4e4" stroke-dasharray="3 4"/>"##
             );
         }
     }
+}
+
+/// An arrow per edge from the caller's node to the callee's, thicker for
+/// more calls; none between nodes that touch.
+fn draw_edges(svg: &mut String, edges: &ServiceEdges, services: &[Service], index: &BTreeMap<&str, usize>) {
     let max_edge = edges.values().copied().max().unwrap_or(1).max(1) as f64;
-    for (&(a, b), &n) in &edges {
+    for (&(a, b), &n) in edges {
         let (s, t) = (&services[index[a]], &services[index[b]]);
         let (dx, dy) = (t.x - s.x, t.y - s.y);
         let len = (dx * dx + dy * dy).sqrt();
@@ -214,83 +299,68 @@ pub fn topology_svg(profile: &Profile, max_services: usize) -> String {
             xml_escape(b)
         );
     }
-    for s in &services {
-        bounds.add(s.x - s.r - 1.0, s.y - s.r - 1.0, s.x + s.r + 1.0, s.y + s.r + 1.0);
-        let (dx, dy) = (s.x - center, s.y - center);
-        let len = (dx * dx + dy * dy).sqrt();
-        // Labels point outward; the center node's label goes below it.
-        let (lx, ly, anchor) = if len < 1.0 {
-            (s.x, s.y + s.r + 14.0, "middle")
-        } else {
-            let (ux, uy) = (dx / len, dy / len);
-            let anchor = if ux > 0.3 {
-                "start"
-            } else if ux < -0.3 {
-                "end"
-            } else {
-                "middle"
-            };
-            (s.x + ux * (s.r + 5.0), s.y + uy * (s.r + 5.0) + 4.5 + uy * 4.5, anchor)
-        };
-        let label: String = if s.name.chars().count() > MAX_LABEL {
-            s.name.chars().take(MAX_LABEL - 1).chain(std::iter::once('…')).collect()
-        } else {
-            s.name.clone()
-        };
-        bounds.add_text(&label, lx, ly, anchor);
-        let fill = if s.depth == depths[0] { "#222" } else { "#6a8caf" };
-        let _ = writeln!(
-            svg,
-            r##"<g><title>{name}: {calls} executions, depth {depth}, {local} local calls</title><circle cx="{x:.1}" cy="{y:.1}" r="{r:.1}" fill="{fill}" stroke="#fff"/><text x="{lx:.1}" y="{ly:.1}" text-anchor="{anchor}" {HALO}>{label}</text></g>"##,
-            name = xml_escape(&s.name),
-            calls = s.calls,
-            depth = s.depth,
-            local = s.local_calls,
-            x = s.x,
-            y = s.y,
-            r = s.r,
-            label = xml_escape(&label),
-        );
-    }
-    if !bounds.0.is_finite() {
-        bounds.add(center, center, center, center);
-    }
-    if total_services > services.len() {
-        // A note below everything, at the left.
-        let note = format!("the {} most executed of {} services", services.len(), total_services);
-        let (x, y) = (bounds.0, bounds.3 + 6.0 + FONT_PX);
-        bounds.add_text(&note, x, y, "start");
-        let _ = writeln!(svg, r##"<text x="{x:.1}" y="{y:.1}" fill="#666">{note}</text>"##);
-    }
-    let (x0, y0) = ((bounds.0 - PAD).floor(), (bounds.1 - PAD).floor());
-    let (w, h) = ((bounds.2 + PAD).ceil() - x0, (bounds.3 + PAD).ceil() - y0);
-    let header = format!(
-        r#"<svg class="topology" width="{w}" height="{h}" viewBox="{x0} {y0} {w} {h}" xmlns="http://www.w3.org/2000/svg" font-family="sans-serif" font-size="{FONT_PX}">"#
+}
+
+/// A service's node (dark for a root service), its label and its tooltip.
+fn draw_service(svg: &mut String, bounds: &mut Bounds, s: &Service, rings: &Rings) {
+    bounds.add(s.x - s.r - 1.0, s.y - s.r - 1.0, s.x + s.r + 1.0, s.y + s.r + 1.0);
+    let (lx, ly, anchor) = label_place(s);
+    let label: String = if s.name.chars().count() > MAX_LABEL {
+        s.name.chars().take(MAX_LABEL - 1).chain(std::iter::once('…')).collect()
+    } else {
+        s.name.clone()
+    };
+    bounds.add_text(&label, lx, ly, anchor);
+    let fill = if s.depth == rings.depths[0] { "#222" } else { "#6a8caf" };
+    let _ = writeln!(
+        svg,
+        r##"<g><title>{name}: {calls} executions, depth {depth}, {local} local calls</title><circle cx="{x:.1}" cy="{y:.1}" r="{r:.1}" fill="{fill}" stroke="#fff"/><text x="{lx:.1}" y="{ly:.1}" text-anchor="{anchor}" {HALO}>{label}</text></g>"##,
+        name = xml_escape(&s.name),
+        calls = s.calls,
+        depth = s.depth,
+        local = s.local_calls,
+        x = s.x,
+        y = s.y,
+        r = s.r,
+        label = xml_escape(&label),
     );
-    header + &svg + "</svg>\n"
+}
+
+/// Where a service's label goes, `(x, y, text-anchor)`: pointing outward,
+/// or below the node at the centre.
+fn label_place(s: &Service) -> (f64, f64, &'static str) {
+    let (dx, dy) = (s.x - CENTER, s.y - CENTER);
+    let len = (dx * dx + dy * dy).sqrt();
+    if len < 1.0 {
+        return (s.x, s.y + s.r + 14.0, "middle");
+    }
+    let (ux, uy) = (dx / len, dy / len);
+    let anchor = if ux > 0.3 {
+        "start"
+    } else if ux < -0.3 {
+        "end"
+    } else {
+        "middle"
+    };
+    (s.x + ux * (s.r + 5.0), s.y + uy * (s.r + 5.0) + 4.5 + uy * 4.5, anchor)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collect::tests::tree;
-    use crate::collect::{CollectOptions, Profile};
-    use palette_trace::Interner;
+    use crate::collect::tests::one_trace_profile;
     use palette_trace::tree::NO_PARENT;
 
     #[test]
     fn draws_services_and_arrows() {
-        let mut names = Interner::default();
-        let t = tree(
-            &mut names,
-            &[("front/GET <x>", NO_PARENT, 0, 100), ("b/b", 0, 1, 20), ("c/c", 0, 30, 40), ("b/b2", 1, 2, 10)],
-        );
-        let svg = topology_svg(&Profile::from_traces([&t], &names, CollectOptions::default()), 60);
+        let calls = [("front/GET <x>", NO_PARENT, 0, 100), ("b/b", 0, 1, 20), ("c/c", 0, 30, 40), ("b/b2", 1, 2, 10)];
+        let profile = one_trace_profile(&calls);
+        let svg = topology_svg(&profile, 60);
         assert_eq!(svg.matches("<circle cx").count() - svg.matches("fill=\"none\"").count(), 3);
         assert_eq!(svg.matches("<line").count(), 2, "{svg}");
         assert!(svg.contains(">front<") && svg.contains("1 local calls"));
         assert!(!svg.contains("NaN"));
-        let capped = topology_svg(&Profile::from_traces([&t], &names, CollectOptions::default()), 2);
+        let capped = topology_svg(&profile, 2);
         assert!(capped.contains("the 2 most executed of 3 services"));
         assert_eq!(xml_escape("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&#39;");
     }
@@ -303,19 +373,15 @@ mod tests {
 
     #[test]
     fn labels_are_readable_and_inside() {
-        let mut names = Interner::default();
-        let t = tree(
-            &mut names,
-            &[
-                ("frontend-with-a-long-name/GET", NO_PARENT, 0, 100),
-                ("reservation-service-east/check", 0, 1, 20),
-                ("recommendation-engine-v2-experimental/get", 0, 30, 40),
-                ("geo/near", 1, 2, 10),
-                ("profile-cache-memcached-shard-1/get", 2, 31, 35),
-                ("rate-limiter-west/allow", 0, 41, 50),
-            ],
-        );
-        let svg = topology_svg(&Profile::from_traces([&t], &names, CollectOptions::default()), 4);
+        let profile = one_trace_profile(&[
+            ("frontend-with-a-long-name/GET", NO_PARENT, 0, 100),
+            ("reservation-service-east/check", 0, 1, 20),
+            ("recommendation-engine-v2-experimental/get", 0, 30, 40),
+            ("geo/near", 1, 2, 10),
+            ("profile-cache-memcached-shard-1/get", 2, 31, 35),
+            ("rate-limiter-west/allow", 0, 41, 50),
+        ]);
+        let svg = topology_svg(&profile, 4);
         assert!(svg.contains("the 4 most executed of 6 services"));
         let head = &svg[..svg.find('>').unwrap()];
         // Every text is at least 12 px (they inherit the root's size).
