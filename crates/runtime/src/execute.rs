@@ -44,7 +44,7 @@ use rustc_hash::FxHashSet;
 use crate::config::{RpcMode, SystemConfig, WorkMode};
 use crate::context::{Baggage, TraceParent};
 use crate::export::{AttrValue, Exporter, Kind, SpanRecord};
-use crate::transport::{CallHeaders, Transport, ns_since};
+use crate::transport::{CallError, CallHeaders, Reply, Transport, ns_since};
 use crate::work::Worker;
 
 /// A boxed future that owns what it uses (spawnable).
@@ -250,6 +250,26 @@ struct From {
     detached: bool,
 }
 
+/// One try of a remote call, as its CLIENT span and the context it passes on see it.
+struct Try<'a> {
+    from: &'a From,
+    trace: &'a TraceCtx,
+    callee: ApiId,
+    client_span: [u8; 8],
+    /// 1 for the first try.
+    attempt: u32,
+    t0: Instant,
+}
+
+/// How a try ended for the caller, before its latency is taken.
+struct Settled {
+    failure: Option<Failure>,
+    /// Calls the callee made (0 when unknown or the try failed).
+    calls_made: u32,
+    /// See [`CallResult::transport_excess_ns`].
+    transport_excess_ns: u64,
+}
+
 struct CallResult {
     observed_ns: u64,
     /// How much longer the real transport took than the sampled overhead:
@@ -432,105 +452,140 @@ impl Shared {
             let t0 = Instant::now();
             let peer = self.service_of[callee as usize];
             let open = breaker.is_some() && self.circuit_open(from.api, callee, t0);
-            let client_span = crate::context::Ids::span_id();
-            let tp = TraceParent { trace_id: trace.trace_id, parent_id: client_span, flags: u8::from(trace.sampled) };
-            let headers = CallHeaders {
-                traceparent: Some(tp.format()),
-                tracestate: trace.tracestate.clone(),
-                baggage: Some(Baggage::format(trace.root, from.api, from.depth + 1, &trace.tail)),
-            };
+            let this_try =
+                Try { from: &from, trace: &trace, callee, client_span: crate::context::Ids::span_id(), attempt, t0 };
+            let headers = self.call_headers(&this_try);
             let operation = &self.config.model.apis[callee as usize].operation;
             let body = self.zeros.slice(..plan.request_bytes);
-            let name = || self.config.model.api_name(callee);
-            let (mut calls_made, mut transport_excess_ns) = (0, 0);
             let sent = if open {
                 None
             } else {
                 Some(tokio::time::timeout(timeout, self.transport.call(peer, operation, headers, body)).await)
             };
-            let failure = match sent {
-                None => {
-                    Some(Failure { status: 503, message: format!("call to `{}` refused: its circuit is open", name()) })
-                }
-                Some(Err(_)) => Some(Failure {
-                    status: 504,
-                    message: format!("call to `{}` timed out after {} ms", name(), timeout.as_millis()),
-                }),
-                Some(Ok(Err(e))) => Some(Failure { status: 502, message: format!("call to `{}` failed: {e}", name()) }),
-                Some(Ok(Ok(r))) if r.status != 200 => {
-                    let text = String::from_utf8_lossy(&r.body[..r.body.len().min(200)]);
-                    Some(Failure {
-                        status: r.status,
-                        message: format!("call to `{}` returned {}: {}", name(), r.status, text.trim()),
-                    })
-                }
-                Some(Ok(Ok(r))) => {
-                    calls_made = r.calls.unwrap_or(0);
-                    let server_ns = r.server_ns.unwrap_or(0);
-                    let actual = ns_since(t0).saturating_sub(server_ns);
-                    if r.server_ns.is_some() {
-                        self.hop_costs.record(peer, actual);
-                    }
-                    let top_up = plan.overhead_ns.saturating_sub(actual);
-                    // The modelled overhead (a `delay` is one) is part of
-                    // the call as its caller sees it, so a timeout covers it.
-                    let left = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX).saturating_sub(ns_since(t0));
-                    if top_up > left {
-                        self.worker.work(WorkMode::Sleep, left).await;
-                        calls_made = 0;
-                        Some(Failure {
-                            status: 504,
-                            message: format!("call to `{}` timed out after {} ms", name(), timeout.as_millis()),
-                        })
-                    } else {
-                        if top_up > 0 {
-                            self.worker.work(WorkMode::Sleep, top_up).await;
-                        }
-                        // Beyond the callee's own time and the sampled overhead,
-                        // the call took what the model does not say: the real
-                        // transport's excess, or the top-up sleep's lateness.
-                        transport_excess_ns = ns_since(t0).saturating_sub(server_ns.saturating_add(plan.overhead_ns));
-                        None
-                    }
-                }
-            };
+            let settled = self.settle(sent, &plan, t0, timeout).await;
             let observed_ns = ns_since(t0);
+            let result = CallResult {
+                observed_ns,
+                transport_excess_ns: settled.transport_excess_ns.min(observed_ns),
+                failure: settled.failure,
+                calls_made: settled.calls_made,
+            };
             if trace.sampled {
-                let mut attributes = vec![("peer.service", AttrValue::Str(self.service_names[peer].to_string()))];
-                if from.detached {
-                    attributes.push(("palette.detached", AttrValue::Str("true".into())));
-                }
-                if self.config.rpc == RpcMode::Grpc {
-                    attributes.extend(grpc_attributes());
-                }
-                if attempt > 1 {
-                    // OpenTelemetry's name for a retry's number (1: the first retry).
-                    attributes.push(("http.request.resend_count", AttrValue::Int(i64::from(attempt - 1))));
-                    attributes.push(("palette.attempt", AttrValue::Int(i64::from(attempt))));
-                }
-                if let Some(f) = &failure {
-                    attributes.push(("http.response.status_code", AttrValue::Int(i64::from(f.status))));
-                }
-                let start_unix_ns = self.clock.unix_ns(t0);
-                self.exporter.record(SpanRecord {
-                    service: self.service_names[self.service_of[from.api as usize]].clone(),
-                    instance: from.instance.clone(),
-                    trace_id: trace.trace_id,
-                    span_id: client_span,
-                    parent_span_id: from.span_id,
-                    name: operation.clone(),
-                    kind: Kind::Client,
-                    start_unix_ns,
-                    end_unix_ns: start_unix_ns + observed_ns,
-                    error: failure.as_ref().map(|f| f.message.clone()),
-                    attributes,
-                });
+                self.record_client_span(&this_try, &result);
             }
             if let Some(rule) = &breaker {
-                self.record_call(from.api, callee, failure.is_some(), rule);
+                self.record_call(from.api, callee, result.failure.is_some(), rule);
             }
-            CallResult { observed_ns, transport_excess_ns: transport_excess_ns.min(observed_ns), failure, calls_made }
+            result
         }
+    }
+
+    /// The context a try passes on: the trace with the try's CLIENT span as
+    /// the callee's parent, and the caller and depth in the baggage.
+    fn call_headers(&self, t: &Try<'_>) -> CallHeaders {
+        let trace = t.trace;
+        let tp = TraceParent { trace_id: trace.trace_id, parent_id: t.client_span, flags: u8::from(trace.sampled) };
+        CallHeaders {
+            traceparent: Some(tp.format()),
+            tracestate: trace.tracestate.clone(),
+            baggage: Some(Baggage::format(trace.root, t.from.api, t.from.depth + 1, &trace.tail)),
+        }
+    }
+
+    /// What a try's answer means for its caller: the failure it is told
+    /// (refused by an open circuit, timed out, failed, an error status), or
+    /// the callee's outcome once the call is topped up to its sampled overhead.
+    async fn settle(
+        &self,
+        sent: Option<Result<Result<Reply, CallError>, tokio::time::error::Elapsed>>,
+        plan: &Plan,
+        t0: Instant,
+        timeout: Duration,
+    ) -> Settled {
+        let name = || self.config.model.api_name(plan.callee);
+        let failed = |status: u16, message: String| Settled {
+            failure: Some(Failure { status, message }),
+            calls_made: 0,
+            transport_excess_ns: 0,
+        };
+        let timed_out = || failed(504, format!("call to `{}` timed out after {} ms", name(), timeout.as_millis()));
+        match sent {
+            None => failed(503, format!("call to `{}` refused: its circuit is open", name())),
+            Some(Err(_)) => timed_out(),
+            Some(Ok(Err(e))) => failed(502, format!("call to `{}` failed: {e}", name())),
+            Some(Ok(Ok(r))) if r.status != 200 => {
+                let text = String::from_utf8_lossy(&r.body[..r.body.len().min(200)]);
+                failed(r.status, format!("call to `{}` returned {}: {}", name(), r.status, text.trim()))
+            }
+            Some(Ok(Ok(r))) => match self.top_up_overhead(&r, plan, t0, timeout).await {
+                Some(transport_excess_ns) => {
+                    Settled { failure: None, calls_made: r.calls.unwrap_or(0), transport_excess_ns }
+                }
+                None => timed_out(),
+            },
+        }
+    }
+
+    /// Sleeps what the sampled overhead asks for beyond the call's real
+    /// transport time (learning that time for [`HopCosts`]); returns how
+    /// much longer than the model the call took, or `None` when the top-up
+    /// would run past the timeout (it sleeps until then: the modelled
+    /// overhead, a `delay` too, is part of the call as its caller sees it).
+    async fn top_up_overhead(&self, reply: &Reply, plan: &Plan, t0: Instant, timeout: Duration) -> Option<u64> {
+        let server_ns = reply.server_ns.unwrap_or(0);
+        let actual = ns_since(t0).saturating_sub(server_ns);
+        if reply.server_ns.is_some() {
+            self.hop_costs.record(self.service_of[plan.callee as usize], actual);
+        }
+        let top_up = plan.overhead_ns.saturating_sub(actual);
+        let left = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX).saturating_sub(ns_since(t0));
+        if top_up > left {
+            self.worker.work(WorkMode::Sleep, left).await;
+            return None;
+        }
+        if top_up > 0 {
+            self.worker.work(WorkMode::Sleep, top_up).await;
+        }
+        // Beyond the callee's own time and the sampled overhead, the call
+        // took what the model does not say: the real transport's excess, or
+        // the top-up sleep's lateness.
+        Some(ns_since(t0).saturating_sub(server_ns.saturating_add(plan.overhead_ns)))
+    }
+
+    /// The CLIENT span of a sampled try: the callee's service, whether the
+    /// call was detached, gRPC's attributes, the try's number when it is a
+    /// retry, and the status a failed try ended with.
+    fn record_client_span(&self, t: &Try<'_>, result: &CallResult) {
+        let peer = self.service_of[t.callee as usize];
+        let mut attributes = vec![("peer.service", AttrValue::Str(self.service_names[peer].to_string()))];
+        if t.from.detached {
+            attributes.push(("palette.detached", AttrValue::Str("true".into())));
+        }
+        if self.config.rpc == RpcMode::Grpc {
+            attributes.extend(grpc_attributes());
+        }
+        if t.attempt > 1 {
+            // OpenTelemetry's name for a retry's number (1: the first retry).
+            attributes.push(("http.request.resend_count", AttrValue::Int(i64::from(t.attempt - 1))));
+            attributes.push(("palette.attempt", AttrValue::Int(i64::from(t.attempt))));
+        }
+        if let Some(f) = &result.failure {
+            attributes.push(("http.response.status_code", AttrValue::Int(i64::from(f.status))));
+        }
+        let start_unix_ns = self.clock.unix_ns(t.t0);
+        self.exporter.record(SpanRecord {
+            service: self.service_names[self.service_of[t.from.api as usize]].clone(),
+            instance: t.from.instance.clone(),
+            trace_id: t.trace.trace_id,
+            span_id: t.client_span,
+            parent_span_id: t.from.span_id,
+            name: self.config.model.apis[t.callee as usize].operation.clone(),
+            kind: Kind::Client,
+            start_unix_ns,
+            end_unix_ns: start_unix_ns + result.observed_ns,
+            error: result.failure.as_ref().map(|f| f.message.clone()),
+            attributes,
+        });
     }
 
     /// Whether calls from `caller` to `callee` are refused at `now`.

@@ -38,9 +38,12 @@ use http::Uri;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::balance::{Balanced, Endpoint, Instances};
+use crate::balance::{Endpoint, Instances};
+use crate::transport::client::{self, Client, Connections, Failed};
 use crate::transport::{CALLS_HEADER, CallError, CallFuture, CallHeaders, Handler, Inbound, Outbound, Phase, Reply};
-use crate::transport::{SERVER_NS_HEADER, Transport};
+use crate::transport::{
+    SERVER_NS_HEADER, Transport, accept_until_closing, header_text, http1_builder, http1_connection,
+};
 
 /// The messages generated from `proto/palette.proto`.
 #[allow(clippy::all, missing_docs)]
@@ -89,18 +92,6 @@ pub fn code_for(status: u16) -> Code {
     }
 }
 
-/// Every value of a header, joined with `,`; `Err` when one is not text.
-fn header_text(headers: &http::HeaderMap, name: &str) -> Result<Option<String>, ()> {
-    let mut all = headers.get_all(name).iter();
-    let Some(first) = all.next() else { return Ok(None) };
-    let mut s = first.to_str().map_err(|_| ())?.to_string();
-    for v in all {
-        s.push(',');
-        s.push_str(v.to_str().map_err(|_| ())?);
-    }
-    Ok(Some(s))
-}
-
 /// The HTTP/2 connection preface: what a gRPC client sends first.
 const PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
@@ -115,34 +106,20 @@ pub async fn serve_grpc(
     listener: TcpListener,
     handler: Arc<dyn Handler>,
     max_streams: u32,
-    mut phase: watch::Receiver<Phase>,
+    phase: watch::Receiver<Phase>,
 ) {
-    let mut http1 = hyper::server::conn::http1::Builder::new();
-    http1.keep_alive(true);
-    let http1 = Arc::new(http1);
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = phase.wait_for(|p| *p == Phase::Closing) => return,
-        };
-        let stream = match accepted {
-            Ok((s, _)) => s,
-            Err(_) => {
-                // Out of descriptors or a reset before accept: back off, go on.
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let (handler, http1, phase) = (handler.clone(), http1.clone(), phase.clone());
+    let http1 = Arc::new(http1_builder());
+    accept_until_closing(listener, phase, |stream, phase| {
+        let (handler, http1) = (handler.clone(), http1.clone());
         tokio::spawn(async move {
             if opens_with_preface(&stream).await {
                 h2_connection(stream, handler, max_streams, phase).await;
             } else {
-                crate::transport::http1_connection(stream, handler, http1, phase).await;
+                http1_connection(stream, handler, http1, phase).await;
             }
         });
-    }
+    })
+    .await;
 }
 
 /// Whether the first bytes on `stream` are the HTTP/2 preface (read
@@ -203,16 +180,11 @@ async fn read_call(max_body: u64, req: http::Request<h2::RecvStream>) -> Result<
     // The message is read before anything is answered: a reply that ends
     // the stream while the client is still sending would reach it as a
     // reset stream instead of the status.
-    let limit = usize::try_from(max_body).unwrap_or(usize::MAX).saturating_add(MESSAGE_SLACK);
-    let mut data = bytes::BytesMut::new();
-    while let Some(chunk) = body.data().await {
-        let Ok(chunk) = chunk else { return Err(error(400, "the call was reset while it was read".into())) };
-        let _ = body.flow_control().release_capacity(chunk.len());
-        if data.len() + chunk.len() > limit {
-            return Err(error(413, format!("request body over {max_body} bytes")));
-        }
-        data.extend_from_slice(&chunk);
-    }
+    let data = match read_message(&mut body, max_body).await {
+        Ok(data) => data,
+        Err(Unread::Reset(_)) => return Err(error(400, "the call was reset while it was read".into())),
+        Err(Unread::TooLong(_)) => return Err(error(413, format!("request body over {max_body} bytes"))),
+    };
     if parts.uri.path() != CALL_PATH {
         return Err(error(404, format!("unknown method {}; calls are {CALL_PATH}", parts.uri.path())));
     }
@@ -326,156 +298,165 @@ impl Endpoint for GrpcPeer {
     }
 }
 
-/// gRPC client: one multiplexed HTTP/2 connection per peer instance,
-/// `TCP_NODELAY`; calls to a replicated peer go to its instances in turn.
-///
-/// Unary calls are framed on the `h2` crate directly (see the module doc).
-pub struct GrpcClient {
-    /// Per service; each call goes to the next instance.
-    peers: Vec<Balanced<GrpcPeer>>,
-    /// Largest reply payload accepted.
-    max_body_bytes: u64,
+/// A unary call as it goes out: the request's headers and its one framed message.
+struct GrpcRequest {
+    head: http::Request<()>,
+    message: Bytes,
 }
 
-impl GrpcClient {
-    /// A client for peers at `host:port` addresses, one instance each.
-    pub fn new(addrs: Vec<String>, max_body_bytes: u64) -> GrpcClient {
-        GrpcClient::with_instances(addrs.into_iter().map(|a| Instances::Fixed(vec![a])).collect(), max_body_bytes)
-    }
+impl Connections for GrpcPeer {
+    type Connection = h2::client::SendRequest<Bytes>;
+    type Request = GrpcRequest;
+    /// One shared connection: a call it did not take goes once more, on the one that replaced it.
+    const RESENDS: u32 = 1;
 
-    /// A client for peers with one or more instances each.
-    pub fn with_instances(peers: Vec<Instances>, max_body_bytes: u64) -> GrpcClient {
-        GrpcClient { peers: peers.into_iter().map(Balanced::new).collect(), max_body_bytes }
+    fn request(&self, operation: &str, headers: CallHeaders, body: Bytes) -> Result<GrpcRequest, CallError> {
+        let head = http::Request::post(self.uri.clone())
+            .header(http::header::CONTENT_TYPE, "application/grpc")
+            .header(http::header::TE, "trailers");
+        let head = client::with_context(head, headers).body(()).map_err(|e| CallError::protocol(&self.addr, e))?;
+        Ok(GrpcRequest { head, message: frame(&CallRequest { operation: operation.to_string(), payload: body }) })
     }
 
     /// The peer's connection, opened if there is none; `true` when new.
-    async fn connection(&self, p: &GrpcPeer) -> Result<(h2::client::SendRequest<Bytes>, bool), CallError> {
-        if let Some(s) = p.open() {
+    async fn connection(&self) -> Result<(Self::Connection, bool), CallError> {
+        if let Some(s) = self.open() {
             return Ok((s, false));
         }
-        let _connecting = p.connecting.lock().await;
-        if let Some(s) = p.open() {
+        let _connecting = self.connecting.lock().await;
+        if let Some(s) = self.open() {
             return Ok((s, false));
         }
-        let stream =
-            TcpStream::connect(&p.addr).await.map_err(|source| CallError::Connect { peer: p.addr.clone(), source })?;
-        let _ = stream.set_nodelay(true);
+        let stream = client::connect(&self.addr).await?;
         let (sender, conn) = h2::client::Builder::new()
             .initial_window_size(WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_send_buffer_size(WINDOW as usize)
             .handshake::<_, Bytes>(stream)
             .await
-            .map_err(|e| CallError::Protocol { peer: p.addr.clone(), message: e.to_string() })?;
+            .map_err(|e| CallError::protocol(&self.addr, e))?;
         tokio::spawn(async move {
             // Ends when the peer closes the connection or every sender is dropped.
             let _ = conn.await;
         });
-        *p.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(sender.clone());
+        *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(sender.clone());
         Ok((sender, true))
     }
 
-    async fn call_grpc(
-        &self,
-        peer: usize,
-        operation: &str,
-        headers: CallHeaders,
-        body: Bytes,
-    ) -> Result<Reply, CallError> {
-        let balanced = self.peers.get(peer).ok_or(CallError::NoPeer(peer))?;
-        let p = &*balanced.pick().await?;
-        let protocol = |message: String| CallError::Protocol { peer: p.addr.clone(), message };
-        let mut req = http::Request::post(p.uri.clone())
-            .header(http::header::CONTENT_TYPE, "application/grpc")
-            .header(http::header::TE, "trailers");
-        for (name, value) in
-            [("traceparent", headers.traceparent), ("tracestate", headers.tracestate), ("baggage", headers.baggage)]
-        {
-            if let Some(v) = value {
-                req = req.header(name, v);
-            }
-        }
-        let req = req.body(()).map_err(|e| protocol(e.to_string()))?;
-        let message = frame(&CallRequest { operation: operation.to_string(), payload: body });
-        let mut retried = false;
-        loop {
-            let (sender, fresh) = self.connection(p).await.inspect_err(|_| balanced.unreachable())?;
-            match self.exchange(sender, req.clone(), message.clone()).await {
-                Ok(reply) => return reply.map_err(protocol),
-                Err(e) => {
-                    // The connection is unusable: the next call opens another.
-                    p.forget();
-                    // A shared connection that closed before it took the
-                    // call (the peer restarted, or said GOAWAY): the callee
-                    // never saw it; again on a new connection.
-                    if e.unsent && !fresh && !retried {
-                        retried = true;
-                        continue;
-                    }
-                    return Err(protocol(e.message));
-                }
-            }
-        }
-    }
-
-    /// One call on `sender`'s connection. The outer error is the
-    /// connection's; the inner one a reply that is not gRPC.
     async fn exchange(
         &self,
-        sender: h2::client::SendRequest<Bytes>,
-        req: http::Request<()>,
-        message: Bytes,
-    ) -> Result<Result<Reply, String>, WireError> {
-        let mut sender = sender.ready().await?;
-        let (response, mut send) = sender.send_request(req, false)?;
-        // A callee may answer (and end the stream) before it has read the
-        // whole message: its answer is what counts.
-        let sent = send_all(&mut send, message, true);
-        let response = match (response.await, sent) {
-            (Ok(r), _) => r,
-            (Err(e), Ok(())) | (_, Err(e)) => return Err(e.into()),
-        };
-        let (parts, mut body) = response.into_parts();
-        if parts.status != http::StatusCode::OK {
-            return Ok(Err(format!("HTTP status {} to a gRPC call", parts.status)));
-        }
-        let limit = usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX).saturating_add(MESSAGE_SLACK);
-        let mut data = bytes::BytesMut::new();
-        while let Some(chunk) = body.data().await {
-            let chunk = chunk?;
-            let _ = body.flow_control().release_capacity(chunk.len());
-            if data.len() + chunk.len() > limit {
-                return Ok(Err(format!("reply over {limit} bytes")));
+        sender: Self::Connection,
+        request: GrpcRequest,
+        max_body_bytes: u64,
+    ) -> Result<Reply, Failed<GrpcRequest>> {
+        match exchange(sender, request.head.clone(), request.message.clone(), max_body_bytes).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(message)) => Err(Failed::Sent(CallError::protocol(&self.addr, message))),
+            Err(e) => {
+                // The connection is unusable: the next call opens another.
+                self.forget();
+                let error = CallError::protocol(&self.addr, e.message);
+                Err(if e.unsent { Failed::Unsent { request, error } } else { Failed::Sent(error) })
             }
-            data.extend_from_slice(&chunk);
         }
-        // A trailers-only reply (an error) has its status in the headers.
-        let trailers = if parts.headers.contains_key("grpc-status") { None } else { body.trailers().await? };
-        let status = trailers.as_ref().unwrap_or(&parts.headers);
-        let text = |k: &str| status.get(k).and_then(|v| v.to_str().ok());
-        let Some(code) = text("grpc-status").and_then(|v| v.parse::<i32>().ok()) else {
-            return Ok(Err("a reply without grpc-status".into()));
-        };
-        if code != Code::Ok as i32 {
-            let message = text("grpc-message").and_then(crate::transport::percent_decode).unwrap_or_default();
-            // Without palette-status the error did not come from a Palette service.
-            return Ok(match text(STATUS_METADATA).and_then(|v| v.parse::<u16>().ok()) {
-                Some(status) => Ok(Reply { status, server_ns: None, calls: None, body: Bytes::from(message) }),
-                None => Err(format!("gRPC status {code}: {message}")),
-            });
-        }
-        let reply = match unframe::<CallReply>(&data) {
-            Ok(r) => r,
-            Err(e) => return Ok(Err(e)),
-        };
-        let number = |k: &str| parts.headers.get(k).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-        Ok(Ok(Reply {
-            status: 200,
-            server_ns: number(SERVER_NS_HEADER),
-            calls: number(CALLS_HEADER).and_then(|n: u64| u32::try_from(n).ok()),
-            body: reply.payload,
-        }))
     }
+}
+
+/// gRPC client: one multiplexed HTTP/2 connection per peer instance,
+/// `TCP_NODELAY`; calls to a replicated peer go to its instances in turn.
+///
+/// Unary calls are framed on the `h2` crate directly (see the module doc).
+pub struct GrpcClient {
+    client: Client<GrpcPeer>,
+}
+
+impl GrpcClient {
+    /// A client for peers at `host:port` addresses, one instance each.
+    pub fn new(addrs: Vec<String>, max_body_bytes: u64) -> GrpcClient {
+        GrpcClient { client: Client::one_instance_each(addrs, max_body_bytes) }
+    }
+
+    /// A client for peers with one or more instances each.
+    pub fn with_instances(peers: Vec<Instances>, max_body_bytes: u64) -> GrpcClient {
+        GrpcClient { client: Client::new(peers, max_body_bytes) }
+    }
+}
+
+/// One call on `sender`'s connection. The outer error is the
+/// connection's; the inner one a reply that is not gRPC.
+async fn exchange(
+    sender: h2::client::SendRequest<Bytes>,
+    req: http::Request<()>,
+    message: Bytes,
+    max_body_bytes: u64,
+) -> Result<Result<Reply, String>, WireError> {
+    let mut sender = sender.ready().await?;
+    let (response, mut send) = sender.send_request(req, false)?;
+    // A callee may answer (and end the stream) before it has read the
+    // whole message: its answer is what counts.
+    let sent = send_all(&mut send, message, true);
+    let response = match (response.await, sent) {
+        (Ok(r), _) => r,
+        (Err(e), Ok(())) | (_, Err(e)) => return Err(e.into()),
+    };
+    let (parts, mut body) = response.into_parts();
+    if parts.status != http::StatusCode::OK {
+        return Ok(Err(format!("HTTP status {} to a gRPC call", parts.status)));
+    }
+    let data = match read_message(&mut body, max_body_bytes).await {
+        Ok(data) => data,
+        Err(Unread::Reset(e)) => return Err(e.into()),
+        Err(Unread::TooLong(limit)) => return Ok(Err(format!("reply over {limit} bytes"))),
+    };
+    // A trailers-only reply (an error) has its status in the headers.
+    let trailers = if parts.headers.contains_key("grpc-status") { None } else { body.trailers().await? };
+    let status = trailers.as_ref().unwrap_or(&parts.headers);
+    let text = |k: &str| status.get(k).and_then(|v| v.to_str().ok());
+    let Some(code) = text("grpc-status").and_then(|v| v.parse::<i32>().ok()) else {
+        return Ok(Err("a reply without grpc-status".into()));
+    };
+    if code != Code::Ok as i32 {
+        let message = text("grpc-message").and_then(crate::transport::percent_decode).unwrap_or_default();
+        // Without palette-status the error did not come from a Palette service.
+        return Ok(match text(STATUS_METADATA).and_then(|v| v.parse::<u16>().ok()) {
+            Some(status) => Ok(Reply { status, server_ns: None, calls: None, body: Bytes::from(message) }),
+            None => Err(format!("gRPC status {code}: {message}")),
+        });
+    }
+    let reply = match unframe::<CallReply>(&data) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(Ok(Reply {
+        status: 200,
+        server_ns: client::number(&parts.headers, SERVER_NS_HEADER),
+        calls: client::number(&parts.headers, CALLS_HEADER),
+        body: reply.payload,
+    }))
+}
+
+/// Why a message was not read whole.
+enum Unread {
+    /// The stream or its connection broke off.
+    Reset(h2::Error),
+    /// It ran over this many bytes: the payload limit and room for framing.
+    TooLong(usize),
+}
+
+/// Reads the one message of a call or reply, returning flow-control
+/// capacity as it goes; a payload may be at most `max_payload` bytes.
+async fn read_message(body: &mut h2::RecvStream, max_payload: u64) -> Result<bytes::BytesMut, Unread> {
+    let limit = usize::try_from(max_payload).unwrap_or(usize::MAX).saturating_add(MESSAGE_SLACK);
+    let mut data = bytes::BytesMut::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.map_err(Unread::Reset)?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        if data.len() + chunk.len() > limit {
+            return Err(Unread::TooLong(limit));
+        }
+        data.extend_from_slice(&chunk);
+    }
+    Ok(data)
 }
 
 /// The path of the one method.
@@ -522,7 +503,7 @@ fn send_all(send: &mut h2::SendStream<Bytes>, data: Bytes, end: bool) -> Result<
 
 impl Transport for GrpcClient {
     fn call<'a>(&'a self, peer: usize, operation: &'a str, headers: CallHeaders, body: Bytes) -> CallFuture<'a> {
-        Box::pin(self.call_grpc(peer, operation, headers, body))
+        Box::pin(self.client.call(peer, operation, headers, body))
     }
 }
 

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use palette_model::ApiId;
 use palette_model::exec::Context;
+use palette_trace::rng::Rng;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -121,29 +122,81 @@ fn error(status: u16, message: String) -> Outbound {
     Outbound::Error { status, message }
 }
 
+/// Where a request stands in its trace: the caller's trace, or a new
+/// root's with the sampling decision made here.
+struct InTrace {
+    trace_id: [u8; 16],
+    /// The caller's span; all zero for a new root.
+    parent_span: [u8; 8],
+    /// This request's SERVER span.
+    span_id: [u8; 8],
+    sampled: bool,
+    tracestate: Option<String>,
+}
+
 impl Service {
+    /// Checks a request, joins its trace, holds its place among the
+    /// requests in flight and runs its execution.
     async fn serve(&self, req: Inbound) -> Outbound {
         let t0 = Instant::now();
+        let (api, baggage) = match self.admit(&req) {
+            Ok(admitted) => admitted,
+            Err(refused) => return refused,
+        };
+        let (in_trace, rng) = self.join_trace(&req);
+        let (_held, before) = self.hold_in_flight();
+        let limits = &self.shared.config.limits;
+        if before >= limits.max_in_flight {
+            if in_trace.sampled {
+                self.record_overloaded(&req, api, &in_trace, t0);
+            }
+            let name = &self.shared.service_names[self.index];
+            return error(503, format!("service `{name}` is overloaded: {} requests in flight", limits.max_in_flight));
+        }
+        let start = self.start(api, &req, &baggage, in_trace, t0);
+        let out = self.shared.clone().execute(start, rng).await;
+        match out.failure {
+            None => Outbound::Ok {
+                body: self.shared.zeros.slice(..out.response_bytes),
+                server_ns: out.elapsed_ns,
+                calls: out.calls_made,
+            },
+            Some(f) => error(f.status, f.message),
+        }
+    }
+
+    /// The request's API and its checked baggage, or the answer that
+    /// refuses it: an operation this service does not have (404), baggage
+    /// that is malformed or names no API of the system (400), a new root
+    /// request while shutting down (503; calls are still served).
+    fn admit(&self, req: &Inbound) -> Result<(ApiId, Baggage), Outbound> {
         let sh = &self.shared;
         let name = &sh.service_names[self.index];
         let Some(&api) = self.ops.get(&req.operation) else {
-            return error(404, format!("service `{name}` has no operation `{}`", req.operation));
+            return Err(error(404, format!("service `{name}` has no operation `{}`", req.operation)));
         };
-        let model = &sh.config.model;
         let limits = &sh.config.limits;
         let baggage = match req.baggage.as_deref().map(|b| Baggage::parse(b, limits.max_baggage_bytes)).transpose() {
             Ok(b) => b.unwrap_or_default(),
-            Err(e) => return error(400, e.to_string()),
+            Err(e) => return Err(error(400, e.to_string())),
         };
-        let apis = model.apis.len() as u32;
+        let apis = sh.config.model.apis.len() as u32;
         for (key, value) in [("palette.root", baggage.root), ("palette.caller", baggage.caller)] {
             if let Some(v) = value.filter(|&v| v >= apis) {
-                return error(400, format!("baggage {key}={v} is not an API of this system ({apis} APIs)"));
+                return Err(error(400, format!("baggage {key}={v} is not an API of this system ({apis} APIs)")));
             }
         }
         if baggage.caller.is_none() && sh.draining.load(Ordering::Acquire) {
-            return error(503, format!("service `{name}` is shutting down"));
+            return Err(error(503, format!("service `{name}` is shutting down")));
         }
+        Ok((api, baggage))
+    }
+
+    /// The request's place in its trace (a malformed `traceparent` starts a
+    /// new one), and the random stream of its execution, which the
+    /// sampling of a new root draws from first.
+    fn join_trace(&self, req: &Inbound) -> (InTrace, Rng) {
+        let sh = &self.shared;
         let parent = req.traceparent.as_deref().and_then(TraceParent::parse);
         let span_id = Ids::span_id();
         let mut rng = sh.rng_for(self.index, span_id);
@@ -154,66 +207,66 @@ impl Service {
         };
         // W3C: tracestate is only meaningful beside a valid traceparent.
         let tracestate = if parent.is_some() { req.tracestate.as_deref().and_then(bound_tracestate) } else { None };
-        sh.active.fetch_add(1, Ordering::AcqRel);
+        (InTrace { trace_id, parent_span, span_id, sampled, tracestate }, rng)
+    }
+
+    /// Counts the request among this service's requests in flight and the
+    /// process's active work until the guard drops; with the count before it.
+    fn hold_in_flight(&self) -> (Held<'_>, u32) {
+        self.shared.active.fetch_add(1, Ordering::AcqRel);
         let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
-        let _held = Held(&self.in_flight, &sh.active);
-        if before >= limits.max_in_flight {
-            if sampled {
-                let now = sh.clock.unix_ns(t0);
-                sh.exporter.record(SpanRecord {
-                    service: name.clone(),
-                    instance: self.instance.clone(),
-                    trace_id,
-                    span_id,
-                    parent_span_id: parent_span,
-                    name: req.operation.clone(),
-                    kind: Kind::Server,
-                    start_unix_ns: now,
-                    end_unix_ns: now + crate::transport::ns_since(t0),
-                    error: Some("overloaded".into()),
-                    attributes: {
-                        let mut a = vec![
-                            ("palette.api", AttrValue::Int(i64::from(api))),
-                            ("http.response.status_code", AttrValue::Int(503)),
-                        ];
-                        if req.grpc {
-                            a.extend(crate::execute::grpc_attributes());
-                            a.push(("rpc.grpc.status_code", AttrValue::Int(crate::grpc::code_for(503) as i64)));
-                        }
-                        a
-                    },
-                });
-            }
-            return error(503, format!("service `{name}` is overloaded: {} requests in flight", limits.max_in_flight));
+        (Held(&self.in_flight, &self.shared.active), before)
+    }
+
+    /// The error SERVER span of a request refused for overload: the traces
+    /// show the 503 where it happened.
+    fn record_overloaded(&self, req: &Inbound, api: ApiId, in_trace: &InTrace, t0: Instant) {
+        let sh = &self.shared;
+        let mut attributes =
+            vec![("palette.api", AttrValue::Int(i64::from(api))), ("http.response.status_code", AttrValue::Int(503))];
+        if req.grpc {
+            attributes.extend(crate::execute::grpc_attributes());
+            attributes.push(("rpc.grpc.status_code", AttrValue::Int(crate::grpc::code_for(503) as i64)));
         }
+        let now = sh.clock.unix_ns(t0);
+        sh.exporter.record(SpanRecord {
+            service: sh.service_names[self.index].clone(),
+            instance: self.instance.clone(),
+            trace_id: in_trace.trace_id,
+            span_id: in_trace.span_id,
+            parent_span_id: in_trace.parent_span,
+            name: req.operation.clone(),
+            kind: Kind::Server,
+            start_unix_ns: now,
+            end_unix_ns: now + crate::transport::ns_since(t0),
+            error: Some("overloaded".into()),
+            attributes,
+        });
+    }
+
+    /// Where the execution of an admitted request starts: its API, caller
+    /// and depth from the baggage, its trace context for the calls it makes.
+    fn start(&self, api: ApiId, req: &Inbound, baggage: &Baggage, in_trace: InTrace, t0: Instant) -> Start {
+        let limits = &self.shared.config.limits;
         let trace = Arc::new(TraceCtx {
-            trace_id,
-            sampled,
-            tracestate,
+            trace_id: in_trace.trace_id,
+            sampled: in_trace.sampled,
+            tracestate: in_trace.tracestate,
             root: baggage.root.unwrap_or(api),
             tail: baggage.other_tail(limits.max_baggage_bytes),
         });
-        let start = Start {
+        Start {
             api,
             ctx: Context { caller: baggage.caller },
             trace,
             depth: baggage.depth,
-            span_id,
-            parent_span,
+            span_id: in_trace.span_id,
+            parent_span: in_trace.parent_span,
             kind: Kind::Server,
             request_bytes: req.body.len(),
             t0,
             grpc: req.grpc,
             instance: self.instance.clone(),
-        };
-        let out = sh.clone().execute(start, rng).await;
-        match out.failure {
-            None => Outbound::Ok {
-                body: sh.zeros.slice(..out.response_bytes),
-                server_ns: out.elapsed_ns,
-                calls: out.calls_made,
-            },
-            Some(f) => error(f.status, f.message),
         }
     }
 }

@@ -25,12 +25,16 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::balance::{Balanced, Endpoint, Instances};
+use crate::balance::{Endpoint, Instances};
 use crate::lateness::{LATENESS_PATH, LatenessReport};
 
 // The wire contract (paths, headers, encoding) is the spec's, shared with
 // the load generator.
 pub use palette_spec::wire::{CALLS_HEADER, OP_PREFIX, SERVER_NS_HEADER, percent_decode, percent_encode};
+
+pub(crate) mod client;
+
+use client::{Client, Connections, Failed};
 
 /// The context headers of a call; `None` leaves a header out (a root
 /// request from an outside client has none).
@@ -61,6 +65,13 @@ pub enum CallError {
     Protocol { peer: String, message: String },
     #[error("no peer {0}")]
     NoPeer(usize),
+}
+
+impl CallError {
+    /// `peer` answered, or broke off, in a way that is not the protocol's.
+    pub(crate) fn protocol(peer: &str, message: impl std::fmt::Display) -> CallError {
+        CallError::Protocol { peer: peer.to_string(), message: message.to_string() }
+    }
 }
 
 /// A boxed call in flight.
@@ -97,109 +108,94 @@ impl Endpoint for Peer {
     }
 }
 
+impl Connections for Peer {
+    type Connection = SendRequest<Full<Bytes>>;
+    type Request = http::Request<Full<Bytes>>;
+    /// Any idle connection in the pool may have closed: each is tried in turn, then a new one.
+    const RESENDS: u32 = u32::MAX;
+
+    fn request(&self, operation: &str, headers: CallHeaders, body: Bytes) -> Result<Self::Request, CallError> {
+        let req = http::Request::builder()
+            .method(Method::POST)
+            .uri(format!("{OP_PREFIX}{}", percent_encode(operation)))
+            .header(http::header::HOST, self.host.clone());
+        client::with_context(req, headers).body(Full::new(body)).map_err(|e| CallError::protocol(&self.addr, e))
+    }
+
+    async fn connection(&self) -> Result<(Self::Connection, bool), CallError> {
+        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        if let Some(sender) = pooled {
+            return Ok((sender, false));
+        }
+        let stream = client::connect(&self.addr).await?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| CallError::protocol(&self.addr, e))?;
+        tokio::spawn(async move {
+            // The connection ends when the peer closes it or the pool drops it.
+            let _ = conn.await;
+        });
+        Ok((sender, true))
+    }
+
+    async fn exchange(
+        &self,
+        mut sender: Self::Connection,
+        req: Self::Request,
+        max_body_bytes: u64,
+    ) -> Result<Reply, Failed<Self::Request>> {
+        let protocol = |e: &dyn std::fmt::Display| CallError::protocol(&self.addr, e);
+        if let Err(e) = sender.ready().await {
+            return Err(Failed::Unsent { request: req, error: protocol(&e) });
+        }
+        match sender.try_send_request(req).await {
+            Ok(resp) => {
+                let (parts, incoming) = resp.into_parts();
+                let body = Limited::new(incoming, max_body_bytes as usize)
+                    .collect()
+                    .await
+                    .map_err(|e| Failed::Sent(protocol(&format!("reading the response: {e}"))))?
+                    .to_bytes();
+                if !sender.is_closed() {
+                    let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+                    if idle.len() < MAX_IDLE_PER_PEER {
+                        idle.push(sender);
+                    }
+                }
+                let server_ns = client::number(&parts.headers, SERVER_NS_HEADER);
+                let calls = client::number(&parts.headers, CALLS_HEADER);
+                Ok(Reply { status: parts.status.as_u16(), server_ns, calls, body })
+            }
+            Err(mut e) => match e.take_message() {
+                // The connection closed before it took the request.
+                Some(back) => Err(Failed::Unsent { request: back, error: protocol(e.error()) }),
+                None => Err(Failed::Sent(protocol(e.error()))),
+            },
+        }
+    }
+}
+
 /// HTTP/1.1 client: keep-alive connections pooled per peer instance,
 /// `TCP_NODELAY` (the requests are small; Nagle would add 40 ms waits).
 pub struct HttpClient {
-    /// Per service; each call goes to the next instance.
-    peers: Vec<Balanced<Peer>>,
-    /// Largest response body read.
-    max_body_bytes: u64,
+    client: Client<Peer>,
 }
 
 impl HttpClient {
     /// A client for peers at `host:port` addresses, one instance each.
     pub fn new(addrs: Vec<String>, max_body_bytes: u64) -> HttpClient {
-        HttpClient::with_instances(addrs.into_iter().map(|a| Instances::Fixed(vec![a])).collect(), max_body_bytes)
+        HttpClient { client: Client::one_instance_each(addrs, max_body_bytes) }
     }
 
     /// A client for peers with one or more instances each.
     pub fn with_instances(peers: Vec<Instances>, max_body_bytes: u64) -> HttpClient {
-        HttpClient { peers: peers.into_iter().map(Balanced::new).collect(), max_body_bytes }
-    }
-
-    async fn connect(p: &Peer) -> Result<SendRequest<Full<Bytes>>, CallError> {
-        let stream =
-            TcpStream::connect(&p.addr).await.map_err(|source| CallError::Connect { peer: p.addr.clone(), source })?;
-        let _ = stream.set_nodelay(true);
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| CallError::Protocol { peer: p.addr.clone(), message: e.to_string() })?;
-        tokio::spawn(async move {
-            // The connection ends when the peer closes it or the pool drops it.
-            let _ = conn.await;
-        });
-        Ok(sender)
-    }
-
-    async fn call_http(
-        &self,
-        peer: usize,
-        operation: &str,
-        headers: CallHeaders,
-        body: Bytes,
-    ) -> Result<Reply, CallError> {
-        let balanced = self.peers.get(peer).ok_or(CallError::NoPeer(peer))?;
-        let p = &*balanced.pick().await?;
-        let protocol = |e: &dyn std::fmt::Display| CallError::Protocol { peer: p.addr.clone(), message: e.to_string() };
-        let mut req = http::Request::builder()
-            .method(Method::POST)
-            .uri(format!("{OP_PREFIX}{}", percent_encode(operation)))
-            .header(http::header::HOST, p.host.clone());
-        for (name, value) in
-            [("traceparent", headers.traceparent), ("tracestate", headers.tracestate), ("baggage", headers.baggage)]
-        {
-            if let Some(v) = value {
-                req = req.header(name, v);
-            }
-        }
-        let mut req = req.body(Full::new(body)).map_err(|e| protocol(&e))?;
-        loop {
-            let pooled = p.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-            let fresh = pooled.is_none();
-            let mut sender = match pooled {
-                Some(s) => s,
-                None => HttpClient::connect(p).await.inspect_err(|_| balanced.unreachable())?,
-            };
-            if let Err(e) = sender.ready().await {
-                if fresh {
-                    return Err(protocol(&e));
-                }
-                continue;
-            }
-            match sender.try_send_request(req).await {
-                Ok(resp) => {
-                    let (parts, incoming) = resp.into_parts();
-                    let body = Limited::new(incoming, self.max_body_bytes as usize)
-                        .collect()
-                        .await
-                        .map_err(|e| protocol(&format!("reading the response: {e}")))?
-                        .to_bytes();
-                    if !sender.is_closed() {
-                        let mut idle = p.idle.lock().unwrap_or_else(|e| e.into_inner());
-                        if idle.len() < MAX_IDLE_PER_PEER {
-                            idle.push(sender);
-                        }
-                    }
-                    let server_ns =
-                        parts.headers.get(SERVER_NS_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-                    let calls =
-                        parts.headers.get(CALLS_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-                    return Ok(Reply { status: parts.status.as_u16(), server_ns, calls, body });
-                }
-                Err(mut e) => match e.take_message() {
-                    // A pooled connection closed before it took the request:
-                    // the callee never saw it, so sending it again is safe.
-                    Some(back) if !fresh => req = back,
-                    _ => return Err(protocol(e.error())),
-                },
-            }
-        }
+        HttpClient { client: Client::new(peers, max_body_bytes) }
     }
 }
 
 impl Transport for HttpClient {
     fn call<'a>(&'a self, peer: usize, operation: &'a str, headers: CallHeaders, body: Bytes) -> CallFuture<'a> {
-        Box::pin(self.call_http(peer, operation, headers, body))
+        Box::pin(self.client.call(peer, operation, headers, body))
     }
 }
 
@@ -252,8 +248,9 @@ fn text(status: StatusCode, message: &str) -> http::Response<Full<Bytes>> {
     r
 }
 
-fn header_text(req: &http::Request<Incoming>, name: &str) -> Result<Option<String>, ()> {
-    let mut all = req.headers().get_all(name).iter();
+/// Every value of a header, joined with `,`; `Err` when one is not text.
+pub(crate) fn header_text(headers: &http::HeaderMap, name: &str) -> Result<Option<String>, ()> {
+    let mut all = headers.get_all(name).iter();
     let Some(first) = all.next() else { return Ok(None) };
     let mut s = first.to_str().map_err(|_| ())?.to_string();
     for v in all {
@@ -295,9 +292,9 @@ async fn dispatch(handler: Arc<dyn Handler>, req: http::Request<Incoming>) -> ht
         return text(StatusCode::PAYLOAD_TOO_LARGE, &format!("request body over {max} bytes"));
     }
     // A traceparent a header cannot hold as text is malformed: a new root.
-    let traceparent = header_text(&req, "traceparent").ok().flatten();
-    let tracestate = header_text(&req, "tracestate").ok().flatten();
-    let Ok(baggage) = header_text(&req, "baggage") else {
+    let traceparent = header_text(req.headers(), "traceparent").ok().flatten();
+    let tracestate = header_text(req.headers(), "tracestate").ok().flatten();
+    let Ok(baggage) = header_text(req.headers(), "baggage") else {
         return text(StatusCode::BAD_REQUEST, "baggage holds characters a header cannot carry");
     };
     let body = match Limited::new(req.into_body(), max as usize).collect().await {
@@ -323,10 +320,30 @@ async fn dispatch(handler: Arc<dyn Handler>, req: http::Request<Incoming>) -> ht
 /// Serves HTTP/1.1 on `listener` until [`Phase::Closing`], when the
 /// listener closes and each connection finishes its current request and
 /// closes.
-pub async fn serve_http(listener: TcpListener, handler: Arc<dyn Handler>, mut phase: watch::Receiver<Phase>) {
+pub async fn serve_http(listener: TcpListener, handler: Arc<dyn Handler>, phase: watch::Receiver<Phase>) {
+    let builder = Arc::new(http1_builder());
+    accept_until_closing(listener, phase, |stream, phase| {
+        tokio::spawn(http1_connection(stream, handler.clone(), builder.clone(), phase));
+    })
+    .await;
+}
+
+/// The HTTP/1.1 server settings of every port: keep-alive, as callers
+/// reuse their connections.
+pub(crate) fn http1_builder() -> hyper::server::conn::http1::Builder {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.keep_alive(true);
-    let builder = Arc::new(builder);
+    builder
+}
+
+/// Accepts connections on `listener` until [`Phase::Closing`], each
+/// `TCP_NODELAY`, and hands each to `serve` with the phase to watch; what
+/// every server's listener does, whatever the protocol.
+pub(crate) async fn accept_until_closing(
+    listener: TcpListener,
+    mut phase: watch::Receiver<Phase>,
+    mut serve: impl FnMut(TcpStream, watch::Receiver<Phase>),
+) {
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -341,7 +358,7 @@ pub async fn serve_http(listener: TcpListener, handler: Arc<dyn Handler>, mut ph
             }
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(http1_connection(stream, handler.clone(), builder.clone(), phase.clone()));
+        serve(stream, phase.clone());
     }
 }
 

@@ -25,9 +25,26 @@ fn cell(s: &str) -> String {
 /// Renders `README.md`; a baked `source` (system.json too big for a
 /// ConfigMap) changes how it runs on Kubernetes.
 pub fn render(config: &SystemConfig, opts: &GenerateOptions, source: &Source) -> String {
+    let mut s = String::new();
+    introduction(&mut s, config, source);
+    files_here(&mut s, source);
+    services(&mut s, config);
+    run_locally(&mut s, config);
+    // Every how-to after the local one names the first service's host in its examples.
+    let first = config.services.first().map(|s| s.host.as_str()).unwrap_or("SERVICE");
+    run_with_compose(&mut s, opts, first);
+    run_on_kubernetes(&mut s, config, opts, source, first);
+    collect_with_a_collector(&mut s, config);
+    big_systems(&mut s);
+    s
+}
+
+/// The title and what the system is: where its model came from, its size,
+/// and what each service does per request; for a baked system, why
+/// Kubernetes runs it differently.
+fn introduction(s: &mut String, config: &SystemConfig, source: &Source) {
     let name = &config.name;
     let model = &config.model;
-    let mut s = String::new();
     let _ = writeln!(s, "# Palette system `{name}`\n");
     let inputs = if model.provenance.inputs.is_empty() {
         String::new()
@@ -64,7 +81,11 @@ pub fn render(config: &SystemConfig, opts: &GenerateOptions, source: &Source) ->
             CONFIGMAP_MAX_BYTES
         );
     }
+}
 
+/// "What is here": the generated files; which ones Kubernetes gets
+/// `system.json` from depends on `source`.
+fn files_here(s: &mut String, source: &Source) {
     s.push_str("## What is here\n\n| file | what |\n|---|---|\n");
     s.push_str("| `system.json` | the system: services, ports, APIs, the model, work mode, tracing, limits (`palette-system/1`) |\n");
     s.push_str("| `compose.yaml`, `.env` | Docker Compose: one container per service, a `load` service (profile `load`); `.env` names the project |\n");
@@ -81,7 +102,12 @@ pub fn render(config: &SystemConfig, opts: &GenerateOptions, source: &Source) ->
     s.push_str(
         "| `Dockerfile`, `Dockerfile.dockerignore` | the image: `palette` built from the Palette repository |\n\n",
     );
+}
 
+/// "Services": the table of services, how replicated ones are reached,
+/// and the mix of root APIs the load generator sends.
+fn services(s: &mut String, config: &SystemConfig) {
+    let model = &config.model;
     s.push_str("## Services\n\n| service | host | port | APIs |\n|---|---|---:|---:|\n");
     for svc in &config.services {
         let port = if svc.instances > 1 {
@@ -112,7 +138,10 @@ pub fn render(config: &SystemConfig, opts: &GenerateOptions, source: &Source) ->
             let _ = writeln!(s, "- {} — {:.1}%", cell(&model.api_name(r.api)), 100.0 * r.count as f64 / total as f64);
         }
     }
+}
 
+/// "Run it locally": `palette up` and `palette load`, and where the spans land.
+fn run_locally(s: &mut String, config: &SystemConfig) {
     let spans = config.tracing.file.as_deref();
     s.push_str("\n## Run it locally\n\nFrom this directory:\n\n```sh\n");
     s.push_str("palette up .            # every service as a supervised process on 127.0.0.1\n");
@@ -128,8 +157,10 @@ pub fn render(config: &SystemConfig, opts: &GenerateOptions, source: &Source) ->
             None => "none to a file (`tracing.file` is null)".into(),
         }
     );
+}
 
-    let first = config.services.first().map(|s| s.host.as_str()).unwrap_or("SERVICE");
+/// "Run it with Docker Compose": through `palette`, or by hand with only Docker.
+fn run_with_compose(s: &mut String, opts: &GenerateOptions, first: &str) {
     s.push_str("## Run it with Docker Compose\n\n```sh\n");
     let _ =
         writeln!(s, "palette image --tag {}      # once: the image, from your palette binary (offline)", opts.image);
@@ -156,7 +187,13 @@ pub fn render(config: &SystemConfig, opts: &GenerateOptions, source: &Source) ->
          No OpenTelemetry collector is started: to send spans to one, generate with \
          `--otlp-endpoint http://HOST:4318/v1/traces`.\n"
     );
+}
 
+/// "Run it on Kubernetes", after a word on how much of it Palette's tests
+/// have run: the commands (a baked system builds and loads its own image
+/// and has no ConfigMap), scaling, resource requests and the spans.
+fn run_on_kubernetes(s: &mut String, config: &SystemConfig, opts: &GenerateOptions, source: &Source, first: &str) {
+    let name = &config.name;
     s.push_str(
         "Palette's own tests run a generated system like this one on Docker Compose for real \
          (`palette image`, `palette up --target compose`, load, spans compared). The Kubernetes \
@@ -215,7 +252,12 @@ pub fn render(config: &SystemConfig, opts: &GenerateOptions, source: &Source) ->
             ),
         }
     );
+}
 
+/// "Collect spans with an OpenTelemetry collector": the OTLP endpoint as
+/// configured now, and a minimal collector configuration to start from.
+fn collect_with_a_collector(s: &mut String, config: &SystemConfig) {
+    let name = &config.name;
     s.push_str("## Collect spans with an OpenTelemetry collector\n\n");
     let endpoint = config.tracing.otlp_endpoint.as_deref();
     let _ = writeln!(
@@ -244,7 +286,11 @@ pub fn render(config: &SystemConfig, opts: &GenerateOptions, source: &Source) ->
          that ConfigMap mounted at `/conf`, a volume at `/data`, and a Service `otel-collector` exposing port 4318. \
          The collector's file exporter writes OTLP JSON, which `palette compare` and `palette fit` read.\n"
     );
+}
 
+/// "Big systems": what changes when `system.json` outgrows a ConfigMap, or
+/// the system a machine.
+fn big_systems(s: &mut String) {
     s.push_str("## Big systems\n\n");
     let _ = writeln!(
         s,
@@ -253,5 +299,4 @@ pub fn render(config: &SystemConfig, opts: &GenerateOptions, source: &Source) ->
          runs every service in one process (a thousand services took 100-200 MiB in Palette's benchmarks, BENCHMARKS.md in \
          the Palette repository)."
     );
-    s
 }
